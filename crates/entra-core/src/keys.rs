@@ -1,0 +1,181 @@
+//! Signing keys: a JWKS document parsed into the keys this module will verify with.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use crate::error::KeySetError;
+
+/// The key types a signature algorithm needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed,
+}
+
+impl KeyFamily {
+    pub fn of(alg: Algorithm) -> Option<KeyFamily> {
+        use Algorithm::*;
+        match alg {
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Some(KeyFamily::Rsa),
+            ES256 => Some(KeyFamily::EcP256),
+            ES384 => Some(KeyFamily::EcP384),
+            EdDSA => Some(KeyFamily::Ed),
+            // HMAC algorithms never verify against a published key.
+            _ => None,
+        }
+    }
+}
+
+/// One public signing key.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub family: KeyFamily,
+    /// The key's own `issuer` property (Entra publishes one); `{tenantid}` may appear in it.
+    pub issuer: Option<String>,
+    pub(crate) decoding: DecodingKey,
+}
+
+/// The keys of one provider. Order means nothing; lookup is by `kid`.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<SigningKey>,
+}
+
+/// The smallest RSA modulus accepted, in bytes (2048 bits, as Entra and ring require).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+impl KeySet {
+    /// Parses a JWKS document. Keys this module cannot use (symmetric keys, encryption keys,
+    /// unknown curves, short RSA moduli, no `kid`) are skipped and described in the second value.
+    pub fn from_jwks(json: &[u8]) -> Result<(KeySet, Vec<String>), KeySetError> {
+        let doc: Value =
+            serde_json::from_slice(json).map_err(|e| KeySetError::NotJson(e.to_string()))?;
+        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+            return Err(KeySetError::NoKeysArray);
+        };
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut skipped = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match parse_key(entry) {
+                Ok(key) if keys.iter().any(|k: &SigningKey| k.kid == key.kid) => {
+                    skipped.push(format!("key {i}: duplicate kid \"{}\"", key.kid))
+                }
+                Ok(key) => keys.push(key),
+                Err(why) => skipped.push(format!("key {i}: {why}")),
+            }
+        }
+        if keys.is_empty() {
+            let why = if skipped.is_empty() {
+                "the set is empty".to_owned()
+            } else {
+                skipped.join("; ")
+            };
+            return Err(KeySetError::NoUsableKeys(why));
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.kid.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn str_field<'a>(entry: &'a Value, name: &str) -> Result<&'a str, String> {
+    entry
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("no string \"{name}\""))
+}
+
+fn b64_field(entry: &Value, name: &str) -> Result<Vec<u8>, String> {
+    let text = str_field(entry, name)?;
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| format!("\"{name}\" is not base64url"))
+}
+
+fn parse_key(entry: &Value) -> Result<SigningKey, String> {
+    if !entry.is_object() {
+        return Err("not an object".into());
+    }
+    let kid = str_field(entry, "kid")?.to_owned();
+    if let Some(usage) = entry.get("use") {
+        if usage.as_str() != Some("sig") {
+            return Err(format!("kid \"{kid}\" is not a signing key"));
+        }
+    }
+    let issuer = match entry.get("issuer") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(format!("kid \"{kid}\": \"issuer\" is not a string")),
+    };
+    let kty = str_field(entry, "kty")?;
+    let (family, decoding) = match kty {
+        "RSA" => {
+            let n = b64_field(entry, "n")?;
+            let e = b64_field(entry, "e")?;
+            let significant = n.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_MODULUS_BYTES {
+                return Err(format!("kid \"{kid}\": RSA modulus shorter than 2048 bits"));
+            }
+            (KeyFamily::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+        }
+        "EC" => {
+            let crv = str_field(entry, "crv")?;
+            let (family, width) = match crv {
+                "P-256" => (KeyFamily::EcP256, 32),
+                "P-384" => (KeyFamily::EcP384, 48),
+                _ => return Err(format!("kid \"{kid}\": unsupported curve \"{crv}\"")),
+            };
+            let x = b64_field(entry, "x")?;
+            let y = b64_field(entry, "y")?;
+            if x.len() != width || y.len() != width {
+                return Err(format!("kid \"{kid}\": EC point of the wrong size"));
+            }
+            let mut point = Vec::with_capacity(1 + 2 * width);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (family, DecodingKey::from_ec_der(&point))
+        }
+        "OKP" => {
+            let crv = str_field(entry, "crv")?;
+            if crv != "Ed25519" {
+                return Err(format!("kid \"{kid}\": unsupported curve \"{crv}\""));
+            }
+            let x = b64_field(entry, "x")?;
+            if x.len() != 32 {
+                return Err(format!("kid \"{kid}\": Ed25519 key of the wrong size"));
+            }
+            (KeyFamily::Ed, DecodingKey::from_ed_der(&x))
+        }
+        other => {
+            return Err(format!(
+                "kid \"{kid}\": key type \"{other}\" is not used for signatures"
+            ))
+        }
+    };
+    Ok(SigningKey {
+        kid,
+        family,
+        issuer,
+        decoding,
+    })
+}

@@ -1,0 +1,20 @@
+//! Entra ID access-token validation, with no nginx in sight.
+//!
+//! - [`keys`]: JWKS documents into signing keys.
+//! - [`provider`]: one Entra app's settings, checked (`entra_provider`).
+//! - [`token`]: judging a bearer token against a provider.
+//! - [`policy`]: location requirements (`entra_require_*`).
+//! - [`error`]: the denial vocabulary and configuration errors.
+
+mod crypto;
+pub mod error;
+pub mod keys;
+pub mod policy;
+pub mod provider;
+pub mod token;
+
+pub use error::{ConfigError, Denial, DenialClass, KeySetError};
+pub use keys::KeySet;
+pub use policy::{Policy, Requirement, Subject};
+pub use provider::{Provider, ProviderConfig};
+pub use token::VerifiedToken;

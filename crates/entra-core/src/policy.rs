@@ -1,0 +1,88 @@
+//! Location requirements (`entra_require_*`): each requirement is satisfied by ANY of its values,
+//! and every requirement of a location must be satisfied (ALL).
+
+use serde_json::Value;
+
+use crate::error::Denial;
+use crate::token::VerifiedToken;
+
+/// What a requirement looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// `groups` (object ids, compared without regard to case).
+    Group,
+    /// `roles`.
+    Role,
+    /// `scp`.
+    Scope,
+    /// `scp` or `roles`: delegated or application permission.
+    Permission,
+    /// Any top-level claim.
+    Claim(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub subject: Subject,
+    pub any_of: Vec<String>,
+}
+
+/// Claims that users or admins can change, and that must never authorize (rule 13).
+pub const MUTABLE_CLAIMS: [&str; 4] = ["email", "preferred_username", "upn", "unique_name"];
+
+/// Compares a claim value with a configured one: strings exactly, numbers and booleans by their
+/// JSON text, arrays by any element.
+fn claim_matches(value: &Value, wanted: &str) -> bool {
+    match value {
+        Value::String(s) => s == wanted,
+        Value::Number(_) | Value::Bool(_) => value.to_string() == wanted,
+        Value::Array(items) => items
+            .iter()
+            .any(|item| !item.is_array() && claim_matches(item, wanted)),
+        Value::Null | Value::Object(_) => false,
+    }
+}
+
+impl Requirement {
+    pub fn check(&self, token: &VerifiedToken) -> Result<(), Denial> {
+        let wants = |have: &str| self.any_of.iter().any(|w| w == have);
+        let satisfied = match &self.subject {
+            Subject::Group => {
+                if token.has_group_overage() {
+                    return Err(Denial::GroupOverage);
+                }
+                token
+                    .groups()
+                    .any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g)))
+            }
+            Subject::Role => token.roles().any(wants),
+            Subject::Scope => token.scopes().any(wants),
+            Subject::Permission => token.scopes().chain(token.roles()).any(wants),
+            Subject::Claim(name) => token
+                .claim(name)
+                .is_some_and(|v| self.any_of.iter().any(|w| claim_matches(v, w))),
+        };
+        if satisfied {
+            return Ok(());
+        }
+        Err(match self.subject {
+            Subject::Group => Denial::MissingGroup,
+            Subject::Role => Denial::MissingRole,
+            Subject::Scope => Denial::MissingScope,
+            Subject::Permission => Denial::MissingPermission,
+            Subject::Claim(_) => Denial::MissingClaim,
+        })
+    }
+}
+
+/// All requirements of one location.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub requirements: Vec<Requirement>,
+}
+
+impl Policy {
+    pub fn check(&self, token: &VerifiedToken) -> Result<(), Denial> {
+        self.requirements.iter().try_for_each(|r| r.check(token))
+    }
+}

@@ -1,0 +1,263 @@
+//! One Entra application as the operator describes it in `entra_provider { ... }`.
+
+use jsonwebtoken::{Algorithm, Validation};
+
+use crate::error::ConfigError;
+use crate::keys::{KeyFamily, KeySet};
+
+/// The tenant id of personal Microsoft accounts.
+pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+/// The default authority (global Azure cloud).
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// Placeholder filled from the token's `tid` in issuer templates.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+/// `true` for the canonical 8-4-4-4-12 hexadecimal form.
+pub fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Parses a GUID-valued directive argument, normalised to lower case as Entra writes them.
+pub fn parse_guid(directive: &'static str, value: &str) -> Result<String, ConfigError> {
+    if is_guid(value) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(ConfigError::NotAGuid {
+            directive,
+            value: value.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenant {
+    Id(String),
+    Common,
+    Organizations,
+    Consumers,
+}
+
+impl Tenant {
+    pub fn parse(value: &str) -> Result<Tenant, ConfigError> {
+        match value {
+            "common" => Ok(Tenant::Common),
+            "organizations" => Ok(Tenant::Organizations),
+            "consumers" => Ok(Tenant::Consumers),
+            v if is_guid(v) => Ok(Tenant::Id(v.to_ascii_lowercase())),
+            v => Err(ConfigError::BadTenant(v.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Tenant::Id(id) => id,
+            Tenant::Common => "common",
+            Tenant::Organizations => "organizations",
+            Tenant::Consumers => "consumers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedTenants {
+    Any,
+    Only(Vec<String>),
+}
+
+impl AllowedTenants {
+    pub fn allows(&self, tid: &str) -> bool {
+        match self {
+            AllowedTenants::Any => true,
+            AllowedTenants::Only(list) => list.iter().any(|t| t.eq_ignore_ascii_case(tid)),
+        }
+    }
+}
+
+pub fn parse_algorithm(value: &str) -> Result<Algorithm, ConfigError> {
+    use Algorithm::*;
+    Ok(match value {
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "PS256" => PS256,
+        "PS384" => PS384,
+        "PS512" => PS512,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "EdDSA" => EdDSA,
+        other => return Err(ConfigError::UnknownAlgorithm(other.to_owned())),
+    })
+}
+
+/// `https://` anywhere, `http://` only towards loopback (tests and the development IdP).
+/// Returns the URL without a trailing slash.
+pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::BadUrl {
+        directive,
+        value: value.to_owned(),
+    };
+    let rest = if let Some(rest) = value.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = value.strip_prefix("http://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(bad());
+        }
+        rest
+    } else {
+        return Err(bad());
+    };
+    if rest.is_empty() || rest.starts_with('/') || value.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// The v1 issuer host follows the cloud, not the authority (rule 17).
+fn v1_issuer_template(authority: &str) -> String {
+    let host = authority
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let china = host.ends_with(".microsoftonline.cn") || host.ends_with(".chinacloudapi.cn");
+    let sts = if china {
+        "https://sts.chinacloudapi.cn"
+    } else {
+        "https://sts.windows.net"
+    };
+    format!("{sts}/{TENANT_PLACEHOLDER}/")
+}
+
+/// What the operator wrote, directive by directive, before it is checked as a whole.
+#[derive(Debug, Default)]
+pub struct ProviderConfig {
+    pub tenant: Option<Tenant>,
+    pub client_id: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub authority: Option<String>,
+    pub issuers: Vec<String>,
+    pub allowed_tenants: Option<AllowedTenants>,
+    pub keys: Option<KeySet>,
+    pub leeway: Option<u64>,
+    pub algorithms: Option<Vec<Algorithm>>,
+    pub require_permission: Option<bool>,
+}
+
+/// A checked provider, ready for the request path.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub tenant: Tenant,
+    pub client_id: String,
+    pub audiences: Vec<String>,
+    pub authority: String,
+    /// Accepted issuers; `{tenantid}` is filled from the token's `tid`.
+    pub issuers: Vec<String>,
+    pub allowed_tenants: AllowedTenants,
+    pub keys: KeySet,
+    pub leeway: u64,
+    pub algorithms: Vec<Algorithm>,
+    pub require_permission: bool,
+    /// One prepared jsonwebtoken validation per allowed algorithm.
+    pub(crate) validations: Vec<(Algorithm, Validation)>,
+}
+
+impl ProviderConfig {
+    pub fn build(self, name: &str) -> Result<Provider, ConfigError> {
+        let tenant = self.tenant.ok_or(ConfigError::Missing("tenant"))?;
+        let client_id = self.client_id.ok_or(ConfigError::Missing("client_id"))?;
+        let keys = self.keys.ok_or(ConfigError::Missing("jwks_file"))?;
+        let authority = self
+            .authority
+            .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
+        let audiences = self
+            .audiences
+            .unwrap_or_else(|| vec![client_id.clone(), format!("api://{client_id}")]);
+        let issuers = if self.issuers.is_empty() {
+            vec![
+                format!("{authority}/{TENANT_PLACEHOLDER}/v2.0"),
+                v1_issuer_template(&authority),
+            ]
+        } else {
+            self.issuers
+        };
+        let allowed_tenants = match (self.allowed_tenants, &tenant) {
+            (Some(allowed), _) => allowed,
+            (None, Tenant::Id(id)) => AllowedTenants::Only(vec![id.clone()]),
+            (None, Tenant::Consumers) => AllowedTenants::Only(vec![CONSUMERS_TENANT_ID.to_owned()]),
+            (None, other) => {
+                return Err(ConfigError::AllowedTenantsRequired(
+                    other.as_str().to_owned(),
+                ))
+            }
+        };
+        let leeway = self.leeway.unwrap_or(60);
+        let algorithms = self.algorithms.unwrap_or_else(|| vec![Algorithm::RS256]);
+        let validations = algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.leeway = leeway;
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                // Audience and issuer follow Entra's rules, checked in `token`.
+                v.validate_aud = false;
+                // `exp` presence is checked in `token`, so that a string `exp` is reported as
+                // the wrong type rather than as missing.
+                v.set_required_spec_claims::<&str>(&[]);
+                (*alg, v)
+            })
+            .collect();
+        Ok(Provider {
+            name: name.to_owned(),
+            tenant,
+            client_id,
+            audiences,
+            authority,
+            issuers,
+            allowed_tenants,
+            keys,
+            leeway,
+            algorithms,
+            require_permission: self.require_permission.unwrap_or(true),
+            validations,
+        })
+    }
+}
+
+impl Provider {
+    pub(crate) fn validation(&self, alg: Algorithm) -> Option<&Validation> {
+        self.validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, v)| v)
+    }
+
+    /// `true` when some allowed algorithm can use a key of this family.
+    pub fn uses_family(&self, family: KeyFamily) -> bool {
+        self.algorithms
+            .iter()
+            .any(|a| KeyFamily::of(*a) == Some(family))
+    }
+
+    /// The v2-form issuer of a tenant, which Entra writes into its keys' `issuer` property.
+    pub(crate) fn v2_issuer(&self, tid: &str) -> String {
+        format!("{}/{tid}/v2.0", self.authority)
+    }
+}

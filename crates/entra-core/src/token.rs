@@ -1,0 +1,266 @@
+//! Judging one bearer token: structure, header, signature, then Entra's claim rules.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::Denial;
+use crate::keys::KeyFamily;
+use crate::provider::{is_guid, parse_algorithm, Provider, TENANT_PLACEHOLDER};
+
+/// Audiences that mark a Microsoft Graph token (rule 7).
+const GRAPH_AUDIENCES: [&str; 2] = [
+    "00000003-0000-0000-c000-000000000000",
+    "https://graph.microsoft.com",
+];
+
+/// Longest token judged at all; nginx's own header limits normally stop larger ones first.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// The JOSE header fields that decide anything. `jku`, `x5u`, `jwk` and `x5c` are never read:
+/// key material comes only from the provider's key set (rule 9).
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kid: Option<Cow<'a, str>>,
+    crit: Option<IgnoredAny>,
+    nonce: Option<IgnoredAny>,
+}
+
+/// A token whose signature and claims passed every rule of its provider.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    pub kid: String,
+    pub claims: Map<String, Value>,
+}
+
+fn str_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, Denial> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Denial::InvalidClaim(name)),
+    }
+}
+
+fn check_string_array(claims: &Map<String, Value>, name: &'static str) -> Result<(), Denial> {
+    match claims.get(name) {
+        None => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(Denial::InvalidClaim(name)),
+    }
+}
+
+fn strings<'a>(claims: &'a Map<String, Value>, name: &str) -> impl Iterator<Item = &'a str> {
+    claims
+        .get(name)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+impl Provider {
+    /// Judges a bearer token. `Ok` means every rule of this provider holds; location
+    /// requirements are checked afterwards by [`crate::policy::Policy`].
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, Denial> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Denial::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Denial::Malformed);
+        };
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| Denial::Malformed)?;
+        let header: JoseHeader =
+            serde_json::from_slice(&header_json).map_err(|_| Denial::Malformed)?;
+
+        // A Graph token's signature covers a nonce only Graph can rebuild: say so before the
+        // signature check would fail with a confusing reason.
+        if header.nonce.is_some() {
+            return Err(Denial::GraphToken);
+        }
+        if header.crit.is_some() {
+            return Err(Denial::CritHeader);
+        }
+        let alg = header.alg.as_deref().ok_or(Denial::Malformed)?;
+        let alg = parse_algorithm(alg).map_err(|_| Denial::AlgNotAllowed)?;
+        let validation = self.validation(alg).ok_or(Denial::AlgNotAllowed)?;
+        let kid = header.kid.as_deref().ok_or(Denial::MissingKid)?;
+        let key = self.keys.get(kid).ok_or(Denial::UnknownKid)?;
+        if KeyFamily::of(alg) != Some(key.family) {
+            return Err(Denial::AlgKeyMismatch);
+        }
+
+        crate::crypto::install();
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => Denial::BadSignature,
+                ErrorKind::ExpiredSignature => Denial::Expired,
+                ErrorKind::ImmatureSignature => Denial::NotYetValid,
+                ErrorKind::InvalidClaimFormat(c) if c == "nbf" => Denial::InvalidClaim("nbf"),
+                ErrorKind::InvalidClaimFormat(_) => Denial::InvalidClaim("exp"),
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    Denial::AlgNotAllowed
+                }
+                _ => Denial::Malformed,
+            })?
+            .claims;
+        if !claims.contains_key("exp") {
+            return Err(Denial::MissingExp);
+        }
+
+        self.check_audience(&claims)?;
+        let tid = str_claim(&claims, "tid")?;
+        if tid.is_some_and(|t| !is_guid(t)) {
+            return Err(Denial::InvalidClaim("tid"));
+        }
+        let iss = str_claim(&claims, "iss")?.ok_or(Denial::WrongIssuer)?;
+        self.check_issuer(iss, tid)?;
+        if let Some(key_issuer) = &key.issuer {
+            self.check_key_issuer(key_issuer, iss, tid)?;
+        }
+        for name in ["oid", "sub", "scp", "ver", "azp", "appid"] {
+            str_claim(&claims, name)?;
+        }
+        for name in ["roles", "groups"] {
+            check_string_array(&claims, name)?;
+        }
+        if self.require_permission && !claims.contains_key("scp") && !claims.contains_key("roles") {
+            return Err(Denial::NoPermissionClaims);
+        }
+        Ok(VerifiedToken {
+            kid: kid.to_owned(),
+            claims,
+        })
+    }
+
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
+        let accepted = |aud: &str| self.audiences.iter().any(|a| a == aud);
+        let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
+        let candidates: Vec<&str> = match claims.get("aud") {
+            None => return Err(Denial::WrongAudience),
+            Some(Value::String(aud)) => vec![aud],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().ok_or(Denial::InvalidClaim("aud")))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(Denial::InvalidClaim("aud")),
+        };
+        if candidates.iter().any(|a| accepted(a)) {
+            Ok(())
+        } else if candidates.iter().any(|a| graph(a)) {
+            Err(Denial::GraphToken)
+        } else {
+            Err(Denial::WrongAudience)
+        }
+    }
+
+    /// Exact match against the accepted issuers, `{tenantid}` filled from a GUID `tid`; then the
+    /// tenant allow-list (rule 4).
+    fn check_issuer(&self, iss: &str, tid: Option<&str>) -> Result<(), Denial> {
+        let matches = |template: &String| match (template.contains(TENANT_PLACEHOLDER), tid) {
+            (false, _) => template == iss,
+            (true, Some(tid)) => fill_tenant(template, tid) == iss,
+            (true, None) => false,
+        };
+        if !self.issuers.iter().any(matches) {
+            return Err(Denial::WrongIssuer);
+        }
+        match tid {
+            Some(tid) if !self.allowed_tenants.allows(tid) => Err(Denial::TenantNotAllowed),
+            _ => Ok(()),
+        }
+    }
+
+    /// A key that names an issuer signs only for it: compare with the token's issuer and with
+    /// its v2 form, which Entra writes into keys that sign v1 tokens too (rule 5).
+    fn check_key_issuer(
+        &self,
+        key_issuer: &str,
+        iss: &str,
+        tid: Option<&str>,
+    ) -> Result<(), Denial> {
+        let expected = match (key_issuer.contains(TENANT_PLACEHOLDER), tid) {
+            (true, Some(tid)) => fill_tenant(key_issuer, tid),
+            (true, None) => return Err(Denial::KeyIssuerMismatch),
+            (false, _) => key_issuer.to_owned(),
+        };
+        let v2_form = tid.map(|t| self.v2_issuer(t));
+        if expected == iss || v2_form.as_deref() == Some(expected.as_str()) {
+            Ok(())
+        } else {
+            Err(Denial::KeyIssuerMismatch)
+        }
+    }
+}
+
+fn fill_tenant(template: &str, tid: &str) -> String {
+    template.replace(TENANT_PLACEHOLDER, tid)
+}
+
+impl VerifiedToken {
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.claims.get(name)
+    }
+
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+
+    pub fn oid(&self) -> Option<&str> {
+        self.str("oid")
+    }
+
+    pub fn tid(&self) -> Option<&str> {
+        self.str("tid")
+    }
+
+    /// `preferred_username` (v2), else `upn` or `unique_name` (v1). For display only (rule 13).
+    pub fn upn(&self) -> Option<&str> {
+        self.str("preferred_username")
+            .or_else(|| self.str("upn"))
+            .or_else(|| self.str("unique_name"))
+    }
+
+    /// The calling client: `azp` (v2) or `appid` (v1).
+    pub fn app_id(&self) -> Option<&str> {
+        self.str("azp").or_else(|| self.str("appid"))
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        strings(&self.claims, "groups")
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        strings(&self.claims, "roles")
+    }
+
+    /// Delegated scopes: `scp` is one space-separated string.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.str("scp").unwrap_or("").split_ascii_whitespace()
+    }
+
+    /// Entra left the groups out (rule 16): `_claim_names.groups`, or `hasgroups` in implicit flow.
+    pub fn has_group_overage(&self) -> bool {
+        let named_elsewhere = self
+            .claims
+            .get("_claim_names")
+            .and_then(Value::as_object)
+            .is_some_and(|names| names.contains_key("groups"));
+        named_elsewhere || self.claims.get("hasgroups") == Some(&Value::Bool(true))
+    }
+}

@@ -1,0 +1,231 @@
+//! `entra-dev-idp`: plays Entra ID on loopback. See `entra-dev-idp help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use entra_dev_idp::keystore::{
+    KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY,
+};
+use entra_dev_idp::mint::{mint, MintOptions, Signing};
+use entra_dev_idp::{server, Error};
+
+const HELP: &str = "\
+entra-dev-idp: a development identity provider that speaks Entra ID's protocol on loopback.
+
+Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev-idp).
+
+  init [--tenant GUID] [--client-id GUID] [--authority URL]
+                      create the state with one RSA signing key
+  jwks [--out FILE]   print (or write) the public key set
+  kids                list key ids, the current one first
+  rotate [--kind rsa|ec|ed25519] [--issuer URL]
+                      add a key and sign new tokens with it (old keys stay published)
+  add-key [--kind rsa|ec|ed25519] [--issuer URL]
+                      add a key without making it current
+  remove-key KID      stop publishing a key
+  serve [--listen 127.0.0.1:9400]
+                      serve metadata documents and the key set
+  mint [options]      print an access token (default: user alice, v2, scp access_as_user)
+    --user NAME | --app NAME        user (delegated) or app-only token
+    --ver 1|2  --tid GUID  --aud AUD
+    --groups A,B  --roles A,B  --scp \"a b\"
+    --exp SECONDS  --nbf SECONDS    relative to now (negative: in the past)
+    --claim NAME=JSON   --unset NAME            (repeatable)
+    --header NAME=JSON  --unset-header NAME     (repeatable)
+    --key KID  --alg ALG
+    --sign key|none|hs256-pubkey|corrupt
+    --overage           groups left out as Entra does past 200
+    --graph             a Microsoft Graph token (header nonce)
+";
+
+struct Args {
+    words: Vec<String>,
+}
+
+impl Args {
+    /// Takes `--name VALUE` out of the arguments (the last one wins).
+    fn take(&mut self, name: &str) -> Result<Option<String>, Error> {
+        Ok(self.take_all(name)?.pop())
+    }
+
+    fn take_all(&mut self, name: &str) -> Result<Vec<String>, Error> {
+        let mut found = Vec::new();
+        while let Some(i) = self.words.iter().position(|w| w == name) {
+            if i + 1 >= self.words.len() {
+                return Err(Error::Usage(format!("{name} needs a value")));
+            }
+            found.push(self.words.remove(i + 1));
+            self.words.remove(i);
+        }
+        Ok(found)
+    }
+
+    fn flag(&mut self, name: &str) -> bool {
+        let before = self.words.len();
+        self.words.retain(|w| w != name);
+        before != self.words.len()
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        match self.words.first() {
+            None => Ok(()),
+            Some(w) => Err(Error::Usage(format!("unexpected argument \"{w}\""))),
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<Option<T>, Error> {
+    v.map(|s| {
+        s.parse()
+            .map_err(|_| Error::Usage(format!("{name}: \"{s}\" is not a number")))
+    })
+    .transpose()
+}
+
+fn pairs(name: &str, items: Vec<String>) -> Result<Vec<(String, serde_json::Value)>, Error> {
+    items
+        .into_iter()
+        .map(|item| {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("{name} wants NAME=JSON")))?;
+            let value = serde_json::from_str(v)
+                .map_err(|_| Error::Usage(format!("{name} {k}: not JSON: {v}")))?;
+            Ok((k.to_owned(), value))
+        })
+        .collect()
+}
+
+fn list(v: Option<String>) -> Option<Vec<String>> {
+    v.map(|s| {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+fn mint_options(a: &mut Args) -> Result<MintOptions, Error> {
+    Ok(MintOptions {
+        user: a.take("--user")?,
+        app: a.take("--app")?,
+        tenant: a.take("--tid")?,
+        audience: a.take("--aud")?,
+        version: parse_num("--ver", a.take("--ver")?)?,
+        groups: list(a.take("--groups")?),
+        roles: list(a.take("--roles")?),
+        scopes: a.take("--scp")?,
+        expires_in: parse_num("--exp", a.take("--exp")?)?,
+        not_before: parse_num("--nbf", a.take("--nbf")?)?,
+        claims: pairs("--claim", a.take_all("--claim")?)?,
+        unset_claims: a.take_all("--unset")?,
+        headers: pairs("--header", a.take_all("--header")?)?,
+        unset_headers: a.take_all("--unset-header")?,
+        key: a.take("--key")?,
+        alg: a.take("--alg")?,
+        signing: a
+            .take("--sign")?
+            .as_deref()
+            .map(Signing::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        overage: a.flag("--overage"),
+        graph: a.flag("--graph"),
+    })
+}
+
+fn run(mut a: Args) -> Result<(), Error> {
+    if a.words.is_empty() {
+        print!("{HELP}");
+        return Ok(());
+    }
+    let command = a.words.remove(0);
+    let state = a
+        .take("--state")?
+        .or_else(|| std::env::var("ENTRA_DEV_IDP_STATE").ok())
+        .map_or_else(|| PathBuf::from("entra-dev-idp"), PathBuf::from);
+    let kind = |a: &mut Args| -> Result<KeyKind, Error> {
+        a.take("--kind")?
+            .as_deref()
+            .map_or(Ok(KeyKind::Rsa), KeyKind::parse)
+    };
+    match command.as_str() {
+        "help" | "--help" | "-h" => print!("{HELP}"),
+        "init" => {
+            let settings = Settings {
+                tenant: a.take("--tenant")?.unwrap_or_else(|| DEV_TENANT.into()),
+                client_id: a
+                    .take("--client-id")?
+                    .unwrap_or_else(|| DEV_CLIENT_ID.into()),
+                authority: a
+                    .take("--authority")?
+                    .unwrap_or_else(|| GLOBAL_AUTHORITY.into()),
+            };
+            a.finish()?;
+            let store = KeyStore::init(&state, settings)?;
+            println!("{}", store.current().kid);
+        }
+        "jwks" => {
+            let out = a.take("--out")?;
+            a.finish()?;
+            let text =
+                serde_json::to_string_pretty(&KeyStore::open(&state)?.jwks()?).expect("JSON");
+            match out {
+                Some(path) => std::fs::write(&path, text + "\n").map_err(|e| Error::Io(path, e))?,
+                None => println!("{text}"),
+            }
+        }
+        "kids" => {
+            a.finish()?;
+            let store = KeyStore::open(&state)?;
+            println!("{}", store.current().kid);
+            for key in store.keys().iter().filter(|k| k.kid != store.current().kid) {
+                println!("{}", key.kid);
+            }
+        }
+        "rotate" | "add-key" => {
+            let kind = kind(&mut a)?;
+            let issuer = a.take("--issuer")?;
+            a.finish()?;
+            let kid = KeyStore::open(&state)?.add_key(kind, issuer, command == "rotate")?;
+            println!("{kid}");
+        }
+        "remove-key" => {
+            let kid = (!a.words.is_empty()).then(|| a.words.remove(0));
+            a.finish()?;
+            let kid = kid.ok_or_else(|| Error::Usage("remove-key KID".into()))?;
+            KeyStore::open(&state)?.remove_key(&kid)?;
+        }
+        "serve" => {
+            let listen = a
+                .take("--listen")?
+                .unwrap_or_else(|| "127.0.0.1:9400".into());
+            a.finish()?;
+            KeyStore::open(&state)?;
+            server::serve(state, &listen)?;
+        }
+        "mint" => {
+            let options = mint_options(&mut a)?;
+            a.finish()?;
+            println!("{}", mint(&KeyStore::open(&state)?, &options)?);
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "unknown command \"{other}\" (see help)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args {
+        words: std::env::args().skip(1).collect(),
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("entra-dev-idp: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
