@@ -1,1 +1,28 @@
-fn main() {}
+//! Makes nginx's build features visible to the module as `cfg(ngx_feature = "...")` and
+//! `cfg(ngx_os = "...")`; nginx-sys exports them only to crates that depend on it directly.
+
+use std::env;
+
+fn main() {
+    for (var, cfg) in [
+        ("DEP_NGINX_FEATURES", "ngx_feature"),
+        ("DEP_NGINX_OS", "ngx_os"),
+    ] {
+        if let Ok(check) = env::var(format!("{var}_CHECK")) {
+            println!("cargo::rustc-check-cfg=cfg({cfg}, values({check}))");
+        }
+        for value in env::var(var)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|v| !v.is_empty())
+        {
+            println!("cargo::rustc-cfg={cfg}=\"{value}\"");
+        }
+        println!("cargo::rerun-if-env-changed={var}");
+    }
+    // nginx symbols are resolved when nginx loads the module.
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
+        println!("cargo::rustc-link-arg=-undefined");
+        println!("cargo::rustc-link-arg=dynamic_lookup");
+    }
+}

@@ -69,6 +69,23 @@ fn strings<'a>(claims: &'a Map<String, Value>, name: &str) -> impl Iterator<Item
         .filter_map(Value::as_str)
 }
 
+/// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
+/// Another scheme (`Basic`, ...) is no token at all: it may be meant for another access module.
+pub fn bearer_token(header: &[u8]) -> Result<&str, Denial> {
+    let scheme_end = header
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\t')
+        .unwrap_or(header.len());
+    if !header[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+        return Err(Denial::NoToken);
+    }
+    let token = header[scheme_end..].trim_ascii();
+    if token.is_empty() || token.iter().any(|b| b.is_ascii_whitespace()) {
+        return Err(Denial::Malformed);
+    }
+    core::str::from_utf8(token).map_err(|_| Denial::Malformed)
+}
+
 impl Provider {
     /// Judges a bearer token. `Ok` means every rule of this provider holds; location
     /// requirements are checked afterwards by [`crate::policy::Policy`].

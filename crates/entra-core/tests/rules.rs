@@ -865,3 +865,16 @@ fn key_sets_skip_unusable_keys_and_refuse_empty_ones() {
     let hmac_only = json!({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]});
     assert!(KeySet::from_jwks(hmac_only.to_string().as_bytes()).is_err());
 }
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
+    use entra_core::token::bearer_token;
+    assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+    assert_eq!(bearer_token(b"bEaReR   abc.def.ghi  "), Ok("abc.def.ghi"));
+    assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), Err(Denial::NoToken));
+    assert_eq!(bearer_token(b"Bearerabc"), Err(Denial::NoToken));
+    assert_eq!(bearer_token(b""), Err(Denial::NoToken));
+    assert_eq!(bearer_token(b"Bearer"), Err(Denial::Malformed));
+    assert_eq!(bearer_token(b"Bearer a b"), Err(Denial::Malformed));
+    assert_eq!(bearer_token(b"Bearer \xff\xfe"), Err(Denial::Malformed));
+}

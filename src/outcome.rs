@@ -1,0 +1,85 @@
+//! The result of authentication, kept for the whole request.
+//!
+//! nginx clears every module's request context on an internal redirect (`error_page`,
+//! `try_files`, named locations), but the access log and error pages must still show who was
+//! refused and why, and a token must not be verified twice. So the result lives in a cleanup
+//! entry of the request pool, found again by its handler after a redirect (as nginx's realip
+//! module does), and the context only caches the pointer.
+
+use core::ffi::c_void;
+use core::mem::{align_of, size_of};
+use core::ptr;
+use std::sync::Arc;
+
+use entra_core::{Denial, Provider, VerifiedToken};
+use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
+use ngx::http::HttpModule;
+
+use crate::EntraModule;
+
+pub struct Outcome {
+    /// The provider that judged the token: another provider must judge it again.
+    pub provider: Arc<Provider>,
+    pub verified: Result<VerifiedToken, Denial>,
+    /// Why the request was refused at the latest access check, if it was.
+    pub denial: Option<Denial>,
+}
+
+// nginx pools align allocations to 8 bytes only.
+const _: () = assert!(align_of::<Outcome>() <= 8);
+
+unsafe extern "C" fn drop_outcome(data: *mut c_void) {
+    ptr::drop_in_place(data as *mut Outcome);
+}
+
+fn ctx_index() -> usize {
+    EntraModule::module().ctx_index
+}
+
+/// The outcome of this request, if it has one.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn get<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Outcome> {
+    let main = (*r).main;
+    let cached = *(*main).ctx.add(ctx_index()) as *mut Outcome;
+    if !cached.is_null() {
+        return Some(&mut *cached);
+    }
+    if (*main).internal() == 0 {
+        return None;
+    }
+    let mut cln: *mut ngx_pool_cleanup_t = (*(*main).pool).cleanup;
+    while !cln.is_null() {
+        // Both addresses come from this file, and no other function drops an `Outcome`, so the
+        // comparison cannot be fooled by function merging.
+        if (*cln)
+            .handler
+            .is_some_and(|h| ptr::fn_addr_eq(h, drop_outcome as unsafe extern "C" fn(*mut c_void)))
+        {
+            *(*main).ctx.add(ctx_index()) = (*cln).data;
+            return Some(&mut *((*cln).data as *mut Outcome));
+        }
+        cln = (*cln).next;
+    }
+    None
+}
+
+/// Stores a new outcome for this request, replacing the one that was there.
+///
+/// # Safety
+/// `r` must be a valid main request.
+pub unsafe fn store<'a>(r: *mut ngx_http_request_t, outcome: Outcome) -> Option<&'a mut Outcome> {
+    if let Some(existing) = get(r) {
+        *existing = outcome;
+        return Some(existing);
+    }
+    let cln = ngx_pool_cleanup_add((*r).pool, size_of::<Outcome>());
+    if cln.is_null() {
+        return None;
+    }
+    ptr::write((*cln).data as *mut Outcome, outcome);
+    (*cln).handler = Some(drop_outcome);
+    *(*r).ctx.add(ctx_index()) = (*cln).data;
+    Some(&mut *((*cln).data as *mut Outcome))
+}

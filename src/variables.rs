@@ -1,0 +1,192 @@
+//! `$entra_*` variables, read from the request's [`Outcome`](crate::outcome::Outcome).
+//!
+//! They are filled in the access phase, so `set` and `if` (rewrite phase) see them empty.
+//! They are not cached: the same request can be judged again after an internal redirect.
+
+use core::ptr;
+
+use entra_core::VerifiedToken;
+use ngx::core::Status;
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_int_t, ngx_pnalloc, ngx_str_t,
+    ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
+};
+use ngx::http::Request;
+use ngx::http_variable_get;
+use serde_json::Value;
+
+use crate::outcome;
+
+/// What a variable shows; the index is the variable's `data`.
+#[derive(Clone, Copy)]
+enum Field {
+    Oid,
+    Tid,
+    Sub,
+    Upn,
+    Name,
+    Email,
+    Groups,
+    Roles,
+    Scopes,
+    AppId,
+    TokenVersion,
+    Error,
+}
+
+const VARIABLES: [(&str, Field); 12] = [
+    ("entra_oid", Field::Oid),
+    ("entra_tid", Field::Tid),
+    ("entra_sub", Field::Sub),
+    ("entra_upn", Field::Upn),
+    ("entra_name", Field::Name),
+    ("entra_email", Field::Email),
+    ("entra_groups", Field::Groups),
+    ("entra_roles", Field::Roles),
+    ("entra_scopes", Field::Scopes),
+    ("entra_app_id", Field::AppId),
+    ("entra_token_version", Field::TokenVersion),
+    ("entra_error", Field::Error),
+];
+
+const CLAIM_PREFIX: &str = "entra_claim_";
+
+/// # Safety
+/// Called by nginx in preconfiguration with a valid `cf`.
+pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
+    let flags = NGX_HTTP_VAR_NOCACHEABLE as usize;
+    for (index, (name, _)) in VARIABLES.iter().enumerate() {
+        let mut name = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr() as *mut u8,
+        };
+        let var = ngx_http_add_variable(cf, &mut name, flags);
+        if var.is_null() {
+            return Status::NGX_ERROR.into();
+        }
+        (*var).get_handler = Some(get_field);
+        (*var).data = index;
+    }
+    let mut prefix = ngx_str_t {
+        len: CLAIM_PREFIX.len(),
+        data: CLAIM_PREFIX.as_ptr() as *mut u8,
+    };
+    let var = ngx_http_add_variable(cf, &mut prefix, flags | NGX_HTTP_VAR_PREFIX as usize);
+    if var.is_null() {
+        return Status::NGX_ERROR.into();
+    }
+    (*var).get_handler = Some(get_claim);
+    Status::NGX_OK.into()
+}
+
+fn join<'a>(items: impl Iterator<Item = &'a str>, sep: &str) -> Option<String> {
+    let joined = items.collect::<Vec<_>>().join(sep);
+    (!joined.is_empty()).then_some(joined)
+}
+
+fn field(token: &VerifiedToken, field: Field) -> Option<String> {
+    let own = |s: Option<&str>| s.map(str::to_owned);
+    match field {
+        Field::Oid => own(token.oid()),
+        Field::Tid => own(token.tid()),
+        Field::Sub => own(token.str("sub")),
+        Field::Upn => own(token.upn()),
+        Field::Name => own(token.str("name")),
+        Field::Email => own(token.str("email")),
+        Field::Groups => join(token.groups(), ","),
+        Field::Roles => join(token.roles(), ","),
+        Field::Scopes => join(token.scopes(), " "),
+        Field::AppId => own(token.app_id()),
+        Field::TokenVersion => own(token.str("ver")),
+        Field::Error => None,
+    }
+}
+
+/// A claim as text: strings as they are, arrays comma-joined, anything else as JSON.
+fn claim_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Copies a value into the request pool. Control characters become spaces, so that a claim
+/// can never split a header line when passed on with `proxy_set_header`.
+unsafe fn set_value(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    text: Option<String>,
+) -> Status {
+    let Some(text) = text else {
+        (*v).set_not_found(1);
+        return Status::NGX_OK;
+    };
+    let data = ngx_pnalloc((*r).pool, text.len().max(1)) as *mut u8;
+    if data.is_null() {
+        return Status::NGX_ERROR;
+    }
+    ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
+    for i in 0..text.len() {
+        let b = data.add(i);
+        if *b < 0x20 || *b == 0x7f {
+            *b = b' ';
+        }
+    }
+    (*v).data = data;
+    (*v).set_len(text.len() as u32);
+    (*v).set_valid(1);
+    (*v).set_no_cacheable(1);
+    (*v).set_not_found(0);
+    Status::NGX_OK
+}
+
+http_variable_get!(get_field, |request: &mut Request,
+                               v: *mut ngx_variable_value_t,
+                               data: usize| {
+    let r: *mut ngx_http_request_t = request.into();
+    // SAFETY: nginx calls variable handlers with a valid request and value.
+    unsafe {
+        let field_kind = VARIABLES[data].1;
+        let text = outcome::get(r).and_then(|o| match (field_kind, &o.verified) {
+            (Field::Error, _) => o.denial.map(|d| d.reason().to_owned()),
+            (kind, Ok(token)) => field(token, kind),
+            (_, Err(_)) => None,
+        });
+        set_value(r, v, text)
+    }
+});
+
+http_variable_get!(get_claim, |request: &mut Request,
+                               v: *mut ngx_variable_value_t,
+                               data: usize| {
+    let r: *mut ngx_http_request_t = request.into();
+    // SAFETY: for a prefix variable nginx passes the full variable name as `data`.
+    unsafe {
+        let full = &*(data as *const ngx_str_t);
+        let name = full
+            .as_bytes()
+            .get(CLAIM_PREFIX.len()..)
+            .and_then(|n| core::str::from_utf8(n).ok());
+        let text = match (outcome::get(r), name) {
+            (Some(o), Some(name)) => o
+                .verified
+                .as_ref()
+                .ok()
+                .and_then(|t| t.claim(name))
+                .and_then(claim_text),
+            _ => None,
+        };
+        set_value(r, v, text)
+    }
+});
