@@ -1,0 +1,94 @@
+package EntraTest;
+
+# Helpers shared by the suites in t/: minting tokens with the development IdP, and the default
+# provider, backend and protected location that a block gets unless it says otherwise.
+
+use strict;
+use warnings;
+
+use JSON::PP ();
+use Exporter 'import';
+
+our @EXPORT = qw(token bearer kid_of_kind idp $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
+
+our $TENANT = '9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93';
+our $CLIENT_ID = '6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64';
+our $OTHER_TENANT = '0d8e5b2a-7c4f-4e19-b3a6-1f5d9c2e8a70';
+
+for my $var (qw(ENTRA_DEV_IDP ENTRA_DEV_IDP_STATE TEST_NGINX_ENTRA_JWKS)) {
+    die "$var is not set: run the suites with scripts/test\n" unless $ENV{$var};
+}
+$ENV{TEST_NGINX_BACKEND_PORT} //= ($ENV{TEST_NGINX_PORT} || 1984) + 1;
+
+# Runs the development IdP; returns what it printed, without the final newline.
+sub idp {
+    my @args = @_;
+    open my $fh, '-|', $ENV{ENTRA_DEV_IDP}, @args, '--state', $ENV{ENTRA_DEV_IDP_STATE}
+        or die "cannot run the IdP: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    die "entra-dev-idp @args failed\n" if $?;
+    chomp $out;
+    return $out;
+}
+
+sub token { idp('mint', @_) }
+
+sub bearer { 'Authorization: Bearer ' . token(@_) }
+
+# The id of the first key of a kind (RSA, P-256, Ed25519) in the IdP's state.
+sub kid_of_kind {
+    my ($kind) = @_;
+    open my $fh, '<', "$ENV{ENTRA_DEV_IDP_STATE}/idp.json" or die "no IdP state: $!";
+    local $/;
+    my $state = JSON::PP::decode_json(<$fh>);
+    for my $key (@{ $state->{keys} }) {
+        return $key->{kid} if $key->{kind} eq $kind;
+    }
+    die "the IdP has no $kind key\n";
+}
+
+our $PROVIDER = <<"CONF";
+    entra_provider dev {
+        tenant     $TENANT;
+        client_id  $CLIENT_ID;
+        jwks_file  \$TEST_NGINX_ENTRA_JWKS;
+    }
+CONF
+
+our $BACKEND = <<'CONF';
+    upstream backend {
+        server 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        entra_auth off;
+        location / {
+            return 200 "backend $uri oid=$http_x_oid\n";
+        }
+    }
+CONF
+
+our $PROTECTED = <<'CONF';
+    location /api {
+        entra_auth dev;
+        proxy_pass http://backend;
+    }
+CONF
+
+# Unless a block says otherwise: the `dev` provider and a backend in http_config, a protected
+# /api location in config, and `GET /api` as the request.
+sub use_defaults {
+    main::add_block_preprocessor(sub {
+        my $block = shift;
+        my $http = $block->http_config // '';
+        $http = $PROVIDER . $http unless $http =~ /entra_provider dev\b/ || defined $block->no_default_provider;
+        $http .= $BACKEND unless $http =~ /upstream backend\b/;
+        $block->set_value(http_config => $http);
+        $block->set_value(config => $PROTECTED) unless defined $block->config;
+        $block->set_value(request => 'GET /api') unless defined $block->request;
+    });
+}
+
+1;
