@@ -7,9 +7,11 @@ use strict;
 use warnings;
 
 use JSON::PP ();
+use MIME::Base64 qw(encode_base64url);
 use Exporter 'import';
 
-our @EXPORT = qw(token bearer kid_of_kind idp $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
+our @EXPORT = qw(token bearer stranger_token kid_of_kind idp b64url replace_part
+    $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
 
 our $TENANT = '9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93';
 our $CLIENT_ID = '6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64';
@@ -21,21 +23,40 @@ for my $var (qw(ENTRA_DEV_IDP ENTRA_DEV_IDP_STATE TEST_NGINX_ENTRA_JWKS)) {
 $ENV{TEST_NGINX_BACKEND_PORT} //= ($ENV{TEST_NGINX_PORT} || 1984) + 1;
 
 # Runs the development IdP; returns what it printed, without the final newline.
-sub idp {
-    my @args = @_;
-    open my $fh, '-|', $ENV{ENTRA_DEV_IDP}, @args, '--state', $ENV{ENTRA_DEV_IDP_STATE}
+sub idp { idp_with_state($ENV{ENTRA_DEV_IDP_STATE}, @_) }
+
+sub idp_with_state {
+    my ($state, @args) = @_;
+    open my $fh, '-|', $ENV{ENTRA_DEV_IDP}, @args, '--state', $state
         or die "cannot run the IdP: $!";
     local $/;
     my $out = <$fh>;
     close $fh;
     die "entra-dev-idp @args failed\n" if $?;
-    chomp $out;
+    $out =~ s/\n\z//;
     return $out;
 }
 
 sub token { idp('mint', @_) }
 
 sub bearer { 'Authorization: Bearer ' . token(@_) }
+
+# A token from another IdP whose keys the module does not know (same tenant and audience).
+sub stranger_token {
+    my $state = "$ENV{ENTRA_DEV_IDP_STATE}-stranger";
+    idp_with_state($state, 'init') unless -e "$state/idp.json";
+    return idp_with_state($state, 'mint', @_);
+}
+
+sub b64url { encode_base64url($_[0]) }
+
+# A valid token with part 0 (header), 1 (payload) or 2 (signature) replaced as given.
+sub replace_part {
+    my ($index, $text, @mint) = @_;
+    my @parts = split /\./, token(@mint);
+    $parts[$index] = $text;
+    return join '.', @parts;
+}
 
 # The id of the first key of a kind (RSA, P-256, Ed25519) in the IdP's state.
 sub kid_of_kind {

@@ -368,7 +368,11 @@ sub check_response {
         Test::More::fail("$name - request: $res->{error}");
         return;
     }
-    Test::More::is($res->{status}, $expect->{error_code} // 200, "$name - status code ok");
+    if (defined(my $like = $expect->{error_code_like})) {
+        Test::More::like($res->{status}, qr/$like/, "$name - status code like");
+    } else {
+        Test::More::is($res->{status}, $expect->{error_code} // 200, "$name - status code ok");
+    }
     if (defined(my $want = $expect->{response_headers})) {
         for my $line (grep { length } split /\n/, $want) {
             if ($line =~ /^!\s*(\S+)/) {
@@ -414,6 +418,17 @@ sub check_log {
     }
 }
 
+# --- grep_error_log PATTERN and --- grep_error_log_out: every match, each followed by a newline.
+sub check_grep_log {
+    my ($block, $log) = @_;
+    my $pattern = $block->value('grep_error_log');
+    return unless defined $pattern;
+    chomp $pattern unless ref $pattern;
+    my $re = ref $pattern eq 'Regexp' ? $pattern : qr/\Q$pattern\E/;
+    my $got = join '', map { "$_\n" } $log =~ /($re)/g;
+    Test::More::is($got, $block->value('grep_error_log_out') // '', $block->name . " - grep_error_log_out");
+}
+
 sub run_block {
     my ($block) = @_;
     $_->($block) for @preprocessors;
@@ -437,7 +452,7 @@ sub run_block {
     my $n = @requests;
     my @more = as_list($block->value('more_headers'), $n);
     my %expect;
-    for my $k (qw(error_code response_headers response_headers_like response_body response_body_like)) {
+    for my $k (qw(error_code error_code_like response_headers response_headers_like response_body response_body_like)) {
         $expect{$k} = [as_list($block->value($k), $n)];
     }
     my $timeout = $block->value('timeout') // 5;
@@ -448,7 +463,9 @@ sub run_block {
         check_response($block, $res, $n > 1 ? $i + 1 : 0, \%e);
     }
     stop_nginx($pid);
-    check_log($block, read_file("$ServRoot/logs/error.log") . read_file("$ServRoot/logs/stderr.log"));
+    my $log = read_file("$ServRoot/logs/error.log") . read_file("$ServRoot/logs/stderr.log");
+    check_log($block, $log);
+    check_grep_log($block, $log);
 }
 
 sub run_tests {
