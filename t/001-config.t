@@ -1,0 +1,380 @@
+# Configuration: what nginx -t accepts, what it refuses (naming the directive, file and line),
+# and what it warns about.
+use Test::Nginx::Socket 'no_plan';
+use EntraTest;
+
+log_level('info');
+use_defaults();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a complete provider with every directive is accepted
+--- http_config
+    entra_provider full {
+        tenant          9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id       6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        audience        api://orders 6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        authority       https://login.microsoftonline.com/;
+        issuer          "https://sts.windows.net/{tenantid}/" "https://login.microsoftonline.com/{tenantid}/v2.0";
+        jwks_file       $TEST_NGINX_ENTRA_JWKS;
+        leeway          2m;
+        algorithms      RS256 PS256 ES256 EdDSA;
+        require_permission off;
+    }
+--- config
+    location /api {
+        entra_auth full;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer('--aud', 'api://orders', '--unset', 'scp')
+--- error_code: 200
+--- no_error_log
+[warn]
+[emerg]
+
+=== TEST 2: an unknown provider
+--- config
+    location /api {
+        entra_auth nosuch;
+        proxy_pass http://backend;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*entra_auth: unknown entra_provider "nosuch" in \S+nginx\.conf:\d+/
+
+=== TEST 3: a provider may be used before it is defined
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location /x { entra_auth late; proxy_pass http://backend; }
+    }
+    entra_provider late {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+    upstream backend { server 127.0.0.1:$TEST_NGINX_SERVER_PORT; }
+--- config
+    location /api {
+        entra_auth late;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/open;
+    }
+    location /open { return 200 "open\n"; }
+--- more_headers eval: bearer()
+--- response_body
+open
+
+=== TEST 4: a tenant that is not a GUID
+--- http_config
+    entra_provider bad {
+        tenant     contoso.onmicrosoft.com;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"tenant" value "contoso\.onmicrosoft\.com" is neither a GUID nor common, organizations or consumers in \S+nginx\.conf:\d+/
+
+=== TEST 5: a client_id that is not a GUID
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  orders-api;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"client_id" value "orders-api" is not a GUID in \S+nginx\.conf:\d+/
+
+=== TEST 6: no client_id, reported at the block's first line
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*entra_provider "bad": "client_id" is required in \S+nginx\.conf:\d+/
+
+=== TEST 7: common without allowed_tenants
+--- http_config
+    entra_provider multi {
+        tenant     common;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant "common"/
+
+=== TEST 8: organizations without allowed_tenants
+--- http_config
+    entra_provider multi {
+        tenant     organizations;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log
+"allowed_tenants" is required with tenant "organizations"
+
+=== TEST 9: an allowed tenant that is not a GUID
+--- http_config
+    entra_provider multi {
+        tenant          common;
+        client_id       6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        allowed_tenants contoso;
+        jwks_file       $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/"allowed_tenants" value "contoso" is not a GUID in \S+nginx\.conf:\d+/
+
+=== TEST 10: an unreadable jwks_file
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  /nonexistent/keys.json;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"jwks_file" "\/nonexistent\/keys\.json": No such file or directory .* in \S+nginx\.conf:\d+/
+
+=== TEST 11: a jwks_file that is not JSON
+--- user_files
+>>> keys.json
+this is not a key set
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  ../html/keys.json;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"jwks_file" "\S+html\/keys\.json": not a JSON object/
+
+=== TEST 12: a jwks_file with no usable key
+--- user_files
+>>> keys.json
+{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  ../html/keys.json;
+    }
+--- must_die
+--- error_log
+no usable signing key (key 0: kid "h": key type "oct" is not used for signatures)
+
+=== TEST 13: unusable keys beside good ones draw a warning
+--- user_files
+>>> keys.json
+{"keys": [{"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}, {"kty": "EC", "kid": "p", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
+--- http_config
+    entra_provider ec {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  ../html/keys.json;
+        algorithms ES256;
+    }
+--- config
+    location /api { entra_auth ec; proxy_pass http://backend; }
+--- error_code: 401
+--- error_log
+key 0: kid "enc" is not a signing key (skipped)
+
+=== TEST 14: no key fits the algorithms
+--- user_files
+>>> keys.json
+{"keys": [{"kty": "EC", "kid": "p", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
+--- http_config
+    entra_provider ec {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  ../html/keys.json;
+    }
+--- config
+    location /api { entra_auth ec; proxy_pass http://backend; }
+--- error_code: 401
+--- error_log
+entra_provider "ec": no key in the key set fits "algorithms"
+
+=== TEST 15: an unknown algorithm
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        algorithms RS256 HS256;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:\d+/
+
+=== TEST 16: an authority over plain http to a remote host
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        authority  http://login.example.com;
+    }
+--- must_die
+--- error_log
+"authority" value "http://login.example.com" must be an https:// URL, or http:// on a loopback address
+
+=== TEST 17: an unknown directive inside entra_provider
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        tennant    common;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\d+/
+
+=== TEST 18: a duplicate directive inside entra_provider
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        tenant     common;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log
+"tenant" directive is duplicate
+
+=== TEST 19: the wrong number of arguments inside entra_provider
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93 common;
+    }
+--- must_die
+--- error_log
+invalid number of arguments in "tenant" directive
+
+=== TEST 20: a leeway that is not a time
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        leeway     soon;
+    }
+--- must_die
+--- error_log
+"leeway" value "soon" is not a time
+
+=== TEST 21: require_permission takes on or off
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        require_permission yes;
+    }
+--- must_die
+--- error_log
+"require_permission" value "yes" must be "on" or "off"
+
+=== TEST 22: two providers of one name
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
+
+=== TEST 23: entra_provider is not allowed in a server
+--- config
+    entra_provider inner {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+    }
+--- must_die
+--- error_log
+"entra_provider" directive is not allowed here
+
+=== TEST 24: entra_auth twice at one level
+--- config
+    location /api {
+        entra_auth dev;
+        entra_auth off;
+        proxy_pass http://backend;
+    }
+--- must_die
+--- error_log eval
+qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
+
+=== TEST 25: off and a requirement at one level
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_group g1;
+        entra_require_group off;
+        proxy_pass http://backend;
+    }
+--- must_die
+--- error_log
+"entra_require_group" cannot be both "off" and a requirement at one level
+
+=== TEST 26: entra_require_claim needs a value
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_claim tid;
+        proxy_pass http://backend;
+    }
+--- must_die
+--- error_log
+"entra_require_claim" needs a claim name and at least one value (or "off")
+
+=== TEST 27: a mutable claim draws a warning
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_claim preferred_username alice@contoso.example;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*entra_require_claim "preferred_username": this claim can be changed by users or admins; authorize on oid, tid, groups or roles instead in \S+nginx\.conf:\d+/
+
+=== TEST 28: every mutable claim draws the warning
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_claim email a;
+        entra_require_claim upn a;
+        entra_require_claim unique_name a;
+        proxy_pass http://backend;
+    }
+--- error_code: 401
+--- error_log
+entra_require_claim "email": this claim can be changed
+entra_require_claim "upn": this claim can be changed
+entra_require_claim "unique_name": this claim can be changed
+
+=== TEST 29: a directive with no arguments
+--- config
+    location /api {
+        entra_auth;
+    }
+--- must_die
+--- error_log
+invalid number of arguments in "entra_auth" directive
