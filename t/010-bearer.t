@@ -29,3 +29,157 @@ Authorization: Basic dXNlcjpwYXNz
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev"
+
+=== TEST 4: a v1 token (sts.windows.net issuer, App ID URI audience)
+--- more_headers eval: bearer('--ver', '1')
+--- error_code: 200
+
+=== TEST 5: an app-only token with roles
+--- more_headers eval: bearer('--app', 'nightly-job')
+--- error_code: 200
+
+=== TEST 6: an invalid token: invalid_token with the reason
+--- more_headers eval: bearer('--exp', '-3600')
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="expired"
+--- error_log
+entra: access denied: expired (provider "dev"): the token has expired
+--- no_error_log
+[error]
+
+=== TEST 7: the denial log names who was refused but never the token
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_group admins;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer('--user', 'carol', '--groups', 'staff')
+--- error_code: 403
+--- error_log eval
+qr/\[info\] .*entra: access denied: missing_group \(provider "dev", oid [0-9a-f-]{36}, tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93, kid \S+\)/
+--- no_error_log eval
+qr/eyJ/
+
+=== TEST 8: ES256 and EdDSA keys work once allowed
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        algorithms RS256 ES256 EdDSA;
+    }
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: [bearer('--key', kid_of_kind('P-256')), bearer('--key', kid_of_kind('Ed25519'))]
+--- error_code eval: [200, 200]
+
+=== TEST 9: a configured audience replaces the default one
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        audience   api://orders;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: [bearer('--aud', 'api://orders'), bearer()]
+--- error_code eval: [200, 401]
+
+=== TEST 10: a multi-tenant provider accepts the listed tenants only
+--- http_config
+    entra_provider dev {
+        tenant          organizations;
+        client_id       6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        allowed_tenants 0d8e5b2a-7c4f-4e19-b3a6-1f5d9c2e8a70;
+        jwks_file       $TEST_NGINX_ENTRA_JWKS;
+    }
+--- request eval: ['GET /api', 'GET /api', 'GET /api']
+--- more_headers eval
+[bearer('--tid', $EntraTest::OTHER_TENANT), bearer('--tid', $EntraTest::OTHER_TENANT, '--ver', '1'), bearer()]
+--- error_code eval: [200, 200, 401]
+--- response_headers eval
+[undef, undef, 'WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="tenant_not_allowed"']
+
+=== TEST 11: allowed_tenants any must be said, and then takes every tenant
+--- http_config
+    entra_provider dev {
+        tenant          common;
+        client_id       6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        allowed_tenants any;
+        jwks_file       $TEST_NGINX_ENTRA_JWKS;
+    }
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: [bearer('--tid', $EntraTest::OTHER_TENANT), bearer()]
+--- error_code eval: [200, 200]
+
+=== TEST 12: configured issuers replace the built-in table
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        issuer     "https://sts.windows.net/{tenantid}/";
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: [bearer('--ver', '1'), bearer()]
+--- error_code eval: [200, 401]
+
+=== TEST 13: require_permission off lets a token without scp or roles in
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        require_permission off;
+    }
+--- more_headers eval: bearer('--unset', 'scp')
+--- error_code: 200
+
+=== TEST 14: leeway 0 refuses a token that expired a few seconds ago
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        leeway     0;
+    }
+--- more_headers eval: bearer('--exp', '-5')
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="expired"
+
+=== TEST 15: two providers, one per location, each with its own audience and realm
+--- http_config
+    entra_provider orders {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+    entra_provider billing {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  4b9e1f3a-2c7d-4e8f-a1b5-6d3c9e2f7a18;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- config
+    location /orders { entra_auth orders; proxy_pass http://backend; }
+    location /billing { entra_auth billing; proxy_pass http://backend; }
+--- request eval: ['GET /orders', 'GET /billing', 'GET /billing']
+--- more_headers eval: [bearer(), bearer(), bearer('--aud', '4b9e1f3a-2c7d-4e8f-a1b5-6d3c9e2f7a18')]
+--- error_code eval: [200, 401, 200]
+--- response_headers eval
+[undef, 'WWW-Authenticate: Bearer realm="billing", error="invalid_token", error_description="wrong_audience"', undef]
+
+=== TEST 16: a 401 from the module is not turned into a 5xx by an error_page
+--- config
+    location /api {
+        entra_auth dev;
+        error_page 401 = @denied;
+        proxy_pass http://backend;
+    }
+    location @denied {
+        return 401 "denied\n";
+    }
+--- error_code: 401
+--- response_body
+denied
