@@ -14,7 +14,7 @@ use ngx::ffi::{
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ALERT,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
-use ngx::ngx_log_error;
+use ngx::{ngx_log_debug_http, ngx_log_error};
 
 use crate::outcome::{self, Outcome};
 use crate::{log, EntraModule};
@@ -78,6 +78,11 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     let outcome = match outcome::get(r) {
         Some(o) if Arc::ptr_eq(&o.provider, provider) => o,
         _ => {
+            ngx_log_debug_http!(
+                request,
+                "entra: judging the token with provider \"{}\"",
+                provider.name
+            );
             let judged = Outcome {
                 provider: provider.clone(),
                 verified: judge(provider, authorization_header(r)),

@@ -8,6 +8,7 @@ use warnings;
 
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
+use MIME::Base64 ();
 use Exporter 'import';
 
 our @EXPORT = qw(token bearer stranger_token kid_of_kind idp b64url replace_part
@@ -49,6 +50,13 @@ sub stranger_token {
 }
 
 sub b64url { encode_base64url($_[0]) }
+
+# The oid the IdP gives a user name (read back from a token it mints).
+sub idp_oid {
+    my ($user) = @_;
+    my $payload = (split /\./, token('--user', $user))[1];
+    return JSON::PP::decode_json(MIME::Base64::decode_base64url($payload))->{oid};
+}
 
 # A valid token with part 0 (header), 1 (payload) or 2 (signature) replaced as given.
 sub replace_part {

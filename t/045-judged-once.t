@@ -1,0 +1,74 @@
+# A token is judged once per request and provider, even across internal redirects. Observed
+# through the module's debug log, so this needs an nginx built --with-debug (Debian's is).
+use Test::Nginx::Socket;
+use EntraTest;
+
+my $configure = `$ENV{TEST_NGINX_BINARY} -V 2>&1`;
+plan skip_all => 'nginx was built without --with-debug' unless $configure =~ /--with-debug/;
+plan 'no_plan';
+
+log_level('debug');
+use_defaults();
+run_tests();
+
+__DATA__
+
+=== TEST 1: try_files into a named location guarded by the same provider: judged once
+--- config
+    location /api {
+        entra_auth dev;
+        try_files /nonexistent @backend;
+    }
+    location @backend {
+        entra_auth dev;
+        entra_require_scope access_as_user;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 200
+--- grep_error_log: entra: judging the token
+--- grep_error_log_out
+entra: judging the token
+
+=== TEST 2: a denied token redirected to an error page under the same provider: judged once
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_group staff;
+        error_page 403 /denied;
+        proxy_pass http://backend;
+    }
+    location = /denied {
+        entra_auth dev;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 403
+--- response_body
+backend /denied oid=
+--- grep_error_log: entra: judging the token
+--- grep_error_log_out
+entra: judging the token
+
+=== TEST 3: another provider judges the token again
+--- http_config
+    entra_provider other {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- config
+    location /api {
+        entra_auth dev;
+        try_files /nonexistent @backend;
+    }
+    location @backend {
+        entra_auth other;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 200
+--- grep_error_log eval: qr/entra: judging the token with provider "\w+"/
+--- grep_error_log_out
+entra: judging the token with provider "dev"
+entra: judging the token with provider "other"
