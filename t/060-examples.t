@@ -1,0 +1,110 @@
+# The example configurations in nginx-conf/ run as they are (ports moved off 8080/8081), so
+# they cannot rot: nginx -t accepts them without a warning, and each answers as its comments say.
+use strict;
+use warnings;
+
+use File::Path qw(make_path remove_tree);
+use File::Copy qw(copy);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use Test::More;
+use Time::HiRes qw(time);
+use EntraTest;
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
+my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 10;
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-examples';
+my $http = HTTP::Tiny->new(timeout => 5);
+
+sub prepare {
+    my ($name) = @_;
+    remove_tree($prefix);
+    make_path("$prefix/conf", "$prefix/logs", "$prefix/modules");
+    symlink $module, "$prefix/modules/ngx_http_entra_module.so" or die "symlink: $!";
+    copy($ENV{TEST_NGINX_ENTRA_JWKS}, "$prefix/conf/entra-keys.json") or die "copy: $!";
+    open my $in, '<', "nginx-conf/$name" or die "$name: $!";
+    my $conf = do { local $/; <$in> };
+    $conf =~ s/127\.0\.0\.1:8080/127.0.0.1:$port/g;
+    $conf =~ s/127\.0\.0\.1:8081/'127.0.0.1:' . ($port + 1)/ge;
+    $conf = "user root;\n$conf" if $> == 0;
+    open my $out, '>', "$prefix/conf/$name" or die $!;
+    print $out $conf;
+    close $out;
+}
+
+sub listening {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
+    return $sock ? close($sock) : 0;
+}
+
+# Starts nginx in the foreground as a child; returns its pid once it listens.
+sub start {
+    my ($name) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDERR, '>', "$prefix/logs/stderr.log" or die;
+        exec $nginx, '-p', "$prefix/", '-c', "conf/$name", '-g', 'daemon off;' or die;
+    }
+    my $deadline = time + 10;
+    until (listening()) {
+        die "nginx did not start with $name\n" if time > $deadline || waitpid($pid, 1) == $pid;
+        select undef, undef, undef, 0.01;
+    }
+    return $pid;
+}
+
+# A GET with a token minted with these arguments, or with no token for undef.
+sub get {
+    my ($path, $token_args) = @_;
+    my %headers = $token_args ? (Authorization => 'Bearer ' . token(@$token_args)) : ();
+    return $http->get("http://127.0.0.1:$port$path", { headers => \%headers });
+}
+
+# Each example with the requests that show what it does: [path, mint arguments or undef, status, body regex].
+my %cases = (
+    'demo.conf' => [
+        ['/api/orders', [], 200, qr/"oid": "[0-9a-f-]{36}", "name": "alice\@contoso\.example"/],
+        ['/api/orders', undef, 401],
+        ['/api/admin/stats', [], 403],
+        ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200],
+        ['/health', undef, 200],
+    ],
+    'api-gateway.conf' => [
+        ['/orders', ['--aud', 'api://orders', '--scp', 'Orders.Read'], 200, qr/^\/orders for [0-9a-f-]{36} via /],
+        ['/orders', ['--app', 'nightly', '--roles', 'Orders.Read.All'], 200],
+        ['/orders', ['--aud', 'api://elsewhere', '--scp', 'Orders.Read'], 401],
+        ['/orders/write', ['--scp', 'Orders.Write'], 403],
+        ['/orders/write', ['--scp', 'Orders.Write', '--groups', '5c2a9d0b-7e2f-4d43-8c5a-1b2e3f4a5b77'], 200],
+        ['/admin', ['--app', 'ops', '--roles', 'Orders.Admin'], 200],
+        ['/admin', [], 403],
+        ['/health', undef, 200],
+    ],
+    'multi-tenant.conf' => [
+        ['/', ['--tid', $EntraTest::OTHER_TENANT], 200, qr/^tenant \Q$EntraTest::OTHER_TENANT\E$/],
+        ['/', ['--tid', 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'], 401],
+    ],
+);
+
+opendir my $dir, 'nginx-conf' or die $!;
+my @examples = sort grep { /\.conf$/ } readdir $dir;
+is_deeply([sort keys %cases], \@examples, 'every example in nginx-conf/ has its cases here');
+
+for my $name (@examples) {
+    prepare($name);
+    my $test = `$nginx -p $prefix/ -c conf/$name -t 2>&1`;
+    is($?, 0, "$name: nginx -t accepts it") or diag $test;
+    unlike($test, qr/\[(warn|emerg|alert)\]/, "$name: no warning");
+    my $pid = start($name);
+    for my $case (@{ $cases{$name} }) {
+        my ($path, $args, $status, $body) = @$case;
+        my $res = get($path, $args);
+        my $what = "$name: GET $path " . (defined $args ? "with a token (@$args)" : 'without a token');
+        is($res->{status}, $status, "$what: $status");
+        like($res->{content}, $body, "$what: body") if $body;
+    }
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
+done_testing();
