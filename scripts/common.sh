@@ -25,6 +25,8 @@ ensure_packages() {
 }
 
 need_rust() {
+    # rustup's default place, for shells that did not source its profile.
+    [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
     command -v cargo >/dev/null || die "a Rust toolchain (cargo, rustc) is needed: install it with rustup, then run this again"
 }
 

@@ -202,7 +202,7 @@ fn run(mut a: Args) -> Result<(), Error> {
                 .unwrap_or_else(|| "127.0.0.1:9400".into());
             a.finish()?;
             KeyStore::open(&state)?;
-            server::serve(state, &listen)?;
+            server::serve(state, server::bind(&listen)?)?;
         }
         "mint" => {
             let options = mint_options(&mut a)?;

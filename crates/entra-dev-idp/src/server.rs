@@ -86,8 +86,8 @@ fn handle(mut stream: TcpStream, dir: &Path, base_url: &str) -> std::io::Result<
     )
 }
 
-/// Serves until the process is stopped.
-pub fn serve(dir: PathBuf, listen: &str) -> Result<(), Error> {
+/// Binds a loopback address (port 0 picks a free one).
+pub fn bind(listen: &str) -> Result<TcpListener, Error> {
     let listener = TcpListener::bind(listen).map_err(|e| Error::Io(listen.to_owned(), e))?;
     let addr = listener
         .local_addr()
@@ -95,6 +95,14 @@ pub fn serve(dir: PathBuf, listen: &str) -> Result<(), Error> {
     if !addr.ip().is_loopback() {
         return Err(Error::Usage(format!("{addr} is not a loopback address")));
     }
+    Ok(listener)
+}
+
+/// Serves until the process is stopped.
+pub fn serve(dir: PathBuf, listener: TcpListener) -> Result<(), Error> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Io("listener".to_owned(), e))?;
     let base_url = format!("http://{addr}");
     println!("entra-dev-idp: serving {} on {base_url}", dir.display());
     for stream in listener.incoming().flatten() {
