@@ -35,7 +35,8 @@ pub const MUTABLE_CLAIMS: [&str; 4] = ["email", "preferred_username", "upn", "un
 fn claim_matches(value: &Value, wanted: &str) -> bool {
     match value {
         Value::String(s) => s == wanted,
-        Value::Number(_) | Value::Bool(_) => value.to_string() == wanted,
+        Value::Number(n) => n.to_string() == wanted,
+        Value::Bool(b) => wanted == if *b { "true" } else { "false" },
         Value::Array(items) => items
             .iter()
             .any(|item| !item.is_array() && claim_matches(item, wanted)),
