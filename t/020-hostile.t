@@ -226,8 +226,8 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="expired"
 
-=== TEST 34: not valid for another two minutes
---- more_headers eval: bearer('--nbf', '120')
+=== TEST 34: not valid for another ten minutes
+--- more_headers eval: bearer('--nbf', '600')
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="not_yet_valid"
@@ -335,7 +335,14 @@ WWW-Authenticate: Bearer realm="dev"
 --- error_code: 200
 
 === TEST 53: within the leeway is still valid
---- more_headers eval: bearer('--exp', '-30')
+--- http_config
+    entra_provider dev {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+        leeway     10m;
+    }
+--- more_headers eval: bearer('--exp', '-300')
 --- error_code: 200
 
 === TEST 54: a huge header parameter is only JSON

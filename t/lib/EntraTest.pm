@@ -9,10 +9,18 @@ use warnings;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use MIME::Base64 ();
-use Exporter 'import';
+use parent 'Exporter';
 
-our @EXPORT = qw(token bearer stranger_token kid_of_kind idp b64url replace_part
+our @EXPORT = qw(token bearer stranger_token kid_of_kind idp idp_oid b64url replace_part
     $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
+
+# Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
+# are made visible there as well as in the test file.
+sub import {
+    __PACKAGE__->export_to_level(1, @_);
+    no strict 'refs';
+    *{"Test::Base::Filter::$_"} = \&{$_} for grep { /^\w/ } @EXPORT;
+}
 
 our $TENANT = '9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93';
 our $CLIENT_ID = '6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64';

@@ -94,7 +94,8 @@ package Test::Nginx::Socket::Block {
         return undef unless exists $self->{sections}{$k};
         my $v = $self->{sections}{$k};
         if (grep { $_ eq 'eval' } @{ $self->{filters}{$k} || [] }) {
-            package main;
+            # Where Test::Base evaluates them.
+            package Test::Base::Filter;
             $v = eval $v;
             die "TEST $self->{name}: --- $k eval failed: $@" if $@;
             $self->{sections}{$k} = $v;
