@@ -208,14 +208,7 @@ extern "C" fn provider_line(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: ngx_conf_parse calls the handler with the cf and handler_conf set in set_provider.
-    unsafe {
-        let block = &mut *(conf as *mut ProviderBlock);
-        let result = args(cf).and_then(|a| provider_directive(cf, block, &a));
-        match result {
-            Ok(()) => NGX_CONF_OK,
-            Err(e) => refuse(cf, &e),
-        }
-    }
+    unsafe { apply_directive(cf, conf, provider_directive) }
 }
 
 /// One line inside `entra_provider { }`.
@@ -343,13 +336,17 @@ unsafe fn load_key_file(cf: *mut ngx_conf_t, path: &str) -> Result<KeySet, Strin
 
 // ---- entra_auth and entra_require_* ---------------------------------------------------------
 
-unsafe fn location_directive(
+/// Applies the line being parsed to a configuration of type `T`; an error refuses it.
+///
+/// # Safety
+/// `cf` is being parsed and `conf` points to a `T`.
+unsafe fn apply_directive<T>(
     cf: *mut ngx_conf_t,
     conf: *mut c_void,
-    apply: unsafe fn(*mut ngx_conf_t, &mut LocationConf, &[&str]) -> Result<(), String>,
+    apply: unsafe fn(*mut ngx_conf_t, &mut T, &[&str]) -> Result<(), String>,
 ) -> *mut c_char {
-    let lcf = &mut *(conf as *mut LocationConf);
-    match args(cf).and_then(|a| apply(cf, lcf, &a)) {
+    let target = &mut *(conf as *mut T);
+    match args(cf).and_then(|a| apply(cf, target, &a)) {
         Ok(()) => NGX_CONF_OK,
         Err(e) => refuse(cf, &e),
     }
@@ -432,7 +429,7 @@ extern "C" fn set_auth(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
-    unsafe { location_directive(cf, conf, apply_auth) }
+    unsafe { apply_directive(cf, conf, apply_auth) }
 }
 
 extern "C" fn set_requirement(
@@ -441,7 +438,7 @@ extern "C" fn set_requirement(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: as above.
-    unsafe { location_directive(cf, conf, apply_requirement) }
+    unsafe { apply_directive(cf, conf, apply_requirement) }
 }
 
 extern "C" fn set_claim(
@@ -450,7 +447,7 @@ extern "C" fn set_claim(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: as above.
-    unsafe { location_directive(cf, conf, apply_claim) }
+    unsafe { apply_directive(cf, conf, apply_claim) }
 }
 
 /// Inherits what this level did not set, resolves the provider and builds the policy.

@@ -63,13 +63,7 @@ qr/\[info\] .*entra: access denied: missing_group \(provider "dev", oid [0-9a-f-
 qr/eyJ/
 
 === TEST 8: ES256 and EdDSA keys work once allowed
---- http_config
-    entra_provider dev {
-        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
-        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
-        jwks_file  $TEST_NGINX_ENTRA_JWKS;
-        algorithms RS256 ES256 EdDSA;
-    }
+--- http_config eval: provider('algorithms RS256 ES256 EdDSA;')
 --- request eval: ['GET /api', 'GET /api']
 --- more_headers eval: [bearer('--key', kid_of_kind('P-256')), bearer('--key', kid_of_kind('Ed25519'))]
 --- error_code eval: [200, 200]
@@ -126,24 +120,12 @@ qr/eyJ/
 --- error_code eval: [200, 401]
 
 === TEST 13: require_permission off lets a token without scp or roles in
---- http_config
-    entra_provider dev {
-        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
-        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
-        jwks_file  $TEST_NGINX_ENTRA_JWKS;
-        require_permission off;
-    }
+--- http_config eval: provider('require_permission off;')
 --- more_headers eval: bearer('--unset', 'scp')
 --- error_code: 200
 
 === TEST 14: leeway 0 refuses a token that expired a few seconds ago
---- http_config
-    entra_provider dev {
-        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
-        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
-        jwks_file  $TEST_NGINX_ENTRA_JWKS;
-        leeway     0;
-    }
+--- http_config eval: provider('leeway 0;')
 --- more_headers eval: bearer('--exp', '-5')
 --- error_code: 401
 --- response_headers

@@ -105,13 +105,7 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="alg_not_allowed"
 
 === TEST 16: an ES256 header on an RSA key
---- http_config
-    entra_provider dev {
-        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
-        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
-        jwks_file  $TEST_NGINX_ENTRA_JWKS;
-        algorithms RS256 ES256;
-    }
+--- http_config eval: provider('algorithms RS256 ES256;')
 --- more_headers eval: bearer('--header', 'alg="ES256"')
 --- error_code: 401
 --- response_headers
@@ -335,13 +329,7 @@ WWW-Authenticate: Bearer realm="dev"
 --- error_code: 200
 
 === TEST 53: within the leeway is still valid
---- http_config
-    entra_provider dev {
-        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
-        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
-        jwks_file  $TEST_NGINX_ENTRA_JWKS;
-        leeway     10m;
-    }
+--- http_config eval: provider('leeway 10m;')
 --- more_headers eval: bearer('--exp', '-300')
 --- error_code: 200
 

@@ -51,12 +51,7 @@ backend /denied oid=
 entra: judging the token
 
 === TEST 3: another provider judges the token again
---- http_config
-    entra_provider other {
-        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
-        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
-        jwks_file  $TEST_NGINX_ENTRA_JWKS;
-    }
+--- http_config eval: provider('other')
 --- config
     location /api {
         entra_auth dev;

@@ -11,7 +11,7 @@ use MIME::Base64 qw(encode_base64url);
 use MIME::Base64 ();
 use parent 'Exporter';
 
-our @EXPORT = qw(token bearer stranger_token kid_of_kind idp idp_oid b64url replace_part
+our @EXPORT = qw(token bearer stranger_token kid_of_kind idp idp_oid b64url replace_part provider
     $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -86,13 +86,16 @@ sub kid_of_kind {
     die "the IdP has no $kind key\n";
 }
 
-our $PROVIDER = <<"CONF";
-    entra_provider dev {
-        tenant     $TENANT;
-        client_id  $CLIENT_ID;
-        jwks_file  \$TEST_NGINX_ENTRA_JWKS;
-    }
-CONF
+# An `entra_provider` block for the IdP's app: `provider()` is the default `dev`, and
+# `provider('other', 'leeway 0;', ...)` adds lines (a first argument without `;` is the name).
+sub provider {
+    my $name = @_ && $_[0] !~ /;/ ? shift : 'dev';
+    my $lines = join '', map { "        $_\n" } "tenant     $TENANT;", "client_id  $CLIENT_ID;",
+        'jwks_file  $TEST_NGINX_ENTRA_JWKS;', @_;
+    return "    entra_provider $name {\n$lines    }\n";
+}
+
+our $PROVIDER = provider();
 
 our $BACKEND = <<'CONF';
     upstream backend {
