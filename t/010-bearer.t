@@ -95,7 +95,21 @@ qr/eyJ/
 --- response_headers eval
 [undef, undef, 'WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="tenant_not_allowed"']
 
-=== TEST 11: allowed_tenants any must be said, and then takes every tenant
+=== TEST 11: a key that names its tenant's issuer signs that tenant's v1 and v2 tokens
+--- http_config
+    entra_provider dev {
+        tenant          organizations;
+        client_id       6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        allowed_tenants any;
+        jwks_file       $TEST_NGINX_ENTRA_JWKS;
+    }
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval
+[bearer('--key', kid_with_issuer(), '--tid', $EntraTest::OTHER_TENANT),
+ bearer('--key', kid_with_issuer(), '--tid', $EntraTest::OTHER_TENANT, '--ver', '1')]
+--- error_code eval: [200, 200]
+
+=== TEST 12: allowed_tenants any must be said, and then takes every tenant
 --- http_config
     entra_provider dev {
         tenant          common;
@@ -107,7 +121,7 @@ qr/eyJ/
 --- more_headers eval: [bearer('--tid', $EntraTest::OTHER_TENANT), bearer()]
 --- error_code eval: [200, 200]
 
-=== TEST 12: configured issuers replace the built-in table
+=== TEST 13: configured issuers replace the built-in table
 --- http_config
     entra_provider dev {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -119,19 +133,19 @@ qr/eyJ/
 --- more_headers eval: [bearer('--ver', '1'), bearer()]
 --- error_code eval: [200, 401]
 
-=== TEST 13: require_permission off lets a token without scp or roles in
+=== TEST 14: require_permission off lets a token without scp or roles in
 --- http_config eval: provider('require_permission off;')
 --- more_headers eval: bearer('--unset', 'scp')
 --- error_code: 200
 
-=== TEST 14: leeway 0 refuses a token that expired a few seconds ago
+=== TEST 15: leeway 0 refuses a token that expired a few seconds ago
 --- http_config eval: provider('leeway 0;')
 --- more_headers eval: bearer('--exp', '-5')
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="expired"
 
-=== TEST 15: two providers, one per location, each with its own audience and realm
+=== TEST 16: two providers, one per location, each with its own audience and realm
 --- http_config
     entra_provider orders {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -152,7 +166,7 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers eval
 [undef, 'WWW-Authenticate: Bearer realm="billing", error="invalid_token", error_description="wrong_audience"', undef]
 
-=== TEST 16: a 401 from the module is not turned into a 5xx by an error_page
+=== TEST 17: a 401 from the module is not turned into a 5xx by an error_page
 --- config
     location /api {
         entra_auth dev;

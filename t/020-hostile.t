@@ -298,15 +298,21 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="invalid_claim"
 
-=== TEST 47: binary bytes in the token
+=== TEST 47: a key that names another tenant's issuer cannot sign for ours
+--- more_headers eval: bearer('--key', kid_with_issuer())
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="key_issuer_mismatch"
+
+=== TEST 48: binary bytes in the token
 --- more_headers eval: "Authorization: Bearer \xff\xfe.\x80.\x81"
 --- error_code_like: ^(400|401)$
 
-=== TEST 48: a token larger than nginx's header buffers is refused by nginx
+=== TEST 49: a token larger than nginx's header buffers is refused by nginx
 --- more_headers eval: 'Authorization: Bearer ' . ('A' x 100000)
 --- error_code_like: ^4\d\d$
 
-=== TEST 49: a huge token inside larger buffers is judged malformed, not parsed
+=== TEST 50: a huge token inside larger buffers is judged malformed, not parsed
 --- http_config
     large_client_header_buffers 4 128k;
 --- more_headers eval: 'Authorization: Bearer ' . ('eyJ' x 25000) . '.e30.sig'
@@ -314,25 +320,25 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="malformed"
 
-=== TEST 50: a token in the query string is not read
+=== TEST 51: a token in the query string is not read
 --- request eval: 'GET /api?access_token=' . token()
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev"
 
-=== TEST 51: two Authorization headers are refused by nginx
+=== TEST 52: two Authorization headers are refused by nginx
 --- more_headers eval: bearer() . "\n" . bearer()
 --- error_code: 400
 
-=== TEST 52: the scheme is case-insensitive
+=== TEST 53: the scheme is case-insensitive
 --- more_headers eval: 'Authorization: bEaReR ' . token()
 --- error_code: 200
 
-=== TEST 53: within the leeway is still valid
+=== TEST 54: within the leeway is still valid
 --- http_config eval: provider('leeway 10m;')
 --- more_headers eval: bearer('--exp', '-300')
 --- error_code: 200
 
-=== TEST 54: a huge header parameter is only JSON
+=== TEST 55: a huge header parameter is only JSON
 --- more_headers eval: bearer('--header', 'x="' . ('a' x 5000) . '"')
 --- error_code: 200

@@ -11,7 +11,7 @@ use MIME::Base64 qw(encode_base64url);
 use MIME::Base64 ();
 use parent 'Exporter';
 
-our @EXPORT = qw(token bearer stranger_token kid_of_kind idp idp_oid b64url replace_part provider
+our @EXPORT = qw(token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
     $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -74,16 +74,23 @@ sub replace_part {
     return join '.', @parts;
 }
 
-# The id of the first key of a kind (RSA, P-256, Ed25519) in the IdP's state.
-sub kid_of_kind {
-    my ($kind) = @_;
+sub idp_keys {
     open my $fh, '<', "$ENV{ENTRA_DEV_IDP_STATE}/idp.json" or die "no IdP state: $!";
     local $/;
-    my $state = JSON::PP::decode_json(<$fh>);
-    for my $key (@{ $state->{keys} }) {
-        return $key->{kid} if $key->{kind} eq $kind;
-    }
-    die "the IdP has no $kind key\n";
+    return @{ JSON::PP::decode_json(<$fh>)->{keys} };
+}
+
+# The id of the first key of a kind (RSA, P-256, Ed25519) that names no issuer.
+sub kid_of_kind {
+    my ($kind) = @_;
+    my ($key) = grep { $_->{kind} eq $kind && !$_->{issuer} } idp_keys();
+    return $key ? $key->{kid} : die "the IdP has no $kind key\n";
+}
+
+# The id of the key that names its own issuer (another tenant's).
+sub kid_with_issuer {
+    my ($key) = grep { $_->{issuer} } idp_keys();
+    return $key ? $key->{kid} : die "the IdP has no key with an issuer\n";
 }
 
 # An `entra_provider` block for the IdP's app: `provider()` is the default `dev`, and
