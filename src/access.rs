@@ -6,12 +6,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use entra_core::token::bearer_token;
-use entra_core::{Denial, DenialClass, Provider};
+use entra_core::{Denial, DenialClass, Judged, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
-    ngx_http_request_t, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_table_elt_t, NGX_HTTP_FORBIDDEN,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ALERT,
+    ngx_http_request_t, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_table_elt_t, ngx_time,
+    NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ALERT,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
@@ -44,8 +44,11 @@ unsafe fn authorization_header<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8
     (!h.is_null()).then(|| (*h).value.as_bytes())
 }
 
-fn judge(provider: &Provider, header: Option<&[u8]>) -> Result<entra_core::VerifiedToken, Denial> {
-    provider.verify(bearer_token(header.ok_or(Denial::NoToken)?)?)
+fn judge(provider: &Provider, header: Option<&[u8]>) -> Result<Judged, Denial> {
+    provider.judge(
+        bearer_token(header.ok_or(Denial::NoToken)?)?,
+        ngx_time() as u64,
+    )
 }
 
 extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -78,14 +81,20 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     let outcome = match outcome::get(r) {
         Some(o) if Arc::ptr_eq(&o.provider, provider) => o,
         _ => {
+            let judged = judge(provider, authorization_header(r));
             ngx_log_debug_http!(
                 request,
-                "entra: judging the token with provider \"{}\"",
-                provider.name
+                "entra: judging the token with provider \"{}\": {}",
+                provider.name,
+                match &judged {
+                    Ok(j) if j.cached => "cached",
+                    Ok(_) => "verified",
+                    Err(denial) => denial.reason(),
+                }
             );
             let judged = Outcome {
                 provider: provider.clone(),
-                verified: judge(provider, authorization_header(r)),
+                verified: judged.map(|j| j.token),
                 denial: None,
             };
             match outcome::store(r, judged) {
@@ -102,7 +111,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     match decision {
         Ok(()) => Status::NGX_OK.into(),
         Err(denial) => {
-            log::denial(r, provider, denial, outcome.verified.as_ref().ok());
+            log::denial(r, provider, denial, outcome.verified.as_deref().ok());
             deny(r, provider, denial)
         }
     }

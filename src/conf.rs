@@ -219,9 +219,8 @@ unsafe fn provider_directive(
 ) -> Result<(), String> {
     let (directive, values) = (a[0], &a[1..]);
     let (min, max, repeatable) = match directive {
-        "tenant" | "client_id" | "authority" | "jwks_file" | "leeway" | "require_permission" => {
-            (1, 1, false)
-        }
+        "tenant" | "client_id" | "authority" | "jwks_file" | "leeway" | "require_permission"
+        | "token_cache" => (1, 1, false),
         "audience" | "allowed_tenants" | "algorithms" => (1, usize::MAX, false),
         "issuer" => (1, usize::MAX, true),
         _ => {
@@ -271,6 +270,14 @@ unsafe fn provider_directive(
             })
         }
         "jwks_file" => c.keys = Some(load_key_file(cf, values[0])?),
+        "token_cache" => {
+            c.token_cache = Some(match values[0] {
+                "off" => 0,
+                v => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("\"token_cache\" value \"{v}\" must be a number of tokens or \"off\"")
+                })?,
+            })
+        }
         "leeway" => {
             let mut text = ngx_str_t {
                 len: values[0].len(),

@@ -20,7 +20,7 @@ use crate::EntraModule;
 pub struct Outcome {
     /// The provider that judged the token: another provider must judge it again.
     pub provider: Arc<Provider>,
-    pub verified: Result<VerifiedToken, Denial>,
+    pub verified: Result<Arc<VerifiedToken>, Denial>,
     /// Why the request was refused at the latest access check, if it was.
     pub denial: Option<Denial>,
 }

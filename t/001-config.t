@@ -378,3 +378,9 @@ entra_require_claim "unique_name": this claim can be changed
 --- must_die
 --- error_log
 invalid number of arguments in "entra_auth" directive
+
+=== TEST 30: token_cache takes a number of tokens or off
+--- http_config eval: provider('token_cache lots;')
+--- must_die
+--- error_log
+"token_cache" value "lots" must be a number of tokens or "off"

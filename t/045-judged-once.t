@@ -67,3 +67,31 @@ entra: judging the token
 --- grep_error_log_out
 entra: judging the token with provider "dev"
 entra: judging the token with provider "other"
+
+=== TEST 4: the same token on a later request comes from the verified-token cache
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: my $t = bearer(); [$t, $t]
+--- error_code eval: [200, 200]
+--- grep_error_log eval: qr/entra: judging the token with provider "dev": \w+/
+--- grep_error_log_out
+entra: judging the token with provider "dev": verified
+entra: judging the token with provider "dev": cached
+
+=== TEST 5: token_cache off verifies every time
+--- http_config eval: provider('token_cache off;')
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: my $t = bearer(); [$t, $t]
+--- error_code eval: [200, 200]
+--- grep_error_log eval: qr/entra: judging the token with provider "dev": \w+/
+--- grep_error_log_out
+entra: judging the token with provider "dev": verified
+entra: judging the token with provider "dev": verified
+
+=== TEST 6: a refused token is judged again each time, never cached
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: my $t = bearer('--aud', 'api://other'); [$t, $t]
+--- error_code eval: [401, 401]
+--- grep_error_log eval: qr/entra: judging the token with provider "dev": \w+/
+--- grep_error_log_out
+entra: judging the token with provider "dev": wrong_audience
+entra: judging the token with provider "dev": wrong_audience

@@ -4,8 +4,10 @@
 //! - [`provider`]: one Entra app's settings, checked (`entra_provider`).
 //! - [`token`]: judging a bearer token against a provider.
 //! - [`policy`]: location requirements (`entra_require_*`).
+//! - [`cache`]: the verified-token cache.
 //! - [`error`]: the denial vocabulary and configuration errors.
 
+pub mod cache;
 mod crypto;
 pub mod error;
 pub mod keys;
@@ -17,4 +19,4 @@ pub use error::{ConfigError, Denial, DenialClass, KeySetError};
 pub use keys::KeySet;
 pub use policy::{Policy, Requirement, Subject};
 pub use provider::{Provider, ProviderConfig};
-pub use token::VerifiedToken;
+pub use token::{Judged, VerifiedToken};

@@ -2,11 +2,14 @@
 
 use jsonwebtoken::{Algorithm, Validation};
 
+use crate::cache::TokenCache;
 use crate::error::ConfigError;
 use crate::keys::{KeyFamily, KeySet};
 
 /// The tenant id of personal Microsoft accounts.
 pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+/// Default size of the verified-token cache, in tokens (each takes about 4 KiB).
+pub const DEFAULT_TOKEN_CACHE: usize = 4096;
 /// The default authority (global Azure cloud).
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// Placeholder filled from the token's `tid` in issuer templates.
@@ -157,6 +160,8 @@ pub struct ProviderConfig {
     pub leeway: Option<u64>,
     pub algorithms: Option<Vec<Algorithm>>,
     pub require_permission: Option<bool>,
+    /// Verified tokens kept per worker; 0 turns the cache off.
+    pub token_cache: Option<usize>,
 }
 
 /// A checked provider, ready for the request path.
@@ -176,6 +181,7 @@ pub struct Provider {
     pub require_permission: bool,
     /// One prepared jsonwebtoken validation per allowed algorithm.
     pub(crate) validations: Vec<(Algorithm, Validation)>,
+    pub(crate) cache: TokenCache,
 }
 
 impl ProviderConfig {
@@ -237,6 +243,7 @@ impl ProviderConfig {
             algorithms,
             require_permission: self.require_permission.unwrap_or(true),
             validations,
+            cache: TokenCache::new(self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE)),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Judging one bearer token: structure, header, signature, then Entra's claim rules.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -38,7 +39,17 @@ struct JoseHeader<'a> {
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     pub kid: String,
+    /// `exp`, in seconds since the epoch.
+    pub exp: u64,
     pub claims: Map<String, Value>,
+}
+
+/// The outcome of [`Provider::judge`].
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub token: Arc<VerifiedToken>,
+    /// Found in the verified-token cache: no signature was checked.
+    pub cached: bool,
 }
 
 fn str_claim<'a>(
@@ -87,6 +98,28 @@ pub fn bearer_token(header: &[u8]) -> Result<&str, Denial> {
 }
 
 impl Provider {
+    /// Judges a bearer token at `now` (seconds since the epoch): from the verified-token cache
+    /// when this exact token passed before and has not expired, else by [`Provider::verify`].
+    pub fn judge(&self, token: &str, now: u64) -> Result<Judged, Denial> {
+        if let Some(hit) = self.cache.get(token.as_bytes(), now) {
+            return Ok(Judged {
+                token: hit,
+                cached: true,
+            });
+        }
+        let verified = Arc::new(self.verify(token)?);
+        self.cache.insert(
+            token.as_bytes(),
+            verified.clone(),
+            verified.exp.saturating_add(self.leeway),
+            now,
+        );
+        Ok(Judged {
+            token: verified,
+            cached: false,
+        })
+    }
+
     /// Judges a bearer token. `Ok` means every rule of this provider holds; location
     /// requirements are checked afterwards by [`crate::policy::Policy`].
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, Denial> {
@@ -136,9 +169,14 @@ impl Provider {
                 _ => Denial::Malformed,
             })?
             .claims;
-        if !claims.contains_key("exp") {
-            return Err(Denial::MissingExp);
-        }
+        // jsonwebtoken checked that a present `exp` is a number.
+        let exp = match claims.get("exp") {
+            None => return Err(Denial::MissingExp),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_f64().map(|f| f as u64))
+                .ok_or(Denial::InvalidClaim("exp"))?,
+        };
 
         self.check_audience(&claims)?;
         let tid = str_claim(&claims, "tid")?;
@@ -161,6 +199,7 @@ impl Provider {
         }
         Ok(VerifiedToken {
             kid: kid.to_owned(),
+            exp,
             claims,
         })
     }

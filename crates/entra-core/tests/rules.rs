@@ -878,3 +878,92 @@ fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
     assert_eq!(bearer_token(b"Bearer a b"), Err(Denial::Malformed));
     assert_eq!(bearer_token(b"Bearer \xff\xfe"), Err(Denial::Malformed));
 }
+
+// ---- the verified-token cache ------------------------------------------------------------------
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_verified_token_is_served_from_the_cache_the_second_time() {
+    let p = provider();
+    let t = token(MintOptions::default());
+    let first = p.judge(&t, now()).unwrap();
+    let second = p.judge(&t, now()).unwrap();
+    assert!(!first.cached);
+    assert!(second.cached);
+    assert!(std::sync::Arc::ptr_eq(&first.token, &second.token));
+}
+
+#[test]
+fn the_cache_never_answers_for_another_token_with_the_same_signature() {
+    let p = provider();
+    let good = token(MintOptions::default());
+    p.judge(&good, now()).unwrap();
+    // Same signature (the hashed tail), another payload: must be judged, and fail.
+    let (head, rest) = good.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let payload = base64_url(r#"{"aud":"x"}"#);
+    let forged = format!("{head}.{payload}.{sig}");
+    assert_eq!(p.judge(&forged, now()).unwrap_err(), Denial::BadSignature);
+}
+
+#[test]
+fn failures_are_not_cached_and_off_means_off() {
+    let p = provider();
+    let bad = token(MintOptions {
+        signing: Signing::Corrupt,
+        ..Default::default()
+    });
+    assert!(p.judge(&bad, now()).is_err());
+    assert!(p.judge(&bad, now()).is_err());
+    let mut cfg = config();
+    cfg.token_cache = Some(0);
+    let p = cfg.build("nocache").unwrap();
+    let t = token(MintOptions::default());
+    assert!(!p.judge(&t, now()).unwrap().cached);
+    assert!(!p.judge(&t, now()).unwrap().cached);
+}
+
+#[test]
+fn cached_verifications_end_with_the_token_and_the_cache_is_bounded() {
+    use entra_core::cache::TokenCache;
+    let verified = std::sync::Arc::new(verify(MintOptions::default()).unwrap());
+    let cache = TokenCache::new(2);
+    cache.insert(b"token-a", verified.clone(), 1000, 900);
+    assert!(cache.get(b"token-a", 1000).is_some());
+    assert!(
+        cache.get(b"token-a", 1001).is_none(),
+        "not past exp + leeway"
+    );
+    cache.insert(b"token-b", verified.clone(), 1000, 900);
+    cache.insert(b"token-c", verified.clone(), 1000, 900);
+    assert_eq!(cache.len(), 2);
+    assert!(
+        cache.get(b"token-a", 950).is_none(),
+        "the oldest went first"
+    );
+    assert!(cache.get(b"token-c", 950).is_some());
+    // Expired entries make room before live ones.
+    cache.insert(b"token-d", verified.clone(), 2000, 1500);
+    assert!(cache.get(b"token-d", 1500).is_some());
+    cache.retain_keys(|kid| kid != verified.kid);
+    assert!(
+        cache.is_empty(),
+        "entries of a key that is gone are dropped"
+    );
+}
+
+#[test]
+fn the_exp_of_a_verified_token_is_kept() {
+    let t = verify(MintOptions {
+        expires_in: Some(600),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!((now() + 590..=now() + 610).contains(&t.exp));
+}

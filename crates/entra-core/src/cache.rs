@@ -1,0 +1,136 @@
+//! The verified-token cache: a token verified once is not verified again until it expires.
+//!
+//! One cache per provider and per process (nginx worker): a hit takes an uncontended lock, hashes
+//! the last bytes of the token (its signature, which is random) and compares the whole token
+//! with the cached one, so a hash collision can never hand out another token's identity. The
+//! lock is never held across signature verification. Only tokens that passed every rule are
+//! cached; a failed token is judged again each time.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+use crate::token::VerifiedToken;
+
+/// How many bytes of the token's end are hashed: a good part of any signature.
+const HASHED_TAIL: usize = 64;
+
+struct Entry {
+    token: Box<[u8]>,
+    verified: Arc<VerifiedToken>,
+    /// Until when (seconds since the epoch, leeway included) the verification holds.
+    valid_until: u64,
+    /// Insertion number, to tell a live entry from a replaced one in the eviction queue.
+    seq: u64,
+}
+
+struct Slots {
+    map: HashMap<u64, Entry>,
+    /// Hashes in insertion order, oldest first, with their insertion numbers.
+    order: VecDeque<(u64, u64)>,
+    next_seq: u64,
+}
+
+pub struct TokenCache {
+    capacity: usize,
+    hasher: RandomState,
+    slots: Mutex<Slots>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            capacity,
+            hasher: RandomState::new(),
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                next_seq: 0,
+            }),
+        }
+    }
+
+    fn key(&self, token: &[u8]) -> u64 {
+        self.hasher
+            .hash_one(&token[token.len().saturating_sub(HASHED_TAIL)..])
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // A panic while holding the lock leaves whole entries behind: the data stays usable.
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached verification of exactly this token, if it still holds at `now`.
+    pub fn get(&self, token: &[u8], now: u64) -> Option<Arc<VerifiedToken>> {
+        let key = self.key(token);
+        let slots = self.slots();
+        let entry = slots.map.get(&key)?;
+        (entry.token.as_ref() == token && now <= entry.valid_until).then(|| entry.verified.clone())
+    }
+
+    pub fn insert(&self, token: &[u8], verified: Arc<VerifiedToken>, valid_until: u64, now: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key = self.key(token);
+        let mut guard = self.slots();
+        let slots = &mut *guard;
+        if slots.map.len() >= self.capacity && !slots.map.contains_key(&key) {
+            // Make room: drop what has expired, then the oldest entries.
+            slots.map.retain(|_, e| e.valid_until >= now);
+            while slots.map.len() >= self.capacity {
+                let Some((old, seq)) = slots.order.pop_front() else {
+                    break;
+                };
+                if slots.map.get(&old).is_some_and(|e| e.seq == seq) {
+                    slots.map.remove(&old);
+                }
+            }
+        }
+        let seq = slots.next_seq;
+        slots.next_seq += 1;
+        slots.order.push_back((key, seq));
+        slots.map.insert(
+            key,
+            Entry {
+                token: token.into(),
+                verified,
+                valid_until,
+                seq,
+            },
+        );
+        // The queue also holds replaced and expired entries: keep it from outgrowing the map.
+        if slots.order.len() > 2 * self.capacity {
+            let live = &slots.map;
+            slots
+                .order
+                .retain(|(k, s)| live.get(k).is_some_and(|e| e.seq == *s));
+        }
+    }
+
+    /// Forgets every verification made with a signing key that is gone.
+    pub fn retain_keys(&self, still_published: impl Fn(&str) -> bool) {
+        self.slots()
+            .map
+            .retain(|_, e| still_published(&e.verified.kid));
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
