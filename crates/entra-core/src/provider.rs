@@ -1,6 +1,6 @@
 //! One Entra application as the operator describes it in `entra_provider { ... }`.
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 
 use crate::cache::TokenCache;
 use crate::error::ConfigError;
@@ -179,8 +179,6 @@ pub struct Provider {
     pub leeway: u64,
     pub algorithms: Vec<Algorithm>,
     pub require_permission: bool,
-    /// One prepared jsonwebtoken validation per allowed algorithm.
-    pub(crate) validations: Vec<(Algorithm, Validation)>,
     pub(crate) cache: TokenCache,
 }
 
@@ -215,21 +213,6 @@ impl ProviderConfig {
         };
         let leeway = self.leeway.unwrap_or(60);
         let algorithms = self.algorithms.unwrap_or_else(|| vec![Algorithm::RS256]);
-        let validations = algorithms
-            .iter()
-            .map(|alg| {
-                let mut v = Validation::new(*alg);
-                v.leeway = leeway;
-                v.validate_exp = true;
-                v.validate_nbf = true;
-                // Audience and issuer follow Entra's rules, checked in `token`.
-                v.validate_aud = false;
-                // `exp` presence is checked in `token`, so that a string `exp` is reported as
-                // the wrong type rather than as missing.
-                v.set_required_spec_claims::<&str>(&[]);
-                (*alg, v)
-            })
-            .collect();
         Ok(Provider {
             name: name.to_owned(),
             tenant,
@@ -242,20 +225,12 @@ impl ProviderConfig {
             leeway,
             algorithms,
             require_permission: self.require_permission.unwrap_or(true),
-            validations,
             cache: TokenCache::new(self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE)),
         })
     }
 }
 
 impl Provider {
-    pub(crate) fn validation(&self, alg: Algorithm) -> Option<&Validation> {
-        self.validations
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, v)| v)
-    }
-
     /// `true` when some allowed algorithm can use a key of this family.
     pub fn uses_family(&self, family: KeyFamily) -> bool {
         self.algorithms

@@ -63,6 +63,23 @@ fn str_claim<'a>(
     }
 }
 
+/// A NumericDate claim: seconds since the epoch, a JSON number (fractions are cut).
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Denial> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or(Denial::InvalidClaim(name)),
+        Some(_) => Err(Denial::InvalidClaim(name)),
+    }
+}
+
 fn check_string_array(claims: &Map<String, Value>, name: &'static str) -> Result<(), Denial> {
     match claims.get(name) {
         None => Ok(()),
@@ -107,7 +124,7 @@ impl Provider {
                 cached: true,
             });
         }
-        let verified = Arc::new(self.verify(token)?);
+        let verified = Arc::new(self.verify(token, now)?);
         self.cache.insert(
             token.as_bytes(),
             verified.clone(),
@@ -120,14 +137,14 @@ impl Provider {
         })
     }
 
-    /// Judges a bearer token. `Ok` means every rule of this provider holds; location
-    /// requirements are checked afterwards by [`crate::policy::Policy`].
-    pub fn verify(&self, token: &str) -> Result<VerifiedToken, Denial> {
+    /// Judges a bearer token at `now` (seconds since the epoch). `Ok` means every rule of this
+    /// provider holds; location requirements are checked afterwards by [`crate::policy::Policy`].
+    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Denial> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Denial::Malformed);
         }
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(_), Some(_), None) =
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(Denial::Malformed);
@@ -148,35 +165,44 @@ impl Provider {
         }
         let alg = header.alg.as_deref().ok_or(Denial::Malformed)?;
         let alg = parse_algorithm(alg).map_err(|_| Denial::AlgNotAllowed)?;
-        let validation = self.validation(alg).ok_or(Denial::AlgNotAllowed)?;
+        if !self.algorithms.contains(&alg) {
+            return Err(Denial::AlgNotAllowed);
+        }
         let kid = header.kid.as_deref().ok_or(Denial::MissingKid)?;
         let key = self.keys.get(kid).ok_or(Denial::UnknownKid)?;
         if KeyFamily::of(alg) != Some(key.family) {
             return Err(Denial::AlgKeyMismatch);
         }
 
+        // The signature covers the encoded header and payload, exactly as received.
         crate::crypto::install();
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => Denial::BadSignature,
-                ErrorKind::ExpiredSignature => Denial::Expired,
-                ErrorKind::ImmatureSignature => Denial::NotYetValid,
-                ErrorKind::InvalidClaimFormat(c) if c == "nbf" => Denial::InvalidClaim("nbf"),
-                ErrorKind::InvalidClaimFormat(_) => Denial::InvalidClaim("exp"),
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    Denial::AlgNotAllowed
-                }
-                _ => Denial::Malformed,
-            })?
-            .claims;
-        // jsonwebtoken checked that a present `exp` is a number.
-        let exp = match claims.get("exp") {
-            None => return Err(Denial::MissingExp),
-            Some(v) => v
-                .as_u64()
-                .or_else(|| v.as_f64().map(|f| f as u64))
-                .ok_or(Denial::InvalidClaim("exp"))?,
-        };
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        match jsonwebtoken::crypto::verify(
+            signature_b64,
+            signing_input.as_bytes(),
+            &key.decoding,
+            alg,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Err(Denial::BadSignature),
+            Err(e) if matches!(e.kind(), ErrorKind::Base64(_)) => return Err(Denial::Malformed),
+            Err(_) => return Err(Denial::AlgKeyMismatch),
+        }
+
+        // The claims are parsed once, and their times checked here with strict JSON types: a
+        // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| Denial::Malformed)?;
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| Denial::Malformed)?;
+        let exp = numeric_date(&claims, "exp")?.ok_or(Denial::MissingExp)?;
+        if exp.saturating_add(self.leeway) < now {
+            return Err(Denial::Expired);
+        }
+        if numeric_date(&claims, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(Denial::NotYetValid);
+        }
 
         self.check_audience(&claims)?;
         let tid = str_claim(&claims, "tid")?;

@@ -86,7 +86,7 @@ fn token(o: MintOptions) -> String {
 }
 
 fn verify(o: MintOptions) -> Result<entra_core::VerifiedToken, Denial> {
-    provider().verify(&token(o))
+    provider().verify(&token(o), now())
 }
 
 fn with_claim(name: &str, value: Value) -> MintOptions {
@@ -156,8 +156,14 @@ fn ec_and_eddsa_keys_verify_only_when_their_algorithms_are_allowed() {
         key: Some(idp().ed_kid.clone()),
         ..Default::default()
     });
-    assert_eq!(provider().verify(&ec).unwrap_err(), Denial::AlgNotAllowed);
-    assert_eq!(provider().verify(&ed).unwrap_err(), Denial::AlgNotAllowed);
+    assert_eq!(
+        provider().verify(&ec, now()).unwrap_err(),
+        Denial::AlgNotAllowed
+    );
+    assert_eq!(
+        provider().verify(&ed, now()).unwrap_err(),
+        Denial::AlgNotAllowed
+    );
     let mut cfg = config();
     cfg.algorithms = Some(
         ["RS256", "ES256", "EdDSA"]
@@ -166,8 +172,8 @@ fn ec_and_eddsa_keys_verify_only_when_their_algorithms_are_allowed() {
             .collect(),
     );
     let p = cfg.build("dev").unwrap();
-    assert!(p.verify(&ec).is_ok());
-    assert!(p.verify(&ed).is_ok());
+    assert!(p.verify(&ec, now()).is_ok());
+    assert!(p.verify(&ed, now()).is_ok());
 }
 
 #[test]
@@ -176,10 +182,13 @@ fn ps256_passes_when_allowed_and_is_refused_by_default() {
         alg: Some("PS256".into()),
         ..Default::default()
     });
-    assert_eq!(provider().verify(&ps).unwrap_err(), Denial::AlgNotAllowed);
+    assert_eq!(
+        provider().verify(&ps, now()).unwrap_err(),
+        Denial::AlgNotAllowed
+    );
     let mut cfg = config();
     cfg.algorithms = Some(vec![parse_algorithm("PS256").unwrap()]);
-    assert!(cfg.build("dev").unwrap().verify(&ps).is_ok());
+    assert!(cfg.build("dev").unwrap().verify(&ps, now()).is_ok());
 }
 
 // ---- structure and header ------------------------------------------------------------------
@@ -201,7 +210,7 @@ fn structural_garbage_is_malformed() {
     ];
     for case in cases {
         assert_eq!(
-            provider().verify(&case).unwrap_err(),
+            provider().verify(&case, now()).unwrap_err(),
             Denial::Malformed,
             "{case:.60}"
         );
@@ -209,7 +218,7 @@ fn structural_garbage_is_malformed() {
     // The signature covers the encoded payload, so a garbled payload fails there first.
     let garbled = format!("{head}.!!!.{}", rest.split_once('.').unwrap().1);
     assert_eq!(
-        provider().verify(&garbled).unwrap_err(),
+        provider().verify(&garbled, now()).unwrap_err(),
         Denial::BadSignature
     );
 }
@@ -243,7 +252,10 @@ fn alg_none_and_hmac_with_the_public_key_are_refused() {
             .collect(),
     );
     assert_eq!(
-        cfg.build("dev").unwrap().verify(&token(hs)).unwrap_err(),
+        cfg.build("dev")
+            .unwrap()
+            .verify(&token(hs), now())
+            .unwrap_err(),
         Denial::AlgNotAllowed
     );
     assert_eq!(
@@ -264,7 +276,7 @@ fn an_algorithm_that_does_not_fit_the_key_is_refused() {
         headers: vec![("alg".into(), json!("ES256"))],
         ..Default::default()
     });
-    assert_eq!(p.verify(&t).unwrap_err(), Denial::AlgKeyMismatch);
+    assert_eq!(p.verify(&t, now()).unwrap_err(), Denial::AlgKeyMismatch);
 }
 
 #[test]
@@ -290,7 +302,7 @@ fn keys_named_by_the_token_are_ignored() {
             .push(("kid".into(), json!(idp().store.current().kid)));
         let t = mint(&idp().stranger, &o).unwrap();
         assert_eq!(
-            provider().verify(&t).unwrap_err(),
+            provider().verify(&t, now()).unwrap_err(),
             Denial::BadSignature,
             "{name}"
         );
@@ -328,7 +340,7 @@ fn a_bad_signature_is_refused() {
     let o = with_header("kid", json!(idp().store.current().kid));
     assert_eq!(
         provider()
-            .verify(&mint(&idp().stranger, &o).unwrap())
+            .verify(&mint(&idp().stranger, &o).unwrap(), now())
             .unwrap_err(),
         Denial::BadSignature
     );
@@ -382,7 +394,7 @@ fn exp_is_required_numeric_and_honours_leeway() {
         ..Default::default()
     });
     assert_eq!(
-        cfg.build("dev").unwrap().verify(&t).unwrap_err(),
+        cfg.build("dev").unwrap().verify(&t, now()).unwrap_err(),
         Denial::Expired
     );
 }
@@ -440,10 +452,10 @@ fn a_configured_audience_replaces_the_default() {
     cfg.audiences = Some(vec!["api://orders".into()]);
     let p = cfg.build("dev").unwrap();
     assert!(p
-        .verify(&token(with_claim("aud", json!("api://orders"))))
+        .verify(&token(with_claim("aud", json!("api://orders"))), now())
         .is_ok());
     assert_eq!(
-        p.verify(&token(MintOptions::default())).unwrap_err(),
+        p.verify(&token(MintOptions::default()), now()).unwrap_err(),
         Denial::WrongAudience
     );
 }
@@ -506,20 +518,26 @@ fn multi_tenant_providers_need_an_allow_list_and_honour_it() {
     cfg.allowed_tenants = Some(AllowedTenants::Only(vec![OTHER_TENANT.into()]));
     let p = cfg.build("multi").unwrap();
     assert!(p
-        .verify(&token(MintOptions {
-            tenant: Some(OTHER_TENANT.into()),
-            ..Default::default()
-        }))
+        .verify(
+            &token(MintOptions {
+                tenant: Some(OTHER_TENANT.into()),
+                ..Default::default()
+            }),
+            now()
+        )
         .is_ok());
     assert!(p
-        .verify(&token(MintOptions {
-            tenant: Some(OTHER_TENANT.into()),
-            version: Some(1),
-            ..Default::default()
-        }))
+        .verify(
+            &token(MintOptions {
+                tenant: Some(OTHER_TENANT.into()),
+                version: Some(1),
+                ..Default::default()
+            }),
+            now()
+        )
         .is_ok());
     assert_eq!(
-        p.verify(&token(MintOptions::default())).unwrap_err(),
+        p.verify(&token(MintOptions::default()), now()).unwrap_err(),
         Denial::TenantNotAllowed
     );
 
@@ -528,10 +546,13 @@ fn multi_tenant_providers_need_an_allow_list_and_honour_it() {
     cfg.allowed_tenants = Some(AllowedTenants::Any);
     let p = cfg.build("any").unwrap();
     assert!(p
-        .verify(&token(MintOptions {
-            tenant: Some(OTHER_TENANT.into()),
-            ..Default::default()
-        }))
+        .verify(
+            &token(MintOptions {
+                tenant: Some(OTHER_TENANT.into()),
+                ..Default::default()
+            }),
+            now()
+        )
         .is_ok());
 }
 
@@ -545,13 +566,16 @@ fn consumers_accept_only_the_personal_account_tenant() {
     cfg.tenant = Some(Tenant::Consumers);
     let p = cfg.build("msa").unwrap();
     assert!(p
-        .verify(&token(MintOptions {
-            tenant: Some(CONSUMERS_TENANT_ID.into()),
-            ..Default::default()
-        }))
+        .verify(
+            &token(MintOptions {
+                tenant: Some(CONSUMERS_TENANT_ID.into()),
+                ..Default::default()
+            }),
+            now()
+        )
         .is_ok());
     assert_eq!(
-        p.verify(&token(MintOptions::default())).unwrap_err(),
+        p.verify(&token(MintOptions::default()), now()).unwrap_err(),
         Denial::TenantNotAllowed
     );
 }
@@ -562,13 +586,16 @@ fn configured_issuers_replace_the_table_and_fill_tenantid() {
     cfg.issuers = vec!["https://sts.windows.net/{tenantid}/".into()];
     let p = cfg.build("v1only").unwrap();
     assert!(p
-        .verify(&token(MintOptions {
-            version: Some(1),
-            ..Default::default()
-        }))
+        .verify(
+            &token(MintOptions {
+                version: Some(1),
+                ..Default::default()
+            }),
+            now()
+        )
         .is_ok());
     assert_eq!(
-        p.verify(&token(MintOptions::default())).unwrap_err(),
+        p.verify(&token(MintOptions::default()), now()).unwrap_err(),
         Denial::WrongIssuer
     );
 
@@ -582,7 +609,7 @@ fn configured_issuers_replace_the_table_and_fill_tenantid() {
         unset_claims: vec!["tid".into()],
         ..Default::default()
     };
-    assert!(p.verify(&token(o)).is_ok());
+    assert!(p.verify(&token(o), now()).is_ok());
 }
 
 #[test]
@@ -601,9 +628,9 @@ fn sovereign_clouds_get_their_own_issuers() {
         "iss",
         json!(format!("https://sts.chinacloudapi.cn/{DEV_TENANT}/")),
     );
-    assert!(p.verify(&token(o)).is_ok());
+    assert!(p.verify(&token(o), now()).is_ok());
     assert_eq!(
-        p.verify(&token(MintOptions::default())).unwrap_err(),
+        p.verify(&token(MintOptions::default()), now()).unwrap_err(),
         Denial::WrongIssuer
     );
 
@@ -628,15 +655,15 @@ fn a_key_with_an_issuer_signs_only_for_that_issuer() {
         version: Some(version),
         ..Default::default()
     };
-    assert!(p.verify(&token(own(2))).is_ok());
+    assert!(p.verify(&token(own(2)), now()).is_ok());
     // v1 tokens are compared through their v2-form issuer.
-    assert!(p.verify(&token(own(1))).is_ok());
+    assert!(p.verify(&token(own(1)), now()).is_ok());
     let foreign = MintOptions {
         key: Some(pinned),
         ..Default::default()
     };
     assert_eq!(
-        p.verify(&token(foreign)).unwrap_err(),
+        p.verify(&token(foreign), now()).unwrap_err(),
         Denial::KeyIssuerMismatch
     );
     let templated = MintOptions {
@@ -644,7 +671,7 @@ fn a_key_with_an_issuer_signs_only_for_that_issuer() {
         tenant: Some(OTHER_TENANT.into()),
         ..Default::default()
     };
-    assert!(p.verify(&token(templated)).is_ok());
+    assert!(p.verify(&token(templated), now()).is_ok());
 }
 
 // ---- claims and permissions --------------------------------------------------------------------
@@ -675,7 +702,7 @@ fn a_token_without_scp_or_roles_is_refused_unless_allowed() {
     assert_eq!(verify(o.clone()).unwrap_err(), Denial::NoPermissionClaims);
     let mut cfg = config();
     cfg.require_permission = Some(false);
-    assert!(cfg.build("lax").unwrap().verify(&token(o)).is_ok());
+    assert!(cfg.build("lax").unwrap().verify(&token(o), now()).is_ok());
 }
 
 fn policy(requirements: Vec<(Subject, &[&str])>) -> Policy {

@@ -1,5 +1,6 @@
 //! `entra-dev-idp`: plays Entra ID on loopback. See `entra-dev-idp help`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
   serve [--listen 127.0.0.1:9400]
                       serve metadata documents and the key set
   mint [options]      print an access token (default: user alice, v2, scp access_as_user)
+    --count N                       N distinct tokens, one per line
     --user NAME | --app NAME        user (delegated) or app-only token
     --ver 1|2  --tid GUID  --aud AUD
     --groups A,B  --roles A,B  --scp \"a b\"
@@ -205,9 +207,24 @@ fn run(mut a: Args) -> Result<(), Error> {
             server::serve(state, server::bind(&listen)?)?;
         }
         "mint" => {
-            let options = mint_options(&mut a)?;
+            let count: u64 = parse_num("--count", a.take("--count")?)?.unwrap_or(1);
+            let mut options = mint_options(&mut a)?;
             a.finish()?;
-            println!("{}", mint(&KeyStore::open(&state)?, &options)?);
+            let store = KeyStore::open(&state)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 0..count {
+                if count > 1 {
+                    // Distinct tokens: each its own `uti`, as Entra gives every token.
+                    options
+                        .claims
+                        .push(("uti".into(), serde_json::json!(format!("mint-{i}"))));
+                }
+                let token = mint(&store, &options)?;
+                writeln!(out, "{token}").map_err(|e| Error::Io("stdout".into(), e))?;
+                if count > 1 {
+                    options.claims.pop();
+                }
+            }
         }
         other => {
             return Err(Error::Usage(format!(

@@ -1,0 +1,153 @@
+//! The request-path costs of the pure crate, and the crypto floor they stand on:
+//! - `judge_uncached`: parse and verify a never-seen Entra token (what `token_cache off` pays);
+//! - `judge_cached`: the verified-token cache hit;
+//! - `rsa_verify_only`: the RS256 signature check alone (ring), the floor of the first.
+//!
+//! Before timing, it counts the heap allocations of one call of each (a counting global
+//! allocator), so the report can show which ones the request path makes outside nginx's pool.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use criterion::Criterion;
+use entra_core::provider::Tenant;
+use entra_core::{KeySet, Provider, ProviderConfig};
+use entra_dev_idp::keystore::{KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
+use entra_dev_idp::mint::{mint, MintOptions};
+use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
+use std::hint::black_box;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_of(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+struct Fixture {
+    cached: Provider,
+    uncached: Provider,
+    token: String,
+    rsa_n: Vec<u8>,
+    rsa_e: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let dir = std::env::temp_dir().join(format!("entra-bench-{}", std::process::id()));
+    let settings = Settings {
+        tenant: DEV_TENANT.into(),
+        client_id: DEV_CLIENT_ID.into(),
+        authority: GLOBAL_AUTHORITY.into(),
+    };
+    let store = KeyStore::init(&dir, settings).expect("IdP state");
+    // A token shaped like a real Entra user token, with a handful of groups.
+    let groups = (0..5)
+        .map(|i| format!("0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e{i}"))
+        .collect();
+    let token = mint(
+        &store,
+        &MintOptions {
+            groups: Some(groups),
+            ..Default::default()
+        },
+    )
+    .expect("token");
+    let jwks = store.jwks().expect("jwks");
+    let key = &jwks["keys"][0];
+    let b64 = |v: &serde_json::Value| {
+        URL_SAFE_NO_PAD
+            .decode(v.as_str().expect("str"))
+            .expect("b64")
+    };
+    let (rsa_n, rsa_e) = (b64(&key["n"]), b64(&key["e"]));
+    let build = |cache: Option<usize>| {
+        ProviderConfig {
+            tenant: Some(Tenant::Id(DEV_TENANT.into())),
+            client_id: Some(DEV_CLIENT_ID.into()),
+            keys: Some(
+                KeySet::from_jwks(jwks.to_string().as_bytes())
+                    .expect("keys")
+                    .0,
+            ),
+            token_cache: cache,
+            ..Default::default()
+        }
+        .build("bench")
+        .expect("provider")
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Fixture {
+        cached: build(None),
+        uncached: build(Some(0)),
+        token,
+        rsa_n,
+        rsa_e,
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn rsa_verify(f: &Fixture) {
+    let (message, signature) = f.token.rsplit_once('.').expect("token");
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
+    RsaPublicKeyComponents {
+        n: &f.rsa_n,
+        e: &f.rsa_e,
+    }
+    .verify(&RSA_PKCS1_2048_8192_SHA256, message.as_bytes(), &signature)
+    .expect("verifies");
+}
+
+fn main() {
+    let f = fixture();
+    f.cached.judge(&f.token, now()).expect("valid");
+    f.uncached.judge(&f.token, now()).expect("valid");
+    println!(
+        "allocations per call: judge_uncached {}, judge_cached {}, rsa_verify_only {} (token of {} bytes)",
+        allocations_of(|| drop(f.uncached.judge(&f.token, now()))),
+        allocations_of(|| drop(f.cached.judge(&f.token, now()))),
+        allocations_of(|| rsa_verify(&f)),
+        f.token.len()
+    );
+
+    let mut c = Criterion::default().configure_from_args();
+    c.bench_function("judge_uncached", |b| {
+        b.iter(|| f.uncached.judge(black_box(&f.token), now()).expect("valid"))
+    });
+    c.bench_function("judge_cached", |b| {
+        b.iter(|| f.cached.judge(black_box(&f.token), now()).expect("valid"))
+    });
+    c.bench_function("rsa_verify_only", |b| b.iter(|| rsa_verify(black_box(&f))));
+    c.final_summary();
+}
