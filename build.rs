@@ -4,18 +4,11 @@
 use std::env;
 
 fn main() {
-    for (var, cfg) in [
-        ("DEP_NGINX_FEATURES", "ngx_feature"),
-        ("DEP_NGINX_OS", "ngx_os"),
-    ] {
+    for (var, cfg) in [("DEP_NGINX_FEATURES", "ngx_feature"), ("DEP_NGINX_OS", "ngx_os")] {
         if let Ok(check) = env::var(format!("{var}_CHECK")) {
             println!("cargo::rustc-check-cfg=cfg({cfg}, values({check}))");
         }
-        for value in env::var(var)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|v| !v.is_empty())
-        {
+        for value in env::var(var).unwrap_or_default().split(',').filter(|v| !v.is_empty()) {
             println!("cargo::rustc-cfg={cfg}=\"{value}\"");
         }
         println!("cargo::rerun-if-env-changed={var}");

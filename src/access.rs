@@ -10,8 +10,8 @@ use entra_core::{Denial, DenialClass, Judged, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
-    ngx_http_request_t, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_table_elt_t, ngx_time,
-    NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ALERT,
+    ngx_http_request_t, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_table_elt_t, ngx_time, NGX_HTTP_FORBIDDEN,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ALERT,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
@@ -27,9 +27,8 @@ pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
         return Status::NGX_ERROR.into();
     };
-    let slot =
-        ngx_array_push(&mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers)
-            as *mut ngx_http_handler_pt;
+    let slot = ngx_array_push(&mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers)
+        as *mut ngx_http_handler_pt;
     if slot.is_null() {
         return Status::NGX_ERROR.into();
     }
@@ -45,10 +44,7 @@ unsafe fn authorization_header<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8
 }
 
 fn judge(provider: &Provider, header: Option<&[u8]>) -> Result<Judged, Denial> {
-    provider.judge(
-        bearer_token(header.ok_or(Denial::NoToken)?)?,
-        ngx_time() as u64,
-    )
+    provider.judge(bearer_token(header.ok_or(Denial::NoToken)?)?, ngx_time() as u64)
 }
 
 extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -92,11 +88,8 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
                     Err(denial) => denial.reason(),
                 }
             );
-            let judged = Outcome {
-                provider: provider.clone(),
-                verified: judged.map(|j| j.token),
-                denial: None,
-            };
+            let judged =
+                Outcome { provider: provider.clone(), verified: judged.map(|j| j.token), denial: None };
             match outcome::store(r, judged) {
                 Some(o) => o,
                 None => return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,

@@ -10,10 +10,9 @@ use entra_core::provider::{parse_algorithm, parse_guid, parse_url, AllowedTenant
 use entra_core::{ConfigError, KeySet, Provider, ProviderConfig};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_full_name, ngx_conf_parse, ngx_conf_t, ngx_parse_time, ngx_str_t,
-    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_full_name, ngx_conf_parse, ngx_conf_t, ngx_parse_time, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
 use ngx::http::HttpModuleMainConf;
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -62,9 +61,7 @@ impl Setting {
         match (values, &mut *self) {
             (["off"], Setting::Unset) => *self = Setting::Off,
             (["off"], _) | (_, Setting::Off) => {
-                return Err(format!(
-                    "\"{directive}\" cannot be both \"off\" and a requirement at one level"
-                ))
+                return Err(format!("\"{directive}\" cannot be both \"off\" and a requirement at one level"))
             }
             (_, Setting::Unset) => *self = Setting::AllOf(vec![owned(values)]),
             (_, Setting::AllOf(lists)) => lists.push(owned(values)),
@@ -74,12 +71,9 @@ impl Setting {
 
     fn requirements(&self, subject: Subject, policy: &mut Policy) {
         if let Setting::AllOf(lists) = self {
-            policy
-                .requirements
-                .extend(lists.iter().map(|any_of| Requirement {
-                    subject: subject.clone(),
-                    any_of: any_of.clone(),
-                }));
+            policy.requirements.extend(
+                lists.iter().map(|any_of| Requirement { subject: subject.clone(), any_of: any_of.clone() }),
+            );
         }
     }
 }
@@ -111,10 +105,7 @@ pub struct LocationConf {
 unsafe fn args<'a>(cf: *mut ngx_conf_t) -> Result<Vec<&'a str>, String> {
     let raw: &[ngx_str_t] = (*(*cf).args).as_slice();
     raw.iter()
-        .map(|a| {
-            a.to_str()
-                .map_err(|_| format!("\"{}\" has an argument that is not UTF-8", raw[0]))
-        })
+        .map(|a| a.to_str().map_err(|_| format!("\"{}\" has an argument that is not UTF-8", raw[0])))
         .collect()
 }
 
@@ -130,10 +121,7 @@ unsafe fn warn(cf: *mut ngx_conf_t, message: &str) {
 
 unsafe fn origin(cf: *mut ngx_conf_t) -> Origin {
     let file = &*(*cf).conf_file;
-    Origin {
-        file: file.file.name.to_string(),
-        line: file.line,
-    }
+    Origin { file: file.file.name.to_string(), line: file.line }
 }
 
 // ---- entra_provider --------------------------------------------------------------------------
@@ -143,11 +131,7 @@ struct ProviderBlock {
     seen: Vec<String>,
 }
 
-extern "C" fn set_provider(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_provider(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
     unsafe {
         let main = &mut *(conf as *mut MainConf);
@@ -159,10 +143,7 @@ extern "C" fn set_provider(
             return refuse(cf, &format!("duplicate entra_provider \"{name}\""));
         }
         let opening_line = (*(*cf).conf_file).line;
-        let mut block = ProviderBlock {
-            config: ProviderConfig::default(),
-            seen: Vec::new(),
-        };
+        let mut block = ProviderBlock { config: ProviderConfig::default(), seen: Vec::new() };
         // Parse the block's lines with our own handler, the way nginx parses `types { }`.
         let saved = *cf;
         (*cf).handler = Some(provider_line);
@@ -174,17 +155,14 @@ extern "C" fn set_provider(
         }
         match block.config.build(&name) {
             Ok(provider) => {
-                if !provider.keys.kids().any(|kid| {
-                    provider
-                        .keys
-                        .get(kid)
-                        .is_some_and(|k| provider.uses_family(k.family))
-                }) {
+                if !provider
+                    .keys
+                    .kids()
+                    .any(|kid| provider.keys.get(kid).is_some_and(|k| provider.uses_family(k.family)))
+                {
                     warn(
                         cf,
-                        &format!(
-                            "entra_provider \"{name}\": no key in the key set fits \"algorithms\""
-                        ),
+                        &format!("entra_provider \"{name}\": no key in the key set fits \"algorithms\""),
                     );
                 }
                 main.providers.push(Arc::new(provider));
@@ -223,16 +201,10 @@ unsafe fn provider_directive(
         | "token_cache" => (1, 1, false),
         "audience" | "allowed_tenants" | "algorithms" => (1, usize::MAX, false),
         "issuer" => (1, usize::MAX, true),
-        _ => {
-            return Err(format!(
-                "unknown directive \"{directive}\" in entra_provider"
-            ))
-        }
+        _ => return Err(format!("unknown directive \"{directive}\" in entra_provider")),
     };
     if values.len() < min || values.len() > max {
-        return Err(format!(
-            "invalid number of arguments in \"{directive}\" directive"
-        ));
+        return Err(format!("invalid number of arguments in \"{directive}\" directive"));
     }
     if !repeatable {
         if block.seen.iter().any(|d| d == directive) {
@@ -244,9 +216,7 @@ unsafe fn provider_directive(
     let config_error = |e: ConfigError| e.to_string();
     match directive {
         "tenant" => c.tenant = Some(Tenant::parse(values[0]).map_err(config_error)?),
-        "client_id" => {
-            c.client_id = Some(parse_guid("client_id", values[0]).map_err(config_error)?)
-        }
+        "client_id" => c.client_id = Some(parse_guid("client_id", values[0]).map_err(config_error)?),
         "audience" => c.audiences = Some(owned(values)),
         "authority" => c.authority = Some(parse_url("authority", values[0]).map_err(config_error)?),
         "issuer" => {
@@ -279,10 +249,7 @@ unsafe fn provider_directive(
             })
         }
         "leeway" => {
-            let mut text = ngx_str_t {
-                len: values[0].len(),
-                data: values[0].as_ptr() as *mut u8,
-            };
+            let mut text = ngx_str_t { len: values[0].len(), data: values[0].as_ptr() as *mut u8 };
             let secs = ngx_parse_time(&mut text, 1);
             if secs == NGX_ERROR as ngx::ffi::ngx_int_t {
                 return Err(format!("\"leeway\" value \"{}\" is not a time", values[0]));
@@ -291,11 +258,7 @@ unsafe fn provider_directive(
         }
         "algorithms" => {
             c.algorithms = Some(
-                values
-                    .iter()
-                    .map(|v| parse_algorithm(v))
-                    .collect::<Result<_, _>>()
-                    .map_err(config_error)?,
+                values.iter().map(|v| parse_algorithm(v)).collect::<Result<_, _>>().map_err(config_error)?,
             )
         }
         "require_permission" => {
@@ -303,11 +266,8 @@ unsafe fn provider_directive(
                 "on" => true,
                 "off" => false,
                 v => {
-                    return Err(ConfigError::NotAFlag {
-                        directive: "require_permission",
-                        value: v.into(),
-                    }
-                    .to_string())
+                    return Err(ConfigError::NotAFlag { directive: "require_permission", value: v.into() }
+                        .to_string())
                 }
             })
         }
@@ -318,21 +278,12 @@ unsafe fn provider_directive(
 
 /// Reads a JWKS file, relative paths from the configuration prefix (as `ssl_certificate` does).
 unsafe fn load_key_file(cf: *mut ngx_conf_t, path: &str) -> Result<KeySet, String> {
-    let mut name = ngx_str_t {
-        len: path.len(),
-        data: path.as_ptr() as *mut u8,
-    };
+    let mut name = ngx_str_t { len: path.len(), data: path.as_ptr() as *mut u8 };
     if ngx_conf_full_name((*cf).cycle, &mut name, 1) != 0 {
         return Err(format!("\"jwks_file\" \"{path}\": cannot resolve the path"));
     }
     let full = name.to_string();
-    let bad = |reason: String| {
-        ConfigError::BadKeyFile {
-            path: full.clone(),
-            reason,
-        }
-        .to_string()
-    };
+    let bad = |reason: String| ConfigError::BadKeyFile { path: full.clone(), reason }.to_string();
     let text = std::fs::read(&full).map_err(|e| bad(e.to_string()))?;
     let (keys, skipped) = KeySet::from_jwks(&text).map_err(|e| bad(e.to_string()))?;
     for why in skipped {
@@ -359,11 +310,7 @@ unsafe fn apply_directive<T>(
     }
 }
 
-unsafe fn apply_auth(
-    cf: *mut ngx_conf_t,
-    lcf: &mut LocationConf,
-    a: &[&str],
-) -> Result<(), String> {
+unsafe fn apply_auth(cf: *mut ngx_conf_t, lcf: &mut LocationConf, a: &[&str]) -> Result<(), String> {
     if !matches!(lcf.auth, AuthSetting::Unset) {
         return Err("\"entra_auth\" directive is duplicate".into());
     }
@@ -374,11 +321,7 @@ unsafe fn apply_auth(
     Ok(())
 }
 
-unsafe fn apply_requirement(
-    _cf: *mut ngx_conf_t,
-    lcf: &mut LocationConf,
-    a: &[&str],
-) -> Result<(), String> {
+unsafe fn apply_requirement(_cf: *mut ngx_conf_t, lcf: &mut LocationConf, a: &[&str]) -> Result<(), String> {
     let setting = match a[0] {
         "entra_require_group" => &mut lcf.groups,
         "entra_require_role" => &mut lcf.roles,
@@ -388,11 +331,7 @@ unsafe fn apply_requirement(
     setting.add(a[0], &a[1..])
 }
 
-unsafe fn apply_claim(
-    cf: *mut ngx_conf_t,
-    lcf: &mut LocationConf,
-    a: &[&str],
-) -> Result<(), String> {
+unsafe fn apply_claim(cf: *mut ngx_conf_t, lcf: &mut LocationConf, a: &[&str]) -> Result<(), String> {
     if let ["entra_require_claim", "off"] = a {
         if lcf.claims_off || !lcf.claims.is_empty() {
             return Err("\"entra_require_claim off\" must stand alone at its level".into());
@@ -404,9 +343,7 @@ unsafe fn apply_claim(
         return Err("\"entra_require_claim off\" must stand alone at its level".into());
     }
     if a.len() < 3 {
-        return Err(
-            "\"entra_require_claim\" needs a claim name and at least one value (or \"off\")".into(),
-        );
+        return Err("\"entra_require_claim\" needs a claim name and at least one value (or \"off\")".into());
     }
     let name = a[1];
     if MUTABLE_CLAIMS.contains(&name) {
@@ -425,16 +362,10 @@ unsafe fn apply_claim(
             lcf.claims.len() - 1
         }
     };
-    lcf.claims[index]
-        .1
-        .add(&format!("entra_require_claim {name}"), &a[2..])
+    lcf.claims[index].1.add(&format!("entra_require_claim {name}"), &a[2..])
 }
 
-extern "C" fn set_auth(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_auth(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
     unsafe { apply_directive(cf, conf, apply_auth) }
 }
@@ -448,11 +379,7 @@ extern "C" fn set_requirement(
     unsafe { apply_directive(cf, conf, apply_requirement) }
 }
 
-extern "C" fn set_claim(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_claim(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: as above.
     unsafe { apply_directive(cf, conf, apply_claim) }
 }
@@ -512,8 +439,7 @@ pub unsafe extern "C" fn merge_loc_conf(
     conf.groups.requirements(Subject::Group, &mut policy);
     conf.roles.requirements(Subject::Role, &mut policy);
     conf.scopes.requirements(Subject::Scope, &mut policy);
-    conf.permissions
-        .requirements(Subject::Permission, &mut policy);
+    conf.permissions.requirements(Subject::Permission, &mut policy);
     for (name, setting) in &conf.claims {
         setting.requirements(Subject::Claim(name.clone()), &mut policy);
     }
@@ -548,30 +474,10 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         post: ptr::null_mut(),
     },
     location_command(ngx_string!("entra_auth"), NGX_CONF_TAKE1, set_auth),
-    location_command(
-        ngx_string!("entra_require_group"),
-        NGX_CONF_1MORE,
-        set_requirement,
-    ),
-    location_command(
-        ngx_string!("entra_require_role"),
-        NGX_CONF_1MORE,
-        set_requirement,
-    ),
-    location_command(
-        ngx_string!("entra_require_scope"),
-        NGX_CONF_1MORE,
-        set_requirement,
-    ),
-    location_command(
-        ngx_string!("entra_require_permission"),
-        NGX_CONF_1MORE,
-        set_requirement,
-    ),
-    location_command(
-        ngx_string!("entra_require_claim"),
-        NGX_CONF_1MORE,
-        set_claim,
-    ),
+    location_command(ngx_string!("entra_require_group"), NGX_CONF_1MORE, set_requirement),
+    location_command(ngx_string!("entra_require_role"), NGX_CONF_1MORE, set_requirement),
+    location_command(ngx_string!("entra_require_scope"), NGX_CONF_1MORE, set_requirement),
+    location_command(ngx_string!("entra_require_permission"), NGX_CONF_1MORE, set_requirement),
+    location_command(ngx_string!("entra_require_claim"), NGX_CONF_1MORE, set_claim),
     ngx_command_t::empty(),
 ];

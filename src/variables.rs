@@ -56,10 +56,7 @@ const CLAIM_PREFIX: &str = "entra_claim_";
 pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     let flags = NGX_HTTP_VAR_NOCACHEABLE as usize;
     for (index, (name, _)) in VARIABLES.iter().enumerate() {
-        let mut name = ngx_str_t {
-            len: name.len(),
-            data: name.as_ptr() as *mut u8,
-        };
+        let mut name = ngx_str_t { len: name.len(), data: name.as_ptr() as *mut u8 };
         let var = ngx_http_add_variable(cf, &mut name, flags);
         if var.is_null() {
             return Status::NGX_ERROR.into();
@@ -67,10 +64,7 @@ pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
         (*var).get_handler = Some(get_field);
         (*var).data = index;
     }
-    let mut prefix = ngx_str_t {
-        len: CLAIM_PREFIX.len(),
-        data: CLAIM_PREFIX.as_ptr() as *mut u8,
-    };
+    let mut prefix = ngx_str_t { len: CLAIM_PREFIX.len(), data: CLAIM_PREFIX.as_ptr() as *mut u8 };
     let var = ngx_http_add_variable(cf, &mut prefix, flags | NGX_HTTP_VAR_PREFIX as usize);
     if var.is_null() {
         return Status::NGX_ERROR.into();
@@ -151,9 +145,7 @@ unsafe fn set_value(
     Status::NGX_OK
 }
 
-http_variable_get!(get_field, |request: &mut Request,
-                               v: *mut ngx_variable_value_t,
-                               data: usize| {
+http_variable_get!(get_field, |request: &mut Request, v: *mut ngx_variable_value_t, data: usize| {
     let r: *mut ngx_http_request_t = request.into();
     // SAFETY: nginx calls variable handlers with a valid request and value.
     unsafe {
@@ -167,24 +159,16 @@ http_variable_get!(get_field, |request: &mut Request,
     }
 });
 
-http_variable_get!(get_claim, |request: &mut Request,
-                               v: *mut ngx_variable_value_t,
-                               data: usize| {
+http_variable_get!(get_claim, |request: &mut Request, v: *mut ngx_variable_value_t, data: usize| {
     let r: *mut ngx_http_request_t = request.into();
     // SAFETY: for a prefix variable nginx passes the full variable name as `data`.
     unsafe {
         let full = &*(data as *const ngx_str_t);
-        let name = full
-            .as_bytes()
-            .get(CLAIM_PREFIX.len()..)
-            .and_then(|n| core::str::from_utf8(n).ok());
+        let name = full.as_bytes().get(CLAIM_PREFIX.len()..).and_then(|n| core::str::from_utf8(n).ok());
         let text = match (outcome::get(r), name) {
-            (Some(o), Some(name)) => o
-                .verified
-                .as_ref()
-                .ok()
-                .and_then(|t| t.claim(name))
-                .and_then(claim_text),
+            (Some(o), Some(name)) => {
+                o.verified.as_ref().ok().and_then(|t| t.claim(name)).and_then(claim_text)
+            }
             _ => None,
         };
         set_value(r, v, text)

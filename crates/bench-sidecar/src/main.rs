@@ -22,10 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn provider(args: &[String]) -> Result<Provider, String> {
@@ -42,13 +39,8 @@ fn provider(args: &[String]) -> Result<Provider, String> {
 }
 
 fn check(provider: &Provider, req: &Request<Incoming>) -> StatusCode {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let header = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let header = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
     match header.map(bearer_token) {
         Some(Ok(token)) if provider.judge(token, now).is_ok() => StatusCode::NO_CONTENT,
         _ => StatusCode::UNAUTHORIZED,
@@ -60,9 +52,7 @@ async fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let provider = Arc::new(provider(&args)?);
     let listen = arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:9500".into());
-    let listener = TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("{listen}: {e}"))?;
+    let listener = TcpListener::bind(&listen).await.map_err(|e| format!("{listen}: {e}"))?;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -78,9 +68,7 @@ async fn main() -> Result<(), String> {
                     Ok::<_, Infallible>(response)
                 }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }

@@ -45,10 +45,7 @@ struct RingVerifier {
 
 fn ring_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
     let key = match key.kind() {
-        DecodingKeyKind::RsaModulusExponent { n, e } => PublicKey::Rsa {
-            n: n.clone(),
-            e: e.clone(),
-        },
+        DecodingKeyKind::RsaModulusExponent { n, e } => PublicKey::Rsa { n: n.clone(), e: e.clone() },
         DecodingKeyKind::SecretOrDer(bytes) => PublicKey::Raw(bytes.clone()),
     };
     Ok(Box::new(RingVerifier { alg: *alg, key }))
@@ -76,9 +73,7 @@ impl signature::Verifier<Vec<u8>> for RingVerifier {
             (PublicKey::Raw(point), ES384) => {
                 UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point).verify(msg, signature)
             }
-            (PublicKey::Raw(x), EdDSA) => {
-                UnparsedPublicKey::new(&sig::ED25519, x).verify(msg, signature)
-            }
+            (PublicKey::Raw(x), EdDSA) => UnparsedPublicKey::new(&sig::ED25519, x).verify(msg, signature),
             _ => return Err(signature::Error::new()),
         };
         outcome.map_err(|_| signature::Error::new())

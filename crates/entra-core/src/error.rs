@@ -119,34 +119,23 @@ impl Denial {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
     #[error("\"{directive}\" value \"{value}\" is not a GUID")]
-    NotAGuid {
-        directive: &'static str,
-        value: String,
-    },
+    NotAGuid { directive: &'static str, value: String },
     #[error("\"tenant\" value \"{0}\" is neither a GUID nor common, organizations or consumers")]
     BadTenant(String),
     #[error("\"{0}\" is required")]
     Missing(&'static str),
     #[error("\"{0}\" is duplicate")]
     Duplicate(&'static str),
-    #[error(
-        "\"allowed_tenants\" is required with tenant \"{0}\" (list tenant GUIDs, or say \"any\")"
-    )]
+    #[error("\"allowed_tenants\" is required with tenant \"{0}\" (list tenant GUIDs, or say \"any\")")]
     AllowedTenantsRequired(String),
     #[error("\"algorithms\" value \"{0}\" is not supported (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA)")]
     UnknownAlgorithm(String),
     #[error("\"{directive}\" value \"{value}\" must be an https:// URL, or http:// on a loopback address")]
-    BadUrl {
-        directive: &'static str,
-        value: String,
-    },
+    BadUrl { directive: &'static str, value: String },
     #[error("\"issuer\" value \"{0}\" is not a URL")]
     BadIssuer(String),
     #[error("\"{directive}\" value \"{value}\" must be \"on\" or \"off\"")]
-    NotAFlag {
-        directive: &'static str,
-        value: String,
-    },
+    NotAFlag { directive: &'static str, value: String },
     #[error("\"jwks_file\" \"{path}\": {reason}")]
     BadKeyFile { path: String, reason: String },
 }

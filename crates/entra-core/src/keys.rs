@@ -53,8 +53,7 @@ impl KeySet {
     /// Parses a JWKS document. Keys this module cannot use (symmetric keys, encryption keys,
     /// unknown curves, short RSA moduli, no `kid`) are skipped and described in the second value.
     pub fn from_jwks(json: &[u8]) -> Result<(KeySet, Vec<String>), KeySetError> {
-        let doc: Value =
-            serde_json::from_slice(json).map_err(|e| KeySetError::NotJson(e.to_string()))?;
+        let doc: Value = serde_json::from_slice(json).map_err(|e| KeySetError::NotJson(e.to_string()))?;
         let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
             return Err(KeySetError::NoKeysArray);
         };
@@ -70,11 +69,7 @@ impl KeySet {
             }
         }
         if keys.is_empty() {
-            let why = if skipped.is_empty() {
-                "the set is empty".to_owned()
-            } else {
-                skipped.join("; ")
-            };
+            let why = if skipped.is_empty() { "the set is empty".to_owned() } else { skipped.join("; ") };
             return Err(KeySetError::NoUsableKeys(why));
         }
         Ok((KeySet { keys }, skipped))
@@ -98,17 +93,12 @@ impl KeySet {
 }
 
 fn str_field<'a>(entry: &'a Value, name: &str) -> Result<&'a str, String> {
-    entry
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("no string \"{name}\""))
+    entry.get(name).and_then(Value::as_str).ok_or_else(|| format!("no string \"{name}\""))
 }
 
 fn b64_field(entry: &Value, name: &str) -> Result<Vec<u8>, String> {
     let text = str_field(entry, name)?;
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| format!("\"{name}\" is not base64url"))
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("\"{name}\" is not base64url"))
 }
 
 fn parse_key(entry: &Value) -> Result<SigningKey, String> {
@@ -166,16 +156,7 @@ fn parse_key(entry: &Value) -> Result<SigningKey, String> {
             }
             (KeyFamily::Ed, DecodingKey::from_ed_der(&x))
         }
-        other => {
-            return Err(format!(
-                "kid \"{kid}\": key type \"{other}\" is not used for signatures"
-            ))
-        }
+        other => return Err(format!("kid \"{kid}\": key type \"{other}\" is not used for signatures")),
     };
-    Ok(SigningKey {
-        kid,
-        family,
-        issuer,
-        decoding,
-    })
+    Ok(SigningKey { kid, family, issuer, decoding })
 }

@@ -37,9 +37,7 @@ fn claim_matches(value: &Value, wanted: &str) -> bool {
         Value::String(s) => s == wanted,
         Value::Number(n) => n.to_string() == wanted,
         Value::Bool(b) => wanted == if *b { "true" } else { "false" },
-        Value::Array(items) => items
-            .iter()
-            .any(|item| !item.is_array() && claim_matches(item, wanted)),
+        Value::Array(items) => items.iter().any(|item| !item.is_array() && claim_matches(item, wanted)),
         Value::Null | Value::Object(_) => false,
     }
 }
@@ -52,16 +50,14 @@ impl Requirement {
                 if token.has_group_overage() {
                     return Err(Denial::GroupOverage);
                 }
-                token
-                    .groups()
-                    .any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g)))
+                token.groups().any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g)))
             }
             Subject::Role => token.roles().any(wants),
             Subject::Scope => token.scopes().any(wants),
             Subject::Permission => token.scopes().chain(token.roles()).any(wants),
-            Subject::Claim(name) => token
-                .claim(name)
-                .is_some_and(|v| self.any_of.iter().any(|w| claim_matches(v, w))),
+            Subject::Claim(name) => {
+                token.claim(name).is_some_and(|v| self.any_of.iter().any(|w| claim_matches(v, w)))
+            }
         };
         if satisfied {
             return Ok(());

@@ -30,10 +30,7 @@ pub fn parse_guid(directive: &'static str, value: &str) -> Result<String, Config
     if is_guid(value) {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(ConfigError::NotAGuid {
-            directive,
-            value: value.to_owned(),
-        })
+        Err(ConfigError::NotAGuid { directive, value: value.to_owned() })
     }
 }
 
@@ -100,10 +97,7 @@ pub fn parse_algorithm(value: &str) -> Result<Algorithm, ConfigError> {
 /// `https://` anywhere, `http://` only towards loopback (tests and the development IdP).
 /// Returns the URL without a trailing slash.
 pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigError> {
-    let bad = || ConfigError::BadUrl {
-        directive,
-        value: value.to_owned(),
-    };
+    let bad = || ConfigError::BadUrl { directive, value: value.to_owned() };
     let rest = if let Some(rest) = value.strip_prefix("https://") {
         rest
     } else if let Some(rest) = value.strip_prefix("http://") {
@@ -112,10 +106,8 @@ pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigE
             Some(v6) => v6.split(']').next().unwrap_or(""),
             None => host.rsplit_once(':').map_or(host, |(h, _)| h),
         };
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let loopback =
+            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         if !loopback {
             return Err(bad());
         }
@@ -131,19 +123,9 @@ pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigE
 
 /// The v1 issuer host follows the cloud, not the authority (rule 17).
 fn v1_issuer_template(authority: &str) -> String {
-    let host = authority
-        .split("://")
-        .nth(1)
-        .unwrap_or("")
-        .split('/')
-        .next()
-        .unwrap_or("");
+    let host = authority.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
     let china = host.ends_with(".microsoftonline.cn") || host.ends_with(".chinacloudapi.cn");
-    let sts = if china {
-        "https://sts.chinacloudapi.cn"
-    } else {
-        "https://sts.windows.net"
-    };
+    let sts = if china { "https://sts.chinacloudapi.cn" } else { "https://sts.windows.net" };
     format!("{sts}/{TENANT_PLACEHOLDER}/")
 }
 
@@ -187,17 +169,11 @@ impl ProviderConfig {
         let tenant = self.tenant.ok_or(ConfigError::Missing("tenant"))?;
         let client_id = self.client_id.ok_or(ConfigError::Missing("client_id"))?;
         let keys = self.keys.ok_or(ConfigError::Missing("jwks_file"))?;
-        let authority = self
-            .authority
-            .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
-        let audiences = self
-            .audiences
-            .unwrap_or_else(|| vec![client_id.clone(), format!("api://{client_id}")]);
+        let authority = self.authority.unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
+        let audiences =
+            self.audiences.unwrap_or_else(|| vec![client_id.clone(), format!("api://{client_id}")]);
         let issuers = if self.issuers.is_empty() {
-            vec![
-                format!("{authority}/{TENANT_PLACEHOLDER}/v2.0"),
-                v1_issuer_template(&authority),
-            ]
+            vec![format!("{authority}/{TENANT_PLACEHOLDER}/v2.0"), v1_issuer_template(&authority)]
         } else {
             self.issuers
         };
@@ -205,11 +181,7 @@ impl ProviderConfig {
             (Some(allowed), _) => allowed,
             (None, Tenant::Id(id)) => AllowedTenants::Only(vec![id.clone()]),
             (None, Tenant::Consumers) => AllowedTenants::Only(vec![CONSUMERS_TENANT_ID.to_owned()]),
-            (None, other) => {
-                return Err(ConfigError::AllowedTenantsRequired(
-                    other.as_str().to_owned(),
-                ))
-            }
+            (None, other) => return Err(ConfigError::AllowedTenantsRequired(other.as_str().to_owned())),
         };
         let leeway = self.leeway.unwrap_or(60);
         let algorithms = self.algorithms.unwrap_or_else(|| vec![Algorithm::RS256]);
@@ -233,9 +205,7 @@ impl ProviderConfig {
 impl Provider {
     /// `true` when some allowed algorithm can use a key of this family.
     pub fn uses_family(&self, family: KeyFamily) -> bool {
-        self.algorithms
-            .iter()
-            .any(|a| KeyFamily::of(*a) == Some(family))
+        self.algorithms.iter().any(|a| KeyFamily::of(*a) == Some(family))
     }
 
     /// The v2-form issuer of a tenant, which Entra writes into its keys' `issuer` property.

@@ -15,10 +15,7 @@ use crate::keys::KeyFamily;
 use crate::provider::{is_guid, parse_algorithm, Provider, TENANT_PLACEHOLDER};
 
 /// Audiences that mark a Microsoft Graph token (rule 7).
-const GRAPH_AUDIENCES: [&str; 2] = [
-    "00000003-0000-0000-c000-000000000000",
-    "https://graph.microsoft.com",
-];
+const GRAPH_AUDIENCES: [&str; 2] = ["00000003-0000-0000-c000-000000000000", "https://graph.microsoft.com"];
 
 /// Longest token judged at all; nginx's own header limits normally stop larger ones first.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
@@ -52,10 +49,7 @@ pub struct Judged {
     pub cached: bool,
 }
 
-fn str_claim<'a>(
-    claims: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<&'a str>, Denial> {
+fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, Denial> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -69,11 +63,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
         None => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.is_finite() && *f >= 0.0)
-                    .map(|f| f as u64)
-            })
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
             .map(Some)
             .ok_or(Denial::InvalidClaim(name)),
         Some(_) => Err(Denial::InvalidClaim(name)),
@@ -89,52 +79,35 @@ fn check_string_array(claims: &Map<String, Value>, name: &'static str) -> Result
 }
 
 fn strings<'a>(claims: &'a Map<String, Value>, name: &str) -> impl Iterator<Item = &'a str> {
-    claims
-        .get(name)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+    claims.get(name).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
 }
 
 /// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
 /// Another scheme (`Basic`, ...) is no token at all: it may be meant for another access module.
-pub fn bearer_token(header: &[u8]) -> Result<&str, Denial> {
-    let scheme_end = header
-        .iter()
-        .position(|b| *b == b' ' || *b == b'\t')
-        .unwrap_or(header.len());
+pub fn bearer_token(header: &[u8]) -> Result<&[u8], Denial> {
+    let scheme_end = header.iter().position(|b| *b == b' ' || *b == b'\t').unwrap_or(header.len());
     if !header[..scheme_end].eq_ignore_ascii_case(b"bearer") {
         return Err(Denial::NoToken);
     }
+    // Anything that is not one compact JWT (spaces, a second token) fails its parse.
     let token = header[scheme_end..].trim_ascii();
-    if token.is_empty() || token.iter().any(|b| b.is_ascii_whitespace()) {
+    if token.is_empty() {
         return Err(Denial::Malformed);
     }
-    core::str::from_utf8(token).map_err(|_| Denial::Malformed)
+    Ok(token)
 }
 
 impl Provider {
     /// Judges a bearer token at `now` (seconds since the epoch): from the verified-token cache
     /// when this exact token passed before and has not expired, else by [`Provider::verify`].
-    pub fn judge(&self, token: &str, now: u64) -> Result<Judged, Denial> {
-        if let Some(hit) = self.cache.get(token.as_bytes(), now) {
-            return Ok(Judged {
-                token: hit,
-                cached: true,
-            });
+    pub fn judge(&self, token: &[u8], now: u64) -> Result<Judged, Denial> {
+        if let Some(hit) = self.cache.get(token, now) {
+            return Ok(Judged { token: hit, cached: true });
         }
-        let verified = Arc::new(self.verify(token, now)?);
-        self.cache.insert(
-            token.as_bytes(),
-            verified.clone(),
-            verified.exp.saturating_add(self.leeway),
-            now,
-        );
-        Ok(Judged {
-            token: verified,
-            cached: false,
-        })
+        let text = core::str::from_utf8(token).map_err(|_| Denial::Malformed)?;
+        let verified = Arc::new(self.verify(text, now)?);
+        self.cache.insert(token, verified.clone(), verified.exp.saturating_add(self.leeway), now);
+        Ok(Judged { token: verified, cached: false })
     }
 
     /// Judges a bearer token at `now` (seconds since the epoch). `Ok` means every rule of this
@@ -149,11 +122,8 @@ impl Provider {
         else {
             return Err(Denial::Malformed);
         };
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|_| Denial::Malformed)?;
-        let header: JoseHeader =
-            serde_json::from_slice(&header_json).map_err(|_| Denial::Malformed)?;
+        let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| Denial::Malformed)?;
+        let header: JoseHeader = serde_json::from_slice(&header_json).map_err(|_| Denial::Malformed)?;
 
         // A Graph token's signature covers a nonce only Graph can rebuild: say so before the
         // signature check would fail with a confusing reason.
@@ -177,12 +147,7 @@ impl Provider {
         // The signature covers the encoded header and payload, exactly as received.
         crate::crypto::install();
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(
-            signature_b64,
-            signing_input.as_bytes(),
-            &key.decoding,
-            alg,
-        ) {
+        match jsonwebtoken::crypto::verify(signature_b64, signing_input.as_bytes(), &key.decoding, alg) {
             Ok(true) => {}
             Ok(false) => return Err(Denial::BadSignature),
             Err(e) if matches!(e.kind(), ErrorKind::Base64(_)) => return Err(Denial::Malformed),
@@ -191,11 +156,8 @@ impl Provider {
 
         // The claims are parsed once, and their times checked here with strict JSON types: a
         // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| Denial::Malformed)?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| Denial::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Denial::Malformed)?;
+        let claims: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| Denial::Malformed)?;
         let exp = numeric_date(&claims, "exp")?.ok_or(Denial::MissingExp)?;
         if exp.saturating_add(self.leeway) < now {
             return Err(Denial::Expired);
@@ -223,11 +185,7 @@ impl Provider {
         if self.require_permission && !claims.contains_key("scp") && !claims.contains_key("roles") {
             return Err(Denial::NoPermissionClaims);
         }
-        Ok(VerifiedToken {
-            kid: kid.to_owned(),
-            exp,
-            claims,
-        })
+        Ok(VerifiedToken { kid: kid.to_owned(), exp, claims })
     }
 
     fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
@@ -270,12 +228,7 @@ impl Provider {
 
     /// A key that names an issuer signs only for it: compare with the token's issuer and with
     /// its v2 form, which Entra writes into keys that sign v1 tokens too (rule 5).
-    fn check_key_issuer(
-        &self,
-        key_issuer: &str,
-        iss: &str,
-        tid: Option<&str>,
-    ) -> Result<(), Denial> {
+    fn check_key_issuer(&self, key_issuer: &str, iss: &str, tid: Option<&str>) -> Result<(), Denial> {
         let expected = match (key_issuer.contains(TENANT_PLACEHOLDER), tid) {
             (true, Some(tid)) => fill_tenant(key_issuer, tid),
             (true, None) => return Err(Denial::KeyIssuerMismatch),
@@ -313,9 +266,7 @@ impl VerifiedToken {
 
     /// `preferred_username` (v2), else `upn` or `unique_name` (v1). For display only (rule 13).
     pub fn upn(&self) -> Option<&str> {
-        self.str("preferred_username")
-            .or_else(|| self.str("upn"))
-            .or_else(|| self.str("unique_name"))
+        self.str("preferred_username").or_else(|| self.str("upn")).or_else(|| self.str("unique_name"))
     }
 
     /// The calling client: `azp` (v2) or `appid` (v1).

@@ -35,9 +35,7 @@ impl KeyKind {
             "rsa" | "RSA" => Ok(KeyKind::Rsa),
             "ec" | "P-256" => Ok(KeyKind::P256),
             "ed25519" | "Ed25519" => Ok(KeyKind::Ed25519),
-            other => Err(Error::Usage(format!(
-                "unknown key kind \"{other}\" (rsa, ec, ed25519)"
-            ))),
+            other => Err(Error::Usage(format!("unknown key kind \"{other}\" (rsa, ec, ed25519)"))),
         }
     }
 
@@ -83,9 +81,7 @@ pub struct KeyStore {
 
 fn random_kid() -> Result<String, Error> {
     let mut bytes = [0u8; 12];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Error::Crypto("no randomness".into()))?;
+    SystemRandom::new().fill(&mut bytes).map_err(|_| Error::Crypto("no randomness".into()))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -95,18 +91,12 @@ fn generate(kind: KeyKind) -> Result<Vec<u8>, Error> {
     match kind {
         KeyKind::Rsa => {
             use rsa::pkcs8::EncodePrivateKey;
-            let key =
-                rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|_| crypto("RSA"))?;
-            Ok(key
-                .to_pkcs8_der()
-                .map_err(|_| crypto("RSA"))?
-                .as_bytes()
-                .to_vec())
+            let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|_| crypto("RSA"))?;
+            Ok(key.to_pkcs8_der().map_err(|_| crypto("RSA"))?.as_bytes().to_vec())
         }
         KeyKind::P256 => {
-            let doc =
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| crypto("P-256"))?;
+            let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| crypto("P-256"))?;
             Ok(doc.as_ref().to_vec())
         }
         KeyKind::Ed25519 => {
@@ -118,18 +108,11 @@ fn generate(kind: KeyKind) -> Result<Vec<u8>, Error> {
 
 impl StoredKey {
     pub fn new(kind: KeyKind) -> Result<StoredKey, Error> {
-        Ok(StoredKey {
-            kid: random_kid()?,
-            kind,
-            pkcs8: STANDARD.encode(generate(kind)?),
-            issuer: None,
-        })
+        Ok(StoredKey { kid: random_kid()?, kind, pkcs8: STANDARD.encode(generate(kind)?), issuer: None })
     }
 
     pub fn pkcs8(&self) -> Result<Vec<u8>, Error> {
-        STANDARD
-            .decode(&self.pkcs8)
-            .map_err(|_| Error::State(format!("key {} is damaged", self.kid)))
+        STANDARD.decode(&self.pkcs8).map_err(|_| Error::State(format!("key {} is damaged", self.kid)))
     }
 
     /// The public half as a JWK, the way Entra publishes it.
@@ -146,12 +129,8 @@ impl StoredKey {
             }
             KeyKind::P256 => {
                 let rng = SystemRandom::new();
-                let pair = EcdsaKeyPair::from_pkcs8(
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &der,
-                    &rng,
-                )
-                .map_err(|_| bad())?;
+                let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+                    .map_err(|_| bad())?;
                 let point = pair.public_key().as_ref();
                 json!({"kty": "EC", "use": "sig", "kid": self.kid, "crv": "P-256",
                        "x": b64(&point[1..33]), "y": b64(&point[33..65])})
@@ -178,15 +157,8 @@ impl KeyStore {
     pub fn init(dir: &Path, settings: Settings) -> Result<KeyStore, Error> {
         fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
         let key = StoredKey::new(KeyKind::Rsa)?;
-        let state = State {
-            settings,
-            current: key.kid.clone(),
-            keys: vec![key],
-        };
-        let store = KeyStore {
-            dir: dir.to_owned(),
-            state,
-        };
+        let state = State { settings, current: key.kid.clone(), keys: vec![key] };
+        let store = KeyStore { dir: dir.to_owned(), state };
         store.save()?;
         Ok(store)
     }
@@ -194,19 +166,15 @@ impl KeyStore {
     pub fn open(dir: &Path) -> Result<KeyStore, Error> {
         let path = Self::path(dir);
         let text = fs::read(&path).map_err(|e| Error::Io(path.display().to_string(), e))?;
-        let state = serde_json::from_slice(&text)
-            .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
-        Ok(KeyStore {
-            dir: dir.to_owned(),
-            state,
-        })
+        let state =
+            serde_json::from_slice(&text).map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+        Ok(KeyStore { dir: dir.to_owned(), state })
     }
 
     pub fn save(&self) -> Result<(), Error> {
         let path = Self::path(&self.dir);
         let tmp = path.with_extension("json.tmp");
-        let text =
-            serde_json::to_vec_pretty(&self.state).map_err(|e| Error::State(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&self.state).map_err(|e| Error::State(e.to_string()))?;
         fs::write(&tmp, text).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::Io(path.display().to_string(), e))
     }
@@ -262,12 +230,7 @@ impl KeyStore {
 
     /// The published key set.
     pub fn jwks(&self) -> Result<Value, Error> {
-        let keys = self
-            .state
-            .keys
-            .iter()
-            .map(StoredKey::public_jwk)
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = self.state.keys.iter().map(StoredKey::public_jwk).collect::<Result<Vec<_>, _>>()?;
         Ok(json!({ "keys": keys }))
     }
 }

@@ -4,9 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use entra_dev_idp::keystore::{
-    KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY,
-};
+use entra_dev_idp::keystore::{KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
 use entra_dev_idp::mint::{mint, MintOptions, Signing};
 use entra_dev_idp::{server, Error};
 
@@ -77,34 +75,24 @@ impl Args {
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<Option<T>, Error> {
-    v.map(|s| {
-        s.parse()
-            .map_err(|_| Error::Usage(format!("{name}: \"{s}\" is not a number")))
-    })
-    .transpose()
+    v.map(|s| s.parse().map_err(|_| Error::Usage(format!("{name}: \"{s}\" is not a number")))).transpose()
 }
 
 fn pairs(name: &str, items: Vec<String>) -> Result<Vec<(String, serde_json::Value)>, Error> {
     items
         .into_iter()
         .map(|item| {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| Error::Usage(format!("{name} wants NAME=JSON")))?;
-            let value = serde_json::from_str(v)
-                .map_err(|_| Error::Usage(format!("{name} {k}: not JSON: {v}")))?;
+            let (k, v) =
+                item.split_once('=').ok_or_else(|| Error::Usage(format!("{name} wants NAME=JSON")))?;
+            let value =
+                serde_json::from_str(v).map_err(|_| Error::Usage(format!("{name} {k}: not JSON: {v}")))?;
             Ok((k.to_owned(), value))
         })
         .collect()
 }
 
 fn list(v: Option<String>) -> Option<Vec<String>> {
-    v.map(|s| {
-        s.split(',')
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
+    v.map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())
 }
 
 fn mint_options(a: &mut Args) -> Result<MintOptions, Error> {
@@ -125,12 +113,7 @@ fn mint_options(a: &mut Args) -> Result<MintOptions, Error> {
         unset_headers: a.take_all("--unset-header")?,
         key: a.take("--key")?,
         alg: a.take("--alg")?,
-        signing: a
-            .take("--sign")?
-            .as_deref()
-            .map(Signing::parse)
-            .transpose()?
-            .unwrap_or_default(),
+        signing: a.take("--sign")?.as_deref().map(Signing::parse).transpose()?.unwrap_or_default(),
         overage: a.flag("--overage"),
         graph: a.flag("--graph"),
     })
@@ -147,21 +130,15 @@ fn run(mut a: Args) -> Result<(), Error> {
         .or_else(|| std::env::var("ENTRA_DEV_IDP_STATE").ok())
         .map_or_else(|| PathBuf::from("entra-dev-idp"), PathBuf::from);
     let kind = |a: &mut Args| -> Result<KeyKind, Error> {
-        a.take("--kind")?
-            .as_deref()
-            .map_or(Ok(KeyKind::Rsa), KeyKind::parse)
+        a.take("--kind")?.as_deref().map_or(Ok(KeyKind::Rsa), KeyKind::parse)
     };
     match command.as_str() {
         "help" | "--help" | "-h" => print!("{HELP}"),
         "init" => {
             let settings = Settings {
                 tenant: a.take("--tenant")?.unwrap_or_else(|| DEV_TENANT.into()),
-                client_id: a
-                    .take("--client-id")?
-                    .unwrap_or_else(|| DEV_CLIENT_ID.into()),
-                authority: a
-                    .take("--authority")?
-                    .unwrap_or_else(|| GLOBAL_AUTHORITY.into()),
+                client_id: a.take("--client-id")?.unwrap_or_else(|| DEV_CLIENT_ID.into()),
+                authority: a.take("--authority")?.unwrap_or_else(|| GLOBAL_AUTHORITY.into()),
             };
             a.finish()?;
             let store = KeyStore::init(&state, settings)?;
@@ -170,8 +147,7 @@ fn run(mut a: Args) -> Result<(), Error> {
         "jwks" => {
             let out = a.take("--out")?;
             a.finish()?;
-            let text =
-                serde_json::to_string_pretty(&KeyStore::open(&state)?.jwks()?).expect("JSON");
+            let text = serde_json::to_string_pretty(&KeyStore::open(&state)?.jwks()?).expect("JSON");
             match out {
                 Some(path) => std::fs::write(&path, text + "\n").map_err(|e| Error::Io(path, e))?,
                 None => println!("{text}"),
@@ -199,9 +175,7 @@ fn run(mut a: Args) -> Result<(), Error> {
             KeyStore::open(&state)?.remove_key(&kid)?;
         }
         "serve" => {
-            let listen = a
-                .take("--listen")?
-                .unwrap_or_else(|| "127.0.0.1:9400".into());
+            let listen = a.take("--listen")?.unwrap_or_else(|| "127.0.0.1:9400".into());
             a.finish()?;
             KeyStore::open(&state)?;
             server::serve(state, server::bind(&listen)?)?;
@@ -215,9 +189,7 @@ fn run(mut a: Args) -> Result<(), Error> {
             for i in 0..count {
                 if count > 1 {
                     // Distinct tokens: each its own `uti`, as Entra gives every token.
-                    options
-                        .claims
-                        .push(("uti".into(), serde_json::json!(format!("mint-{i}"))));
+                    options.claims.push(("uti".into(), serde_json::json!(format!("mint-{i}"))));
                 }
                 let token = mint(&store, &options)?;
                 writeln!(out, "{token}").map_err(|e| Error::Io("stdout".into(), e))?;
@@ -226,19 +198,13 @@ fn run(mut a: Args) -> Result<(), Error> {
                 }
             }
         }
-        other => {
-            return Err(Error::Usage(format!(
-                "unknown command \"{other}\" (see help)"
-            )))
-        }
+        other => return Err(Error::Usage(format!("unknown command \"{other}\" (see help)"))),
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    match run(Args {
-        words: std::env::args().skip(1).collect(),
-    }) {
+    match run(Args { words: std::env::args().skip(1).collect() }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("entra-dev-idp: {e}");

@@ -32,9 +32,9 @@ impl Signing {
             "none" => Ok(Signing::None),
             "hs256-pubkey" => Ok(Signing::HmacWithPublicKey),
             "corrupt" => Ok(Signing::Corrupt),
-            other => Err(Error::Usage(format!(
-                "unknown --sign \"{other}\" (key, none, hs256-pubkey, corrupt)"
-            ))),
+            other => {
+                Err(Error::Usage(format!("unknown --sign \"{other}\" (key, none, hs256-pubkey, corrupt)")))
+            }
         }
     }
 }
@@ -76,24 +76,12 @@ pub struct MintOptions {
 /// A stable GUID-shaped id derived from a name, so the same user keeps the same `oid`.
 pub fn guid_for(name: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
-    let h: String = d.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    let h: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-4{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -103,9 +91,7 @@ fn b64(bytes: &[u8]) -> String {
 pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
     let settings = store.settings();
     let key: &StoredKey = match &o.key {
-        Some(kid) => store
-            .key(kid)
-            .ok_or_else(|| Error::Usage(format!("no key \"{kid}\"")))?,
+        Some(kid) => store.key(kid).ok_or_else(|| Error::Usage(format!("no key \"{kid}\"")))?,
         None => store.current(),
     };
     let tid = o.tenant.clone().unwrap_or_else(|| settings.tenant.clone());
@@ -115,11 +101,8 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
     let mut put = |k: &str, v: Value| {
         c.insert(k.to_owned(), v);
     };
-    let default_aud = if version == 1 {
-        format!("api://{}", settings.client_id)
-    } else {
-        settings.client_id.clone()
-    };
+    let default_aud =
+        if version == 1 { format!("api://{}", settings.client_id) } else { settings.client_id.clone() };
     put("aud", json!(o.audience.clone().unwrap_or(default_aud)));
     if version == 1 {
         put("iss", json!(format!("https://sts.windows.net/{tid}/")));
@@ -142,25 +125,12 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
         put("oid", json!(oid));
         put("sub", json!(oid));
         put("idtyp", json!("app"));
-        put(
-            "roles",
-            json!(o
-                .roles
-                .clone()
-                .unwrap_or_else(|| vec!["Orders.Read.All".into()])),
-        );
+        put("roles", json!(o.roles.clone().unwrap_or_else(|| vec!["Orders.Read.All".into()])));
     } else {
         let user = o.user.clone().unwrap_or_else(|| "alice".into());
         let upn = format!("{user}@contoso.example");
         put("oid", json!(guid_for(&user)));
-        put(
-            "sub",
-            json!(b64(&ring::digest::digest(
-                &ring::digest::SHA256,
-                user.as_bytes()
-            )
-            .as_ref()[..16])),
-        );
+        put("sub", json!(b64(&ring::digest::digest(&ring::digest::SHA256, user.as_bytes()).as_ref()[..16])));
         put("name", json!(user));
         put("email", json!(upn));
         if version == 1 {
@@ -169,10 +139,7 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
         } else {
             put("preferred_username", json!(upn));
         }
-        put(
-            "scp",
-            json!(o.scopes.clone().unwrap_or_else(|| "access_as_user".into())),
-        );
+        put("scp", json!(o.scopes.clone().unwrap_or_else(|| "access_as_user".into())));
         if let Some(roles) = &o.roles {
             put("roles", json!(roles));
         }
@@ -183,14 +150,9 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
     if o.overage {
         c.remove("groups");
         c.insert("_claim_names".into(), json!({"groups": "src1"}));
-        let endpoint = format!(
-            "https://graph.windows.net/{tid}/users/{}/getMemberObjects",
-            guid_for("overage")
-        );
-        c.insert(
-            "_claim_sources".into(),
-            json!({"src1": {"endpoint": endpoint}}),
-        );
+        let endpoint =
+            format!("https://graph.windows.net/{tid}/users/{}/getMemberObjects", guid_for("overage"));
+        c.insert("_claim_sources".into(), json!({"src1": {"endpoint": endpoint}}));
     }
     if o.graph {
         c.insert("aud".into(), json!("00000003-0000-0000-c000-000000000000"));
@@ -205,10 +167,7 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
     let alg = match o.signing {
         Signing::None => "none".to_owned(),
         Signing::HmacWithPublicKey => "HS256".to_owned(),
-        Signing::Key | Signing::Corrupt => o
-            .alg
-            .clone()
-            .unwrap_or_else(|| key.kind.default_alg().to_owned()),
+        Signing::Key | Signing::Corrupt => o.alg.clone().unwrap_or_else(|| key.kind.default_alg().to_owned()),
     };
     let mut h = Map::new();
     h.insert("typ".into(), json!("JWT"));
@@ -235,12 +194,9 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
     let signature = match o.signing {
         Signing::None => Vec::new(),
         Signing::HmacWithPublicKey => {
-            let secret =
-                serde_json::to_vec(&key.public_jwk()?).map_err(|e| Error::State(e.to_string()))?;
+            let secret = serde_json::to_vec(&key.public_jwk()?).map_err(|e| Error::State(e.to_string()))?;
             let hkey = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-            ring::hmac::sign(&hkey, signing_input.as_bytes())
-                .as_ref()
-                .to_vec()
+            ring::hmac::sign(&hkey, signing_input.as_bytes()).as_ref().to_vec()
         }
         Signing::Key | Signing::Corrupt => {
             let mut sig = sign(key, &alg, signing_input.as_bytes())?;
@@ -271,19 +227,13 @@ fn sign(key: &StoredKey, alg: &str, msg: &[u8]) -> Result<Vec<u8>, Error> {
             };
             let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| failed())?;
             let mut sig = vec![0; pair.public().modulus_len()];
-            pair.sign(padding, &rng, msg, &mut sig)
-                .map_err(|_| failed())?;
+            pair.sign(padding, &rng, msg, &mut sig).map_err(|_| failed())?;
             Ok(sig)
         }
         KeyKind::P256 => {
-            let pair =
-                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
-                    .map_err(|_| failed())?;
-            Ok(pair
-                .sign(&rng, msg)
-                .map_err(|_| failed())?
-                .as_ref()
-                .to_vec())
+            let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+                .map_err(|_| failed())?;
+            Ok(pair.sign(&rng, msg).map_err(|_| failed())?.as_ref().to_vec())
         }
         KeyKind::Ed25519 => {
             let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| failed())?;

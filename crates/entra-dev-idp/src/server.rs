@@ -28,11 +28,7 @@ pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
             "{tenantid}".to_owned()
         }
     };
-    let keys = || {
-        store
-            .jwks()
-            .unwrap_or_else(|e| json!({"error": e.to_string()}))
-    };
+    let keys = || store.jwks().unwrap_or_else(|e| json!({"error": e.to_string()}));
     match segments.as_slice() {
         [t, "v2.0", ".well-known", "openid-configuration"] if tenant_ok(t) => (
             200,
@@ -56,9 +52,7 @@ pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
                 "id_token_signing_alg_values_supported": ["RS256"],
             }),
         ),
-        [t, "discovery", "v2.0", "keys"] | [t, "discovery", "keys"] if tenant_ok(t) => {
-            (200, keys())
-        }
+        [t, "discovery", "v2.0", "keys"] | [t, "discovery", "keys"] if tenant_ok(t) => (200, keys()),
         _ => (404, json!({"error": "not_found", "path": path})),
     }
 }
@@ -89,9 +83,7 @@ fn handle(mut stream: TcpStream, dir: &Path, base_url: &str) -> std::io::Result<
 /// Binds a loopback address (port 0 picks a free one).
 pub fn bind(listen: &str) -> Result<TcpListener, Error> {
     let listener = TcpListener::bind(listen).map_err(|e| Error::Io(listen.to_owned(), e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Io(listen.to_owned(), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::Io(listen.to_owned(), e))?;
     if !addr.ip().is_loopback() {
         return Err(Error::Usage(format!("{addr} is not a loopback address")));
     }
@@ -100,9 +92,7 @@ pub fn bind(listen: &str) -> Result<TcpListener, Error> {
 
 /// Serves until the process is stopped.
 pub fn serve(dir: PathBuf, listener: TcpListener) -> Result<(), Error> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Io("listener".to_owned(), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::Io("listener".to_owned(), e))?;
     let base_url = format!("http://{addr}");
     println!("entra-dev-idp: serving {} on {base_url}", dir.display());
     for stream in listener.incoming().flatten() {

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use entra_dev_idp::keystore::{
-    KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY,
-};
+use entra_dev_idp::keystore::{KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
 use entra_dev_idp::mint::{mint, MintOptions, Signing};
 use entra_dev_idp::server;
 use serde_json::Value;
@@ -25,12 +23,7 @@ fn store(name: &str) -> (KeyStore, PathBuf) {
 }
 
 fn part(token: &str, i: usize) -> Value {
-    serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').nth(i).unwrap())
-            .unwrap(),
-    )
-    .unwrap()
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(i).unwrap()).unwrap()).unwrap()
 }
 
 fn get(addr: &str, path: &str) -> (u16, Value) {
@@ -50,17 +43,10 @@ fn rotation_publishes_the_new_key_and_signs_with_it() {
     let second = s.add_key(KeyKind::Rsa, None, true).unwrap();
     let reopened = KeyStore::open(&dir).unwrap();
     assert_eq!(reopened.current().kid, second);
-    let kids: Vec<_> = reopened.jwks().unwrap()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].clone())
-        .collect();
+    let kids: Vec<_> =
+        reopened.jwks().unwrap()["keys"].as_array().unwrap().iter().map(|k| k["kid"].clone()).collect();
     assert_eq!(kids, [first.clone(), second.clone()]);
-    assert_eq!(
-        part(&mint(&reopened, &MintOptions::default()).unwrap(), 0)["kid"],
-        second.as_str()
-    );
+    assert_eq!(part(&mint(&reopened, &MintOptions::default()).unwrap(), 0)["kid"], second.as_str());
     s.remove_key(&first).unwrap();
     assert_eq!(KeyStore::open(&dir).unwrap().keys().len(), 1);
     assert!(s.remove_key(&second).is_err(), "the last key stays");
@@ -71,45 +57,18 @@ fn tokens_look_like_entra_v1_and_v2() {
     let (s, _) = store("shape");
     let v2 = mint(&s, &MintOptions::default()).unwrap();
     let claims = part(&v2, 1);
-    assert_eq!(
-        claims["iss"],
-        format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0")
-    );
+    assert_eq!(claims["iss"], format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0"));
     assert_eq!(claims["aud"], DEV_CLIENT_ID);
     assert_eq!(claims["ver"], "2.0");
     assert_eq!(claims["scp"], "access_as_user");
-    let v1 = mint(
-        &s,
-        &MintOptions {
-            version: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        part(&v1, 1)["iss"],
-        format!("https://sts.windows.net/{DEV_TENANT}/")
-    );
+    let v1 = mint(&s, &MintOptions { version: Some(1), ..Default::default() }).unwrap();
+    assert_eq!(part(&v1, 1)["iss"], format!("https://sts.windows.net/{DEV_TENANT}/"));
     assert_eq!(part(&v1, 0)["x5t"], part(&v1, 0)["kid"]);
-    let none = mint(
-        &s,
-        &MintOptions {
-            signing: Signing::None,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let none = mint(&s, &MintOptions { signing: Signing::None, ..Default::default() }).unwrap();
     assert_eq!(part(&none, 0)["alg"], "none");
     assert!(none.ends_with('.'));
-    let over = mint(
-        &s,
-        &MintOptions {
-            overage: true,
-            groups: Some(vec!["g".into()]),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let over = mint(&s, &MintOptions { overage: true, groups: Some(vec!["g".into()]), ..Default::default() })
+        .unwrap();
     assert!(part(&over, 1).get("groups").is_none());
     assert_eq!(part(&over, 1)["_claim_names"]["groups"], "src1");
 }
@@ -120,33 +79,14 @@ fn serves_metadata_and_keys_over_http() {
     let listener = server::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || server::serve(dir, listener));
-    let (status, v2) = get(
-        &addr,
-        &format!("/{DEV_TENANT}/v2.0/.well-known/openid-configuration"),
-    );
+    let (status, v2) = get(&addr, &format!("/{DEV_TENANT}/v2.0/.well-known/openid-configuration"));
     assert_eq!(status, 200);
-    assert_eq!(
-        v2["issuer"],
-        format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0")
-    );
-    let (_, v1) = get(
-        &addr,
-        &format!("/{DEV_TENANT}/.well-known/openid-configuration"),
-    );
-    assert_eq!(
-        v1["issuer"],
-        format!("https://sts.windows.net/{DEV_TENANT}/")
-    );
+    assert_eq!(v2["issuer"], format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0"));
+    let (_, v1) = get(&addr, &format!("/{DEV_TENANT}/.well-known/openid-configuration"));
+    assert_eq!(v1["issuer"], format!("https://sts.windows.net/{DEV_TENANT}/"));
     let (_, common) = get(&addr, "/common/v2.0/.well-known/openid-configuration");
-    assert_eq!(
-        common["issuer"],
-        format!("{GLOBAL_AUTHORITY}/{{tenantid}}/v2.0")
-    );
-    let jwks_path = v2["jwks_uri"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches(&format!("http://{addr}"))
-        .to_owned();
+    assert_eq!(common["issuer"], format!("{GLOBAL_AUTHORITY}/{{tenantid}}/v2.0"));
+    let jwks_path = v2["jwks_uri"].as_str().unwrap().trim_start_matches(&format!("http://{addr}")).to_owned();
     let (_, keys) = get(&addr, &jwks_path);
     assert_eq!(keys["keys"][0]["kid"], s.current().kid.as_str());
     assert_eq!(get(&addr, "/nope").0, 404);

@@ -1,0 +1,135 @@
+# Runs the load scenarios of scripts/bench, interleaved round by round, and reports them against
+# the baseline and the crypto floor measured by the micro-benchmark. Not meant to be run alone.
+use strict;
+use warnings;
+use JSON::PP;
+use List::Util qw(sum);
+
+my $dir = $ENV{BENCH_DIR};
+my ($rounds, $duration) = @ENV{qw(ROUNDS DURATION)};
+my $url = 'http://127.0.0.1:8090';
+
+# name => [path, token file, what it shows]
+my @scenarios = (
+    [baseline         => '/baseline', 'token-repeated.txt',  'plain nginx, static file, same Authorization header'],
+    [repeated         => '/cached',   'token-repeated.txt',  'module, one valid token repeated (cache hit)'],
+    [distinct         => '/uncached', 'tokens-distinct.txt', 'module, 10,000 distinct valid tokens, token_cache off'],
+    [invalid          => '/uncached', 'tokens-invalid.txt',  'module, 10,000 tokens with bad signatures'],
+    [sidecar_distinct => '/sidecar',  'tokens-distinct.txt', 'auth_request sidecar (Rust, hyper, cache), distinct tokens'],
+    [sidecar_repeated => '/sidecar',  'token-repeated.txt',  'auth_request sidecar, one token repeated'],
+);
+
+sub wrk {
+    my ($path, $tokens, $seconds, %env) = @_;
+    my $env = join ' ', map { "$_=$env{$_}" } keys %env;
+    # One token: a fixed header, which costs the load generator least; several: the Lua cycle.
+    my @lines = do { open my $fh, '<', "$dir/$tokens" or die $!; <$fh> };
+    chomp @lines;
+    my $source = @lines == 1 ? "-H 'Authorization: Bearer $lines[0]'" : "-s bench/cycle-tokens.lua";
+    my $out = `TOKENS=$dir/$tokens $env taskset -c 1 wrk -t1 -c50 -d${seconds}s --latency $source $url$path 2>&1`;
+    die "wrk failed:\n$out" if $?;
+    my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
+    my %ms;
+    for my $p (50, 99) {
+        my ($v, $unit) = $out =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\b/m;
+        $ms{$p} = $v * { us => 0.001, ms => 1, s => 1000 }->{$unit};
+    }
+    my ($non2xx) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    return { rps => $rps, p50 => $ms{50}, p99 => $ms{99}, non2xx => $non2xx // 0 };
+}
+
+sub median {
+    my @v = sort { $a <=> $b } @_;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+sub worker_rss_kib {
+    my $master = `cat $ENV{NGINX_PREFIX}/logs/nginx.pid`;
+    chomp $master;
+    my ($worker) = `pgrep -P $master` =~ /(\d+)/;
+    my ($kib) = `cat /proc/$worker/status` =~ /VmRSS:\s+(\d+)/;
+    return $kib;
+}
+
+# Warm up every path once (connections, keep-alive to the sidecar, caches).
+wrk($_->[1], $_->[2], 1) for @scenarios;
+
+my %runs;
+for my $round (1 .. $rounds) {
+    for my $s (@scenarios) {
+        my ($name, $path, $tokens) = @$s;
+        my $r = wrk($path, $tokens, $duration);
+        push @{ $runs{$name} }, $r;
+        printf "round %d %-17s %9.0f req/s  p50 %.3f ms  p99 %.3f ms%s\n", $round, $name, $r->{rps}, $r->{p50},
+            $r->{p99}, $r->{non2xx} && $name ne 'invalid' ? "  ($r->{non2xx} non-2xx!)" : '';
+    }
+}
+
+my %result;
+for my $s (@scenarios) {
+    my $name = $s->[0];
+    $result{$name} = { map { my $k = $_; ($k => median(map { $_->{$k} } @{ $runs{$name} })) } qw(rps p50 p99) };
+    $result{$name}{what} = $s->[3];
+}
+my $base = $result{baseline};
+$_->{ratio} = $_->{rps} / $base->{rps} for values %result;
+# One nginx worker on one core: the time a request costs is 1/rps; above the baseline's, it is
+# what authentication adds.
+$_->{extra_us} = 1e6 / $_->{rps} - 1e6 / $base->{rps} for values %result;
+
+# The crypto floor from criterion's estimates.
+my %micro;
+for my $name (qw(judge_uncached judge_cached rsa_verify_only)) {
+    my $file = "target/criterion/$name/new/estimates.json";
+    open my $fh, '<', $file or die "$file: $!";
+    $micro{$name} = decode_json(do { local $/; <$fh> })->{mean}{point_estimate} / 1000;
+}
+
+# Memory: a worker's RSS before and after 200,000 distinct tokens through the default cache.
+my $rss_before = worker_rss_kib();
+# wrk stops sending after 200,000 responses but waits out its duration: size it from a probe.
+my $probe = wrk('/cached', 'tokens-memory.txt', 2, STOP_AFTER => 1_000_000);
+wrk('/cached', 'tokens-memory.txt', int(200_000 / $probe->{rps} * 1.2) + 2, STOP_AFTER => 200_000);
+my $rss_after = worker_rss_kib();
+
+my $d = $result{distinct};
+my %targets = (
+    repeated_throughput => [$result{repeated}{ratio}, '>=', 0.95],
+    repeated_p99_over_baseline => [$result{repeated}{p99} / $base->{p99}, '<=', 1.10],
+    distinct_cost_over_rsa_verify => [$d->{extra_us} / $micro{rsa_verify_only}, '<=', 1.25],
+    invalid_cost_over_distinct => [$result{invalid}{extra_us} / $d->{extra_us}, '<=', 1.0],
+    distinct_vs_sidecar => [$d->{rps} / $result{sidecar_distinct}{rps}, '>=', 1.5],
+    repeated_vs_sidecar => [$result{repeated}{rps} / $result{sidecar_repeated}{rps}, '>=', 2.5],
+);
+
+print "\n";
+printf "%-17s %10s %8s %9s %9s %12s\n", qw(scenario req/s ratio p50(ms) p99(ms) extra(us));
+for my $s (@scenarios) {
+    my $r = $result{ $s->[0] };
+    printf "%-17s %10.0f %8.3f %9.3f %9.3f %12.2f\n", $s->[0], $r->{rps}, $r->{ratio}, $r->{p50}, $r->{p99},
+        $r->{extra_us};
+}
+printf "\nmicro-benchmark: judge_uncached %.2f us, judge_cached %.3f us, rsa_verify_only %.2f us\n",
+    @micro{qw(judge_uncached judge_cached rsa_verify_only)};
+printf "worker RSS: %.1f MiB before, %.1f MiB after 200,000 distinct tokens (default cache: 4096 tokens)\n\n",
+    $rss_before / 1024, $rss_after / 1024;
+my $missed = 0;
+for my $t (sort keys %targets) {
+    my ($value, $op, $limit) = @{ $targets{$t} };
+    my $met = $op eq '>=' ? $value >= $limit : $value <= $limit;
+    $missed++ unless $met;
+    printf "%-32s %7.3f %s %.2f  %s\n", $t, $value, $op, $limit, $met ? 'met' : 'MISSED';
+}
+
+my $cpu = `lscpu 2>/dev/null` =~ /Model name:\s+(.+)/ ? $1 : 'unknown CPU';
+my $report = {
+    date => scalar(gmtime) . ' UTC', machine => "$cpu, " . `nproc` =~ s/\s+//r . ' CPUs',
+    nginx => `/usr/sbin/nginx -v 2>&1` =~ s/\s+$//r, rounds => $rounds, duration_s => $duration,
+    scenarios => \%result, micro_us => \%micro,
+    worker_rss_kib => { before => $rss_before, after_200k_distinct => $rss_after },
+    targets => { map { $_ => { value => $targets{$_}[0], limit => "$targets{$_}[1] $targets{$_}[2]" } } keys %targets },
+};
+open my $out, '>', "$dir/results.json" or die $!;
+print $out JSON::PP->new->pretty->canonical->encode($report);
+print "\nwritten to $dir/results.json\n";
+exit($missed ? 1 : 0);
