@@ -43,12 +43,30 @@ sub median {
     return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
 }
 
+sub master_pid {
+    open my $fh, '<', "$ENV{NGINX_PREFIX}/logs/nginx.pid" or die "nginx.pid: $!";
+    my $pid = <$fh>;
+    chomp $pid;
+    return $pid;
+}
+
+sub workers { my @pids = `pgrep -P ${\ master_pid()}` =~ /(\d+)/g; return @pids }
+
 sub worker_rss_kib {
-    my $master = `cat $ENV{NGINX_PREFIX}/logs/nginx.pid`;
-    chomp $master;
-    my ($worker) = `pgrep -P $master` =~ /(\d+)/;
+    my ($worker) = workers();
     my ($kib) = `cat /proc/$worker/status` =~ /VmRSS:\s+(\d+)/;
     return $kib;
+}
+
+# A fresh worker (nginx -s reload), once the old one has gone.
+sub fresh_worker {
+    my ($old) = workers();
+    kill 'HUP', master_pid();
+    my $deadline = time + 30;
+    until ((my @now = workers()) == 1 && (workers())[0] != $old) {
+        die "no fresh worker after a reload\n" if time > $deadline;
+        select undef, undef, undef, 0.05;
+    }
 }
 
 # Warm up every path once (connections, keep-alive to the sidecar, caches).
@@ -86,6 +104,8 @@ for my $name (qw(judge_uncached judge_cached rsa_verify_only)) {
 }
 
 # Memory: a worker's RSS before and after 200,000 distinct tokens through the default cache.
+fresh_worker();
+wrk('/cached', 'token-repeated.txt', 1);
 my $rss_before = worker_rss_kib();
 # wrk stops sending after 200,000 responses but waits out its duration: size it from a probe.
 my $probe = wrk('/cached', 'tokens-memory.txt', 2, STOP_AFTER => 1_000_000);
@@ -111,7 +131,7 @@ for my $s (@scenarios) {
 }
 printf "\nmicro-benchmark: judge_uncached %.2f us, judge_cached %.3f us, rsa_verify_only %.2f us\n",
     @micro{qw(judge_uncached judge_cached rsa_verify_only)};
-printf "worker RSS: %.1f MiB before, %.1f MiB after 200,000 distinct tokens (default cache: 4096 tokens)\n\n",
+printf "fresh worker RSS: %.1f MiB before, %.1f MiB after 200,000 distinct tokens (default cache: 4096 tokens)\n\n",
     $rss_before / 1024, $rss_after / 1024;
 my $missed = 0;
 for my $t (sort keys %targets) {
