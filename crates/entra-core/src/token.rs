@@ -1,13 +1,14 @@
 //! Judging one bearer token: structure, header, signature, then Entra's claim rules.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Denial;
@@ -32,13 +33,74 @@ struct JoseHeader<'a> {
     nonce: Option<IgnoredAny>,
 }
 
+/// The claims the rules look at, each kept as its raw JSON so that a claim of the wrong type is
+/// reported by name. One pass over the payload, borrowing from it; other claims are skipped.
+#[derive(Deserialize)]
+struct ClaimsView<'a> {
+    #[serde(borrow, default)]
+    exp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    nbf: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    iss: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    aud: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    oid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sub: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    scp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ver: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    azp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    appid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    roles: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    groups: Option<&'a RawValue>,
+}
+
+/// A JSON array whose elements are all strings, checked without keeping them.
+struct StringArray;
+
+impl<'de> Deserialize<'de> for StringArray {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> serde::de::Visitor<'de> for Elements {
+            type Value = StringArray;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringArray, A::Error> {
+                while seq.next_element::<Cow<'de, str>>()?.is_some() {}
+                Ok(StringArray)
+            }
+        }
+        d.deserialize_seq(Elements)
+    }
+}
+
+/// A claim read as `T`: absent, or present with the wrong JSON type (a refusal naming it).
+fn typed<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>, name: &'static str) -> Result<Option<T>, Denial> {
+    raw.map(|r| serde_json::from_str(r.get()).map_err(|_| Denial::InvalidClaim(name))).transpose()
+}
+
 /// A token whose signature and claims passed every rule of its provider.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     pub kid: String,
     /// `exp`, in seconds since the epoch.
     pub exp: u64,
-    pub claims: Map<String, Value>,
+    /// The decoded payload (JSON).
+    payload: Box<str>,
+    /// Every claim, parsed from `payload` the first time a requirement or a variable asks:
+    /// a location that only needs a valid token never builds it.
+    claims: OnceLock<Map<String, Value>>,
 }
 
 /// The outcome of [`Provider::judge`].
@@ -49,33 +111,14 @@ pub struct Judged {
     pub cached: bool,
 }
 
-fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, Denial> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Denial::InvalidClaim(name)),
-    }
-}
-
 /// A NumericDate claim: seconds since the epoch, a JSON number (fractions are cut).
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Denial> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
-            .map(Some)
-            .ok_or(Denial::InvalidClaim(name)),
-        Some(_) => Err(Denial::InvalidClaim(name)),
-    }
-}
-
-fn check_string_array(claims: &Map<String, Value>, name: &'static str) -> Result<(), Denial> {
-    match claims.get(name) {
-        None => Ok(()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
-        Some(_) => Err(Denial::InvalidClaim(name)),
-    }
+fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<u64>, Denial> {
+    let Some(number) = typed::<serde_json::Number>(raw, name)? else { return Ok(None) };
+    number
+        .as_u64()
+        .or_else(|| number.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+        .map(Some)
+        .ok_or(Denial::InvalidClaim(name))
 }
 
 fn strings<'a>(claims: &'a Map<String, Value>, name: &str) -> impl Iterator<Item = &'a str> {
@@ -157,48 +200,52 @@ impl Provider {
         // The claims are parsed once, and their times checked here with strict JSON types: a
         // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
         let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Denial::Malformed)?;
-        let claims: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| Denial::Malformed)?;
-        let exp = numeric_date(&claims, "exp")?.ok_or(Denial::MissingExp)?;
+        let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed)?;
+        let view: ClaimsView = serde_json::from_str(&payload).map_err(|_| Denial::Malformed)?;
+        let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
         if exp.saturating_add(self.leeway) < now {
             return Err(Denial::Expired);
         }
-        if numeric_date(&claims, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+        if numeric_date(view.nbf, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
             return Err(Denial::NotYetValid);
         }
 
-        self.check_audience(&claims)?;
-        let tid = str_claim(&claims, "tid")?;
-        if tid.is_some_and(|t| !is_guid(t)) {
+        self.check_audience(view.aud)?;
+        let tid = typed::<Cow<str>>(view.tid, "tid")?;
+        if tid.as_deref().is_some_and(|t| !is_guid(t)) {
             return Err(Denial::InvalidClaim("tid"));
         }
-        let iss = str_claim(&claims, "iss")?.ok_or(Denial::WrongIssuer)?;
-        self.check_issuer(iss, tid)?;
+        let iss = typed::<Cow<str>>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
+        self.check_issuer(&iss, tid.as_deref())?;
         if let Some(key_issuer) = &key.issuer {
-            self.check_key_issuer(key_issuer, iss, tid)?;
+            self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
         }
-        for name in ["oid", "sub", "scp", "ver", "azp", "appid"] {
-            str_claim(&claims, name)?;
+        for (raw, name) in [
+            (view.oid, "oid"),
+            (view.sub, "sub"),
+            (view.ver, "ver"),
+            (view.azp, "azp"),
+            (view.appid, "appid"),
+        ] {
+            typed::<Cow<str>>(raw, name)?;
         }
-        for name in ["roles", "groups"] {
-            check_string_array(&claims, name)?;
-        }
-        if self.require_permission && !claims.contains_key("scp") && !claims.contains_key("roles") {
+        let scp = typed::<Cow<str>>(view.scp, "scp")?;
+        let roles = typed::<StringArray>(view.roles, "roles")?;
+        typed::<StringArray>(view.groups, "groups")?;
+        if self.require_permission && scp.is_none() && roles.is_none() {
             return Err(Denial::NoPermissionClaims);
         }
-        Ok(VerifiedToken { kid: kid.to_owned(), exp, claims })
+        Ok(VerifiedToken { kid: kid.to_owned(), exp, payload: payload.into(), claims: OnceLock::new() })
     }
 
-    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
+    fn check_audience(&self, aud: Option<&RawValue>) -> Result<(), Denial> {
         let accepted = |aud: &str| self.audiences.iter().any(|a| a == aud);
         let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
-        let candidates: Vec<&str> = match claims.get("aud") {
-            None => return Err(Denial::WrongAudience),
-            Some(Value::String(aud)) => vec![aud],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().ok_or(Denial::InvalidClaim("aud")))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(Denial::InvalidClaim("aud")),
+        let raw = aud.ok_or(Denial::WrongAudience)?;
+        // A string, or an array of strings.
+        let candidates = match serde_json::from_str::<Cow<str>>(raw.get()) {
+            Ok(one) => vec![one],
+            Err(_) => typed::<Vec<Cow<str>>>(Some(raw), "aud")?.unwrap_or_default(),
         };
         if candidates.iter().any(|a| accepted(a)) {
             Ok(())
@@ -248,12 +295,18 @@ fn fill_tenant(template: &str, tid: &str) -> String {
 }
 
 impl VerifiedToken {
+    /// Every claim of the token.
+    pub fn claims(&self) -> &Map<String, Value> {
+        // The payload parsed as a JSON object during verification, so this cannot fail.
+        self.claims.get_or_init(|| serde_json::from_str(&self.payload).unwrap_or_default())
+    }
+
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.claims.get(name)
+        self.claims().get(name)
     }
 
     pub fn str(&self, name: &str) -> Option<&str> {
-        self.claims.get(name).and_then(Value::as_str)
+        self.claim(name).and_then(Value::as_str)
     }
 
     pub fn oid(&self) -> Option<&str> {
@@ -275,11 +328,11 @@ impl VerifiedToken {
     }
 
     pub fn groups(&self) -> impl Iterator<Item = &str> {
-        strings(&self.claims, "groups")
+        strings(self.claims(), "groups")
     }
 
     pub fn roles(&self) -> impl Iterator<Item = &str> {
-        strings(&self.claims, "roles")
+        strings(self.claims(), "roles")
     }
 
     /// Delegated scopes: `scp` is one space-separated string.
@@ -290,10 +343,9 @@ impl VerifiedToken {
     /// Entra left the groups out (rule 16): `_claim_names.groups`, or `hasgroups` in implicit flow.
     pub fn has_group_overage(&self) -> bool {
         let named_elsewhere = self
-            .claims
-            .get("_claim_names")
+            .claim("_claim_names")
             .and_then(Value::as_object)
             .is_some_and(|names| names.contains_key("groups"));
-        named_elsewhere || self.claims.get("hasgroups") == Some(&Value::Bool(true))
+        named_elsewhere || self.claim("hasgroups") == Some(&Value::Bool(true))
     }
 }
