@@ -7,6 +7,7 @@
 pub mod keystore;
 pub mod mint;
 pub mod server;
+pub mod tls;
 
 use thiserror::Error;
 

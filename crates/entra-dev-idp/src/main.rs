@@ -22,8 +22,9 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
   add-key [--kind rsa|ec|ed25519] [--issuer URL]
                       add a key without making it current
   remove-key KID      stop publishing a key
-  serve [--listen 127.0.0.1:9400]
-                      serve metadata documents and the key set
+  serve [--listen 127.0.0.1:9400] [--https-listen 127.0.0.1:9443]
+                      serve metadata documents and the key set; HTTPS uses a test CA
+                      (DIR/ca.pem); /_admin/ controls it for tests (see the README)
   mint [options]      print an access token (default: user alice, v2, scp access_as_user)
     --count N                       N distinct tokens, one per line
     --user NAME | --app NAME        user (delegated) or app-only token
@@ -176,9 +177,11 @@ fn run(mut a: Args) -> Result<(), Error> {
         }
         "serve" => {
             let listen = a.take("--listen")?.unwrap_or_else(|| "127.0.0.1:9400".into());
+            let https = a.take("--https-listen")?;
             a.finish()?;
             KeyStore::open(&state)?;
-            server::serve(state, server::bind(&listen)?)?;
+            let https = https.map(|addr| server::bind(&addr)).transpose()?;
+            server::serve(state, server::bind(&listen)?, https)?;
         }
         "mint" => {
             let count: u64 = parse_num("--count", a.take("--count")?)?.unwrap_or(1);

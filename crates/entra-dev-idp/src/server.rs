@@ -1,18 +1,24 @@
-//! Serves the IdP's metadata documents and key set over plain HTTP on loopback.
+//! Serves the IdP's metadata documents and key set over HTTP and HTTPS on loopback, with
+//! controls for tests under `/_admin/`: `stats` (requests counted for key sets and metadata),
+//! `reset`, `rotate`, and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
 //!
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
 //! `/{tenant}/discovery/keys`. The state directory is read on every request, so a `rotate`
 //! from the command line shows at once.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::keystore::KeyStore;
+use crate::keystore::{KeyKind, KeyStore};
+use crate::tls;
 use crate::Error;
 
 /// What a path resolves to: a status and a JSON body.
@@ -57,27 +63,170 @@ pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
     }
 }
 
-fn handle(mut stream: TcpStream, dir: &Path, base_url: &str) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // The rest of the head is not needed; read it so the client sees an orderly close.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+/// How the IdP answers, set through `/_admin/mode`, for tests of the module's failure handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Close every connection without an answer.
+    Down,
+    /// Answer after this many milliseconds.
+    Slow(u64),
+    /// Answer key-set requests with something that is not a usable key set.
+    Garbage(Garbage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Garbage {
+    /// Not JSON.
+    Text,
+    /// A key set with no keys.
+    Empty,
+    /// A key set of 4 MiB.
+    Huge,
+    /// Gzip content encoding the client never asked for.
+    Gzip,
+}
+
+/// The mode and the request counters of a running IdP.
+pub struct Control {
+    mode: Mutex<Mode>,
+    keys: AtomicU64,
+    metadata: AtomicU64,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control { mode: Mutex::new(Mode::Normal), keys: AtomicU64::new(0), metadata: AtomicU64::new(0) }
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = match KeyStore::open(dir) {
+}
+
+impl Control {
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+    }
+
+    fn stats(&self) -> Value {
+        json!({
+            "keys": self.keys.load(Ordering::SeqCst),
+            "metadata": self.metadata.load(Ordering::SeqCst),
+            "mode": format!("{:?}", self.mode()),
+        })
+    }
+}
+
+fn query<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    path.split_once('?')?.1.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `/_admin/...`: mode, counters and key rotation, for tests.
+fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
+    let action = path.split('?').next().unwrap_or("");
+    let mode = match (action, query(path, "set")) {
+        ("/_admin/stats", _) => return (200, control.stats()),
+        ("/_admin/reset", _) => {
+            control.keys.store(0, Ordering::SeqCst);
+            control.metadata.store(0, Ordering::SeqCst);
+            Mode::Normal
+        }
+        ("/_admin/rotate", _) => {
+            let rotated = KeyStore::open(dir).and_then(|mut store| store.add_key(KeyKind::Rsa, None, true));
+            return match rotated {
+                Ok(kid) => (200, json!({ "kid": kid })),
+                Err(e) => (500, json!({ "error": e.to_string() })),
+            };
+        }
+        ("/_admin/mode", Some("normal")) => Mode::Normal,
+        ("/_admin/mode", Some("down")) => Mode::Down,
+        ("/_admin/mode", Some("slow")) => {
+            Mode::Slow(query(path, "ms").and_then(|v| v.parse().ok()).unwrap_or(3000))
+        }
+        ("/_admin/mode", Some("garbage")) => Mode::Garbage(match query(path, "kind") {
+            Some("empty") => Garbage::Empty,
+            Some("huge") => Garbage::Huge,
+            Some("gzip") => Garbage::Gzip,
+            _ => Garbage::Text,
+        }),
+        _ => return (404, json!({ "error": "unknown admin request", "path": path })),
+    };
+    control.set_mode(mode);
+    (200, control.stats())
+}
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    gzip: bool,
+}
+
+fn json_answer((status, body): (u16, Value)) -> Answer {
+    Answer { status, body: body.to_string().into_bytes(), gzip: false }
+}
+
+/// The answer to one request, or `None` to drop the connection (the IdP is "down").
+fn answer(control: &Control, dir: &Path, base_url: &str, path: &str) -> Option<Answer> {
+    if path.starts_with("/_admin/") {
+        return Some(json_answer(admin(control, dir, path)));
+    }
+    let is_keys = path.split('?').next().unwrap_or("").ends_with("/keys");
+    let counter = if is_keys { &control.keys } else { &control.metadata };
+    counter.fetch_add(1, Ordering::SeqCst);
+    match control.mode() {
+        Mode::Down => return None,
+        Mode::Slow(ms) => thread::sleep(Duration::from_millis(ms)),
+        Mode::Garbage(kind) if is_keys => {
+            let body = match kind {
+                Garbage::Text => b"this is not a key set".to_vec(),
+                Garbage::Empty => br#"{"keys": []}"#.to_vec(),
+                Garbage::Huge => {
+                    let padding = "x".repeat(4 * 1024 * 1024);
+                    format!(r#"{{"keys": [], "padding": "{padding}"}}"#).into_bytes()
+                }
+                Garbage::Gzip => b"\x1f\x8b\x08\x00garbage".to_vec(),
+            };
+            return Some(Answer { status: 200, body, gzip: kind == Garbage::Gzip });
+        }
+        Mode::Normal | Mode::Garbage(_) => {}
+    }
+    Some(json_answer(match KeyStore::open(dir) {
         Ok(store) => route(&store, base_url, path),
         Err(e) => (500, json!({"error": e.to_string()})),
+    }))
+}
+
+fn handle(
+    mut stream: impl Read + Write,
+    control: &Control,
+    dir: &Path,
+    base_url: &str,
+) -> std::io::Result<()> {
+    let mut request_line = String::new();
+    {
+        let mut reader = BufReader::new(&mut stream);
+        reader.read_line(&mut request_line)?;
+        // The rest of the head is not needed; read it so the client sees an orderly close.
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 2 {
+            line.clear();
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let Some(answer) = answer(control, dir, base_url, path) else {
+        return Ok(());
     };
-    let body = body.to_string();
-    let reason = if status == 200 { "OK" } else { "Error" };
+    let reason = if answer.status == 200 { "OK" } else { "Error" };
+    let encoding = if answer.gzip { "Content-Encoding: gzip\r\n" } else { "" };
     write!(
         stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.status,
+        answer.body.len()
+    )?;
+    stream.write_all(&answer.body)?;
+    stream.flush()
 }
 
 /// Binds a loopback address (port 0 picks a free one).
@@ -90,16 +239,44 @@ pub fn bind(listen: &str) -> Result<TcpListener, Error> {
     Ok(listener)
 }
 
-/// Serves until the process is stopped.
-pub fn serve(dir: PathBuf, listener: TcpListener) -> Result<(), Error> {
+fn base_url(scheme: &str, listener: &TcpListener) -> Result<String, Error> {
     let addr = listener.local_addr().map_err(|e| Error::Io("listener".to_owned(), e))?;
-    let base_url = format!("http://{addr}");
-    println!("entra-dev-idp: serving {} on {base_url}", dir.display());
-    for stream in listener.incoming().flatten() {
-        let (dir, base_url) = (dir.clone(), base_url.clone());
-        thread::spawn(move || {
-            let _ = handle(stream, &dir, &base_url);
-        });
+    Ok(format!("{scheme}://{addr}"))
+}
+
+/// Serves over HTTP, and over HTTPS with the state's test CA when `https` is given, until the
+/// process is stopped. One thread per connection: the IdP may be told to answer slowly.
+pub fn serve(dir: PathBuf, http: TcpListener, https: Option<TcpListener>) -> Result<(), Error> {
+    let control = Arc::new(Control::default());
+    let mut listeners = vec![(base_url("http", &http)?, http, None)];
+    if let Some(https) = https {
+        listeners.push((base_url("https", &https)?, https, Some(tls::server_config(&dir)?)));
+    }
+    for (url, _, _) in &listeners {
+        println!("entra-dev-idp: serving {} on {url}", dir.display());
+    }
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(url, listener, tls)| {
+            let (dir, control) = (dir.clone(), control.clone());
+            thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let (dir, control, url, tls) = (dir.clone(), control.clone(), url.clone(), tls.clone());
+                    thread::spawn(move || {
+                        let _ = match tls.map(rustls::ServerConnection::new) {
+                            None => handle(stream, &control, &dir, &url),
+                            Some(Ok(conn)) => {
+                                handle(rustls::StreamOwned::new(conn, stream), &control, &dir, &url)
+                            }
+                            Some(Err(_)) => Ok(()),
+                        };
+                    });
+                }
+            })
+        })
+        .collect();
+    for handle in loops {
+        let _ = handle.join();
     }
     Ok(())
 }

@@ -78,7 +78,7 @@ fn serves_metadata_and_keys_over_http() {
     let (s, dir) = store("serve");
     let listener = server::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || server::serve(dir, listener));
+    std::thread::spawn(move || server::serve(dir, listener, None));
     let (status, v2) = get(&addr, &format!("/{DEV_TENANT}/v2.0/.well-known/openid-configuration"));
     assert_eq!(status, 200);
     assert_eq!(v2["issuer"], format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0"));
@@ -91,4 +91,75 @@ fn serves_metadata_and_keys_over_http() {
     assert_eq!(keys["keys"][0]["kid"], s.current().kid.as_str());
     assert_eq!(get(&addr, "/nope").0, 404);
     assert!(server::bind("0.0.0.0:0").is_err(), "only loopback");
+}
+
+/// An IdP serving HTTP and HTTPS; returns the two base URLs and the state directory.
+fn running(name: &str) -> (String, String, PathBuf) {
+    let (_, dir) = store(name);
+    let (http, https) = (server::bind("127.0.0.1:0").unwrap(), server::bind("127.0.0.1:0").unwrap());
+    let urls = (
+        format!("http://{}", http.local_addr().unwrap()),
+        format!("https://{}", https.local_addr().unwrap()),
+    );
+    let state = dir.clone();
+    std::thread::spawn(move || server::serve(state, http, Some(https)));
+    // The listeners are bound already: this waits for serve() to accept, after it has written
+    // the TLS material.
+    get_json(&ureq::Agent::new_with_defaults(), &format!("{}/_admin/stats", urls.0))
+        .expect("the IdP answers");
+    (urls.0, urls.1, dir)
+}
+
+fn agent_trusting(dir: &std::path::Path) -> ureq::Agent {
+    let pem = std::fs::read(entra_dev_idp::tls::ca_path(dir)).unwrap();
+    let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
+    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&[ca])).build();
+    ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().into()
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> Result<Value, ureq::Error> {
+    let text = agent.get(url).call()?.body_mut().read_to_string()?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[test]
+fn https_is_served_with_the_state_s_test_ca_only() {
+    let (_, https, dir) = running("https");
+    let trusting = agent_trusting(&dir);
+    let keys = get_json(&trusting, &format!("{https}/{DEV_TENANT}/discovery/v2.0/keys")).unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
+    let metadata =
+        get_json(&trusting, &format!("{https}/{DEV_TENANT}/v2.0/.well-known/openid-configuration")).unwrap();
+    assert_eq!(metadata["jwks_uri"], format!("{https}/{DEV_TENANT}/discovery/v2.0/keys"));
+    // A client that trusts only the public roots refuses the test CA.
+    assert!(get_json(&ureq::Agent::new_with_defaults(), &format!("{https}/_admin/stats")).is_err());
+}
+
+#[test]
+fn requests_are_counted_and_modes_change_the_answers() {
+    let (http, _, _) = running("modes");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let keys_url = format!("{http}/{DEV_TENANT}/discovery/v2.0/keys");
+    get_json(&agent, &keys_url).unwrap();
+    get_json(&agent, &format!("{http}/{DEV_TENANT}/v2.0/.well-known/openid-configuration")).unwrap();
+    let stats = get_json(&agent, &format!("{http}/_admin/stats")).unwrap();
+    assert_eq!((stats["keys"].as_u64(), stats["metadata"].as_u64()), (Some(1), Some(1)));
+
+    get_json(&agent, &format!("{http}/_admin/mode?set=garbage&kind=empty")).unwrap();
+    assert_eq!(get_json(&agent, &keys_url).unwrap()["keys"], serde_json::json!([]));
+    get_json(&agent, &format!("{http}/_admin/mode?set=garbage&kind=text")).unwrap();
+    assert_eq!(get_json(&agent, &keys_url).unwrap(), Value::String("this is not a key set".into()));
+    get_json(&agent, &format!("{http}/_admin/mode?set=down")).unwrap();
+    assert!(get_json(&agent, &keys_url).is_err(), "down: no answer");
+    get_json(&agent, &format!("{http}/_admin/mode?set=slow&ms=300")).unwrap();
+    let started = std::time::Instant::now();
+    get_json(&agent, &keys_url).unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "slow: answers late");
+
+    let rotated = get_json(&agent, &format!("{http}/_admin/rotate")).unwrap();
+    get_json(&agent, &format!("{http}/_admin/reset")).unwrap();
+    let keys = get_json(&agent, &keys_url).unwrap();
+    assert_eq!(keys["keys"][1]["kid"], rotated["kid"], "the rotated key is published");
+    let stats = get_json(&agent, &format!("{http}/_admin/stats")).unwrap();
+    assert_eq!((stats["keys"].as_u64(), stats["mode"].as_str()), (Some(1), Some("Normal")));
 }
