@@ -5,10 +5,12 @@
 //! - [`token`]: judging a bearer token against a provider.
 //! - [`policy`]: location requirements (`entra_require_*`).
 //! - [`cache`]: the verified-token cache.
+//! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
 //! - [`error`]: the denial vocabulary and configuration errors.
 
 pub mod cache;
 mod crypto;
+pub mod discovery;
 pub mod error;
 pub mod keys;
 pub mod policy;

@@ -1,0 +1,161 @@
+//! Fetching a provider's signing keys and issuers from its OpenID metadata: a blocking job,
+//! meant for a thread that is not an nginx event loop.
+//!
+//! The v2 metadata document gives `jwks_uri` and the v2 issuer; the v1 document, next to it,
+//! gives the v1 issuer. The key set must parse and hold at least one usable key, or the whole
+//! fetch fails and whoever called keeps the keys it had.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+use crate::keys::KeySet;
+use crate::provider::parse_url;
+
+/// The largest document accepted (Entra's key sets are a few KiB).
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FetchError {
+    #[error("{url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("{url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge { url: String },
+    #[error("{url}: not a metadata document: {reason}")]
+    BadMetadata { url: String, reason: String },
+    #[error("{url}: not a usable key set: {reason}")]
+    BadKeySet { url: String, reason: String },
+    #[error("ca_file {path}: {reason}")]
+    BadCaFile { path: String, reason: String },
+}
+
+/// Where and how to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// The v2 metadata document.
+    pub metadata_url: String,
+    /// The v1 metadata document, when there is one.
+    pub v1_metadata_url: Option<String>,
+    /// Trust store for the endpoints (PEM); `None` is the operating system's.
+    pub ca_file: Option<PathBuf>,
+    /// For each phase of each request (connect, send, receive).
+    pub timeout: Duration,
+}
+
+impl Discovery {
+    /// Entra's documents for a tenant: `{authority}/{tenant}/v2.0/.well-known/openid-configuration`
+    /// and the v1 one beside it. A configured `metadata_url` replaces the first; the v1 document
+    /// is then looked for only when that URL has Entra's shape.
+    pub fn new(authority: &str, tenant: &str, metadata_url: Option<&str>) -> (String, Option<String>) {
+        const V2_SUFFIX: &str = "/v2.0/.well-known/openid-configuration";
+        let v2 = metadata_url.map_or_else(|| format!("{authority}/{tenant}{V2_SUFFIX}"), str::to_owned);
+        let v1 =
+            v2.split_once('?').map_or(v2.as_str(), |(path, _)| path).strip_suffix(V2_SUFFIX).map(|base| {
+                let query = v2.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+                format!("{base}/.well-known/openid-configuration{query}")
+            });
+        (v2, v1)
+    }
+}
+
+/// What a successful fetch brought.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The key set as received (it parsed, with at least one usable key).
+    pub jwks: Vec<u8>,
+    pub keys: KeySet,
+    /// The issuers the metadata documents name: v2 first, then v1 when there was one.
+    pub issuers: Vec<String>,
+    /// Metadata documents requested (1 or 2); the key set is always one request.
+    pub metadata_requests: u32,
+    /// What went wrong without failing the fetch (an unreachable v1 document, skipped keys).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    issuer: String,
+    jwks_uri: Option<String>,
+}
+
+fn agent(d: &Discovery) -> Result<ureq::Agent, FetchError> {
+    let roots = match &d.ca_file {
+        None => RootCerts::PlatformVerifier,
+        Some(path) => {
+            let bad = |reason: String| FetchError::BadCaFile { path: path.display().to_string(), reason };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(bad(e.to_string()))),
+                })
+                .collect::<Result<Vec<Certificate<'static>>, _>>()?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in it".into()));
+            }
+            RootCerts::new_with_certs(&certs)
+        }
+    };
+    // One timeout per phase: a single global one makes ureq resolve names on an extra thread.
+    let t = Some(d.timeout);
+    Ok(ureq::Agent::config_builder()
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .http_status_as_error(false)
+        .timeout_resolve(t)
+        .timeout_connect(t)
+        .timeout_send_request(t)
+        .timeout_recv_response(t)
+        .timeout_recv_body(t)
+        .build()
+        .into())
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, FetchError> {
+    let transport = |e: ureq::Error| FetchError::Transport { url: url.to_owned(), reason: e.to_string() };
+    let mut response = agent.get(url).call().map_err(transport)?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(FetchError::Status { url: url.to_owned(), status });
+    }
+    response.body_mut().with_config().limit(MAX_DOCUMENT_BYTES).read_to_vec().map_err(|e| match e {
+        ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge { url: url.to_owned() },
+        other => transport(other),
+    })
+}
+
+fn metadata(agent: &ureq::Agent, url: &str) -> Result<Metadata, FetchError> {
+    let bad = |reason: String| FetchError::BadMetadata { url: url.to_owned(), reason };
+    serde_json::from_slice(&get(agent, url)?).map_err(|e| bad(e.to_string()))
+}
+
+/// Fetches the metadata and the key set. Blocking: never call it on an event loop.
+pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
+    let agent = agent(d)?;
+    let v2 = metadata(&agent, &d.metadata_url)?;
+    let bad_metadata =
+        |reason: &str| FetchError::BadMetadata { url: d.metadata_url.clone(), reason: reason.into() };
+    let jwks_uri = v2.jwks_uri.ok_or_else(|| bad_metadata("no jwks_uri"))?;
+    parse_url("jwks_uri", &jwks_uri).map_err(|e| bad_metadata(&e.to_string()))?;
+    let mut issuers = vec![v2.issuer];
+    let mut warnings = Vec::new();
+    let mut metadata_requests = 1;
+    if let Some(v1_url) = &d.v1_metadata_url {
+        metadata_requests += 1;
+        match metadata(&agent, v1_url) {
+            Ok(v1) if !issuers.contains(&v1.issuer) => issuers.push(v1.issuer),
+            Ok(_) => {}
+            Err(e) => warnings.push(format!("no v1 issuer: {e}")),
+        }
+    }
+    let jwks = get(&agent, &jwks_uri)?;
+    let (keys, skipped) = KeySet::from_jwks(&jwks)
+        .map_err(|e| FetchError::BadKeySet { url: jwks_uri.clone(), reason: e.to_string() })?;
+    warnings.extend(skipped);
+    Ok(Fetched { jwks, keys, issuers, metadata_requests, warnings })
+}
