@@ -51,7 +51,13 @@ impl Discovery {
     /// Entra's documents for a tenant: `{authority}/{tenant}/v2.0/.well-known/openid-configuration`
     /// and the v1 one beside it. A configured `metadata_url` replaces the first; the v1 document
     /// is then looked for only when that URL has Entra's shape.
-    pub fn new(authority: &str, tenant: &str, metadata_url: Option<&str>) -> (String, Option<String>) {
+    pub fn new(
+        authority: &str,
+        tenant: &str,
+        metadata_url: Option<&str>,
+        ca_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Discovery {
         const V2_SUFFIX: &str = "/v2.0/.well-known/openid-configuration";
         let v2 = metadata_url.map_or_else(|| format!("{authority}/{tenant}{V2_SUFFIX}"), str::to_owned);
         let v1 =
@@ -59,7 +65,7 @@ impl Discovery {
                 let query = v2.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
                 format!("{base}/.well-known/openid-configuration{query}")
             });
-        (v2, v1)
+        Discovery { metadata_url: v2, v1_metadata_url: v1, ca_file, timeout }
     }
 }
 

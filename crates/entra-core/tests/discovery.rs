@@ -30,8 +30,7 @@ fn idp(name: &str) -> Idp {
 }
 
 fn discovery(base: &str) -> Discovery {
-    let (metadata_url, v1_metadata_url) = Discovery::new(base, DEV_TENANT, None);
-    Discovery { metadata_url, v1_metadata_url, ca_file: None, timeout: Duration::from_secs(2) }
+    Discovery::new(base, DEV_TENANT, None, None, Duration::from_secs(2))
 }
 
 fn admin(idp: &Idp, what: &str) -> serde_json::Value {
