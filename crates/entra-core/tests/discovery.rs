@@ -45,7 +45,17 @@ fn admin(idp: &Idp, what: &str) -> serde_json::Value {
 
 #[test]
 fn metadata_urls_follow_entra() {
-    let (v2, v1) = Discovery::new("https://login.microsoftonline.com", "contoso.onmicrosoft.com", None);
+    let urls = |metadata: Option<&str>| {
+        let d = Discovery::new(
+            "https://login.microsoftonline.com",
+            "contoso.onmicrosoft.com",
+            metadata,
+            None,
+            Duration::ZERO,
+        );
+        (d.metadata_url, d.v1_metadata_url)
+    };
+    let (v2, v1) = urls(None);
     assert_eq!(
         v2,
         "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration"
@@ -55,10 +65,10 @@ fn metadata_urls_follow_entra() {
         "https://login.microsoftonline.com/contoso.onmicrosoft.com/.well-known/openid-configuration"
     );
     let custom = "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration?appid=abc";
-    let (v2, v1) = Discovery::new("x", "y", Some(custom));
+    let (v2, v1) = urls(Some(custom));
     assert_eq!(v2, custom);
     assert_eq!(v1.unwrap(), "https://login.microsoftonline.com/t/.well-known/openid-configuration?appid=abc");
-    assert_eq!(Discovery::new("x", "y", Some("https://idp.example/meta.json")).1, None);
+    assert_eq!(urls(Some("https://idp.example/meta.json")).1, None);
 }
 
 #[test]
