@@ -6,7 +6,7 @@ use core::ptr::{self, addr_of_mut};
 use std::sync::Arc;
 
 use entra_core::policy::{Policy, Requirement, Subject, MUTABLE_CLAIMS};
-use entra_core::provider::{parse_algorithm, parse_guid, parse_url, AllowedTenants, Tenant};
+use entra_core::provider::{parse_algorithm, parse_guid, parse_url, AllowedTenants, KeySource, Tenant};
 use entra_core::{ConfigError, KeySet, Provider, ProviderConfig};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
@@ -153,13 +153,15 @@ extern "C" fn set_provider(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: 
         if rv != NGX_CONF_OK {
             return rv;
         }
-        match block.config.build(&name) {
+        // Keys from metadata discovery are fetched by the core but not yet by the module.
+        let built = block.config.build(&name).and_then(|provider| match provider.source {
+            KeySource::File => Ok(provider),
+            KeySource::Discovery { .. } => Err(ConfigError::Missing("jwks_file")),
+        });
+        match built {
             Ok(provider) => {
-                if !provider
-                    .keys
-                    .kids()
-                    .any(|kid| provider.keys.get(kid).is_some_and(|k| provider.uses_family(k.family)))
-                {
+                let keys = &provider.key_state().keys;
+                if !keys.kids().any(|kid| keys.get(kid).is_some_and(|k| provider.uses_family(k.family))) {
                     warn(
                         cf,
                         &format!("entra_provider \"{name}\": no key in the key set fits \"algorithms\""),

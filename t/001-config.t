@@ -68,15 +68,36 @@ open
 === TEST 4: a tenant that is not a GUID
 --- http_config
     entra_provider bad {
-        tenant     contoso.onmicrosoft.com;
+        tenant     contoso_corp;
         client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
         jwks_file  $TEST_NGINX_ENTRA_JWKS;
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*"tenant" value "contoso\.onmicrosoft\.com" is neither a GUID nor common, organizations or consumers in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*"tenant" value "contoso_corp" is neither a GUID nor common, organizations or consumers in \S+nginx\.conf:\d+/
 
-=== TEST 5: a client_id that is not a GUID
+=== TEST 5: a domain-name tenant needs metadata, not a key file
+--- http_config
+    entra_provider bad {
+        tenant     contoso.onmicrosoft.com;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log
+"tenant" "contoso.onmicrosoft.com" is a domain name, which needs metadata discovery (no "jwks_file")
+
+=== TEST 6: no jwks_file
+--- http_config
+    entra_provider bad {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+    }
+--- must_die
+--- error_log
+entra_provider "bad": "jwks_file" is required
+
+=== TEST 7: a client_id that is not a GUID
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -87,7 +108,7 @@ qr/\[emerg\] .*"tenant" value "contoso\.onmicrosoft\.com" is neither a GUID nor 
 --- error_log eval
 qr/\[emerg\] .*"client_id" value "orders-api" is not a GUID in \S+nginx\.conf:\d+/
 
-=== TEST 6: no client_id, reported at the block's first line
+=== TEST 8: no client_id, reported at the block's first line
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -97,7 +118,7 @@ qr/\[emerg\] .*"client_id" value "orders-api" is not a GUID in \S+nginx\.conf:\d
 --- error_log eval
 qr/\[emerg\] .*entra_provider "bad": "client_id" is required in \S+nginx\.conf:\d+/
 
-=== TEST 7: common without allowed_tenants
+=== TEST 9: common without allowed_tenants
 --- http_config
     entra_provider multi {
         tenant     common;
@@ -108,7 +129,7 @@ qr/\[emerg\] .*entra_provider "bad": "client_id" is required in \S+nginx\.conf:\
 --- error_log eval
 qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant "common"/
 
-=== TEST 8: organizations without allowed_tenants
+=== TEST 10: organizations without allowed_tenants
 --- http_config
     entra_provider multi {
         tenant     organizations;
@@ -119,7 +140,7 @@ qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant
 --- error_log
 "allowed_tenants" is required with tenant "organizations"
 
-=== TEST 9: an allowed tenant that is not a GUID
+=== TEST 11: an allowed tenant that is not a GUID
 --- http_config
     entra_provider multi {
         tenant          common;
@@ -131,7 +152,7 @@ qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant
 --- error_log eval
 qr/"allowed_tenants" value "contoso" is not a GUID in \S+nginx\.conf:\d+/
 
-=== TEST 10: an unreadable jwks_file
+=== TEST 12: an unreadable jwks_file
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -142,7 +163,7 @@ qr/"allowed_tenants" value "contoso" is not a GUID in \S+nginx\.conf:\d+/
 --- error_log eval
 qr/\[emerg\] .*"jwks_file" "\/nonexistent\/keys\.json": No such file or directory .* in \S+nginx\.conf:\d+/
 
-=== TEST 11: a jwks_file that is not JSON
+=== TEST 13: a jwks_file that is not JSON
 --- user_files
 >>> keys.json
 this is not a key set
@@ -156,7 +177,7 @@ this is not a key set
 --- error_log eval
 qr/\[emerg\] .*"jwks_file" "\S+html\/keys\.json": not a JSON object/
 
-=== TEST 12: a jwks_file with no usable key
+=== TEST 14: a jwks_file with no usable key
 --- user_files
 >>> keys.json
 {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}
@@ -170,7 +191,7 @@ qr/\[emerg\] .*"jwks_file" "\S+html\/keys\.json": not a JSON object/
 --- error_log
 no usable signing key (key 0: kid "h": key type "oct" is not used for signatures)
 
-=== TEST 13: unusable keys beside good ones draw a warning
+=== TEST 15: unusable keys beside good ones draw a warning
 --- user_files
 >>> keys.json
 {"keys": [{"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}, {"kty": "EC", "kid": "p", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
@@ -187,7 +208,7 @@ no usable signing key (key 0: kid "h": key type "oct" is not used for signatures
 --- error_log
 key 0: kid "enc" is not a signing key (skipped)
 
-=== TEST 14: no key fits the algorithms
+=== TEST 16: no key fits the algorithms
 --- user_files
 >>> keys.json
 {"keys": [{"kty": "EC", "kid": "p", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
@@ -203,7 +224,7 @@ key 0: kid "enc" is not a signing key (skipped)
 --- error_log
 entra_provider "ec": no key in the key set fits "algorithms"
 
-=== TEST 15: an unknown algorithm
+=== TEST 17: an unknown algorithm
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -215,7 +236,7 @@ entra_provider "ec": no key in the key set fits "algorithms"
 --- error_log eval
 qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:\d+/
 
-=== TEST 16: an authority over plain http to a remote host
+=== TEST 18: an authority over plain http to a remote host
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -227,7 +248,7 @@ qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:
 --- error_log
 "authority" value "http://login.example.com" must be an https:// URL, or http:// on a loopback address
 
-=== TEST 17: an unknown directive inside entra_provider
+=== TEST 19: an unknown directive inside entra_provider
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -239,7 +260,7 @@ qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:
 --- error_log eval
 qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\d+/
 
-=== TEST 18: a duplicate directive inside entra_provider
+=== TEST 20: a duplicate directive inside entra_provider
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -251,7 +272,7 @@ qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\
 --- error_log
 "tenant" directive is duplicate
 
-=== TEST 19: the wrong number of arguments inside entra_provider
+=== TEST 21: the wrong number of arguments inside entra_provider
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93 common;
@@ -260,7 +281,7 @@ qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\
 --- error_log
 invalid number of arguments in "tenant" directive
 
-=== TEST 20: a leeway that is not a time
+=== TEST 22: a leeway that is not a time
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -272,7 +293,7 @@ invalid number of arguments in "tenant" directive
 --- error_log
 "leeway" value "soon" is not a time
 
-=== TEST 21: require_permission takes on or off
+=== TEST 23: require_permission takes on or off
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -284,7 +305,7 @@ invalid number of arguments in "tenant" directive
 --- error_log
 "require_permission" value "yes" must be "on" or "off"
 
-=== TEST 22: two providers of one name
+=== TEST 24: two providers of one name
 --- http_config
     entra_provider dev {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -300,7 +321,7 @@ invalid number of arguments in "tenant" directive
 --- error_log eval
 qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
 
-=== TEST 23: entra_provider is not allowed in a server
+=== TEST 25: entra_provider is not allowed in a server
 --- config
     entra_provider inner {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -309,7 +330,7 @@ qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
 --- error_log
 "entra_provider" directive is not allowed here
 
-=== TEST 24: entra_auth twice at one level
+=== TEST 26: entra_auth twice at one level
 --- config
     location /api {
         entra_auth dev;
@@ -320,7 +341,7 @@ qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
 --- error_log eval
 qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 
-=== TEST 25: off and a requirement at one level
+=== TEST 27: off and a requirement at one level
 --- config
     location /api {
         entra_auth dev;
@@ -332,7 +353,7 @@ qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 --- error_log
 "entra_require_group" cannot be both "off" and a requirement at one level
 
-=== TEST 26: entra_require_claim needs a value
+=== TEST 28: entra_require_claim needs a value
 --- config
     location /api {
         entra_auth dev;
@@ -343,7 +364,7 @@ qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 --- error_log
 "entra_require_claim" needs a claim name and at least one value (or "off")
 
-=== TEST 27: a mutable claim draws a warning
+=== TEST 29: a mutable claim draws a warning
 --- config
     location /api {
         entra_auth dev;
@@ -355,7 +376,7 @@ qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 --- error_log eval
 qr/\[warn\] .*entra_require_claim "preferred_username": this claim can be changed by users or admins; authorize on oid, tid, groups or roles instead in \S+nginx\.conf:\d+/
 
-=== TEST 28: every mutable claim draws the warning
+=== TEST 30: every mutable claim draws the warning
 --- config
     location /api {
         entra_auth dev;
@@ -370,7 +391,7 @@ entra_require_claim "email": this claim can be changed
 entra_require_claim "upn": this claim can be changed
 entra_require_claim "unique_name": this claim can be changed
 
-=== TEST 29: a directive with no arguments
+=== TEST 31: a directive with no arguments
 --- config
     location /api {
         entra_auth;
@@ -379,7 +400,7 @@ entra_require_claim "unique_name": this claim can be changed
 --- error_log
 invalid number of arguments in "entra_auth" directive
 
-=== TEST 30: token_cache takes a number of tokens or off
+=== TEST 32: token_cache takes a number of tokens or off
 --- http_config eval: provider('token_cache lots;')
 --- must_die
 --- error_log

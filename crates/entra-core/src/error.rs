@@ -136,6 +136,10 @@ pub enum ConfigError {
     BadIssuer(String),
     #[error("\"{directive}\" value \"{value}\" must be \"on\" or \"off\"")]
     NotAFlag { directive: &'static str, value: String },
+    #[error("\"jwks_file\" and \"{0}\" exclude each other: keys come from a file or from metadata")]
+    KeySourceConflict(&'static str),
+    #[error("\"tenant\" \"{0}\" is a domain name, which needs metadata discovery (no \"jwks_file\")")]
+    TenantNeedsDiscovery(String),
     #[error("\"jwks_file\" \"{path}\": {reason}")]
     BadKeyFile { path: String, reason: String },
 }

@@ -1,8 +1,13 @@
 //! One Entra application as the operator describes it in `entra_provider { ... }`.
 
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
 use jsonwebtoken::Algorithm;
 
 use crate::cache::TokenCache;
+use crate::discovery::Discovery;
 use crate::error::ConfigError;
 use crate::keys::{KeyFamily, KeySet};
 
@@ -40,6 +45,20 @@ pub enum Tenant {
     Common,
     Organizations,
     Consumers,
+    /// A verified domain name (`contoso.onmicrosoft.com`): usable with metadata discovery only.
+    Domain(String),
+}
+
+fn is_domain(s: &str) -> bool {
+    s.contains('.')
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 impl Tenant {
@@ -49,13 +68,14 @@ impl Tenant {
             "organizations" => Ok(Tenant::Organizations),
             "consumers" => Ok(Tenant::Consumers),
             v if is_guid(v) => Ok(Tenant::Id(v.to_ascii_lowercase())),
+            v if is_domain(v) => Ok(Tenant::Domain(v.to_ascii_lowercase())),
             v => Err(ConfigError::BadTenant(v.to_owned())),
         }
     }
 
     pub fn as_str(&self) -> &str {
         match self {
-            Tenant::Id(id) => id,
+            Tenant::Id(id) | Tenant::Domain(id) => id,
             Tenant::Common => "common",
             Tenant::Organizations => "organizations",
             Tenant::Consumers => "consumers",
@@ -144,6 +164,34 @@ pub struct ProviderConfig {
     pub require_permission: Option<bool>,
     /// Verified tokens kept per worker; 0 turns the cache off.
     pub token_cache: Option<usize>,
+    pub metadata_url: Option<String>,
+    pub refresh: Option<Duration>,
+    pub refresh_on_unknown_kid: Option<Duration>,
+    pub ca_file: Option<PathBuf>,
+    pub fetch_timeout: Option<Duration>,
+}
+
+/// Default interval between key set refreshes (Microsoft's libraries use 12-24 h; an hour
+/// follows rotations sooner at no real cost).
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+/// Default least interval between refreshes forced by an unknown `kid`.
+pub const DEFAULT_REFRESH_ON_UNKNOWN_KID: Duration = Duration::from_secs(300);
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a provider's signing keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// `jwks_file`: read with the configuration, fixed until the next reload.
+    File,
+    /// OpenID metadata, fetched and refreshed while nginx runs.
+    Discovery { discovery: Discovery, refresh: Duration, refresh_on_unknown_kid: Duration },
+}
+
+/// The keys in force, with the issuers the metadata named; replaced as a whole.
+#[derive(Debug, Default)]
+pub struct KeyState {
+    pub keys: KeySet,
+    pub issuers: Vec<String>,
 }
 
 /// A checked provider, ready for the request path.
@@ -154,10 +202,12 @@ pub struct Provider {
     pub client_id: String,
     pub audiences: Vec<String>,
     pub authority: String,
-    /// Accepted issuers; `{tenantid}` is filled from the token's `tid`.
+    /// Accepted issuers; `{tenantid}` is filled from the token's `tid`. Empty for a discovery
+    /// provider without `issuer` lines: the metadata names them.
     pub issuers: Vec<String>,
     pub allowed_tenants: AllowedTenants,
-    pub keys: KeySet,
+    pub source: KeySource,
+    state: RwLock<Arc<KeyState>>,
     pub leeway: u64,
     pub algorithms: Vec<Algorithm>,
     pub require_permission: bool,
@@ -168,19 +218,57 @@ impl ProviderConfig {
     pub fn build(self, name: &str) -> Result<Provider, ConfigError> {
         let tenant = self.tenant.ok_or(ConfigError::Missing("tenant"))?;
         let client_id = self.client_id.ok_or(ConfigError::Missing("client_id"))?;
-        let keys = self.keys.ok_or(ConfigError::Missing("jwks_file"))?;
         let authority = self.authority.unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
+        let discovery_options = [
+            (self.metadata_url.is_some(), "metadata_url"),
+            (self.refresh.is_some(), "refresh"),
+            (self.refresh_on_unknown_kid.is_some(), "refresh_on_unknown_kid"),
+            (self.ca_file.is_some(), "ca_file"),
+            (self.fetch_timeout.is_some(), "fetch_timeout"),
+        ];
+        let (source, keys) = match self.keys {
+            Some(keys) => {
+                if let Some((_, option)) = discovery_options.iter().find(|(set, _)| *set) {
+                    return Err(ConfigError::KeySourceConflict(option));
+                }
+                if let Tenant::Domain(domain) = &tenant {
+                    return Err(ConfigError::TenantNeedsDiscovery(domain.clone()));
+                }
+                (KeySource::File, keys)
+            }
+            None => {
+                let discovery = Discovery::new(
+                    &authority,
+                    tenant.as_str(),
+                    self.metadata_url.as_deref(),
+                    self.ca_file,
+                    self.fetch_timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT),
+                );
+                let source = KeySource::Discovery {
+                    discovery,
+                    refresh: self.refresh.unwrap_or(DEFAULT_REFRESH),
+                    refresh_on_unknown_kid: self
+                        .refresh_on_unknown_kid
+                        .unwrap_or(DEFAULT_REFRESH_ON_UNKNOWN_KID),
+                };
+                (source, KeySet::default())
+            }
+        };
         let audiences =
             self.audiences.unwrap_or_else(|| vec![client_id.clone(), format!("api://{client_id}")]);
-        let issuers = if self.issuers.is_empty() {
-            vec![format!("{authority}/{TENANT_PLACEHOLDER}/v2.0"), v1_issuer_template(&authority)]
-        } else {
-            self.issuers
+        let issuers = match (&source, self.issuers.is_empty()) {
+            (_, false) => self.issuers,
+            (KeySource::File, true) => {
+                vec![format!("{authority}/{TENANT_PLACEHOLDER}/v2.0"), v1_issuer_template(&authority)]
+            }
+            (KeySource::Discovery { .. }, true) => Vec::new(),
         };
         let allowed_tenants = match (self.allowed_tenants, &tenant) {
             (Some(allowed), _) => allowed,
             (None, Tenant::Id(id)) => AllowedTenants::Only(vec![id.clone()]),
             (None, Tenant::Consumers) => AllowedTenants::Only(vec![CONSUMERS_TENANT_ID.to_owned()]),
+            // The metadata of a named tenant gives its concrete issuer: only its tokens match.
+            (None, Tenant::Domain(_)) => AllowedTenants::Any,
             (None, other) => return Err(ConfigError::AllowedTenantsRequired(other.as_str().to_owned())),
         };
         let leeway = self.leeway.unwrap_or(60);
@@ -193,7 +281,8 @@ impl ProviderConfig {
             authority,
             issuers,
             allowed_tenants,
-            keys,
+            source,
+            state: RwLock::new(Arc::new(KeyState { keys, issuers: Vec::new() })),
             leeway,
             algorithms,
             require_permission: self.require_permission.unwrap_or(true),
@@ -203,6 +292,26 @@ impl ProviderConfig {
 }
 
 impl Provider {
+    /// The keys in force (a cheap shared copy).
+    pub fn key_state(&self) -> Arc<KeyState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts new keys in force, and forgets cached verifications made with keys that are gone.
+    pub fn update_keys(&self, keys: KeySet, issuers: Vec<String>) {
+        self.cache.retain_keys(|kid| keys.get(kid).is_some());
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(KeyState { keys, issuers });
+    }
+
+    /// The issuers that tokens are checked against, with these keys in force.
+    pub(crate) fn accepted_issuers<'a>(&'a self, state: &'a KeyState) -> &'a [String] {
+        if self.issuers.is_empty() {
+            &state.issuers
+        } else {
+            &self.issuers
+        }
+    }
+
     /// `true` when some allowed algorithm can use a key of this family.
     pub fn uses_family(&self, family: KeyFamily) -> bool {
         self.algorithms.iter().any(|a| KeyFamily::of(*a) == Some(family))

@@ -182,7 +182,8 @@ impl Provider {
             return Err(Denial::AlgNotAllowed);
         }
         let kid = header.kid.as_deref().ok_or(Denial::MissingKid)?;
-        let key = self.keys.get(kid).ok_or(Denial::UnknownKid)?;
+        let state = self.key_state();
+        let key = state.keys.get(kid).ok_or(Denial::UnknownKid)?;
         if KeyFamily::of(alg) != Some(key.family) {
             return Err(Denial::AlgKeyMismatch);
         }
@@ -216,7 +217,7 @@ impl Provider {
             return Err(Denial::InvalidClaim("tid"));
         }
         let iss = typed::<Cow<str>>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
-        self.check_issuer(&iss, tid.as_deref())?;
+        self.check_issuer(self.accepted_issuers(&state), &iss, tid.as_deref())?;
         if let Some(key_issuer) = &key.issuer {
             self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
         }
@@ -258,13 +259,13 @@ impl Provider {
 
     /// Exact match against the accepted issuers, `{tenantid}` filled from a GUID `tid`; then the
     /// tenant allow-list (rule 4).
-    fn check_issuer(&self, iss: &str, tid: Option<&str>) -> Result<(), Denial> {
+    fn check_issuer(&self, accepted: &[String], iss: &str, tid: Option<&str>) -> Result<(), Denial> {
         let matches = |template: &String| match (template.contains(TENANT_PLACEHOLDER), tid) {
             (false, _) => template == iss,
             (true, Some(tid)) => fill_tenant(template, tid) == iss,
             (true, None) => false,
         };
-        if !self.issuers.iter().any(matches) {
+        if !accepted.iter().any(matches) {
             return Err(Denial::WrongIssuer);
         }
         match tid {

@@ -553,9 +553,13 @@ fn denial_classes_map_to_the_documented_responses() {
 #[test]
 fn configuration_values_are_checked() {
     assert_eq!(
-        Tenant::parse("contoso.onmicrosoft.com").unwrap_err(),
-        ConfigError::BadTenant("contoso.onmicrosoft.com".into())
+        Tenant::parse("contoso.onmicrosoft.com").unwrap(),
+        Tenant::Domain("contoso.onmicrosoft.com".into())
     );
+    assert_eq!(Tenant::parse("not a tenant").unwrap_err(), ConfigError::BadTenant("not a tenant".into()));
+    let mut cfg = config();
+    cfg.tenant = Some(Tenant::Domain("contoso.onmicrosoft.com".into()));
+    assert_eq!(config_err(cfg), ConfigError::TenantNeedsDiscovery("contoso.onmicrosoft.com".into()));
     assert_eq!(Tenant::parse("9F2B7C1E-3D4A-4B8E-A6F0-5C2D8E7B1A93").unwrap(), Tenant::Id(DEV_TENANT.into()));
     assert!(parse_url("authority", "http://login.example").is_err());
     assert!(parse_url("authority", "http://127.0.0.1:9400").is_ok());
@@ -566,8 +570,8 @@ fn configuration_values_are_checked() {
     cfg.client_id = None;
     assert_eq!(config_err(cfg), ConfigError::Missing("client_id"));
     let mut cfg = config();
-    cfg.keys = None;
-    assert_eq!(config_err(cfg), ConfigError::Missing("jwks_file"));
+    cfg.metadata_url = Some("https://login.example/meta".into());
+    assert_eq!(config_err(cfg), ConfigError::KeySourceConflict("metadata_url"));
 }
 
 #[test]
@@ -740,4 +744,25 @@ fn no_mutation_of_a_valid_token_passes_and_none_panics() {
             }
         }
     }
+}
+
+#[test]
+fn a_discovery_provider_judges_with_the_keys_and_issuers_it_was_given() {
+    use entra_core::provider::KeySource;
+    let mut cfg = config();
+    cfg.keys = None;
+    let p = cfg.build("live").unwrap();
+    assert!(matches!(p.source, KeySource::Discovery { .. }));
+    assert!(p.issuers.is_empty(), "the metadata names them");
+    let t = token(MintOptions::default());
+    assert_eq!(p.judge(t.as_bytes(), now()).unwrap_err(), Denial::UnknownKid, "no keys yet");
+    let v2_issuer = format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0");
+    p.update_keys(keys(), vec![v2_issuer]);
+    assert!(p.judge(t.as_bytes(), now()).is_ok());
+    let v1 = token(MintOptions { version: Some(1), ..Default::default() });
+    assert_eq!(p.judge(v1.as_bytes(), now()).unwrap_err(), Denial::WrongIssuer, "only the issuers named");
+    // A key set without the signing key: the cached verification goes with it.
+    let other = idp().stranger.jwks().unwrap().to_string();
+    p.update_keys(KeySet::from_jwks(other.as_bytes()).unwrap().0, vec![]);
+    assert_eq!(p.judge(t.as_bytes(), now()).unwrap_err(), Denial::UnknownKid);
 }
