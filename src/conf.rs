@@ -1,28 +1,126 @@
 //! Directives: `entra_provider { ... }` at http level, and `entra_auth` / `entra_require_*` at
 //! http, server and location level, with nginx's usual inheritance.
 
+use core::cell::Cell;
 use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of_mut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use entra_core::policy::{Policy, Requirement, Subject, MUTABLE_CLAIMS};
 use entra_core::provider::{parse_algorithm, parse_guid, parse_url, AllowedTenants, KeySource, Tenant};
 use entra_core::{ConfigError, KeySet, Provider, ProviderConfig};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_full_name, ngx_conf_parse, ngx_conf_t, ngx_parse_time, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_full_name, ngx_conf_parse, ngx_conf_t, ngx_module_t, ngx_parse_time,
+    ngx_shared_memory_add, ngx_slab_pool_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK,
+    NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
-use ngx::http::HttpModuleMainConf;
+use ngx::http::{HttpModule, HttpModuleMainConf};
 use ngx::{ngx_conf_log_error, ngx_string};
 
+use crate::state::{init_zone, Slot};
 use crate::EntraModule;
 
-/// http-level state: the providers, by name.
-#[derive(Default)]
+/// http-level state: the providers, by name, and the shared zone.
 pub struct MainConf {
     providers: Vec<Arc<Provider>>,
+    /// `entra_shared_zone`: name and size; a default zone when absent.
+    zone_name: Option<String>,
+    zone_size: usize,
+    /// The zone and, per provider (null for key files), its slot; set when the zone is ready.
+    pool: *mut ngx_slab_pool_t,
+    slots: Vec<*mut Slot>,
+    /// This worker's view, per provider.
+    pub local: Vec<Local>,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            providers: Vec::new(),
+            zone_name: None,
+            zone_size: 0,
+            pool: ptr::null_mut(),
+            slots: Vec::new(),
+            local: Vec::new(),
+        }
+    }
+}
+
+/// What one worker knows of a discovery provider besides the zone.
+#[derive(Default)]
+pub struct Local {
+    /// The key set generation this worker judges with.
+    pub generation: Cell<u64>,
+    /// This worker has a fetch on the thread pool.
+    pub in_flight: Cell<bool>,
+}
+
+/// The default zone: room for the key sets of many providers (Entra's are a few KiB).
+const DEFAULT_ZONE_NAME: &str = "entra";
+const DEFAULT_ZONE_SIZE: usize = 1024 * 1024;
+
+impl MainConf {
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    pub fn index_of(&self, provider: &Arc<Provider>) -> Option<usize> {
+        self.providers.iter().position(|p| Arc::ptr_eq(p, provider))
+    }
+
+    /// The zone's pool and a provider's slot, for a discovery provider once the zone is ready.
+    pub fn shared(&self, index: usize) -> Option<(*mut ngx_slab_pool_t, &Slot)> {
+        let slot = *self.slots.get(index)?;
+        // SAFETY: slots point into the live zone, set by its init handler.
+        (!slot.is_null() && !self.pool.is_null()).then(|| (self.pool, unsafe { &*slot }))
+    }
+
+    pub fn set_slots(&mut self, pool: *mut ngx_slab_pool_t, slots: Vec<*mut Slot>) {
+        self.local = slots.iter().map(|_| Local::default()).collect();
+        self.pool = pool;
+        self.slots = slots;
+    }
+
+    fn has_discovery(&self) -> bool {
+        self.providers.iter().any(|p| matches!(p.source, KeySource::Discovery { .. }))
+    }
+}
+
+/// Adds the shared zone and nginx's default thread pool when a provider fetches its keys.
+///
+/// # Safety
+/// Called in postconfiguration with a valid `cf`.
+pub unsafe fn add_zone(cf: *mut ngx_conf_t) -> Result<(), String> {
+    let main = EntraModule::main_conf_mut(&*cf).ok_or("no http configuration")?;
+    if !main.has_discovery() {
+        return Ok(());
+    }
+    let name = main.zone_name.clone().unwrap_or_else(|| DEFAULT_ZONE_NAME.to_owned());
+    let size = if main.zone_size == 0 { DEFAULT_ZONE_SIZE } else { main.zone_size };
+    let mut zone_name = ngx_str_t { len: name.len(), data: ngx_pstrdup_str((*cf).pool, &name)? };
+    let module = EntraModule::module() as *const ngx_module_t as *mut c_void;
+    let zone = ngx_shared_memory_add(cf, &mut zone_name, size, module);
+    if zone.is_null() {
+        return Err(format!("cannot add the shared zone \"{name}\""));
+    }
+    if !(*zone).data.is_null() {
+        return Err(format!("entra_shared_zone \"{name}\" is used by another module"));
+    }
+    (*zone).init = Some(init_zone);
+    (*zone).data = main as *mut MainConf as *mut c_void;
+    crate::fetch::add_thread_pool(cf)
+}
+
+unsafe fn ngx_pstrdup_str(pool: *mut ngx::ffi::ngx_pool_t, s: &str) -> Result<*mut u8, String> {
+    let p = ngx::ffi::ngx_pnalloc(pool, s.len()) as *mut u8;
+    if p.is_null() {
+        return Err("out of memory".into());
+    }
+    ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+    Ok(p)
 }
 
 /// Where a directive was written, for errors found after the line was read.
@@ -153,15 +251,12 @@ extern "C" fn set_provider(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: 
         if rv != NGX_CONF_OK {
             return rv;
         }
-        // Keys from metadata discovery are fetched by the core but not yet by the module.
-        let built = block.config.build(&name).and_then(|provider| match provider.source {
-            KeySource::File => Ok(provider),
-            KeySource::Discovery { .. } => Err(ConfigError::Missing("jwks_file")),
-        });
-        match built {
+        match block.config.build(&name) {
             Ok(provider) => {
                 let keys = &provider.key_state().keys;
-                if !keys.kids().any(|kid| keys.get(kid).is_some_and(|k| provider.uses_family(k.family))) {
+                let fits =
+                    keys.kids().any(|kid| keys.get(kid).is_some_and(|k| provider.uses_family(k.family)));
+                if matches!(provider.source, KeySource::File) && !fits {
                     warn(
                         cf,
                         &format!("entra_provider \"{name}\": no key in the key set fits \"algorithms\""),
@@ -199,8 +294,18 @@ unsafe fn provider_directive(
 ) -> Result<(), String> {
     let (directive, values) = (a[0], &a[1..]);
     let (min, max, repeatable) = match directive {
-        "tenant" | "client_id" | "authority" | "jwks_file" | "leeway" | "require_permission"
-        | "token_cache" => (1, 1, false),
+        "tenant"
+        | "client_id"
+        | "authority"
+        | "jwks_file"
+        | "leeway"
+        | "require_permission"
+        | "token_cache"
+        | "metadata_url"
+        | "refresh"
+        | "refresh_on_unknown_kid"
+        | "ca_file"
+        | "fetch_timeout" => (1, 1, false),
         "audience" | "allowed_tenants" | "algorithms" => (1, usize::MAX, false),
         "issuer" => (1, usize::MAX, true),
         _ => return Err(format!("unknown directive \"{directive}\" in entra_provider")),
@@ -242,6 +347,20 @@ unsafe fn provider_directive(
             })
         }
         "jwks_file" => c.keys = Some(load_key_file(cf, values[0])?),
+        "metadata_url" => {
+            let url = parse_url("metadata_url", values[0]).map_err(config_error)?;
+            if url.starts_with("http://") {
+                warn(
+                    cf,
+                    &format!("\"metadata_url\" \"{url}\" is plain http: for tests and development only"),
+                );
+            }
+            c.metadata_url = Some(url);
+        }
+        "refresh" => c.refresh = Some(time_value(directive, values[0], true)?),
+        "refresh_on_unknown_kid" => c.refresh_on_unknown_kid = Some(time_value(directive, values[0], true)?),
+        "fetch_timeout" => c.fetch_timeout = Some(time_value(directive, values[0], false)?),
+        "ca_file" => c.ca_file = Some(full_path(cf, values[0])?.into()),
         "token_cache" => {
             c.token_cache = Some(match values[0] {
                 "off" => 0,
@@ -250,14 +369,7 @@ unsafe fn provider_directive(
                 })?,
             })
         }
-        "leeway" => {
-            let mut text = ngx_str_t { len: values[0].len(), data: values[0].as_ptr() as *mut u8 };
-            let secs = ngx_parse_time(&mut text, 1);
-            if secs == NGX_ERROR as ngx::ffi::ngx_int_t {
-                return Err(format!("\"leeway\" value \"{}\" is not a time", values[0]));
-            }
-            c.leeway = Some(secs as u64);
-        }
+        "leeway" => c.leeway = Some(time_value(directive, values[0], true)?.as_secs()),
         "algorithms" => {
             c.algorithms = Some(
                 values.iter().map(|v| parse_algorithm(v)).collect::<Result<_, _>>().map_err(config_error)?,
@@ -278,13 +390,30 @@ unsafe fn provider_directive(
     Ok(())
 }
 
-/// Reads a JWKS file, relative paths from the configuration prefix (as `ssl_certificate` does).
-unsafe fn load_key_file(cf: *mut ngx_conf_t, path: &str) -> Result<KeySet, String> {
+/// A time argument (`60s`, `5m`, `1h`; milliseconds allowed unless `whole_seconds`).
+fn time_value(directive: &str, value: &str, whole_seconds: bool) -> Result<Duration, String> {
+    let mut text = ngx_str_t { len: value.len(), data: value.as_ptr() as *mut u8 };
+    // SAFETY: ngx_parse_time only reads the string.
+    let parsed = unsafe { ngx_parse_time(&mut text, if whole_seconds { 1 } else { 0 }) };
+    if parsed == NGX_ERROR as ngx::ffi::ngx_int_t {
+        return Err(format!("\"{directive}\" value \"{value}\" is not a time"));
+    }
+    let parsed = parsed as u64;
+    Ok(if whole_seconds { Duration::from_secs(parsed) } else { Duration::from_millis(parsed) })
+}
+
+/// A path relative to the configuration prefix (as `ssl_certificate` takes it).
+unsafe fn full_path(cf: *mut ngx_conf_t, path: &str) -> Result<String, String> {
     let mut name = ngx_str_t { len: path.len(), data: path.as_ptr() as *mut u8 };
     if ngx_conf_full_name((*cf).cycle, &mut name, 1) != 0 {
-        return Err(format!("\"jwks_file\" \"{path}\": cannot resolve the path"));
+        return Err(format!("\"{path}\": cannot resolve the path"));
     }
-    let full = name.to_string();
+    Ok(name.to_string())
+}
+
+/// Reads a JWKS file.
+unsafe fn load_key_file(cf: *mut ngx_conf_t, path: &str) -> Result<KeySet, String> {
+    let full = full_path(cf, path)?;
     let bad = |reason: String| ConfigError::BadKeyFile { path: full.clone(), reason }.to_string();
     let text = std::fs::read(&full).map_err(|e| bad(e.to_string()))?;
     let (keys, skipped) = KeySet::from_jwks(&text).map_err(|e| bad(e.to_string()))?;
@@ -292,6 +421,31 @@ unsafe fn load_key_file(cf: *mut ngx_conf_t, path: &str) -> Result<KeySet, Strin
         warn(cf, &format!("\"jwks_file\" \"{full}\": {why} (skipped)"));
     }
     Ok(keys)
+}
+
+extern "C" fn set_zone(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
+    unsafe { apply_directive(cf, conf, apply_zone) }
+}
+
+/// `entra_shared_zone zone=name:size;`
+unsafe fn apply_zone(_cf: *mut ngx_conf_t, main: &mut MainConf, a: &[&str]) -> Result<(), String> {
+    if main.zone_name.is_some() {
+        return Err("\"entra_shared_zone\" directive is duplicate".into());
+    }
+    let bad = || format!("invalid \"entra_shared_zone\" \"{}\": use zone=name:size", a[1]);
+    let (name, size) = a[1].strip_prefix("zone=").and_then(|v| v.split_once(':')).ok_or_else(bad)?;
+    let mut text = ngx_str_t { len: size.len(), data: size.as_ptr() as *mut u8 };
+    let bytes = ngx::ffi::ngx_parse_size(&mut text);
+    if name.is_empty() || bytes == NGX_ERROR as isize {
+        return Err(bad());
+    }
+    if (bytes as usize) < 64 * 1024 {
+        return Err(format!("\"entra_shared_zone\" \"{name}\" is too small (64k at least)"));
+    }
+    main.zone_name = Some(name.to_owned());
+    main.zone_size = bytes as usize;
+    Ok(())
 }
 
 // ---- entra_auth and entra_require_* ---------------------------------------------------------
@@ -466,7 +620,15 @@ const fn location_command(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 9] = [
+    ngx_command_t {
+        name: ngx_string!("entra_shared_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t {
         name: ngx_string!("entra_provider"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1) as ngx_uint_t,

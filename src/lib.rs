@@ -11,8 +11,10 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
 mod access;
 mod conf;
+mod fetch;
 mod log;
 mod outcome;
+mod state;
 mod variables;
 
 pub struct EntraModule;
@@ -28,6 +30,10 @@ impl HttpModule for EntraModule {
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        if let Err(e) = conf::add_zone(cf) {
+            ngx::ngx_conf_log_error!(ngx::ffi::NGX_LOG_EMERG, cf, "entra: {}", e);
+            return ngx::core::Status::NGX_ERROR.into();
+        }
         access::register(cf)
     }
 }
@@ -63,5 +69,6 @@ pub static mut ngx_http_entra_module: ngx_module_t = ngx_module_t {
     // SAFETY: the command table is a static array that lives as long as the module.
     commands: unsafe { addr_of!(conf::COMMANDS[0]) as *mut _ },
     type_: NGX_HTTP_MODULE as _,
+    init_process: Some(fetch::init_process),
     ..ngx_module_t::default()
 };

@@ -1,11 +1,12 @@
 //! What the module writes to the error log about a request.
 
-use entra_core::{Denial, Provider, VerifiedToken};
-use ngx::ffi::{ngx_http_request_t, NGX_LOG_INFO};
+use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
+use ngx::ffi::{ngx_http_request_t, NGX_LOG_ERR, NGX_LOG_INFO};
 use ngx::ngx_log_error;
 
-/// One line per denial at `info`: the reason, the provider and, for a verified token, who it
-/// names and which key signed it. Never the token itself.
+/// One line per denial at `info` (at `error` when the provider has no keys: that is the
+/// operator's trouble, not the client's): the reason, the provider and, for a verified token,
+/// who it names and which key signed it. Never the token itself.
 ///
 /// # Safety
 /// `r` must be a valid request.
@@ -34,8 +35,9 @@ pub unsafe fn denial(
             );
         }
         None => {
+            let level = if denial.class() == DenialClass::Unavailable { NGX_LOG_ERR } else { NGX_LOG_INFO };
             ngx_log_error!(
-                NGX_LOG_INFO,
+                level,
                 log,
                 "entra: access denied: {} (provider \"{}\"{}): {}",
                 denial.reason(),

@@ -23,6 +23,8 @@ pub struct Outcome {
     pub verified: Result<Arc<VerifiedToken>, Denial>,
     /// Why the request was refused at the latest access check, if it was.
     pub denial: Option<Denial>,
+    /// Parked until this time (ms) for keys being fetched; judged again when resumed.
+    pub wait_until: Option<u64>,
 }
 
 // nginx pools align allocations to 8 bytes only.

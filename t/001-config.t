@@ -87,17 +87,55 @@ qr/\[emerg\] .*"tenant" value "contoso_corp" is neither a GUID nor common, organ
 --- error_log
 "tenant" "contoso.onmicrosoft.com" is a domain name, which needs metadata discovery (no "jwks_file")
 
-=== TEST 6: no jwks_file
+=== TEST 6: jwks_file and metadata discovery exclude each other
+--- http_config
+    entra_provider bad {
+        tenant       9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id    6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file    $TEST_NGINX_ENTRA_JWKS;
+        metadata_url https://login.microsoftonline.com/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration;
+    }
+--- must_die
+--- error_log
+entra_provider "bad": "jwks_file" and "metadata_url" exclude each other
+
+=== TEST 7: discovery directives are checked
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
         client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        refresh    hourly;
     }
 --- must_die
 --- error_log
-entra_provider "bad": "jwks_file" is required
+"refresh" value "hourly" is not a time
 
-=== TEST 7: a client_id that is not a GUID
+=== TEST 8: a plain-http metadata_url must be on loopback
+--- http_config
+    entra_provider bad {
+        tenant       9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id    6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        metadata_url http://login.example.com/meta;
+    }
+--- must_die
+--- error_log
+"metadata_url" value "http://login.example.com/meta" must be an https:// URL, or http:// on a loopback address
+
+=== TEST 9: a plain-http metadata_url on loopback draws a warning at nginx -t
+--- http_config
+    entra_provider dev {
+        tenant       9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id    6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        metadata_url http://127.0.0.1:9/meta;
+    }
+--- must_die
+--- error_log
+"metadata_url" "http://127.0.0.1:9/meta" is plain http: for tests and development only
+--- config
+    location /api { entra_auth dev; return 200; }
+    location /x { entra_auth nosuch; }
+
+=== TEST 10: a client_id that is not a GUID
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -108,7 +146,7 @@ entra_provider "bad": "jwks_file" is required
 --- error_log eval
 qr/\[emerg\] .*"client_id" value "orders-api" is not a GUID in \S+nginx\.conf:\d+/
 
-=== TEST 8: no client_id, reported at the block's first line
+=== TEST 11: no client_id, reported at the block's first line
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -118,7 +156,7 @@ qr/\[emerg\] .*"client_id" value "orders-api" is not a GUID in \S+nginx\.conf:\d
 --- error_log eval
 qr/\[emerg\] .*entra_provider "bad": "client_id" is required in \S+nginx\.conf:\d+/
 
-=== TEST 9: common without allowed_tenants
+=== TEST 12: common without allowed_tenants
 --- http_config
     entra_provider multi {
         tenant     common;
@@ -129,7 +167,7 @@ qr/\[emerg\] .*entra_provider "bad": "client_id" is required in \S+nginx\.conf:\
 --- error_log eval
 qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant "common"/
 
-=== TEST 10: organizations without allowed_tenants
+=== TEST 13: organizations without allowed_tenants
 --- http_config
     entra_provider multi {
         tenant     organizations;
@@ -140,7 +178,7 @@ qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant
 --- error_log
 "allowed_tenants" is required with tenant "organizations"
 
-=== TEST 11: an allowed tenant that is not a GUID
+=== TEST 14: an allowed tenant that is not a GUID
 --- http_config
     entra_provider multi {
         tenant          common;
@@ -152,7 +190,7 @@ qr/\[emerg\] .*entra_provider "multi": "allowed_tenants" is required with tenant
 --- error_log eval
 qr/"allowed_tenants" value "contoso" is not a GUID in \S+nginx\.conf:\d+/
 
-=== TEST 12: an unreadable jwks_file
+=== TEST 15: an unreadable jwks_file
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -163,7 +201,7 @@ qr/"allowed_tenants" value "contoso" is not a GUID in \S+nginx\.conf:\d+/
 --- error_log eval
 qr/\[emerg\] .*"jwks_file" "\/nonexistent\/keys\.json": No such file or directory .* in \S+nginx\.conf:\d+/
 
-=== TEST 13: a jwks_file that is not JSON
+=== TEST 16: a jwks_file that is not JSON
 --- user_files
 >>> keys.json
 this is not a key set
@@ -177,7 +215,7 @@ this is not a key set
 --- error_log eval
 qr/\[emerg\] .*"jwks_file" "\S+html\/keys\.json": not a JSON object/
 
-=== TEST 14: a jwks_file with no usable key
+=== TEST 17: a jwks_file with no usable key
 --- user_files
 >>> keys.json
 {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}
@@ -191,7 +229,7 @@ qr/\[emerg\] .*"jwks_file" "\S+html\/keys\.json": not a JSON object/
 --- error_log
 no usable signing key (key 0: kid "h": key type "oct" is not used for signatures)
 
-=== TEST 15: unusable keys beside good ones draw a warning
+=== TEST 18: unusable keys beside good ones draw a warning
 --- user_files
 >>> keys.json
 {"keys": [{"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}, {"kty": "EC", "kid": "p", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
@@ -208,7 +246,7 @@ no usable signing key (key 0: kid "h": key type "oct" is not used for signatures
 --- error_log
 key 0: kid "enc" is not a signing key (skipped)
 
-=== TEST 16: no key fits the algorithms
+=== TEST 19: no key fits the algorithms
 --- user_files
 >>> keys.json
 {"keys": [{"kty": "EC", "kid": "p", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
@@ -224,7 +262,7 @@ key 0: kid "enc" is not a signing key (skipped)
 --- error_log
 entra_provider "ec": no key in the key set fits "algorithms"
 
-=== TEST 17: an unknown algorithm
+=== TEST 20: an unknown algorithm
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -236,7 +274,7 @@ entra_provider "ec": no key in the key set fits "algorithms"
 --- error_log eval
 qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:\d+/
 
-=== TEST 18: an authority over plain http to a remote host
+=== TEST 21: an authority over plain http to a remote host
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -248,7 +286,7 @@ qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:
 --- error_log
 "authority" value "http://login.example.com" must be an https:// URL, or http:// on a loopback address
 
-=== TEST 19: an unknown directive inside entra_provider
+=== TEST 22: an unknown directive inside entra_provider
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -260,7 +298,7 @@ qr/\[emerg\] .*"algorithms" value "HS256" is not supported .* in \S+nginx\.conf:
 --- error_log eval
 qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\d+/
 
-=== TEST 20: a duplicate directive inside entra_provider
+=== TEST 23: a duplicate directive inside entra_provider
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -272,7 +310,7 @@ qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\
 --- error_log
 "tenant" directive is duplicate
 
-=== TEST 21: the wrong number of arguments inside entra_provider
+=== TEST 24: the wrong number of arguments inside entra_provider
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93 common;
@@ -281,7 +319,7 @@ qr/\[emerg\] .*unknown directive "tennant" in entra_provider in \S+nginx\.conf:\
 --- error_log
 invalid number of arguments in "tenant" directive
 
-=== TEST 22: a leeway that is not a time
+=== TEST 25: a leeway that is not a time
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -293,7 +331,7 @@ invalid number of arguments in "tenant" directive
 --- error_log
 "leeway" value "soon" is not a time
 
-=== TEST 23: require_permission takes on or off
+=== TEST 26: require_permission takes on or off
 --- http_config
     entra_provider bad {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -305,7 +343,7 @@ invalid number of arguments in "tenant" directive
 --- error_log
 "require_permission" value "yes" must be "on" or "off"
 
-=== TEST 24: two providers of one name
+=== TEST 27: two providers of one name
 --- http_config
     entra_provider dev {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -321,7 +359,7 @@ invalid number of arguments in "tenant" directive
 --- error_log eval
 qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
 
-=== TEST 25: entra_provider is not allowed in a server
+=== TEST 28: entra_provider is not allowed in a server
 --- config
     entra_provider inner {
         tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
@@ -330,7 +368,7 @@ qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
 --- error_log
 "entra_provider" directive is not allowed here
 
-=== TEST 26: entra_auth twice at one level
+=== TEST 29: entra_auth twice at one level
 --- config
     location /api {
         entra_auth dev;
@@ -341,7 +379,7 @@ qr/\[emerg\] .*duplicate entra_provider "dev" in \S+nginx\.conf:\d+/
 --- error_log eval
 qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 
-=== TEST 27: off and a requirement at one level
+=== TEST 30: off and a requirement at one level
 --- config
     location /api {
         entra_auth dev;
@@ -353,7 +391,7 @@ qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 --- error_log
 "entra_require_group" cannot be both "off" and a requirement at one level
 
-=== TEST 28: entra_require_claim needs a value
+=== TEST 31: entra_require_claim needs a value
 --- config
     location /api {
         entra_auth dev;
@@ -364,7 +402,7 @@ qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 --- error_log
 "entra_require_claim" needs a claim name and at least one value (or "off")
 
-=== TEST 29: a mutable claim draws a warning
+=== TEST 32: a mutable claim draws a warning
 --- config
     location /api {
         entra_auth dev;
@@ -376,7 +414,7 @@ qr/"entra_auth" directive is duplicate in \S+nginx\.conf:\d+/
 --- error_log eval
 qr/\[warn\] .*entra_require_claim "preferred_username": this claim can be changed by users or admins; authorize on oid, tid, groups or roles instead in \S+nginx\.conf:\d+/
 
-=== TEST 30: every mutable claim draws the warning
+=== TEST 33: every mutable claim draws the warning
 --- config
     location /api {
         entra_auth dev;
@@ -391,7 +429,7 @@ entra_require_claim "email": this claim can be changed
 entra_require_claim "upn": this claim can be changed
 entra_require_claim "unique_name": this claim can be changed
 
-=== TEST 31: a directive with no arguments
+=== TEST 34: a directive with no arguments
 --- config
     location /api {
         entra_auth;
@@ -400,7 +438,7 @@ entra_require_claim "unique_name": this claim can be changed
 --- error_log
 invalid number of arguments in "entra_auth" directive
 
-=== TEST 32: token_cache takes a number of tokens or off
+=== TEST 35: token_cache takes a number of tokens or off
 --- http_config eval: provider('token_cache lots;')
 --- must_die
 --- error_log

@@ -9,10 +9,11 @@ use warnings;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use MIME::Base64 ();
+use HTTP::Tiny;
 use parent 'Exporter';
 
 our @EXPORT = qw(token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
-    $TENANT $CLIENT_ID $OTHER_TENANT use_defaults);
+    live_idp live_bearer live_provider idp_admin $TENANT $CLIENT_ID $OTHER_TENANT use_defaults use_live_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
 # are made visible there as well as in the test file.
@@ -47,6 +48,31 @@ sub idp_with_state {
 }
 
 sub token { idp('mint', @_) }
+
+# The live IdP that scripts/test serves at $TEST_NGINX_IDP_URL (HTTP) and
+# $TEST_NGINX_IDP_HTTPS_URL (HTTPS, test CA $TEST_NGINX_IDP_CA), for providers that fetch keys.
+sub live_idp { idp_with_state($ENV{ENTRA_LIVE_IDP_STATE}, @_) }
+
+sub live_bearer { 'Authorization: Bearer ' . live_idp('mint', @_) }
+
+# Asks the live IdP's /_admin/ directly (not through nginx); returns the answer's body.
+sub idp_admin {
+    my ($what) = @_;
+    my $res = HTTP::Tiny->new(timeout => 10)->get("$ENV{TEST_NGINX_IDP_URL}/_admin/$what");
+    die "IdP admin $what: $res->{status} $res->{content}\n" unless $res->{success};
+    return $res->{content};
+}
+
+# An `entra_provider live` block that discovers its keys from the live IdP; lines given
+# replace the defaults of the same directive.
+sub live_provider {
+    my @given = @_;
+    my %named = map { (split ' ', $_)[0] => 1 } @given;
+    my @defaults = grep { !$named{ (split ' ', $_)[0] } }
+        ("tenant $TENANT;", "client_id $CLIENT_ID;", 'authority $TEST_NGINX_IDP_URL;', 'fetch_timeout 3s;');
+    my $lines = join '', map { "        $_\n" } @defaults, @given;
+    return "    entra_provider live {\n$lines    }\n";
+}
 
 sub bearer { 'Authorization: Bearer ' . token(@_) }
 
@@ -134,6 +160,32 @@ sub use_defaults {
         $http .= $BACKEND unless $http =~ /upstream backend\b/;
         $block->set_value(http_config => $http);
         $block->set_value(config => $PROTECTED) unless defined $block->config;
+        $block->set_value(request => 'GET /api') unless defined $block->request;
+    });
+}
+
+our $LIVE_LOCATIONS = <<'CONF';
+    location /api {
+        entra_auth live;
+        proxy_pass http://backend;
+    }
+    # The live IdP's controls and counters, through nginx, between requests of a block.
+    location /idp/ {
+        proxy_pass $TEST_NGINX_IDP_URL/;
+    }
+CONF
+
+# For suites of live keys: the IdP back to normal with its counters at zero before each block
+# (block preprocessors run just before the block, with either runner), the `live` provider,
+# and /api guarded by it.
+sub use_live_defaults {
+    main::add_block_preprocessor(sub {
+        my $block = shift;
+        idp_admin('reset');
+        my $http = $block->http_config // live_provider();
+        $http .= $BACKEND unless $http =~ /upstream backend\b/;
+        $block->set_value(http_config => $http);
+        $block->set_value(config => $LIVE_LOCATIONS) unless defined $block->config;
         $block->set_value(request => 'GET /api') unless defined $block->request;
     });
 }

@@ -14,6 +14,8 @@ pub enum DenialClass {
     InvalidToken,
     /// 403 with `error="insufficient_scope"`.
     InsufficientScope,
+    /// 503 with `Retry-After`: the provider has no keys yet (logged at `error`).
+    Unavailable,
 }
 
 /// Why a request was refused.
@@ -67,6 +69,8 @@ pub enum Denial {
     MissingPermission,
     #[error("a required claim does not have an accepted value")]
     MissingClaim,
+    #[error("the provider's signing keys could not be fetched yet")]
+    KeysUnavailable,
 }
 
 impl Denial {
@@ -97,6 +101,7 @@ impl Denial {
             Denial::MissingScope => "missing_scope",
             Denial::MissingPermission => "missing_permission",
             Denial::MissingClaim => "missing_claim",
+            Denial::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -109,6 +114,7 @@ impl Denial {
             | Denial::MissingScope
             | Denial::MissingPermission
             | Denial::MissingClaim => DenialClass::InsufficientScope,
+            Denial::KeysUnavailable => DenialClass::Unavailable,
             _ => DenialClass::InvalidToken,
         }
     }

@@ -58,6 +58,9 @@ pub struct StoredKey {
     /// Published as the key's own `issuer` property when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// Not in the published key set yet (tests mint with it, then publish it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,7 +111,13 @@ fn generate(kind: KeyKind) -> Result<Vec<u8>, Error> {
 
 impl StoredKey {
     pub fn new(kind: KeyKind) -> Result<StoredKey, Error> {
-        Ok(StoredKey { kid: random_kid()?, kind, pkcs8: STANDARD.encode(generate(kind)?), issuer: None })
+        Ok(StoredKey {
+            kid: random_kid()?,
+            kind,
+            pkcs8: STANDARD.encode(generate(kind)?),
+            issuer: None,
+            hidden: false,
+        })
     }
 
     pub fn pkcs8(&self) -> Result<Vec<u8>, Error> {
@@ -228,9 +237,32 @@ impl KeyStore {
         self.save()
     }
 
+    /// Publishes every hidden key.
+    pub fn publish_all(&mut self) -> Result<(), Error> {
+        self.state.keys.iter_mut().for_each(|k| k.hidden = false);
+        self.save()
+    }
+
+    pub fn hide(&mut self, kid: &str) -> Result<(), Error> {
+        let key = self
+            .state
+            .keys
+            .iter_mut()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| Error::Usage(format!("no key \"{kid}\"")))?;
+        key.hidden = true;
+        self.save()
+    }
+
     /// The published key set.
     pub fn jwks(&self) -> Result<Value, Error> {
-        let keys = self.state.keys.iter().map(StoredKey::public_jwk).collect::<Result<Vec<_>, _>>()?;
+        let keys = self
+            .state
+            .keys
+            .iter()
+            .filter(|k| !k.hidden)
+            .map(StoredKey::public_jwk)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(json!({ "keys": keys }))
     }
 }

@@ -19,8 +19,9 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
   kids                list key ids, the current one first
   rotate [--kind rsa|ec|ed25519] [--issuer URL]
                       add a key and sign new tokens with it (old keys stay published)
-  add-key [--kind rsa|ec|ed25519] [--issuer URL]
-                      add a key without making it current
+  add-key [--kind rsa|ec|ed25519] [--issuer URL] [--hidden]
+                      add a key without making it current (--hidden: unpublished
+                      until /_admin/publish, to test rotation)
   remove-key KID      stop publishing a key
   serve [--listen 127.0.0.1:9400] [--https-listen 127.0.0.1:9443]
                       serve metadata documents and the key set; HTTPS uses a test CA
@@ -165,8 +166,13 @@ fn run(mut a: Args) -> Result<(), Error> {
         "rotate" | "add-key" => {
             let kind = kind(&mut a)?;
             let issuer = a.take("--issuer")?;
+            let hidden = a.flag("--hidden");
             a.finish()?;
-            let kid = KeyStore::open(&state)?.add_key(kind, issuer, command == "rotate")?;
+            let mut store = KeyStore::open(&state)?;
+            let kid = store.add_key(kind, issuer, command == "rotate")?;
+            if hidden {
+                store.hide(&kid)?;
+            }
             println!("{kid}");
         }
         "remove-key" => {

@@ -1,6 +1,6 @@
 //! Serves the IdP's metadata documents and key set over HTTP and HTTPS on loopback, with
 //! controls for tests under `/_admin/`: `stats` (requests counted for key sets and metadata),
-//! `reset`, `rotate`, and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
+//! `reset`, `rotate`, `publish` (hidden keys), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
 //!
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
@@ -136,6 +136,13 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
             let rotated = KeyStore::open(dir).and_then(|mut store| store.add_key(KeyKind::Rsa, None, true));
             return match rotated {
                 Ok(kid) => (200, json!({ "kid": kid })),
+                Err(e) => (500, json!({ "error": e.to_string() })),
+            };
+        }
+        ("/_admin/publish", _) => {
+            let published = KeyStore::open(dir).and_then(|mut store| store.publish_all());
+            return match published {
+                Ok(()) => (200, control.stats()),
                 Err(e) => (500, json!({ "error": e.to_string() })),
             };
         }

@@ -1,0 +1,108 @@
+# Live signing keys: discovered from the IdP's metadata, shared by all workers through the
+# shared zone, refreshed on an unknown kid at most once per interval, and kept when the IdP fails.
+use Test::Nginx::Socket 'no_plan';
+use EntraTest;
+
+log_level('info');
+master_on();
+workers(2);
+use_live_defaults();
+run_tests();
+
+__DATA__
+
+=== TEST 1: keys come from the metadata, fetched once for both workers
+--- request eval: ['GET /api', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval: [live_bearer(), live_bearer('--ver', '1'), live_bearer(), '']
+--- error_code eval: [200, 200, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/^backend/, qr/^backend/, qr/"keys":1,"metadata":2,/]
+--- error_log eval
+qr/\[info\] .*entra: provider "live": key set fetched \(\d+ keys\)/
+--- no_error_log
+[error]
+
+=== TEST 2: over HTTPS with the IdP's CA in ca_file
+--- http_config eval
+live_provider('metadata_url $TEST_NGINX_IDP_HTTPS_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration;',
+              'ca_file $TEST_NGINX_IDP_CA;')
+--- more_headers eval: live_bearer()
+--- error_code: 200
+
+=== TEST 3: over HTTPS, a CA the system does not trust: 503 with Retry-After, and why in the log
+--- http_config eval
+live_provider('metadata_url $TEST_NGINX_IDP_HTTPS_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration;',
+              'fetch_timeout 500ms;')
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: [live_bearer(), '']
+--- error_code eval: [503, 401]
+--- response_headers eval: ['Retry-After: 5', 'WWW-Authenticate: Bearer realm="live"']
+--- error_log eval
+[qr/\[error\] .*entra: provider "live": key fetch failed, keeping the keys in force, next try in \d+s: https:/,
+ qr/\[error\] .*entra: access denied: keys_unavailable \(provider "live"\)/]
+
+=== TEST 4: a rotated key is accepted with no reload, after exactly one more fetch
+--- request eval: ['GET /api', 'GET /idp/_admin/publish', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval
+my $new = live_idp('add-key', '--hidden');
+[live_bearer(), '', live_bearer('--key', $new), '']
+--- error_code eval: [200, 200, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/^backend/, qr/"keys":2,/]
+
+=== TEST 5: a burst of unknown kids causes one fetch per interval
+--- request eval: ['GET /api', (map { 'GET /api' } 1 .. 100), 'GET /idp/_admin/stats']
+--- more_headers eval
+my $valid = live_bearer();
+[$valid, (map { live_bearer('--header', qq{kid="random-$_"}) } 1 .. 100), '']
+--- error_code eval: [200, (401) x 100, 200]
+--- response_body_like eval: [qr/^backend/, (qr/401/) x 100, qr/"keys":2,/]
+--- timeout: 10
+
+=== TEST 6: the IdP down at start: 503 while no keys, 401 without a token, 200 once it answers
+--- http_config eval
+# Down before nginx starts (block preprocessors read this section before the start).
+idp_admin('mode?set=down');
+live_provider();
+--- request eval: ['GET /api', 'GET /api', 'GET /idp/_admin/mode?set=normal', 'GET /api']
+--- more_headers eval: my $t = live_bearer(); [$t, '', '', $t]
+--- error_code eval: [503, 401, 200, 200]
+--- timeout: 10
+--- error_log
+key fetch failed, keeping the keys in force
+
+=== TEST 7: the IdP down after keys were fetched: valid tokens still pass
+--- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=down', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
+--- error_code eval: [200, 200, 401, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":1,"metadata":3,/]
+--- error_log
+key fetch failed, keeping the keys in force
+
+=== TEST 8: a key set that is not JSON is refused and the old keys kept
+--- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=text', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
+--- error_code eval: [200, 200, 401, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
+--- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*not a usable key set: not a JSON object/
+=== TEST 9: a key set that is empty is refused and the old keys kept
+--- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=empty', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
+--- error_code eval: [200, 200, 401, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
+--- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*no usable signing key \(the set is empty\)/
+=== TEST 10: a key set that is 4 MiB is refused and the old keys kept
+--- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=huge', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
+--- error_code eval: [200, 200, 401, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
+--- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*larger than 1048576 bytes/
+=== TEST 11: a key set that is gzip-encoded unasked is refused and the old keys kept
+--- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=gzip', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
+--- error_code eval: [200, 200, 401, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
+--- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*not a usable key set/
