@@ -103,6 +103,10 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
                     Err(denial) => denial.reason(),
                 }
             );
+            if let (Ok(j), Some((_, (_, slot)))) = (&judged, &shared) {
+                let counter = if j.cached { &slot.counters.cache_hits } else { &slot.counters.cache_misses };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
             let mut verified = judged.map(|j| j.token);
             let mut wait_until = None;
             if let (Err(Denial::UnknownKid), Some((i, _))) = (&verified, &shared) {
@@ -125,6 +129,13 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         Err(denial) => Err(*denial),
     };
     outcome.denial = decision.err();
+    if let Some((_, (_, slot))) = &shared {
+        let counter = match decision {
+            Ok(()) => &slot.counters.allowed,
+            Err(denial) => &slot.counters.denied[denial.index()],
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     match decision {
         Ok(()) => Status::NGX_OK.into(),
         Err(denial) => {

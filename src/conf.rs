@@ -14,8 +14,8 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_parse, ngx_conf_t, ngx_module_t, ngx_parse_time,
     ngx_shared_memory_add, ngx_slab_pool_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK,
-    NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModule, HttpModuleMainConf};
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -89,14 +89,18 @@ impl MainConf {
     }
 }
 
-/// Adds the shared zone and nginx's default thread pool when a provider fetches its keys.
+/// Adds the shared zone when there are providers, and nginx's default thread pool when one of
+/// them fetches its keys.
 ///
 /// # Safety
 /// Called in postconfiguration with a valid `cf`.
 pub unsafe fn add_zone(cf: *mut ngx_conf_t) -> Result<(), String> {
     let main = EntraModule::main_conf_mut(&*cf).ok_or("no http configuration")?;
-    if !main.has_discovery() {
+    if main.providers.is_empty() {
         return Ok(());
+    }
+    if main.providers.len() > crate::state::MAX_PROVIDERS {
+        return Err(format!("more than {} entra_provider blocks", crate::state::MAX_PROVIDERS));
     }
     let name = main.zone_name.clone().unwrap_or_else(|| DEFAULT_ZONE_NAME.to_owned());
     let size = if main.zone_size == 0 { DEFAULT_ZONE_SIZE } else { main.zone_size };
@@ -111,7 +115,10 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t) -> Result<(), String> {
     }
     (*zone).init = Some(init_zone);
     (*zone).data = main as *mut MainConf as *mut c_void;
-    crate::fetch::add_thread_pool(cf)
+    if main.has_discovery() {
+        crate::fetch::add_thread_pool(cf)?;
+    }
+    Ok(())
 }
 
 unsafe fn ngx_pstrdup_str(pool: *mut ngx::ffi::ngx_pool_t, s: &str) -> Result<*mut u8, String> {
@@ -620,7 +627,15 @@ const fn location_command(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 9] = [
+pub static mut COMMANDS: [ngx_command_t; 10] = [
+    ngx_command_t {
+        name: ngx_string!("entra_status"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(crate::status::set_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t {
         name: ngx_string!("entra_shared_zone"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,

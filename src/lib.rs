@@ -1,8 +1,9 @@
 //! `ngx_http_entra_module`: Microsoft Entra ID authentication inside nginx.
 //!
 //! The nginx glue only: directives are parsed in [`conf`], the access-phase check and the
-//! responses are in [`access`], the per-request result in [`outcome`], and `$entra_*` in
-//! [`variables`]. Every rule about tokens lives in the `entra-core` crate.
+//! responses are in [`access`], the per-request result in [`outcome`], `$entra_*` in
+//! [`variables`], the shared zone in [`state`], key fetches in [`fetch`] and `entra_status` in
+//! [`status`]. Every rule about tokens lives in the `entra-core` crate.
 
 use core::ptr::addr_of;
 
@@ -15,6 +16,7 @@ mod fetch;
 mod log;
 mod outcome;
 mod state;
+mod status;
 mod variables;
 
 pub struct EntraModule;

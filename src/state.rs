@@ -14,6 +14,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use entra_core::error::REASONS;
 use entra_core::provider::KeySource;
 use entra_core::{KeySet, Provider};
 use ngx::ffi::{
@@ -23,7 +24,7 @@ use ngx::ffi::{
 
 use crate::conf::MainConf;
 
-/// Discovery providers one zone can hold.
+/// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
 const ERROR_BYTES: usize = 240;
 
@@ -59,8 +60,11 @@ struct Guarded {
 }
 
 #[repr(C)]
-#[derive(Default)]
 pub struct Counters {
+    pub allowed: AtomicU64,
+    pub denied: [AtomicU64; REASONS.len()],
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
     pub fetches: AtomicU64,
     pub fetch_errors: AtomicU64,
     pub metadata_fetches: AtomicU64,
@@ -71,12 +75,16 @@ struct Root {
     slots: [Slot; MAX_PROVIDERS],
 }
 
-/// Identifies a provider's key source: a reload that changes it starts the slot afresh.
-pub fn identity(provider: &Provider) -> Option<u64> {
-    let KeySource::Discovery { discovery, .. } = &provider.source else { return None };
+/// Identifies a provider and its key source: a reload that changes them starts the slot
+/// afresh (counters included); a key file provider has a slot for its counters only.
+pub fn identity(provider: &Provider) -> u64 {
     let mut h = DefaultHasher::new();
-    (&provider.name, provider.tenant.as_str(), &discovery.metadata_url).hash(&mut h);
-    Some(h.finish() | 1)
+    (&provider.name, provider.tenant.as_str()).hash(&mut h);
+    match &provider.source {
+        KeySource::Discovery { discovery, .. } => discovery.metadata_url.hash(&mut h),
+        KeySource::File => "file".hash(&mut h),
+    }
+    h.finish() | 1
 }
 
 /// The zone's init handler: `old` is the previous cycle's data when the same zone survives a
@@ -98,19 +106,15 @@ pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, old: *mut c_void) 
         ptr::write_bytes(root, 0, 1);
         (*pool).data = root as *mut c_void;
     }
-    let wanted: Vec<Option<u64>> = main.providers().iter().map(|p| identity(p)).collect();
+    let wanted: Vec<u64> = main.providers().iter().map(|p| identity(p)).collect();
     // Free the slots no provider of this configuration uses any more.
     for slot in (*root).slots.iter_mut() {
-        if slot.identity != 0 && !wanted.contains(&Some(slot.identity)) {
+        if slot.identity != 0 && !wanted.contains(&slot.identity) {
             reset(pool, slot);
         }
     }
     let mut slots = Vec::with_capacity(wanted.len());
-    for id in &wanted {
-        let Some(id) = *id else {
-            slots.push(ptr::null_mut());
-            continue;
-        };
+    for &id in &wanted {
         let found = (*root).slots.iter_mut().position(|s| s.identity == id);
         let index = found.or_else(|| (*root).slots.iter().position(|s| s.identity == 0));
         let Some(index) = index else {

@@ -106,3 +106,28 @@ key fetch failed, keeping the keys in force
 --- error_code eval: [200, 200, 401, 200, 200]
 --- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
 --- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*not a usable key set/
+
+=== TEST 12: entra_status: key ids, fetch times, counters, as JSON (the cache is per worker: two workers may each miss once)
+--- config
+    location /api { entra_auth live; entra_require_group admins; proxy_pass http://backend; }
+    location = /status { entra_status; }
+--- request eval: ['GET /api', 'GET /api', 'GET /api', 'GET /api', 'GET /status']
+--- more_headers eval: my $t = live_bearer('--groups', 'admins'); [$t, $t, live_bearer(), '', '']
+--- error_code eval: [200, 200, 403, 401, 200]
+--- response_headers eval: [undef, undef, undef, undef, 'Content-Type: application/json']
+--- response_body_like eval
+[qr/^backend/, qr/^backend/, qr/403/, qr/401/,
+ qr/^\{"providers":\[\{"counters":\{"allowed":2,"cache_hits":(?:0,"cache_misses":3|1,"cache_misses":2),"fetch_errors":0,"fetches":1,"metadata_fetches":2\},"denied":\{"missing_group":1,"no_token":1\},"key_source":"metadata","kids":\["[^"]+"(,"[^"]+")*\],"last_error":null,"last_fetch":\d+,"name":"live","next_refresh":\d+\}\]\}$/]
+
+=== TEST 13: entra_status in Prometheus' text format, for key-file providers too
+--- http_config eval: live_provider() . provider()
+--- config
+    location /api { entra_auth live; proxy_pass http://backend; }
+    location /file { entra_auth dev; proxy_pass http://backend; }
+    location = /status { entra_status; }
+--- request eval: ['GET /api', 'GET /file', 'GET /status?format=prometheus']
+--- more_headers eval: [live_bearer(), bearer(), '']
+--- error_code eval: [200, 200, 200]
+--- response_body_like eval
+[qr/^backend/, qr/^backend/,
+ qr/# TYPE entra_allowed_total counter\nentra_allowed_total\{provider="live"\} 1\nentra_allowed_total\{provider="dev"\} 1\n.*entra_fetches_total\{provider="live"\} 1\nentra_fetches_total\{provider="dev"\} 0\n.*entra_denied_total\{provider="dev",reason="expired"\} 0\n/s]

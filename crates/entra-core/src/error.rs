@@ -73,7 +73,42 @@ pub enum Denial {
     KeysUnavailable,
 }
 
+/// Every reason word, in a fixed order (for counters).
+pub const REASONS: [&str; 25] = [
+    "no_token",
+    "malformed",
+    "alg_not_allowed",
+    "alg_key_mismatch",
+    "crit_header",
+    "missing_kid",
+    "unknown_kid",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "missing_exp",
+    "invalid_claim",
+    "wrong_audience",
+    "wrong_issuer",
+    "tenant_not_allowed",
+    "key_issuer_mismatch",
+    "graph_token",
+    "no_permission_claims",
+    "missing_group",
+    "group_overage",
+    "missing_role",
+    "missing_scope",
+    "missing_permission",
+    "missing_claim",
+    "keys_unavailable",
+];
+
 impl Denial {
+    /// The position of the reason in [`REASONS`].
+    pub fn index(&self) -> usize {
+        let reason = self.reason();
+        REASONS.iter().position(|r| *r == reason).unwrap_or(0)
+    }
+
     /// The fixed reason word (documented in the README).
     pub fn reason(&self) -> &'static str {
         match self {

@@ -546,6 +546,12 @@ fn denial_classes_map_to_the_documented_responses() {
     assert_eq!(Denial::TenantNotAllowed.class(), DenialClass::InvalidToken);
     assert_eq!(Denial::GroupOverage.class(), DenialClass::InsufficientScope);
     assert_eq!(Denial::MissingClaim.reason(), "missing_claim");
+    // Every reason has its own counter.
+    for (i, reason) in entra_core::error::REASONS.iter().enumerate() {
+        assert_eq!(entra_core::error::REASONS.iter().position(|r| r == reason), Some(i), "{reason} twice");
+    }
+    assert_eq!(Denial::KeysUnavailable.index(), entra_core::error::REASONS.len() - 1);
+    assert_eq!(Denial::InvalidClaim("exp").index(), 11);
 }
 
 // ---- configuration ----------------------------------------------------------------------------

@@ -1,0 +1,180 @@
+//! `entra_status;`: what the module knows, per provider, as JSON or (`?format=prometheus`) in
+//! Prometheus' text format. Key ids, times, errors and counters only: never a key or a token.
+
+use core::ffi::{c_char, c_void};
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use entra_core::error::REASONS;
+use entra_core::provider::KeySource;
+use ngx::core::{Buffer, Status, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, NGX_HTTP_INTERNAL_SERVER_ERROR,
+};
+use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
+use serde_json::{json, Value};
+
+use crate::conf::MainConf;
+use crate::EntraModule;
+
+pub extern "C" fn set_status(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf in a location.
+    match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
+        Some(clcf) => {
+            clcf.handler = Some(status_handler);
+            NGX_CONF_OK
+        }
+        None => NGX_CONF_ERROR,
+    }
+}
+
+struct ProviderStatus {
+    name: String,
+    source: &'static str,
+    kids: Vec<String>,
+    last_fetch: u64,
+    last_error: String,
+    next_refresh: u64,
+    counters: Vec<(&'static str, u64)>,
+    denied: Vec<(&'static str, u64)>,
+}
+
+fn collect(main: &MainConf) -> Vec<ProviderStatus> {
+    main.providers()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let kids = p.key_state().keys.kids().map(str::to_owned).collect();
+            let source = match p.source {
+                KeySource::File => "jwks_file",
+                KeySource::Discovery { .. } => "metadata",
+            };
+            let mut status = ProviderStatus {
+                name: p.name.clone(),
+                source,
+                kids,
+                last_fetch: 0,
+                last_error: String::new(),
+                next_refresh: 0,
+                counters: Vec::new(),
+                denied: Vec::new(),
+            };
+            if let Some((pool, slot)) = main.shared(i) {
+                let c = &slot.counters;
+                let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                status.last_fetch = slot.last_success.load(Ordering::Relaxed);
+                status.next_refresh = slot.next_refresh.load(Ordering::Relaxed);
+                // SAFETY: the pool and slot belong to the live zone.
+                status.last_error = unsafe { slot.last_error(pool) };
+                status.counters = vec![
+                    ("allowed", load(&c.allowed)),
+                    ("cache_hits", load(&c.cache_hits)),
+                    ("cache_misses", load(&c.cache_misses)),
+                    ("fetches", load(&c.fetches)),
+                    ("fetch_errors", load(&c.fetch_errors)),
+                    ("metadata_fetches", load(&c.metadata_fetches)),
+                ];
+                status.denied = REASONS.iter().zip(&c.denied).map(|(r, n)| (*r, load(n))).collect();
+            }
+            status
+        })
+        .collect()
+}
+
+fn as_json(providers: &[ProviderStatus]) -> String {
+    let providers: Vec<Value> = providers
+        .iter()
+        .map(|p| {
+            let counters: serde_json::Map<String, Value> =
+                p.counters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let denied: serde_json::Map<String, Value> =
+                p.denied.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.to_string(), json!(n))).collect();
+            json!({
+                "name": p.name,
+                "key_source": p.source,
+                "kids": p.kids,
+                "last_fetch": (p.last_fetch > 0).then_some(p.last_fetch),
+                "last_error": (!p.last_error.is_empty()).then_some(&p.last_error),
+                "next_refresh": (p.next_refresh > 0).then_some(p.next_refresh),
+                "counters": counters,
+                "denied": denied,
+            })
+        })
+        .collect();
+    json!({ "providers": providers }).to_string() + "\n"
+}
+
+fn as_prometheus(providers: &[ProviderStatus]) -> String {
+    let mut out = String::new();
+    let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP entra_{name} {help}\n# TYPE entra_{name} {kind}");
+    };
+    let family =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&ProviderStatus) -> u64| {
+            metric(out, name, kind, help);
+            for p in providers {
+                let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.name, value(p));
+            }
+        };
+    let counter =
+        |p: &ProviderStatus, key: &str| p.counters.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| *v);
+    family(&mut out, "keys", "gauge", "Signing keys in force.", &|p| p.kids.len() as u64);
+    family(&mut out, "last_key_fetch_timestamp_seconds", "gauge", "Last successful key fetch.", &|p| {
+        p.last_fetch
+    });
+    for (key, help) in [
+        ("allowed", "Requests let in."),
+        ("cache_hits", "Tokens found in the verified-token cache."),
+        ("cache_misses", "Tokens verified."),
+        ("fetches", "Key set fetches."),
+        ("fetch_errors", "Failed key set fetches."),
+        ("metadata_fetches", "Metadata document requests."),
+    ] {
+        family(&mut out, &format!("{key}_total"), "counter", help, &|p| counter(p, key));
+    }
+    metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");
+    for p in providers {
+        for (reason, n) in &p.denied {
+            let _ = writeln!(out, "entra_denied_total{{provider=\"{}\",reason=\"{reason}\"}} {n}", p.name);
+        }
+    }
+    out
+}
+
+extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a valid request.
+    let request = unsafe { Request::from_ngx_http_request(r) };
+    let Some(main) = EntraModule::main_conf(request) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    // SAFETY: `args` is the request's query string.
+    let args = unsafe { (*r).args.as_bytes() };
+    let prometheus = args.split(|b| *b == b'&').any(|a| a == b"format=prometheus");
+    let providers = collect(main);
+    let (body, content_type) = if prometheus {
+        (as_prometheus(&providers), "text/plain; version=0.0.4")
+    } else {
+        (as_json(&providers), "application/json")
+    };
+    request.discard_request_body();
+    request.set_status(HTTPStatus::OK);
+    if request.add_header_out("Content-Type", content_type).is_none() {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
+    request.set_content_length_n(body.len());
+    let status = request.send_header();
+    if status == Status::NGX_ERROR || status.0 > Status::NGX_OK.0 || request.header_only() {
+        return status.into();
+    }
+    let Some(mut buf) = request.pool().create_buffer_from_str(&body) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    buf.set_last_buf(request.is_main());
+    buf.set_last_in_chain(true);
+    let mut out = ngx_chain_t { buf: buf.as_ngx_buf_mut(), next: core::ptr::null_mut() };
+    request.output_filter(&mut out).into()
+}
