@@ -6,9 +6,7 @@ use warnings;
 use File::Path qw(make_path remove_tree);
 use File::Copy qw(copy);
 use HTTP::Tiny;
-use IO::Socket::INET;
 use Test::More;
-use Time::HiRes qw(time);
 use EntraTest;
 
 my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
@@ -31,27 +29,6 @@ sub prepare {
     open my $out, '>', "$prefix/conf/$name" or die $!;
     print $out $conf;
     close $out;
-}
-
-sub listening {
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
-    return $sock ? close($sock) : 0;
-}
-
-# Starts nginx in the foreground as a child; returns its pid once it listens.
-sub start {
-    my ($name) = @_;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDERR, '>', "$prefix/logs/stderr.log" or die;
-        exec $nginx, '-p', "$prefix/", '-c', "conf/$name", '-g', 'daemon off;' or die;
-    }
-    my $deadline = time + 10;
-    until (listening()) {
-        die "nginx did not start with $name\n" if time > $deadline || waitpid($pid, 1) == $pid;
-        select undef, undef, undef, 0.01;
-    }
-    return $pid;
 }
 
 # A GET with a token minted with these arguments, or with no token for undef.
@@ -95,7 +72,7 @@ for my $name (@examples) {
     my $test = `$nginx -p $prefix/ -c conf/$name -t 2>&1`;
     is($?, 0, "$name: nginx -t accepts it") or diag $test;
     unlike($test, qr/\[(warn|emerg|alert)\]/, "$name: no warning");
-    my $pid = start($name);
+    my $pid = start_nginx($prefix, "conf/$name", $port);
     for my $case (@{ $cases{$name} }) {
         my ($path, $args, $status, $body) = @$case;
         my $res = get($path, $args);

@@ -10,9 +10,11 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use MIME::Base64 ();
 use HTTP::Tiny;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
 use parent 'Exporter';
 
-our @EXPORT = qw(token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
+our @EXPORT = qw(start_nginx token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
     live_idp live_bearer live_provider idp_admin $TENANT $CLIENT_ID $OTHER_TENANT use_defaults use_live_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -48,6 +50,24 @@ sub idp_with_state {
 }
 
 sub token { idp('mint', @_) }
+
+# For suites outside the Test::Nginx format: runs nginx in the foreground with a prefix and a
+# configuration file, and returns its pid once it accepts connections on $port.
+sub start_nginx {
+    my ($prefix, $conf, $port) = @_;
+    my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDERR, '>', "$prefix/logs/stderr.log" or die;
+        exec $nginx, '-p', "$prefix/", '-c', $conf, '-g', 'daemon off;' or die;
+    }
+    my $deadline = time + 10;
+    until (IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')) {
+        die "nginx did not start with $conf\n" if time > $deadline || waitpid($pid, 1) == $pid;
+        select undef, undef, undef, 0.01;
+    }
+    return $pid;
+}
 
 # The live IdP that scripts/test serves at $TEST_NGINX_IDP_URL (HTTP) and
 # $TEST_NGINX_IDP_HTTPS_URL (HTTPS, test CA $TEST_NGINX_IDP_CA), for providers that fetch keys.

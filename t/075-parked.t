@@ -1,0 +1,95 @@
+# What needs more than one request at a time: a request parked while keys are fetched never
+# blocks its worker, and a reload keeps the keys (no 503 window, no new fetch).
+use strict;
+use warnings;
+
+use File::Path qw(make_path remove_tree);
+use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
+use Test::More;
+use Time::HiRes qw(time);
+use EntraTest;
+
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 20;
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-parked';
+my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
+my $http = HTTP::Tiny->new(timeout => 10);
+
+remove_tree($prefix);
+make_path("$prefix/conf", "$prefix/logs");
+my $user = $> == 0 ? 'user root;' : '';
+my $provider = live_provider('refresh_on_unknown_kid 1s;', 'fetch_timeout 5s;');
+$provider =~ s/\$(TEST_NGINX_\w+)/$ENV{$1}/g;
+open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
+print $conf <<"CONF";
+load_module $module;
+$user
+worker_processes 1;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+$provider
+    server {
+        listen 127.0.0.1:$port;
+        location /api { entra_auth live; proxy_pass http://127.0.0.1:$port/backend; }
+        location /backend { return 200 "backend\\n"; }
+        location /fast { return 200 "fast\\n"; }
+    }
+}
+CONF
+close $conf;
+
+sub get { my ($path, $token) = @_; $http->get("http://127.0.0.1:$port$path", { headers => $token ? { Authorization => "Bearer $token" } : {} }) }
+sub stats { JSON::PP::decode_json(idp_admin('stats')) }
+
+idp_admin('reset');
+my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+my $token = live_idp('mint');
+is(get('/api', $token)->{status}, 200, 'keys fetched at start');
+
+# A rotation while the IdP is slow: the request with the new key waits for the fetch...
+my $kid = live_idp('add-key');
+my $rotated = live_idp('mint', '--key', $kid);
+idp_admin('mode?set=slow&ms=400');
+my $parked = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
+print $parked "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $rotated\r\nConnection: close\r\n\r\n";
+# ...and meanwhile the same single worker answers others at once.
+my @fast;
+my $until = time + 0.8;
+while (time < $until) {
+    my $started = time;
+    my $res = get('/fast');
+    push @fast, [$res->{status}, time - $started];
+}
+ok(@fast >= 3, scalar(@fast) . ' requests answered while one was parked');
+ok(!(grep { $_->[0] != 200 || $_->[1] > 0.2 } @fast), 'each in under 200 ms') or diag explain \@fast;
+my $answer = '';
+my $select = IO::Select->new($parked);
+while ($select->can_read(10)) {
+    my $n = sysread $parked, my $chunk, 4096;
+    last unless $n;
+    $answer .= $chunk;
+}
+like($answer, qr{^HTTP/1\.1 200 }, 'the parked request got in once the new keys came');
+idp_admin('mode?set=normal');
+
+# A reload keeps the keys: the new worker answers at once, with no fetch.
+idp_admin('reset');
+my ($old_worker) = `pgrep -P $pid` =~ /(\d+)/;
+kill 'HUP', $pid;
+my $deadline = time + 10;
+my $new_worker;
+until (($new_worker) = grep { $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g) {
+    die "no new worker after the reload\n" if time > $deadline;
+    select undef, undef, undef, 0.02;
+}
+my $started = time;
+is(get('/api', $rotated)->{status}, 200, 'the new worker lets a valid token in');
+ok(time - $started < 1, 'at once, without waiting for keys');
+is(stats()->{keys}, 0, 'and without fetching the key set again');
+
+kill 'TERM', $pid;
+waitpid $pid, 0;
+done_testing();
