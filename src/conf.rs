@@ -263,6 +263,13 @@ extern "C" fn set_provider(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: 
                 let keys = &provider.key_state().keys;
                 let fits =
                     keys.kids().any(|kid| keys.get(kid).is_some_and(|k| provider.uses_family(k.family)));
+                if let KeySource::Discovery { discovery, .. } = &provider.source {
+                    let url = &discovery.metadata_url;
+                    if url.starts_with("http://") {
+                        let why = "is plain http: for tests and development only";
+                        warn(cf, &format!("entra_provider \"{name}\": metadata \"{url}\" {why}"));
+                    }
+                }
                 if matches!(provider.source, KeySource::File) && !fits {
                     warn(
                         cf,
@@ -354,16 +361,7 @@ unsafe fn provider_directive(
             })
         }
         "jwks_file" => c.keys = Some(load_key_file(cf, values[0])?),
-        "metadata_url" => {
-            let url = parse_url("metadata_url", values[0]).map_err(config_error)?;
-            if url.starts_with("http://") {
-                warn(
-                    cf,
-                    &format!("\"metadata_url\" \"{url}\" is plain http: for tests and development only"),
-                );
-            }
-            c.metadata_url = Some(url);
-        }
+        "metadata_url" => c.metadata_url = Some(parse_url("metadata_url", values[0]).map_err(config_error)?),
         "refresh" => c.refresh = Some(time_value(directive, values[0], true)?),
         "refresh_on_unknown_kid" => c.refresh_on_unknown_kid = Some(time_value(directive, values[0], true)?),
         "fetch_timeout" => c.fetch_timeout = Some(time_value(directive, values[0], false)?),

@@ -130,7 +130,7 @@ entra_provider "bad": "jwks_file" and "metadata_url" exclude each other
     }
 --- must_die
 --- error_log
-"metadata_url" "http://127.0.0.1:9/meta" is plain http: for tests and development only
+entra_provider "dev": metadata "http://127.0.0.1:9/meta" is plain http: for tests and development only
 --- config
     location /api { entra_auth dev; return 200; }
     location /x { entra_auth nosuch; }

@@ -25,17 +25,25 @@ sub prepare {
     my $conf = do { local $/; <$in> };
     $conf =~ s/127\.0\.0\.1:8080/127.0.0.1:$port/g;
     $conf =~ s/127\.0\.0\.1:8081/'127.0.0.1:' . ($port + 1)/ge;
+    $conf =~ s/127\.0\.0\.1:8082/'127.0.0.1:' . ($port + 2)/ge;
+    # The development IdP the demo expects on 9400 is the suites' live IdP here.
+    $conf =~ s{http://127\.0\.0\.1:9400}{$ENV{TEST_NGINX_IDP_URL}}g;
     $conf = "user root;\n$conf" if $> == 0;
     open my $out, '>', "$prefix/conf/$name" or die $!;
     print $out $conf;
     close $out;
 }
 
-# A GET with a token minted with these arguments, or with no token for undef.
+# A GET with a token minted with these arguments (by the live IdP for a configuration that
+# discovers its keys there), or with no token for undef.
 sub get {
-    my ($path, $token_args) = @_;
-    my %headers = $token_args ? (Authorization => 'Bearer ' . token(@$token_args)) : ();
-    return $http->get("http://127.0.0.1:$port$path", { headers => \%headers });
+    my ($path, $token_args, $live) = @_;
+    my $mint = $live ? sub { live_idp('mint', @_) } : \&token;
+    my %headers = $token_args ? (Authorization => 'Bearer ' . $mint->(@$token_args)) : ();
+    # A path of ":N/..." goes to the example's port 8080 + N.
+    my ($offset, $rest) = $path =~ m{^:(\d+)(/.*)$};
+    my $url = defined $offset ? "http://127.0.0.1:" . ($port + $offset) . $rest : "http://127.0.0.1:$port$path";
+    return $http->get($url, { headers => \%headers });
 }
 
 # Each example with the requests that show what it does: [path, mint arguments or undef, status, body regex].
@@ -46,6 +54,7 @@ my %cases = (
         ['/api/admin/stats', [], 403],
         ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200],
         ['/health', undef, 200],
+        [":2/status", undef, 200, qr/"name":"dev"/],
     ],
     'api-gateway.conf' => [
         ['/orders', ['--aud', 'api://orders', '--scp', 'Orders.Read'], 200, qr/^\/orders for [0-9a-f-]{36} via /],
@@ -71,11 +80,14 @@ for my $name (@examples) {
     prepare($name);
     my $test = `$nginx -p $prefix/ -c conf/$name -t 2>&1`;
     is($?, 0, "$name: nginx -t accepts it") or diag $test;
-    unlike($test, qr/\[(warn|emerg|alert)\]/, "$name: no warning");
+    # (but the one about the development IdP's plain-http address)
+    my $warnings = $test =~ s/.*is plain http: for tests and development only.*//r;
+    unlike($warnings, qr/\[(warn|emerg|alert)\]/, "$name: no warning");
     my $pid = start_nginx($prefix, "conf/$name", $port);
+    my $live = do { open my $fh, '<', "nginx-conf/$name" or die $!; local $/; <$fh> } =~ /127\.0\.0\.1:9400/;
     for my $case (@{ $cases{$name} }) {
         my ($path, $args, $status, $body) = @$case;
-        my $res = get($path, $args);
+        my $res = get($path, $args, $live);
         my $what = "$name: GET $path " . (defined $args ? "with a token (@$args)" : 'without a token');
         is($res->{status}, $status, "$what: $status");
         like($res->{content}, $body, "$what: body") if $body;
