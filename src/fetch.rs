@@ -148,9 +148,10 @@ pub fn start_if_due(main: &MainConf, index: usize) {
         return;
     };
     let local = &main.local[index];
-    let due = slot.generation.load(Ordering::SeqCst) == 0
-        || slot.forced.load(Ordering::SeqCst) != 0
-        || now() >= slot.next_refresh.load(Ordering::SeqCst);
+    // First keys (next_refresh starts at 0), the refresh interval, a retry after its backoff, or
+    // a refresh asked for by an unknown kid; never more often than that, however many requests
+    // wait.
+    let due = slot.forced.load(Ordering::SeqCst) != 0 || now() >= slot.next_refresh.load(Ordering::SeqCst);
     if !due || local.in_flight.get() {
         return;
     }

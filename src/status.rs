@@ -15,6 +15,7 @@ use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 use serde_json::{json, Value};
 
 use crate::conf::MainConf;
+use crate::state::sync_keys;
 use crate::EntraModule;
 
 pub extern "C" fn set_status(
@@ -64,6 +65,9 @@ fn collect(main: &MainConf) -> Vec<ProviderStatus> {
                 denied: Vec::new(),
             };
             if let Some((pool, slot)) = main.shared(i) {
+                // SAFETY: the pool and slot belong to the live zone.
+                unsafe { sync_keys(p, pool, slot, &main.local[i].generation) };
+                status.kids = p.key_state().keys.kids().map(str::to_owned).collect();
                 let c = &slot.counters;
                 let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 status.last_fetch = slot.last_success.load(Ordering::Relaxed);

@@ -12,12 +12,12 @@ run_tests();
 __DATA__
 
 === TEST 1: keys come from the metadata, fetched once for both workers
---- request eval: ['GET /api', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
---- more_headers eval: [live_bearer(), live_bearer('--ver', '1'), live_bearer(), '']
---- error_code eval: [200, 200, 200, 200]
---- response_body_like eval: [qr/^backend/, qr/^backend/, qr/^backend/, qr/"keys":1,"metadata":2,/]
---- error_log eval
-qr/\[info\] .*entra: provider "live": key set fetched \(\d+ keys\)/
+--- request eval: ['GET /api', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
+--- more_headers eval: [live_bearer(), live_bearer('--ver', '1'), live_bearer(), '', '']
+--- error_code eval: [200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/^backend/, qr/^backend/, qr/^backend/, qr/"keys":1,"metadata":2,/,
+ qr/"fetch_errors":0,"fetches":1,"metadata_fetches":2\}.*"key_source":"metadata".*"last_error":null,"last_fetch":\d+/]
 --- no_error_log
 [error]
 
@@ -32,13 +32,12 @@ live_provider('metadata_url $TEST_NGINX_IDP_HTTPS_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c
 --- http_config eval
 live_provider('metadata_url $TEST_NGINX_IDP_HTTPS_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration;',
               'fetch_timeout 500ms;')
---- request eval: ['GET /api', 'GET /api']
---- more_headers eval: [live_bearer(), '']
---- error_code eval: [503, 401]
---- response_headers eval: ['Retry-After: 5', 'WWW-Authenticate: Bearer realm="live"']
---- error_log eval
-[qr/\[error\] .*entra: provider "live": key fetch failed, keeping the keys in force, next try in \d+s: https:/,
- qr/\[error\] .*entra: access denied: keys_unavailable \(provider "live"\)/]
+--- request eval: ['GET /api', 'GET /api', 'GET /status']
+--- more_headers eval: [live_bearer(), '', '']
+--- error_code eval: [503, 401, 200]
+--- response_headers eval: ['Retry-After: 5', 'WWW-Authenticate: Bearer realm="live"', undef]
+--- response_body_like eval
+[qr/503/, qr/401/, qr/"denied":\{"keys_unavailable":1,"no_token":1\}.*"kids":\[\],"last_error":"https:[^"]+","last_fetch":null/]
 
 === TEST 4: a rotated key is accepted with no reload, after exactly one more fetch
 --- request eval: ['GET /api', 'GET /idp/_admin/publish', 'GET /api', 'GET /idp/_admin/stats']
@@ -59,53 +58,48 @@ my $valid = live_bearer();
 
 === TEST 6: the IdP down at start: 503 while no keys, 401 without a token, 200 once it answers
 --- http_config eval
-# Down before nginx starts (block preprocessors read this section before the start).
-idp_admin('mode?set=down');
-live_provider();
---- request eval: ['GET /api', 'GET /api', 'GET /idp/_admin/mode?set=normal', 'GET /api']
---- more_headers eval: my $t = live_bearer(); [$t, '', '', $t]
---- error_code eval: [503, 401, 200, 200]
---- timeout: 10
---- error_log
-key fetch failed, keeping the keys in force
+# The IdP drops requests through a closed gate, and gates start closed: down from the start.
+# Retries back off (1 s, 2 s, 4 s, ...): the request after the gate opens waits up to 5 s.
+live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration?gate=t6;',
+              'fetch_timeout 5s;')
+--- request eval: ['GET /api', 'GET /api', 'GET /idp/_admin/open?gate=t6', 'GET /api', 'GET /status']
+--- more_headers eval: my $t = live_bearer(); [$t, '', '', $t, '']
+--- error_code eval: [503, 401, 200, 200, 200]
+--- response_body_like eval: [qr/503/, qr/401/, qr/.*/, qr/^backend/, qr/"fetch_errors":[1-4],"fetches":[2-5],.*"kids":\["[^"]+".*"last_error":"http:[^"]+","last_fetch":\d+/]
+--- timeout: 15
 
 === TEST 7: the IdP down after keys were fetched: valid tokens still pass
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
---- request eval: ['GET /api', 'GET /idp/_admin/mode?set=down', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
---- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
---- error_code eval: [200, 200, 401, 200, 200]
---- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":1,"metadata":3,/]
---- error_log
-key fetch failed, keeping the keys in force
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=down', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
+--- error_code eval: [200, 200, 401, 200, 200, 200]
+--- response_body_like eval
+[qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":1,"metadata":3,/, qr/"fetch_errors":1,"fetches":2,.*"last_error":"http:[^"]+"/]
 
 === TEST 8: a key set that is not JSON is refused and the old keys kept
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
---- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=text', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
---- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
---- error_code eval: [200, 200, 401, 200, 200]
---- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
---- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*not a usable key set: not a JSON object/
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=text', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
+--- error_code eval: [200, 200, 401, 200, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*not a usable key set: not a JSON object/]
 === TEST 9: a key set that is empty is refused and the old keys kept
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
---- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=empty', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
---- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
---- error_code eval: [200, 200, 401, 200, 200]
---- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
---- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*no usable signing key \(the set is empty\)/
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=empty', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
+--- error_code eval: [200, 200, 401, 200, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*no usable signing key \(the set is empty\)/]
 === TEST 10: a key set that is 4 MiB is refused and the old keys kept
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
---- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=huge', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
---- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
---- error_code eval: [200, 200, 401, 200, 200]
---- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
---- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*larger than 1048576 bytes/
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=huge', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
+--- error_code eval: [200, 200, 401, 200, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*larger than 1048576 bytes/]
 === TEST 11: a key set that is gzip-encoded unasked is refused and the old keys kept
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
---- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=gzip', 'GET /api', 'GET /api', 'GET /idp/_admin/stats']
---- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '']
---- error_code eval: [200, 200, 401, 200, 200]
---- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/]
---- error_log eval: qr/\[error\] .*key fetch failed, keeping the keys in force, next try in \d+s: .*not a usable key set/
+--- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=gzip', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
+--- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
+--- error_code eval: [200, 200, 401, 200, 200, 200]
+--- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*not a usable key set/]
 
 === TEST 12: entra_status: key ids, fetch times, counters, as JSON (the cache is per worker: two workers may each miss once)
 --- config

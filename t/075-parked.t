@@ -1,5 +1,6 @@
-# What needs more than one request at a time: a request parked while keys are fetched never
-# blocks its worker, and a reload keeps the keys (no 503 window, no new fetch).
+# What needs more than one request at a time, reloads or a killed worker: a request parked while
+# keys are fetched never blocks its worker; a reload keeps the keys (no 503 window, no fetch)
+# unless the key source changed; a worker killed during a fetch wedges nobody.
 use strict;
 use warnings;
 
@@ -19,7 +20,7 @@ my $http = HTTP::Tiny->new(timeout => 10);
 remove_tree($prefix);
 make_path("$prefix/conf", "$prefix/logs");
 my $user = $> == 0 ? 'user root;' : '';
-my $provider = live_provider('refresh_on_unknown_kid 1s;', 'fetch_timeout 5s;');
+my $provider = live_provider('refresh_on_unknown_kid 1s;', 'fetch_timeout 2s;');
 $provider =~ s/\$(TEST_NGINX_\w+)/$ENV{$1}/g;
 open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
 print $conf <<"CONF";
@@ -89,6 +90,49 @@ my $started = time;
 is(get('/api', $rotated)->{status}, 200, 'the new worker lets a valid token in');
 ok(time - $started < 1, 'at once, without waiting for keys');
 is(stats()->{keys}, 0, 'and without fetching the key set again');
+
+# A provider whose key source changed starts afresh at a reload: its keys are fetched again.
+{
+    open my $in, '<', "$prefix/conf/nginx.conf" or die $!;
+    my $text = do { local $/; <$in> };
+    $text =~ s{(authority\s+\S+?);}{$1;\n        metadata_url $ENV{TEST_NGINX_IDP_URL}/$EntraTest::TENANT/v2.0/.well-known/openid-configuration?appid=$EntraTest::CLIENT_ID;};
+    open my $out, '>', "$prefix/conf/nginx.conf" or die $!;
+    print $out $text;
+}
+idp_admin('reset');
+my ($before) = grep { $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g;
+kill 'HUP', $pid;
+$deadline = time + 10;
+until (grep { $_ != $before && $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g) {
+    die "no new worker after the second reload\n" if time > $deadline;
+    select undef, undef, undef, 0.02;
+}
+is(get('/api', $rotated)->{status}, 200, 'a changed metadata_url: keys fetched again, then in');
+is(stats()->{keys}, 1, 'with one new fetch');
+
+# A worker killed in the middle of a fetch wedges nobody: the fetch it owned goes stale and the
+# next worker fetches.
+idp_admin('mode?set=slow&ms=3000');
+my $third = live_idp('mint', '--key', live_idp('add-key'));
+my ($victim) = grep { $_ != $before && $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g;
+my $waiting = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
+print $waiting "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $third\r\nConnection: close\r\n\r\n";
+# The request has reached the worker and started the fetch once the IdP counts it.
+$deadline = time + 10;
+until (stats()->{metadata} >= 1) {
+    die "the fetch did not start\n" if time > $deadline;
+    select undef, undef, undef, 0.02;
+}
+kill 'KILL', $victim;
+idp_admin('mode?set=normal');
+my $status = 0;
+$deadline = time + 60;
+until ($status == 200) {
+    die "no worker fetched the new key after the owner died\n" if time > $deadline;
+    $status = get('/api', $third)->{status};
+}
+pass('after the owner was killed, another worker fetched the key set and let the token in');
+ok(get('/fast')->{status} == 200, 'nginx answers as before');
 
 kill 'TERM', $pid;
 waitpid $pid, 0;

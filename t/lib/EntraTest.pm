@@ -193,6 +193,9 @@ our $LIVE_LOCATIONS = <<'CONF';
     location /idp/ {
         proxy_pass $TEST_NGINX_IDP_URL/;
     }
+    location = /status {
+        entra_status;
+    }
 CONF
 
 # For suites of live keys: the IdP back to normal with its counters at zero before each block

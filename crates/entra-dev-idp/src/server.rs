@@ -1,6 +1,6 @@
 //! Serves the IdP's metadata documents and key set over HTTP and HTTPS on loopback, with
 //! controls for tests under `/_admin/`: `stats` (requests counted for key sets and metadata),
-//! `reset`, `rotate`, `publish` (hidden keys), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
+//! `reset`, `rotate`, `publish` (hidden keys), `open?gate=NAME` (see [`Control`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
 //!
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
@@ -23,6 +23,7 @@ use crate::Error;
 
 /// What a path resolves to: a status and a JSON body.
 pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
+    let path_and_query = path;
     let path = path.split('?').next().unwrap_or("");
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let settings = store.settings();
@@ -40,7 +41,7 @@ pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
             200,
             json!({
                 "issuer": format!("{}/{}/v2.0", settings.authority, issuer_tid(t)),
-                "jwks_uri": format!("{base_url}/{t}/discovery/v2.0/keys"),
+                "jwks_uri": format!("{base_url}/{t}/discovery/v2.0/keys{}", gate_query(path_and_query)),
                 "authorization_endpoint": format!("{base_url}/{t}/oauth2/v2.0/authorize"),
                 "token_endpoint": format!("{base_url}/{t}/oauth2/v2.0/token"),
                 "id_token_signing_alg_values_supported": ["RS256"],
@@ -52,7 +53,7 @@ pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
             200,
             json!({
                 "issuer": format!("https://sts.windows.net/{}/", issuer_tid(t)),
-                "jwks_uri": format!("{base_url}/{t}/discovery/keys"),
+                "jwks_uri": format!("{base_url}/{t}/discovery/keys{}", gate_query(path_and_query)),
                 "authorization_endpoint": format!("{base_url}/{t}/oauth2/authorize"),
                 "token_endpoint": format!("{base_url}/{t}/oauth2/token"),
                 "id_token_signing_alg_values_supported": ["RS256"],
@@ -92,11 +93,24 @@ pub struct Control {
     mode: Mutex<Mode>,
     keys: AtomicU64,
     metadata: AtomicU64,
+    /// Gates opened since the last reset. A request with `?gate=NAME` gets no answer while its
+    /// gate is closed, and gates start closed: an IdP that is down for one test until it says so.
+    open_gates: Mutex<Vec<String>>,
+}
+
+/// The `gate` query of a request, to carry over into the URLs it is answered with.
+fn gate_query(path: &str) -> String {
+    query(path, "gate").map(|g| format!("?gate={g}")).unwrap_or_default()
 }
 
 impl Default for Control {
     fn default() -> Self {
-        Control { mode: Mutex::new(Mode::Normal), keys: AtomicU64::new(0), metadata: AtomicU64::new(0) }
+        Control {
+            mode: Mutex::new(Mode::Normal),
+            keys: AtomicU64::new(0),
+            metadata: AtomicU64::new(0),
+            open_gates: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -130,7 +144,14 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
         ("/_admin/reset", _) => {
             control.keys.store(0, Ordering::SeqCst);
             control.metadata.store(0, Ordering::SeqCst);
+            control.open_gates.lock().unwrap_or_else(|p| p.into_inner()).clear();
             Mode::Normal
+        }
+        ("/_admin/open", _) => {
+            if let Some(gate) = query(path, "gate") {
+                control.open_gates.lock().unwrap_or_else(|p| p.into_inner()).push(gate.to_owned());
+            }
+            return (200, control.stats());
         }
         ("/_admin/rotate", _) => {
             let rotated = KeyStore::open(dir).and_then(|mut store| store.add_key(KeyKind::Rsa, None, true));
@@ -181,6 +202,11 @@ fn answer(control: &Control, dir: &Path, base_url: &str, path: &str) -> Option<A
     let is_keys = path.split('?').next().unwrap_or("").ends_with("/keys");
     let counter = if is_keys { &control.keys } else { &control.metadata };
     counter.fetch_add(1, Ordering::SeqCst);
+    if let Some(gate) = query(path, "gate") {
+        if !control.open_gates.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|g| g == gate) {
+            return None;
+        }
+    }
     match control.mode() {
         Mode::Down => return None,
         Mode::Slow(ms) => thread::sleep(Duration::from_millis(ms)),
