@@ -47,6 +47,8 @@ sub stats { JSON::PP::decode_json(idp_admin('stats')) }
 
 idp_admin('reset');
 my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+# Whatever happens below, nginx does not outlive the test.
+END { kill 'TERM', $pid if $pid }
 my $token = live_idp('mint');
 is(get('/api', $token)->{status}, 200, 'keys fetched at start');
 
@@ -136,4 +138,5 @@ ok(get('/fast')->{status} == 200, 'nginx answers as before');
 
 kill 'TERM', $pid;
 waitpid $pid, 0;
+$pid = undef;
 done_testing();
