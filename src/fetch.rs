@@ -92,7 +92,25 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
+/// Runs an event handler's body; a panic is logged, never unwound into nginx (that would abort
+/// the worker).
+fn guarded(what: &str, body: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(body)).is_err() {
+        ngx_log_error!(ngx::ffi::NGX_LOG_ALERT, log(), "entra: internal error in {}", what);
+    }
+}
+
 unsafe extern "C" fn on_tick(tick: *mut ngx_event_t) {
+    // SAFETY: nginx calls the handler with the event armed in init_process.
+    guarded("the refresh timer", || unsafe { tick_body(tick) });
+}
+
+unsafe extern "C" fn job_done(event: *mut ngx_event_t) {
+    // SAFETY: nginx calls the handler with the task's event.
+    guarded("a key fetch", || unsafe { job_done_body(event) });
+}
+
+unsafe fn tick_body(tick: *mut ngx_event_t) {
     if ngx_exiting != 0 || ngx_quit != 0 || ngx_terminate != 0 {
         return;
     }
@@ -220,7 +238,7 @@ unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
 }
 
 /// Back on the event loop: store what came, or keep the old keys and schedule a retry.
-unsafe extern "C" fn job_done(event: *mut ngx_event_t) {
+unsafe fn job_done_body(event: *mut ngx_event_t) {
     let task = (*event).data as *mut ngx_thread_task_t;
     let job = Box::from_raw(*((*task).ctx as *mut *mut Job));
     let Some(main) = main_conf() else { return };
