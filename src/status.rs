@@ -49,6 +49,12 @@ fn collect(main: &MainConf) -> Vec<ProviderStatus> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let shared = main.shared(i);
+            if let Some((pool, slot)) = shared {
+                // Report the keys in force now, even if no request made this worker look yet.
+                // SAFETY: the pool and slot belong to the live zone.
+                unsafe { sync_keys(p, pool, slot, &main.local[i].generation) };
+            }
             let kids = p.key_state().keys.kids().map(str::to_owned).collect();
             let source = match p.source {
                 KeySource::File => "jwks_file",
@@ -64,10 +70,7 @@ fn collect(main: &MainConf) -> Vec<ProviderStatus> {
                 counters: Vec::new(),
                 denied: Vec::new(),
             };
-            if let Some((pool, slot)) = main.shared(i) {
-                // SAFETY: the pool and slot belong to the live zone.
-                unsafe { sync_keys(p, pool, slot, &main.local[i].generation) };
-                status.kids = p.key_state().keys.kids().map(str::to_owned).collect();
+            if let Some((pool, slot)) = shared {
                 let c = &slot.counters;
                 let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 status.last_fetch = slot.last_success.load(Ordering::Relaxed);
