@@ -26,9 +26,9 @@ pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 #[derive(Deserialize)]
 struct JoseHeader<'a> {
     #[serde(borrow)]
-    alg: Option<Cow<'a, str>>,
+    alg: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    kid: Option<Cow<'a, str>>,
+    kid: Option<JsonStr<'a>>,
     crit: Option<IgnoredAny>,
     nonce: Option<IgnoredAny>,
 }
@@ -65,6 +65,36 @@ struct ClaimsView<'a> {
     groups: Option<&'a RawValue>,
 }
 
+/// A JSON string, borrowed from the input unless it has escapes. serde's own `Cow<str>` always
+/// copies, which cost a first-sight token a dozen allocations.
+struct JsonStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Text<'a> {
+            type Value = JsonStr<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<JsonStr<'a>, E> {
+                Ok(JsonStr(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<JsonStr<'a>, E> {
+                Ok(JsonStr(Cow::Owned(text.to_owned())))
+            }
+        }
+        d.deserialize_str(Text(std::marker::PhantomData))
+    }
+}
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A JSON array whose elements are all strings, checked without keeping them.
 struct StringArray;
 
@@ -77,7 +107,7 @@ impl<'de> Deserialize<'de> for StringArray {
                 f.write_str("an array of strings")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringArray, A::Error> {
-                while seq.next_element::<Cow<'de, str>>()?.is_some() {}
+                while seq.next_element::<JsonStr<'de>>()?.is_some() {}
                 Ok(StringArray)
             }
         }
@@ -212,11 +242,11 @@ impl Provider {
         }
 
         self.check_audience(view.aud)?;
-        let tid = typed::<Cow<str>>(view.tid, "tid")?;
+        let tid = typed::<JsonStr>(view.tid, "tid")?;
         if tid.as_deref().is_some_and(|t| !is_guid(t)) {
             return Err(Denial::InvalidClaim("tid"));
         }
-        let iss = typed::<Cow<str>>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
+        let iss = typed::<JsonStr>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
         self.check_issuer(self.accepted_issuers(&state), &iss, tid.as_deref())?;
         if let Some(key_issuer) = &key.issuer {
             self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
@@ -228,9 +258,9 @@ impl Provider {
             (view.azp, "azp"),
             (view.appid, "appid"),
         ] {
-            typed::<Cow<str>>(raw, name)?;
+            typed::<JsonStr>(raw, name)?;
         }
-        let scp = typed::<Cow<str>>(view.scp, "scp")?;
+        let scp = typed::<JsonStr>(view.scp, "scp")?;
         let roles = typed::<StringArray>(view.roles, "roles")?;
         typed::<StringArray>(view.groups, "groups")?;
         if self.require_permission && scp.is_none() && roles.is_none() {
@@ -243,10 +273,18 @@ impl Provider {
         let accepted = |aud: &str| self.audiences.iter().any(|a| a == aud);
         let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
         let raw = aud.ok_or(Denial::WrongAudience)?;
-        // A string, or an array of strings.
-        let candidates = match serde_json::from_str::<Cow<str>>(raw.get()) {
-            Ok(one) => vec![one],
-            Err(_) => typed::<Vec<Cow<str>>>(Some(raw), "aud")?.unwrap_or_default(),
+        // A string (Entra's form), or an array of strings.
+        let one;
+        let many;
+        let candidates: &[JsonStr] = match serde_json::from_str::<JsonStr>(raw.get()) {
+            Ok(aud) => {
+                one = [aud];
+                &one
+            }
+            Err(_) => {
+                many = typed::<Vec<JsonStr>>(Some(raw), "aud")?.unwrap_or_default();
+                &many
+            }
         };
         if candidates.iter().any(|a| accepted(a)) {
             Ok(())
@@ -262,7 +300,7 @@ impl Provider {
     fn check_issuer(&self, accepted: &[String], iss: &str, tid: Option<&str>) -> Result<(), Denial> {
         let matches = |template: &String| match (template.contains(TENANT_PLACEHOLDER), tid) {
             (false, _) => template == iss,
-            (true, Some(tid)) => fill_tenant(template, tid) == iss,
+            (true, Some(tid)) => fills_to(template, tid, iss),
             (true, None) => false,
         };
         if !accepted.iter().any(matches) {
@@ -277,13 +315,14 @@ impl Provider {
     /// A key that names an issuer signs only for it: compare with the token's issuer and with
     /// its v2 form, which Entra writes into keys that sign v1 tokens too (rule 5).
     fn check_key_issuer(&self, key_issuer: &str, iss: &str, tid: Option<&str>) -> Result<(), Denial> {
-        let expected = match (key_issuer.contains(TENANT_PLACEHOLDER), tid) {
-            (true, Some(tid)) => fill_tenant(key_issuer, tid),
-            (true, None) => return Err(Denial::KeyIssuerMismatch),
-            (false, _) => key_issuer.to_owned(),
-        };
-        let v2_form = tid.map(|t| self.v2_issuer(t));
-        if expected == iss || v2_form.as_deref() == Some(expected.as_str()) {
+        let tid_or_none = tid.unwrap_or_default();
+        if key_issuer.contains(TENANT_PLACEHOLDER) && tid.is_none() {
+            return Err(Denial::KeyIssuerMismatch);
+        }
+        // The v2 form is built only when the token's own issuer is not the key's (v1 tokens).
+        if fills_to(key_issuer, tid_or_none, iss)
+            || tid.is_some_and(|t| fills_to(key_issuer, t, &self.v2_issuer(t)))
+        {
             Ok(())
         } else {
             Err(Denial::KeyIssuerMismatch)
@@ -291,8 +330,19 @@ impl Provider {
     }
 }
 
-fn fill_tenant(template: &str, tid: &str) -> String {
-    template.replace(TENANT_PLACEHOLDER, tid)
+/// Whether `template`, with each `{tenantid}` read as `tid`, is `text`; compared in place
+/// rather than by building the filled-in string.
+fn fills_to(template: &str, tid: &str, text: &str) -> bool {
+    let mut pieces = template.split(TENANT_PLACEHOLDER);
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    for piece in pieces {
+        match rest.strip_prefix(tid).and_then(|r| r.strip_prefix(piece)) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 impl VerifiedToken {

@@ -303,6 +303,51 @@ fn issuer_must_match_exactly() {
     assert_eq!(verify(o).unwrap_err(), Denial::WrongIssuer);
 }
 
+/// A token signed by the IdP's current RSA key over header and payload JSON given as text, so
+/// that the JSON can be spelled in ways serde_json never writes (escapes).
+fn signed_text(header: &str, payload: &str) -> String {
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    let key = RsaKeyPair::from_pkcs8(&idp().store.current().pkcs8().unwrap()).unwrap();
+    let input = format!("{}.{}", base64_url(header), base64_url(payload));
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), input.as_bytes(), &mut signature).unwrap();
+    format!(
+        "{input}.{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+    )
+}
+
+fn payload_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn escaped_json_strings_are_read_like_plain_ones() {
+    // `\/` and `\u00XX` escapes in every string of the header and payload: same token, same answer.
+    let kid = &idp().store.current().kid;
+    let header = format!(
+        r#"{{"alg":"RS\u0032\u00356","typ":"JWT","kid":"\u{:04x}{}"}}"#,
+        kid.as_bytes()[0],
+        &kid[1..]
+    );
+    let escape = |json: &str| json.replace('/', "\\/").replace('-', "\\u002d");
+    let plain = payload_of(&token(MintOptions::default()));
+    assert!(plain.contains(&format!("/{DEV_TENANT}/")), "{plain}");
+    let t = provider().verify(&signed_text(&header, &escape(&plain)), now()).unwrap();
+    assert_eq!(t.tid(), Some(DEV_TENANT));
+    assert_eq!(t.str("iss"), Some(format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0").as_str()));
+    // An escaped issuer naming another tenant is still another tenant.
+    let other = plain.replace(&format!("/{DEV_TENANT}/"), &format!("/{OTHER_TENANT}/"));
+    assert_eq!(
+        provider().verify(&signed_text(&header, &escape(&other)), now()).unwrap_err(),
+        Denial::WrongIssuer
+    );
+}
+
 #[test]
 fn another_tenant_is_refused_by_a_single_tenant_provider() {
     let o = MintOptions { tenant: Some(OTHER_TENANT.into()), ..Default::default() };
