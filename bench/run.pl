@@ -4,6 +4,7 @@ use strict;
 use warnings;
 use JSON::PP;
 use List::Util qw(sum);
+use HTTP::Tiny;
 
 my $dir = $ENV{BENCH_DIR};
 my ($rounds, $duration) = @ENV{qw(ROUNDS DURATION)};
@@ -35,7 +36,24 @@ sub wrk {
         $ms{$p} = $v * { us => 0.001, ms => 1, s => 1000 }->{$unit};
     }
     my ($non2xx) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
-    return { rps => $rps, p50 => $ms{50}, p99 => $ms{99}, non2xx => $non2xx // 0 };
+    my ($requests) = $out =~ /(\d+) requests in/;
+    return { rps => $rps, p50 => $ms{50}, p99 => $ms{99}, non2xx => $non2xx // 0, requests => $requests };
+}
+
+# Time the worker spent judging tokens the cache did not answer, in µs, from entra_status.
+sub judging_us {
+    my $res = HTTP::Tiny->new->get("$url/status");
+    die "entra_status: $res->{status}\n" unless $res->{success};
+    return sum(map { $_->{counters}{verify_microseconds} } @{ decode_json($res->{content})->{providers} });
+}
+
+# Function-call and rescheduling interrupts taken by the load generator's CPU (1): a wake-up of
+# an idle vCPU, which the sending CPU (nginx's) pays for in exits to the hypervisor.
+sub wakeups {
+    open my $fh, '<', '/proc/interrupts' or return 0;
+    my $n = 0;
+    while (<$fh>) { $n += $1 if /^\s*(?:CAL|RES):\s+\d+\s+(\d+)/ }
+    return $n;
 }
 
 sub median {
@@ -76,7 +94,10 @@ my %runs;
 for my $round (1 .. $rounds) {
     for my $s (@scenarios) {
         my ($name, $path, $tokens) = @$s;
+        my ($judging, $wakeups) = (judging_us(), wakeups());
         my $r = wrk($path, $tokens, $duration);
+        $r->{module_us} = (judging_us() - $judging) / $r->{requests};
+        $r->{wakeups} = (wakeups() - $wakeups) / $r->{requests};
         push @{ $runs{$name} }, $r;
         printf "round %d %-17s %9.0f req/s  p50 %.3f ms  p99 %.3f ms%s\n", $round, $name, $r->{rps}, $r->{p50},
             $r->{p99}, $r->{non2xx} && $name ne 'invalid' ? "  ($r->{non2xx} non-2xx!)" : '';
@@ -86,7 +107,8 @@ for my $round (1 .. $rounds) {
 my %result;
 for my $s (@scenarios) {
     my $name = $s->[0];
-    $result{$name} = { map { my $k = $_; ($k => median(map { $_->{$k} } @{ $runs{$name} })) } qw(rps p50 p99) };
+    $result{$name} =
+        { map { my $k = $_; ($k => median(map { $_->{$k} } @{ $runs{$name} })) } qw(rps p50 p99 module_us wakeups) };
     $result{$name}{what} = $s->[3];
 }
 my $base = $result{baseline};
@@ -123,14 +145,18 @@ my %targets = (
 );
 
 print "\n";
-printf "%-17s %10s %8s %9s %9s %12s\n", qw(scenario req/s ratio p50(ms) p99(ms) extra(us));
+printf "%-17s %10s %8s %9s %9s %12s %12s %9s\n",
+    qw(scenario req/s ratio p50(ms) p99(ms) extra(us) judging(us) wakeups);
 for my $s (@scenarios) {
     my $r = $result{ $s->[0] };
-    printf "%-17s %10.0f %8.3f %9.3f %9.3f %12.2f\n", $s->[0], $r->{rps}, $r->{ratio}, $r->{p50}, $r->{p99},
-        $r->{extra_us};
+    printf "%-17s %10.0f %8.3f %9.3f %9.3f %12.2f %12.2f %9.2f\n", $s->[0], $r->{rps}, $r->{ratio}, $r->{p50},
+        $r->{p99}, $r->{extra_us}, $r->{module_us}, $r->{wakeups};
 }
 printf "\nmicro-benchmark: judge_uncached %.2f us, judge_cached %.3f us, rsa_verify_only %.2f us\n",
     @micro{qw(judge_uncached judge_cached rsa_verify_only)};
+printf "in the worker, a first-sight token is judged in %.2f us, %.2fx the signature check; "
+    . "the rest of its %.2f us above the baseline is spent outside the module\n",
+    $d->{module_us}, $d->{module_us} / $micro{rsa_verify_only}, $d->{extra_us};
 printf "fresh worker RSS: %.1f MiB before, %.1f MiB after 200,000 distinct tokens (default cache: 4096 tokens)\n\n",
     $rss_before / 1024, $rss_after / 1024;
 my $missed = 0;

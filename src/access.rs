@@ -5,6 +5,7 @@ use core::ptr;
 use core::sync::atomic::Ordering;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use entra_core::provider::KeySource;
 use entra_core::token::bearer_token;
@@ -92,7 +93,9 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     let outcome = match outcome::get(r) {
         Some(o) if Arc::ptr_eq(&o.provider, provider) && o.wait_until.is_none() => o,
         _ => {
+            let started = Instant::now();
             let judged = judge(provider, authorization_header(r));
+            let judging_time = started.elapsed();
             ngx_log_debug_http!(
                 request,
                 "entra: judging the token with provider \"{}\": {}",
@@ -103,9 +106,17 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
                     Err(denial) => denial.reason(),
                 }
             );
-            if let (Ok(j), Some((_, (_, slot)))) = (&judged, &shared) {
-                let counter = if j.cached { &slot.counters.cache_hits } else { &slot.counters.cache_misses };
-                counter.fetch_add(1, Ordering::Relaxed);
+            if let Some((_, (_, slot))) = &shared {
+                let c = &slot.counters;
+                match &judged {
+                    Ok(j) if j.cached => c.cache_hits.fetch_add(1, Ordering::Relaxed),
+                    Ok(_) => c.cache_misses.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => 0,
+                };
+                if !matches!(&judged, Ok(j) if j.cached) {
+                    let nanos = u64::try_from(judging_time.as_nanos()).unwrap_or(u64::MAX);
+                    c.verify_nanoseconds.fetch_add(nanos, Ordering::Relaxed);
+                }
             }
             let mut verified = judged.map(|j| j.token);
             let mut wait_until = None;

@@ -65,6 +65,9 @@ pub struct Counters {
     pub denied: [AtomicU64; REASONS.len()],
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Time spent judging tokens the cache did not answer (signature and claims, passed or
+    /// refused): the worker's crypto load, and the benchmark's in-worker measure of it.
+    pub verify_nanoseconds: AtomicU64,
     pub fetches: AtomicU64,
     pub fetch_errors: AtomicU64,
     pub metadata_fetches: AtomicU64,
