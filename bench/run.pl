@@ -117,12 +117,12 @@ $_->{ratio} = $_->{rps} / $base->{rps} for values %result;
 # what authentication adds.
 $_->{extra_us} = 1e6 / $_->{rps} - 1e6 / $base->{rps} for values %result;
 
-# The crypto floor from criterion's estimates.
+# The crypto floor from criterion's estimates: medians, which this VM's pauses move least.
 my %micro;
 for my $name (qw(judge_uncached judge_cached rsa_verify_only)) {
     my $file = "target/criterion/$name/new/estimates.json";
     open my $fh, '<', $file or die "$file: $!";
-    $micro{$name} = decode_json(do { local $/; <$fh> })->{mean}{point_estimate} / 1000;
+    $micro{$name} = decode_json(do { local $/; <$fh> })->{median}{point_estimate} / 1000;
 }
 
 # Memory: a worker's RSS before and after 200,000 distinct tokens through the default cache.
