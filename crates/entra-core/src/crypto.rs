@@ -1,8 +1,8 @@
 //! A ring-backed crypto provider for jsonwebtoken.
 //!
 //! Why ring: one verification costs about 22 µs with ring against 195 µs with jsonwebtoken's
-//! RustCrypto backend, and ring is the one crypto stack of the module (session cookies use it
-//! too). aws-lc-rs is faster here (18 µs, 16 µs with a key parsed once) but would put a second
+//! RustCrypto backend, and ring is the one crypto stack of the module (TLS for key fetches uses
+//! it too). aws-lc-rs is faster here (18 µs, 16 µs with a key parsed once) but would put a second
 //! C crypto library into every nginx worker; the README's benchmark section weighs it.
 //! Only verification is provided: the module never signs a JWT.
 
