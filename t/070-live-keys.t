@@ -124,4 +124,4 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b
 --- error_code eval: [200, 200, 200]
 --- response_body_like eval
 [qr/^backend/, qr/^backend/,
- qr/# TYPE entra_allowed_total counter\nentra_allowed_total\{provider="live"\} 1\nentra_allowed_total\{provider="dev"\} 1\n.*entra_fetches_total\{provider="live"\} 1\nentra_fetches_total\{provider="dev"\} 0\n.*entra_denied_total\{provider="dev",reason="expired"\} 0\n/s]
+ qr/# TYPE entra_allowed_total counter\nentra_allowed_total\{provider="live"\} 1\nentra_allowed_total\{provider="dev"\} 1\n.*# TYPE entra_verify_microseconds_total counter\nentra_verify_microseconds_total\{provider="live"\} [1-9]\d*\nentra_verify_microseconds_total\{provider="dev"\} [1-9]\d*\n.*entra_fetches_total\{provider="live"\} 1\nentra_fetches_total\{provider="dev"\} 0\n.*entra_denied_total\{provider="dev",reason="expired"\} 0\n/s]
