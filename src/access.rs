@@ -25,7 +25,7 @@ use ngx::{ngx_log_debug_http, ngx_log_error};
 use crate::conf::MainConf;
 use crate::fetch;
 use crate::outcome::{self, Outcome};
-use crate::state::sync_keys;
+use crate::state::{sync_keys, Counters};
 use crate::{log, EntraModule};
 
 /// Registers the handler in nginx's access phase.
@@ -52,8 +52,27 @@ unsafe fn authorization_header<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8
     (!h.is_null()).then(|| (*h).value.as_bytes())
 }
 
-fn judge(provider: &Provider, header: Option<&[u8]>) -> Result<Judged, Denial> {
-    provider.judge(bearer_token(header.ok_or(Denial::NoToken)?)?, ngx_time() as u64)
+/// Judges the request's token: from the verified-token cache, else verified, timed and counted
+/// in the provider's shared counters.
+fn judge(provider: &Provider, header: Option<&[u8]>, counters: Option<&Counters>) -> Result<Judged, Denial> {
+    let token = bearer_token(header.ok_or(Denial::NoToken)?)?;
+    let now = ngx_time() as u64;
+    if let Some(token) = provider.cached(token, now) {
+        if let Some(c) = counters {
+            c.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        return Ok(Judged { token, cached: true });
+    }
+    let started = Instant::now();
+    let verified = provider.verify_and_remember(token, now);
+    if let Some(c) = counters {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        c.verify_nanoseconds.fetch_add(nanos, Ordering::Relaxed);
+        if verified.is_ok() {
+            c.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    verified.map(|token| Judged { token, cached: false })
 }
 
 extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -89,13 +108,13 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
 
     // After an internal redirect the token was judged already; judge again only for another
     // provider, whose keys, audiences and issuers differ, or after waiting for keys.
-    let previous_wait = outcome::get(r).and_then(|o| o.wait_until);
-    let outcome = match outcome::get(r) {
+    let previous = outcome::get(r);
+    let previous_wait = previous.as_ref().and_then(|o| o.wait_until);
+    let outcome = match previous {
         Some(o) if Arc::ptr_eq(&o.provider, provider) && o.wait_until.is_none() => o,
         _ => {
-            let started = Instant::now();
-            let judged = judge(provider, authorization_header(r));
-            let judging_time = started.elapsed();
+            let counters = shared.as_ref().map(|(_, (_, slot))| &slot.counters);
+            let judged = judge(provider, authorization_header(r), counters);
             ngx_log_debug_http!(
                 request,
                 "entra: judging the token with provider \"{}\": {}",
@@ -106,18 +125,6 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
                     Err(denial) => denial.reason(),
                 }
             );
-            if let Some((_, (_, slot))) = &shared {
-                let c = &slot.counters;
-                match &judged {
-                    Ok(j) if j.cached => c.cache_hits.fetch_add(1, Ordering::Relaxed),
-                    Ok(_) => c.cache_misses.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => 0,
-                };
-                if !matches!(&judged, Ok(j) if j.cached) {
-                    let nanos = u64::try_from(judging_time.as_nanos()).unwrap_or(u64::MAX);
-                    c.verify_nanoseconds.fetch_add(nanos, Ordering::Relaxed);
-                }
-            }
             let mut verified = judged.map(|j| j.token);
             let mut wait_until = None;
             if let (Err(Denial::UnknownKid), Some((i, _))) = (&verified, &shared) {

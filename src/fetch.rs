@@ -134,7 +134,8 @@ fn now() -> u64 {
 /// `true` while some worker fetches this provider's keys.
 pub fn in_progress(slot: &Slot, timeout: Duration) -> bool {
     let owner = slot.fetch_owner.load(Ordering::SeqCst);
-    // An owner that outlives twice its timeout died or was reloaded away: not a fetch any more.
+    // An owner that outlives twice the longest a fetch can take (three requests, each within the
+    // timeout) died or was reloaded away: not a fetch any more.
     owner != 0 && now_ms().saturating_sub(slot.fetch_started_ms.load(Ordering::SeqCst)) < stale_after(timeout)
 }
 

@@ -3,7 +3,7 @@
 
 use core::ffi::{c_char, c_void};
 use core::fmt::Write;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use entra_core::error::REASONS;
 use entra_core::provider::KeySource;
@@ -15,7 +15,7 @@ use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 use serde_json::{json, Value};
 
 use crate::conf::MainConf;
-use crate::state::sync_keys;
+use crate::state::{sync_keys, Counters};
 use crate::EntraModule;
 
 pub extern "C" fn set_status(
@@ -33,6 +33,41 @@ pub extern "C" fn set_status(
     }
 }
 
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// One counter every provider reports.
+struct Counter {
+    name: &'static str,
+    /// Prometheus' `# HELP` text.
+    help: &'static str,
+    read: fn(&Counters) -> u64,
+}
+
+/// Every provider's counters, in the order shown.
+const COUNTERS: [Counter; 7] = [
+    Counter { name: "allowed", help: "Requests let in.", read: |c| load(&c.allowed) },
+    Counter {
+        name: "cache_hits",
+        help: "Tokens found in the verified-token cache.",
+        read: |c| load(&c.cache_hits),
+    },
+    Counter { name: "cache_misses", help: "Tokens verified.", read: |c| load(&c.cache_misses) },
+    Counter {
+        name: "verify_microseconds",
+        help: "Time spent judging tokens not found in the cache.",
+        read: |c| load(&c.verify_nanoseconds) / 1000,
+    },
+    Counter { name: "fetches", help: "Key set fetches.", read: |c| load(&c.fetches) },
+    Counter { name: "fetch_errors", help: "Failed key set fetches.", read: |c| load(&c.fetch_errors) },
+    Counter {
+        name: "metadata_fetches",
+        help: "Metadata document requests.",
+        read: |c| load(&c.metadata_fetches),
+    },
+];
+
 struct ProviderStatus {
     name: String,
     source: &'static str,
@@ -40,7 +75,8 @@ struct ProviderStatus {
     last_fetch: u64,
     last_error: String,
     next_refresh: u64,
-    counters: Vec<(&'static str, u64)>,
+    /// Readings of [`COUNTERS`], in its order; empty without a shared zone.
+    counters: Vec<u64>,
     denied: Vec<(&'static str, u64)>,
 }
 
@@ -72,20 +108,11 @@ fn collect(main: &MainConf) -> Vec<ProviderStatus> {
             };
             if let Some((pool, slot)) = shared {
                 let c = &slot.counters;
-                let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
                 status.last_fetch = slot.last_success.load(Ordering::Relaxed);
                 status.next_refresh = slot.next_refresh.load(Ordering::Relaxed);
                 // SAFETY: the pool and slot belong to the live zone.
                 status.last_error = unsafe { slot.last_error(pool) };
-                status.counters = vec![
-                    ("allowed", load(&c.allowed)),
-                    ("cache_hits", load(&c.cache_hits)),
-                    ("cache_misses", load(&c.cache_misses)),
-                    ("verify_microseconds", load(&c.verify_nanoseconds) / 1000),
-                    ("fetches", load(&c.fetches)),
-                    ("fetch_errors", load(&c.fetch_errors)),
-                    ("metadata_fetches", load(&c.metadata_fetches)),
-                ];
+                status.counters = COUNTERS.iter().map(|counter| (counter.read)(c)).collect();
                 status.denied = REASONS.iter().zip(&c.denied).map(|(r, n)| (*r, load(n))).collect();
             }
             status
@@ -97,8 +124,11 @@ fn as_json(providers: &[ProviderStatus]) -> String {
     let providers: Vec<Value> = providers
         .iter()
         .map(|p| {
-            let counters: serde_json::Map<String, Value> =
-                p.counters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let counters: serde_json::Map<String, Value> = COUNTERS
+                .iter()
+                .zip(&p.counters)
+                .map(|(counter, n)| (counter.name.to_owned(), json!(n)))
+                .collect();
             let denied: serde_json::Map<String, Value> =
                 p.denied.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.to_string(), json!(n))).collect();
             json!({
@@ -128,22 +158,13 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
                 let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.name, value(p));
             }
         };
-    let counter =
-        |p: &ProviderStatus, key: &str| p.counters.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| *v);
     family(&mut out, "keys", "gauge", "Signing keys in force.", &|p| p.kids.len() as u64);
     family(&mut out, "last_key_fetch_timestamp_seconds", "gauge", "Last successful key fetch.", &|p| {
         p.last_fetch
     });
-    for (key, help) in [
-        ("allowed", "Requests let in."),
-        ("cache_hits", "Tokens found in the verified-token cache."),
-        ("cache_misses", "Tokens verified."),
-        ("verify_microseconds", "Time spent judging tokens not found in the cache."),
-        ("fetches", "Key set fetches."),
-        ("fetch_errors", "Failed key set fetches."),
-        ("metadata_fetches", "Metadata document requests."),
-    ] {
-        family(&mut out, &format!("{key}_total"), "counter", help, &|p| counter(p, key));
+    for (i, counter) in COUNTERS.iter().enumerate() {
+        let name = format!("{}_total", counter.name);
+        family(&mut out, &name, "counter", counter.help, &|p| p.counters.get(i).copied().unwrap_or(0));
     }
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");
     for p in providers {

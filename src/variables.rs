@@ -4,6 +4,7 @@
 //! They are not cached: the same request can be judged again after an internal redirect.
 
 use core::ptr;
+use std::borrow::Cow;
 
 use entra_core::VerifiedToken;
 use ngx::core::Status;
@@ -73,35 +74,35 @@ pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     Status::NGX_OK.into()
 }
 
-fn join<'a>(items: impl Iterator<Item = &'a str>, sep: &str) -> Option<String> {
+fn join<'a>(items: impl Iterator<Item = &'a str>, sep: &str) -> Option<Cow<'a, str>> {
     let joined = items.collect::<Vec<_>>().join(sep);
-    (!joined.is_empty()).then_some(joined)
+    (!joined.is_empty()).then_some(Cow::Owned(joined))
 }
 
-fn field(token: &VerifiedToken, field: Field) -> Option<String> {
-    let own = |s: Option<&str>| s.map(str::to_owned);
-    match field {
-        Field::Oid => own(token.oid()),
-        Field::Tid => own(token.tid()),
-        Field::Sub => own(token.str("sub")),
-        Field::Upn => own(token.upn()),
-        Field::Name => own(token.str("name")),
-        Field::Email => own(token.str("email")),
-        Field::Groups => join(token.groups(), ","),
-        Field::Roles => join(token.roles(), ","),
-        Field::Scopes => join(token.scopes(), " "),
-        Field::AppId => own(token.app_id()),
-        Field::TokenVersion => own(token.str("ver")),
+fn field(token: &VerifiedToken, field: Field) -> Option<Cow<'_, str>> {
+    let text = match field {
+        Field::Oid => token.oid(),
+        Field::Tid => token.tid(),
+        Field::Sub => token.str("sub"),
+        Field::Upn => token.upn(),
+        Field::Name => token.str("name"),
+        Field::Email => token.str("email"),
+        Field::Groups => return join(token.groups(), ","),
+        Field::Roles => return join(token.roles(), ","),
+        Field::Scopes => return join(token.scopes(), " "),
+        Field::AppId => token.app_id(),
+        Field::TokenVersion => token.str("ver"),
         Field::Error => None,
-    }
+    };
+    text.map(Cow::Borrowed)
 }
 
 /// A claim as text: strings as they are, arrays comma-joined, anything else as JSON.
-fn claim_text(value: &Value) -> Option<String> {
+fn claim_text(value: &Value) -> Option<Cow<'_, str>> {
     match value {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) => Some(
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Array(items) => Some(Cow::Owned(
             items
                 .iter()
                 .map(|v| match v {
@@ -110,8 +111,8 @@ fn claim_text(value: &Value) -> Option<String> {
                 })
                 .collect::<Vec<_>>()
                 .join(","),
-        ),
-        other => Some(other.to_string()),
+        )),
+        other => Some(Cow::Owned(other.to_string())),
     }
 }
 
@@ -120,7 +121,7 @@ fn claim_text(value: &Value) -> Option<String> {
 unsafe fn set_value(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
-    text: Option<String>,
+    text: Option<Cow<str>>,
 ) -> Status {
     let Some(text) = text else {
         (*v).set_not_found(1);
@@ -151,7 +152,7 @@ http_variable_get!(get_field, |request: &mut Request, v: *mut ngx_variable_value
     unsafe {
         let field_kind = VARIABLES[data].1;
         let text = outcome::get(r).and_then(|o| match (field_kind, &o.verified) {
-            (Field::Error, _) => o.denial.map(|d| d.reason().to_owned()),
+            (Field::Error, _) => o.denial.map(|d| Cow::Borrowed(d.reason())),
             (kind, Ok(token)) => field(token, kind),
             (_, Err(_)) => None,
         });

@@ -174,13 +174,23 @@ impl Provider {
     /// Judges a bearer token at `now` (seconds since the epoch): from the verified-token cache
     /// when this exact token passed before and has not expired, else by [`Provider::verify`].
     pub fn judge(&self, token: &[u8], now: u64) -> Result<Judged, Denial> {
-        if let Some(hit) = self.cache.get(token, now) {
-            return Ok(Judged { token: hit, cached: true });
+        match self.cached(token, now) {
+            Some(hit) => Ok(Judged { token: hit, cached: true }),
+            None => self.verify_and_remember(token, now).map(|token| Judged { token, cached: false }),
         }
+    }
+
+    /// This exact token, if it passed before and has not expired.
+    pub fn cached(&self, token: &[u8], now: u64) -> Option<Arc<VerifiedToken>> {
+        self.cache.get(token, now)
+    }
+
+    /// Verifies a token the cache did not answer, and remembers it if it passes.
+    pub fn verify_and_remember(&self, token: &[u8], now: u64) -> Result<Arc<VerifiedToken>, Denial> {
         let text = core::str::from_utf8(token).map_err(|_| Denial::Malformed)?;
         let verified = Arc::new(self.verify(text, now)?);
         self.cache.insert(token, verified.clone(), verified.exp.saturating_add(self.leeway), now);
-        Ok(Judged { token: verified, cached: false })
+        Ok(verified)
     }
 
     /// Judges a bearer token at `now` (seconds since the epoch). `Ok` means every rule of this
