@@ -260,21 +260,20 @@ extern "C" fn set_provider(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: 
         }
         match block.config.build(&name) {
             Ok(provider) => {
-                let keys = &provider.key_state().keys;
-                let fits =
-                    keys.kids().any(|kid| keys.get(kid).is_some_and(|k| provider.uses_family(k.family)));
-                if let KeySource::Discovery { discovery, .. } = &provider.source {
-                    let url = &discovery.metadata_url;
-                    if url.starts_with("http://") {
-                        let why = "is plain http: for tests and development only";
-                        warn(cf, &format!("entra_provider \"{name}\": metadata \"{url}\" {why}"));
+                match &provider.source {
+                    KeySource::Discovery { discovery, .. } => {
+                        let url = &discovery.metadata_url;
+                        if url.starts_with("http://") {
+                            let why = "is plain http: for tests and development only";
+                            warn(cf, &format!("entra_provider \"{name}\": metadata \"{url}\" {why}"));
+                        }
                     }
-                }
-                if matches!(provider.source, KeySource::File) && !fits {
-                    warn(
-                        cf,
-                        &format!("entra_provider \"{name}\": no key in the key set fits \"algorithms\""),
-                    );
+                    KeySource::File => {
+                        if !provider.key_state().keys.iter().any(|k| provider.uses_family(k.family)) {
+                            let why = "no key in the key set fits \"algorithms\"";
+                            warn(cf, &format!("entra_provider \"{name}\": {why}"));
+                        }
+                    }
                 }
                 main.providers.push(Arc::new(provider));
                 NGX_CONF_OK
@@ -493,15 +492,13 @@ unsafe fn apply_requirement(_cf: *mut ngx_conf_t, lcf: &mut LocationConf, a: &[&
 }
 
 unsafe fn apply_claim(cf: *mut ngx_conf_t, lcf: &mut LocationConf, a: &[&str]) -> Result<(), String> {
-    if let ["entra_require_claim", "off"] = a {
-        if lcf.claims_off || !lcf.claims.is_empty() {
-            return Err("\"entra_require_claim off\" must stand alone at its level".into());
-        }
+    let off = matches!(a, ["entra_require_claim", "off"]);
+    if lcf.claims_off || (off && !lcf.claims.is_empty()) {
+        return Err("\"entra_require_claim off\" must stand alone at its level".into());
+    }
+    if off {
         lcf.claims_off = true;
         return Ok(());
-    }
-    if lcf.claims_off {
-        return Err("\"entra_require_claim off\" must stand alone at its level".into());
     }
     if a.len() < 3 {
         return Err("\"entra_require_claim\" needs a claim name and at least one value (or \"off\")".into());

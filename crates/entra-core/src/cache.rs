@@ -47,6 +47,9 @@ struct Slots {
     /// Hashes in insertion order, oldest first, with their insertion numbers.
     order: VecDeque<(u64, u64)>,
     next_seq: u64,
+    /// When (seconds) expired entries were last swept out: at most once a second, since a
+    /// sweep walks the whole map and a full cache would otherwise pay it on every insert.
+    last_sweep: u64,
 }
 
 pub struct TokenCache {
@@ -67,7 +70,12 @@ impl TokenCache {
         TokenCache {
             capacity,
             seed: RandomState::new().hash_one(0u64),
-            slots: Mutex::new(Slots { map: HashMap::default(), order: VecDeque::new(), next_seq: 0 }),
+            slots: Mutex::new(Slots {
+                map: HashMap::default(),
+                order: VecDeque::new(),
+                next_seq: 0,
+                last_sweep: 0,
+            }),
         }
     }
 
@@ -106,7 +114,10 @@ impl TokenCache {
         let slots = &mut *guard;
         if slots.map.len() >= self.capacity && !slots.map.contains_key(&key) {
             // Make room: drop what has expired, then the oldest entries.
-            slots.map.retain(|_, e| e.valid_until >= now);
+            if now > slots.last_sweep {
+                slots.last_sweep = now;
+                slots.map.retain(|_, e| e.valid_until >= now);
+            }
             while slots.map.len() >= self.capacity {
                 let Some((old, seq)) = slots.order.pop_front() else {
                     break;

@@ -79,8 +79,12 @@ impl KeySet {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter()
+    }
+
     pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.keys.iter().map(|k| k.kid.as_str())
+        self.iter().map(|k| k.kid.as_str())
     }
 
     pub fn len(&self) -> usize {

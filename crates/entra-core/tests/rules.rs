@@ -715,9 +715,10 @@ fn cached_verifications_end_with_the_token_and_the_cache_is_bounded() {
     assert_eq!(cache.len(), 2);
     assert!(cache.get(b"token-a", 950).is_none(), "the oldest went first");
     assert!(cache.get(b"token-c", 950).is_some());
-    // Expired entries make room before live ones.
+    // Expired entries make room before live ones: both b and c go, not only the oldest.
     cache.insert(b"token-d", verified.clone(), 2000, 1500);
     assert!(cache.get(b"token-d", 1500).is_some());
+    assert_eq!(cache.len(), 1, "every expired entry was swept out");
     cache.retain_keys(|kid| kid != verified.kid);
     assert!(cache.is_empty(), "entries of a key that is gone are dropped");
 }
