@@ -60,11 +60,11 @@ impl Discovery {
     ) -> Discovery {
         const V2_SUFFIX: &str = "/v2.0/.well-known/openid-configuration";
         let v2 = metadata_url.map_or_else(|| format!("{authority}/{tenant}{V2_SUFFIX}"), str::to_owned);
-        let v1 =
-            v2.split_once('?').map_or(v2.as_str(), |(path, _)| path).strip_suffix(V2_SUFFIX).map(|base| {
-                let query = v2.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-                format!("{base}/.well-known/openid-configuration{query}")
-            });
+        let query = v2.find('?').map_or("", |at| &v2[at..]);
+        let path = &v2[..v2.len() - query.len()];
+        let v1 = path
+            .strip_suffix(V2_SUFFIX)
+            .map(|base| format!("{base}/.well-known/openid-configuration{query}"));
         Discovery { metadata_url: v2, v1_metadata_url: v1, ca_file, timeout }
     }
 }
