@@ -1,16 +1,23 @@
 //! `ngx_http_entra_module`: Microsoft Entra ID authentication inside nginx.
 //!
-//! The nginx glue only: directives are parsed in [`conf`], the access-phase check and the
-//! responses are in [`access`], the per-request result in [`outcome`], `$entra_*` in
-//! [`variables`], the shared zone in [`state`], key fetches in [`fetch`] and `entra_status` in
-//! [`status`]. Every rule about tokens lives in the `entra-core` crate.
+//! The nginx glue only; every rule about tokens lives in the `entra-core` crate. Directives are
+//! parsed in [`conf`], the access-phase check and its responses are in [`access`], the
+//! per-request result in [`outcome`], `$entra_*` in [`variables`], the shared zone in [`state`],
+//! this worker's view of it in [`worker`], key fetches in [`fetch`], `entra_status` in
+//! [`status`], log lines and the panic guard in [`log`]. docs/ARCHITECTURE.md draws the whole.
+
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::ptr::addr_of;
 
-use ngx::ffi::{ngx_conf_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE};
+use ngx::core::Status;
+use ngx::ffi::{
+    ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_OK,
+};
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
 mod access;
+mod clock;
 mod conf;
 mod fetch;
 mod log;
@@ -18,6 +25,10 @@ mod outcome;
 mod state;
 mod status;
 mod variables;
+mod worker;
+
+use conf::ext::{Conf, ConfError};
+use log::guard;
 
 pub struct EntraModule;
 
@@ -28,16 +39,51 @@ impl HttpModule for EntraModule {
     }
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        variables::register(cf)
+        // SAFETY: nginx passes a valid cf.
+        guard(unsafe { (*cf).log }, "preconfiguration", Status::NGX_ERROR.into(), || {
+            configured(cf, variables::register(cf).map_err(|e| ConfError::Rule(e.into())))
+        })
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        if let Err(e) = conf::add_zone(cf) {
-            ngx::ngx_conf_log_error!(ngx::ffi::NGX_LOG_EMERG, cf, "entra: {}", e);
-            return ngx::core::Status::NGX_ERROR.into();
-        }
-        access::register(cf)
+        // SAFETY: nginx passes a valid cf.
+        guard(unsafe { (*cf).log }, "postconfiguration", Status::NGX_ERROR.into(), || {
+            // SAFETY: as above.
+            let conf_ctx = unsafe { Conf::new(cf) };
+            let Some(main) = EntraModule::main_conf_mut(unsafe { &*cf }) else {
+                return Status::NGX_ERROR.into();
+            };
+            let result = state::add_zone(&conf_ctx, main)
+                .and_then(|()| fetch::add_thread_pool(&conf_ctx, main))
+                .and_then(|()| access::register(cf).map_err(|e| ConfError::Rule(e.into())));
+            configured(cf, result)
+        })
     }
+}
+
+/// A configuration step's result for nginx, the error logged at `emerg`.
+fn configured(cf: *mut ngx_conf_t, result: Result<(), ConfError>) -> ngx_int_t {
+    match result {
+        Ok(()) => Status::NGX_OK.into(),
+        Err(e) => {
+            ngx::ngx_conf_log_error!(ngx::ffi::NGX_LOG_EMERG, cf, "entra: {}", e);
+            Status::NGX_ERROR.into()
+        }
+    }
+}
+
+/// Module `init_module`: nginx runs it in the master once a new configuration is committed
+/// (never for a reload that failed), so that is where providers get their slots.
+unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the new cycle.
+    let cycle = unsafe { &*cycle };
+    guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || match state::assign_slots(cycle) {
+        Ok(()) => NGX_OK as ngx_int_t,
+        Err(e) => {
+            ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);
+            NGX_ERROR as ngx_int_t
+        }
+    })
 }
 
 // SAFETY: MainConf is what create_main_conf allocates for this module.
@@ -53,13 +99,12 @@ unsafe impl HttpModuleLocationConf for EntraModule {
 static NGX_HTTP_ENTRA_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(EntraModule::preconfiguration),
     postconfiguration: Some(EntraModule::postconfiguration),
-    create_main_conf: Some(EntraModule::create_main_conf),
+    create_main_conf: Some(conf::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
     merge_srv_conf: None,
-    create_loc_conf: Some(EntraModule::create_loc_conf),
-    // Our own merge: it needs `cf` to resolve provider names and to report errors.
-    merge_loc_conf: Some(conf::merge_loc_conf),
+    create_loc_conf: Some(conf::create_loc_conf),
+    merge_loc_conf: Some(conf::location::merge_loc_conf),
 };
 
 ngx::ngx_modules!(ngx_http_entra_module);
@@ -71,6 +116,7 @@ pub static mut ngx_http_entra_module: ngx_module_t = ngx_module_t {
     // SAFETY: the command table is a static array that lives as long as the module.
     commands: unsafe { addr_of!(conf::COMMANDS[0]) as *mut _ },
     type_: NGX_HTTP_MODULE as _,
+    init_module: Some(init_module),
     init_process: Some(fetch::init_process),
     ..ngx_module_t::default()
 };

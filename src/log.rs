@@ -1,45 +1,94 @@
-//! What the module writes to the error log about a request.
+//! What the module writes to the error log: macros by level, each line starting with `entra: `,
+//! the one panic guard of every entry point from nginx, and the denial line of a request.
+//!
+//! Nothing here ever writes a token, a key, a secret or a cookie value.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
-use ngx::ffi::{ngx_http_request_t, NGX_LOG_ERR, NGX_LOG_INFO};
-use ngx::ngx_log_error;
+use ngx::ffi::{ngx_log_t, NGX_LOG_ERR, NGX_LOG_INFO};
+
+/// Writes at a level to a log (`*mut ngx_log_t`), prefixed with `entra: `.
+macro_rules! log_at {
+    ($level:expr, $log:expr, $($arg:tt)+) => {{
+        ngx::ngx_log_error!($level, $log, "entra: {}", format_args!($($arg)+));
+    }};
+}
+
+/// Writes at `debug` (only in an nginx built `--with-debug`, at `error_log ... debug`).
+macro_rules! debug {
+    ($log:expr, $($arg:tt)+) => {{
+        ngx::ngx_log_debug!($log, "entra: {}", format_args!($($arg)+));
+    }};
+}
+
+macro_rules! info {
+    ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_INFO, $log, $($arg)+) };
+}
+
+macro_rules! warning {
+    ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_WARN, $log, $($arg)+) };
+}
+
+macro_rules! error {
+    ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_ERR, $log, $($arg)+) };
+}
+
+pub(crate) use {debug, error, info, log_at, warning};
+
+/// Runs the body of an entry point that nginx calls (`extern "C"`). A panic must never unwind
+/// into nginx: since Rust 1.81 that aborts the worker. It is logged at `alert` as an internal
+/// error in `entry`, and nginx gets `on_panic` (a 500, an error status, `NGX_CONF_ERROR`).
+pub fn guard<R>(log: *mut ngx_log_t, entry: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(_) => {
+            if !log.is_null() {
+                log_at!(ngx::ffi::NGX_LOG_ALERT, log, "internal error in {}", entry);
+            }
+            on_panic
+        }
+    }
+}
+
+/// A panic on purpose, for the test that proves [`guard`]: debug builds only, where the
+/// environment variable `NGX_ENTRA_TEST_PANIC` names the entry point (`access`, `variable`,
+/// `status`), passed to workers with nginx's `env` directive.
+#[cfg(debug_assertions)]
+pub fn test_panic(entry: &str) {
+    if std::env::var("NGX_ENTRA_TEST_PANIC").is_ok_and(|v| v == entry) {
+        panic!("NGX_ENTRA_TEST_PANIC={entry}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn test_panic(_entry: &str) {}
 
 /// One line per denial at `info` (at `error` when the provider has no keys: that is the
 /// operator's trouble, not the client's): the reason, the provider and, for a verified token,
 /// who it names and which key signed it. Never the token itself.
-///
-/// # Safety
-/// `r` must be a valid request.
-pub unsafe fn denial(
-    r: *mut ngx_http_request_t,
-    provider: &Provider,
-    denial: Denial,
-    token: Option<&VerifiedToken>,
-) {
-    let log = (*(*r).connection).log;
-    let claim = match denial {
-        Denial::InvalidClaim(name) => format!(", claim \"{name}\""),
-        _ => String::new(),
-    };
+pub fn denial(log: *mut ngx_log_t, provider: &Provider, denial: Denial, token: Option<&VerifiedToken>) {
     match token {
-        Some(t) => {
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                log,
-                "entra: access denied: {} (provider \"{}\", oid {}, tid {}, kid {})",
-                denial.reason(),
-                provider.name,
-                t.oid().unwrap_or("-"),
-                t.tid().unwrap_or("-"),
-                t.kid
-            );
-        }
+        Some(t) => info!(
+            log,
+            "access denied: {} (provider \"{}\", oid {}, tid {}, kid {})",
+            denial.reason(),
+            provider.name,
+            t.oid().unwrap_or("-"),
+            t.tid().unwrap_or("-"),
+            t.kid
+        ),
         None => {
             let level = if denial.class() == DenialClass::Unavailable { NGX_LOG_ERR } else { NGX_LOG_INFO };
-            ngx_log_error!(
+            let claim = match denial {
+                Denial::InvalidClaim(name) => format!(", claim \"{name}\""),
+                _ => String::new(),
+            };
+            log_at!(
                 level,
                 log,
-                "entra: access denied: {} (provider \"{}\"{}): {}",
+                "access denied: {} (provider \"{}\"{}): {}",
                 denial.reason(),
                 provider.name,
                 claim,

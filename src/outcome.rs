@@ -11,15 +11,15 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 use std::sync::Arc;
 
-use entra_core::{Denial, Provider, VerifiedToken};
+use entra_core::{Denial, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
 use ngx::http::HttpModule;
 
 use crate::EntraModule;
 
 pub struct Outcome {
-    /// The provider that judged the token: another provider must judge it again.
-    pub provider: Arc<Provider>,
+    /// The index of the provider that judged the token: another provider must judge it again.
+    pub provider: usize,
     pub verified: Result<Arc<VerifiedToken>, Denial>,
     /// Why the request was refused at the latest access check, if it was.
     pub denial: Option<Denial>,
@@ -31,7 +31,8 @@ pub struct Outcome {
 const _: () = assert!(align_of::<Outcome>() <= 8);
 
 unsafe extern "C" fn drop_outcome(data: *mut c_void) {
-    ptr::drop_in_place(data as *mut Outcome);
+    // SAFETY: nginx calls this once, with the cleanup entry's data, an `Outcome` written by store.
+    unsafe { ptr::drop_in_place(data as *mut Outcome) };
 }
 
 fn ctx_index() -> usize {
@@ -43,28 +44,32 @@ fn ctx_index() -> usize {
 /// # Safety
 /// `r` must be a valid request.
 pub unsafe fn get<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Outcome> {
-    let main = (*r).main;
-    let cached = *(*main).ctx.add(ctx_index()) as *mut Outcome;
-    if !cached.is_null() {
-        return Some(&mut *cached);
-    }
-    if (*main).internal() == 0 {
-        return None;
-    }
-    let mut cln: *mut ngx_pool_cleanup_t = (*(*main).pool).cleanup;
-    while !cln.is_null() {
-        // Both addresses come from this file, and no other function drops an `Outcome`, so the
-        // comparison cannot be fooled by function merging.
-        if (*cln)
-            .handler
-            .is_some_and(|h| ptr::fn_addr_eq(h, drop_outcome as unsafe extern "C" fn(*mut c_void)))
-        {
-            *(*main).ctx.add(ctx_index()) = (*cln).data;
-            return Some(&mut *((*cln).data as *mut Outcome));
+    // SAFETY: a valid request has a valid main request, with a ctx slot per module and a pool
+    // whose cleanup list is well-formed; entries with our handler hold an `Outcome`.
+    unsafe {
+        let main = (*r).main;
+        let cached = *(*main).ctx.add(ctx_index()) as *mut Outcome;
+        if !cached.is_null() {
+            return Some(&mut *cached);
         }
-        cln = (*cln).next;
+        if (*main).internal() == 0 {
+            return None;
+        }
+        let mut cln: *mut ngx_pool_cleanup_t = (*(*main).pool).cleanup;
+        while !cln.is_null() {
+            // Both addresses come from this file, and no other function drops an `Outcome`, so
+            // the comparison cannot be fooled by function merging.
+            if (*cln)
+                .handler
+                .is_some_and(|h| ptr::fn_addr_eq(h, drop_outcome as unsafe extern "C" fn(*mut c_void)))
+            {
+                *(*main).ctx.add(ctx_index()) = (*cln).data;
+                return Some(&mut *((*cln).data as *mut Outcome));
+            }
+            cln = (*cln).next;
+        }
+        None
     }
-    None
 }
 
 /// Stores a new outcome for this request, replacing the one that was there.
@@ -72,16 +77,21 @@ pub unsafe fn get<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Outcome> {
 /// # Safety
 /// `r` must be a valid main request.
 pub unsafe fn store<'a>(r: *mut ngx_http_request_t, outcome: Outcome) -> Option<&'a mut Outcome> {
-    if let Some(existing) = get(r) {
+    // SAFETY: per the contract.
+    if let Some(existing) = unsafe { get(r) } {
         *existing = outcome;
         return Some(existing);
     }
-    let cln = ngx_pool_cleanup_add((*r).pool, size_of::<Outcome>());
-    if cln.is_null() {
-        return None;
+    // SAFETY: a valid main request has a pool and a ctx slot per module; the cleanup entry's
+    // data has room for an `Outcome` (8-byte aligned, asserted above).
+    unsafe {
+        let cln = ngx_pool_cleanup_add((*r).pool, size_of::<Outcome>());
+        if cln.is_null() {
+            return None;
+        }
+        ptr::write((*cln).data as *mut Outcome, outcome);
+        (*cln).handler = Some(drop_outcome);
+        *(*r).ctx.add(ctx_index()) = (*cln).data;
+        Some(&mut *((*cln).data as *mut Outcome))
     }
-    ptr::write((*cln).data as *mut Outcome, outcome);
-    (*cln).handler = Some(drop_outcome);
-    *(*r).ctx.add(ctx_index()) = (*cln).data;
-    Some(&mut *((*cln).data as *mut Outcome))
 }

@@ -1,52 +1,153 @@
-//! Shared memory (`entra_shared_zone`): for every discovery provider, the key set and issuers
-//! last fetched, the refresh schedule, the single-flight owner and the counters, seen by all
-//! workers. One fetch serves every worker; a reload with the same zone keeps the keys of every
-//! provider whose key source did not change.
+//! The shared zone (`entra_shared_zone`), and the only code that changes it.
 //!
-//! Everything here is plain data in the slab pool: atomics for what is read without the lock,
-//! and the pool's own mutex (which the master frees if a worker dies holding it) around the
-//! short copies of the key set in and out. No lock is held across parsing or I/O.
+//! One slot per provider holds, for every worker to see: the key set and issuers last fetched
+//! (discovery providers only), the refresh schedule, which worker is fetching, and the counters
+//! that `entra_status` reports. Slots are given to providers by [`assign_slots`], which nginx
+//! runs in the master once a new configuration is committed; a reload that fails never touches
+//! them, and a provider whose name, tenant and key source survive a reload keeps its slot (and
+//! its keys). Every read and write of a slot names the provider it is for ([`SlotRef`]) and is
+//! refused under the zone's lock when the slot has been given to another since: a worker that
+//! outlives a reload can never write its provider's keys into another's slot.
+//!
+//! Plain atomics for what is read without the lock; the slab pool's own mutex (which the master
+//! frees if a worker dies holding it) around the short copies in and out. No lock is held across
+//! parsing, cryptography or I/O. See docs/ARCHITECTURE.md, "The shared zone".
 
+use core::alloc::Layout;
 use core::cell::UnsafeCell;
-use core::ffi::c_void;
-use core::mem::size_of;
-use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
 
+use entra_core::discovery::Fetched;
 use entra_core::error::REASONS;
 use entra_core::provider::KeySource;
-use entra_core::{KeySet, Provider};
+use entra_core::schedule::{claim_is_live, is_due, retry_in, Schedule};
+use entra_core::{Denial, Provider};
+use ngx::allocator::Allocator;
+use ngx::core::slab::LockedSlabPool;
+use ngx::core::{SlabPool, NGX_CONF_ERROR};
 use ngx::ffi::{
-    ngx_int_t, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked,
-    ngx_slab_pool_t, NGX_ERROR, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_module_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    NGX_ERROR, NGX_OK,
 };
+use ngx::http::HttpModule;
 
+use crate::conf::ext::{answer, size_value, Conf, ConfError};
 use crate::conf::MainConf;
+use crate::log::{debug, guard};
+use crate::EntraModule;
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
 const ERROR_BYTES: usize = 240;
+const DEFAULT_ZONE_NAME: &str = "entra";
+/// Room for the key sets of dozens of providers (Entra's are a few KiB).
+const DEFAULT_ZONE_SIZE: usize = 1024 * 1024;
+const MIN_ZONE_SIZE: usize = 64 * 1024;
+
+/// `entra_shared_zone` as written, and the zone nginx made for it.
+pub struct ZoneConf {
+    name: Option<String>,
+    size: usize,
+    shm: *mut ngx_shm_zone_t,
+}
+
+impl Default for ZoneConf {
+    fn default() -> Self {
+        ZoneConf { name: None, size: 0, shm: ptr::null_mut() }
+    }
+}
+
+/// `entra_shared_zone zone=name:size;`
+pub extern "C" fn set_zone(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
+    let (conf_ctx, main) = unsafe { (Conf::new(cf), &mut *(conf as *mut MainConf)) };
+    // SAFETY: as above.
+    guard(unsafe { (*cf).log }, "entra_shared_zone", NGX_CONF_ERROR, || {
+        answer(&conf_ctx, conf_ctx.args().and_then(|a| main.zone.set(a[1])))
+    })
+}
+
+impl ZoneConf {
+    fn set(&mut self, value: &str) -> Result<(), ConfError> {
+        if self.name.is_some() {
+            return Err(ConfError::Duplicate("entra_shared_zone".into()));
+        }
+        let bad = || ConfError::Invalid {
+            directive: "entra_shared_zone",
+            value: value.to_owned(),
+            expected: "use zone=name:size",
+        };
+        let (name, size) = value.strip_prefix("zone=").and_then(|v| v.split_once(':')).ok_or_else(bad)?;
+        let bytes = size_value(size).filter(|_| !name.is_empty()).ok_or_else(bad)?;
+        if bytes < MIN_ZONE_SIZE {
+            return Err(ConfError::Rule(format!(
+                "\"entra_shared_zone\" \"{name}\" is too small (64k at least)"
+            )));
+        }
+        self.name = Some(name.to_owned());
+        self.size = bytes;
+        Ok(())
+    }
+
+    /// The zone's slab pool, once nginx mapped it.
+    fn pool(&self) -> Option<SlabPool> {
+        // SAFETY: a non-null `shm` is the zone nginx made for this configuration; its mapping
+        // lives as long as the process (a worker) or the cycle (the master).
+        unsafe { self.shm.as_ref().and_then(|zone| SlabPool::from_shm_zone(zone)) }
+    }
+}
+
+/// Adds the shared zone when there are providers (postconfiguration).
+pub fn add_zone(cf: &Conf, main: &mut MainConf) -> Result<(), ConfError> {
+    if main.providers.is_empty() {
+        return Ok(());
+    }
+    if main.providers.len() > MAX_PROVIDERS {
+        return Err(ConfError::Rule(format!("more than {MAX_PROVIDERS} entra_provider blocks")));
+    }
+    let name = main.zone.name.clone().unwrap_or_else(|| DEFAULT_ZONE_NAME.to_owned());
+    let size = if main.zone.size == 0 { DEFAULT_ZONE_SIZE } else { main.zone.size };
+    let mut zone_name = cf.pool_str(&name)?;
+    let tag = EntraModule::module() as *const ngx_module_t as *mut c_void;
+    // SAFETY: called while the configuration is parsed.
+    let zone = unsafe { ngx_shared_memory_add(cf.as_ptr(), &mut zone_name, size, tag) };
+    // SAFETY: nginx returns null or a zone entry of the cycle being configured.
+    let Some(entry) = (unsafe { zone.as_mut() }) else {
+        return Err(ConfError::Rule(format!("cannot add the shared zone \"{name}\"")));
+    };
+    if !entry.data.is_null() {
+        return Err(ConfError::Rule(format!("entra_shared_zone \"{name}\" is used by another module")));
+    }
+    entry.init = Some(init_zone);
+    entry.data = main as *mut MainConf as *mut c_void;
+    main.zone.shm = zone;
+    Ok(())
+}
 
 /// One provider's shared state.
 #[repr(C)]
-pub struct Slot {
-    /// Which provider and key source this slot belongs to (0: free).
-    identity: u64,
+struct Slot {
+    /// Which provider and key source this slot belongs to (0: free). Changed only under the
+    /// lock, by [`assign_slots`].
+    identity: AtomicU64,
     /// Bumped on every new key set; 0 while none was ever fetched.
-    pub generation: AtomicU64,
+    generation: AtomicU64,
+    /// The pid of the worker fetching now (0: nobody), and since when (ms).
+    fetch_owner: AtomicU32,
+    fetch_started_ms: AtomicU64,
+    /// A refresh was asked for (unknown `kid`); cleared by the fetch that follows.
+    forced: AtomicU32,
+    next_refresh: AtomicU64,
+    last_forced: AtomicU64,
+    last_success: AtomicU64,
+    failures: AtomicU32,
+    counters: Counters,
     /// What only the pool's mutex guards.
     guarded: UnsafeCell<Guarded>,
-    /// The pid of the worker fetching now (0: nobody), and since when (ms).
-    pub fetch_owner: AtomicU32,
-    pub fetch_started_ms: AtomicU64,
-    /// A refresh was asked for (unknown `kid`); cleared by the fetch that follows.
-    pub forced: AtomicU32,
-    pub next_refresh: AtomicU64,
-    pub last_forced: AtomicU64,
-    pub last_success: AtomicU64,
-    pub failures: AtomicU32,
-    pub counters: Counters,
 }
 
 #[repr(C)]
@@ -59,18 +160,70 @@ struct Guarded {
     last_error_len: usize,
 }
 
+/// What `entra_status` counts per provider.
 #[repr(C)]
 pub struct Counters {
-    pub allowed: AtomicU64,
-    pub denied: [AtomicU64; REASONS.len()],
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
+    allowed: AtomicU64,
+    denied: [AtomicU64; REASONS.len()],
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
     /// Time spent judging tokens the cache did not answer (signature and claims, passed or
     /// refused): the worker's crypto load, and the benchmark's in-worker measure of it.
-    pub verify_nanoseconds: AtomicU64,
-    pub fetches: AtomicU64,
-    pub fetch_errors: AtomicU64,
-    pub metadata_fetches: AtomicU64,
+    verify_nanoseconds: AtomicU64,
+    fetches: AtomicU64,
+    fetch_errors: AtomicU64,
+    metadata_fetches: AtomicU64,
+}
+
+/// A reading of [`Counters`].
+pub struct CounterValues {
+    pub allowed: u64,
+    pub denied: Vec<u64>,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub verify_microseconds: u64,
+    pub fetches: u64,
+    pub fetch_errors: u64,
+    pub metadata_fetches: u64,
+}
+
+impl Counters {
+    /// A judged token: from the cache, or checked for `checked_for`.
+    pub fn judged(&self, checked_for: Option<Duration>, passed: bool) {
+        match checked_for {
+            None => self.cache_hits.fetch_add(1, Relaxed),
+            Some(took) => {
+                let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+                self.verify_nanoseconds.fetch_add(nanos, Relaxed);
+                if passed {
+                    self.cache_misses.fetch_add(1, Relaxed);
+                }
+                0
+            }
+        };
+    }
+
+    /// The access decision of one check.
+    pub fn decided(&self, decision: Result<(), Denial>) {
+        match decision {
+            Ok(()) => &self.allowed,
+            Err(denial) => &self.denied[denial.index()],
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    fn read(&self) -> CounterValues {
+        CounterValues {
+            allowed: self.allowed.load(Relaxed),
+            denied: self.denied.iter().map(|n| n.load(Relaxed)).collect(),
+            cache_hits: self.cache_hits.load(Relaxed),
+            cache_misses: self.cache_misses.load(Relaxed),
+            verify_microseconds: self.verify_nanoseconds.load(Relaxed) / 1000,
+            fetches: self.fetches.load(Relaxed),
+            fetch_errors: self.fetch_errors.load(Relaxed),
+            metadata_fetches: self.metadata_fetches.load(Relaxed),
+        }
+    }
 }
 
 #[repr(C)]
@@ -78,8 +231,8 @@ struct Root {
     slots: [Slot; MAX_PROVIDERS],
 }
 
-/// Identifies a provider and its key source: a reload that changes them starts the slot
-/// afresh (counters included); a key file provider has a slot for its counters only.
+/// Identifies a provider and its key source: a reload that changes them gives it a fresh slot
+/// (counters included). A key-file provider has a slot for its counters only.
 pub fn identity(provider: &Provider) -> u64 {
     let mut h = DefaultHasher::new();
     (&provider.name, provider.tenant.as_str()).hash(&mut h);
@@ -90,80 +243,115 @@ pub fn identity(provider: &Provider) -> u64 {
     h.finish() | 1
 }
 
-/// The zone's init handler: `old` is the previous cycle's data when the same zone survives a
-/// reload, in which case the memory (and the slots in it) are the same.
+/// The zone's init handler: makes the slots on first use. A zone that survives a reload (same
+/// name, size and module) keeps its memory, and its slots stay as they are until
+/// [`assign_slots`] runs for a committed configuration.
 ///
 /// # Safety
 /// Called by nginx with a valid zone whose `data` is this module's main configuration.
-pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
-    let pool = (*zone).shm.addr as *mut ngx_slab_pool_t;
-    let main = &mut *((*zone).data as *mut MainConf);
-    ngx_shmtx_lock(&mut (*pool).mutex);
-    let mut root = (*pool).data as *mut Root;
-    if old.is_null() || root.is_null() {
-        root = ngx_slab_alloc_locked(pool, size_of::<Root>()) as *mut Root;
-        if root.is_null() {
-            ngx_shmtx_unlock(&mut (*pool).mutex);
-            return NGX_ERROR as ngx_int_t;
-        }
-        ptr::write_bytes(root, 0, 1);
-        (*pool).data = root as *mut c_void;
-    }
-    let wanted: Vec<u64> = main.providers().iter().map(|p| identity(p)).collect();
-    // Free the slots no provider of this configuration uses any more.
-    for slot in (*root).slots.iter_mut() {
-        if slot.identity != 0 && !wanted.contains(&slot.identity) {
-            reset(pool, slot);
-        }
-    }
-    let mut slots = Vec::with_capacity(wanted.len());
-    for &id in &wanted {
-        let found = (*root).slots.iter_mut().position(|s| s.identity == id);
-        let index = found.or_else(|| (*root).slots.iter().position(|s| s.identity == 0));
-        let Some(index) = index else {
-            ngx_shmtx_unlock(&mut (*pool).mutex);
+pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
+    let log = ngx::log::ngx_cycle_log().as_ptr();
+    guard(log, "the shared zone's init", NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx calls this with the zone it mapped; its start is the slab pool.
+        let Some(mut pool) = unsafe { zone.as_ref() }.and_then(|z| unsafe { SlabPool::from_shm_zone(z) })
+        else {
             return NGX_ERROR as ngx_int_t;
         };
-        let slot = &mut (*root).slots[index];
-        slot.identity = id;
-        // A surviving slot keeps its keys, but no fetch of a previous worker is still running.
-        slot.fetch_owner.store(0, Ordering::SeqCst);
-        slots.push(slot as *mut Slot);
-    }
-    ngx_shmtx_unlock(&mut (*pool).mutex);
-    main.set_slots(pool, slots);
-    NGX_OK as ngx_int_t
+        let locked = pool.lock();
+        if pool.as_ref().data.is_null() {
+            let Ok(root) = locked.allocate_zeroed(Layout::new::<Root>()) else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            pool.as_mut().data = root.as_ptr() as *mut c_void;
+            debug!(log, "shared zone ready: {} provider slots", MAX_PROVIDERS);
+        }
+        NGX_OK as ngx_int_t
+    })
 }
 
-/// # Safety
-/// Called with the pool locked.
-unsafe fn reset(pool: *mut ngx_slab_pool_t, slot: &mut Slot) {
-    let guarded = &*slot.guarded.get();
-    for p in [guarded.jwks, guarded.issuers] {
-        if !p.is_null() {
-            ngx_slab_free_locked(pool, p as *mut c_void);
+/// The zone's slots (set once by init_zone, before any worker starts).
+fn root(pool: &SlabPool) -> *mut Root {
+    pool.as_ref().data as *mut Root
+}
+
+/// Gives every provider of a committed configuration its slot (module `init_module`, in the
+/// master): a provider whose identity has a slot keeps it, the others take a free one, and the
+/// slots no provider uses any more are freed.
+pub fn assign_slots(cycle: &ngx_cycle_t) -> Result<(), String> {
+    use ngx::http::HttpModuleMainConf;
+    let log = cycle.log;
+    let Some(main) = EntraModule::main_conf(cycle) else { return Ok(()) };
+    let Some(pool) = main.zone.pool() else { return Ok(()) };
+    let root = root(&pool);
+    if root.is_null() {
+        return Err("the shared zone has no slots".into());
+    }
+    let locked = pool.lock();
+    // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
+    let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };
+    // SAFETY: as above.
+    let identity_of = |index: usize| unsafe { (*slot(index)).identity.load(SeqCst) };
+    let wanted: Vec<u64> = main.providers.iter().map(|p| identity(p)).collect();
+    for index in 0..MAX_PROVIDERS {
+        let id = identity_of(index);
+        if id != 0 && !wanted.contains(&id) {
+            // SAFETY: as above; this process holds no reference into the slot.
+            unsafe { free(&locked, slot(index)) };
+            debug!(log, "shared zone: slot {} freed", index);
         }
     }
-    ptr::write_bytes(slot as *mut Slot, 0, 1);
+    for (provider, &id) in main.providers.iter().zip(&wanted) {
+        if let Some(index) = (0..MAX_PROVIDERS).find(|&i| identity_of(i) == id) {
+            // Its keys stay; a fetch a previous worker claimed is not waited for.
+            // SAFETY: as above.
+            unsafe { (*slot(index)).fetch_owner.store(0, SeqCst) };
+            debug!(log, "shared zone: slot {} kept for provider \"{}\"", index, provider.name);
+            continue;
+        }
+        let index = (0..MAX_PROVIDERS)
+            .find(|&i| identity_of(i) == 0)
+            .ok_or_else(|| format!("the shared zone has no free slot for provider \"{}\"", provider.name))?;
+        // SAFETY: as above.
+        unsafe { (*slot(index)).identity.store(id, SeqCst) };
+        debug!(log, "shared zone: slot {} given to provider \"{}\"", index, provider.name);
+    }
+    Ok(())
 }
 
-/// A locked view of the zone's pool.
-struct Locked(*mut ngx_slab_pool_t);
+/// Frees a slot's memory and clears it.
+///
+/// # Safety
+/// The lock is held and no reference into the slot exists in this process.
+unsafe fn free(locked: &LockedSlabPool, slot: *mut Slot) {
+    // SAFETY: per the contract.
+    let g = unsafe { &*(*slot).guarded.get() };
+    for (p, len) in [(g.jwks, g.jwks_len), (g.issuers, g.issuers_len)] {
+        release(locked, p, len);
+    }
+    // SAFETY: per the contract; zero is a valid value of every field.
+    unsafe { ptr::write_bytes(slot, 0, 1) };
+}
 
-impl Locked {
-    /// # Safety
-    /// `pool` is the zone's slab pool.
-    unsafe fn new(pool: *mut ngx_slab_pool_t) -> Locked {
-        ngx_shmtx_lock(&mut (*pool).mutex);
-        Locked(pool)
+fn release(locked: &LockedSlabPool, p: *mut u8, len: usize) {
+    if let Some(p) = NonNull::new(p) {
+        // SAFETY: `p` was allocated from this pool with this length, by `copy_in`.
+        unsafe { locked.deallocate(p, Layout::array::<u8>(len.max(1)).expect("small")) };
     }
 }
 
-impl Drop for Locked {
-    fn drop(&mut self) {
-        // SAFETY: locked in `new` by this process.
-        unsafe { ngx_shmtx_unlock(&mut (*self.0).mutex) };
+fn copy_in(locked: &LockedSlabPool, bytes: &[u8]) -> Option<*mut u8> {
+    let p = locked.allocate(Layout::array::<u8>(bytes.len().max(1)).ok()?).ok()?.as_ptr() as *mut u8;
+    // SAFETY: `p` has room for `bytes.len()` bytes.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    Some(p)
+}
+
+fn copy_out(p: *const u8, len: usize) -> Vec<u8> {
+    if p.is_null() {
+        return Vec::new();
     }
+    // SAFETY: `p` holds `len` bytes written by `copy_in`; the caller holds the lock.
+    unsafe { core::slice::from_raw_parts(p, len) }.to_vec()
 }
 
 /// What a worker copies out of the zone: the key set and issuers of one generation.
@@ -173,101 +361,217 @@ pub struct Snapshot {
     pub issuers: Vec<String>,
 }
 
-impl Slot {
-    /// Copies the current key set out (under the lock: a memcpy, nothing more).
-    ///
-    /// # Safety
-    /// `pool` is the zone's slab pool.
-    pub unsafe fn snapshot(&self, pool: *mut ngx_slab_pool_t) -> Snapshot {
-        let (generation, jwks, issuers) = {
-            let _lock = Locked::new(pool);
-            let g = &*self.guarded.get();
-            let copy = |p: *mut u8, len: usize| {
-                if p.is_null() {
-                    Vec::new()
-                } else {
-                    core::slice::from_raw_parts(p, len).to_vec()
-                }
-            };
-            (self.generation.load(Ordering::SeqCst), copy(g.jwks, g.jwks_len), copy(g.issuers, g.issuers_len))
+/// What `entra_status` shows of a slot.
+pub struct SlotStatus {
+    pub last_success: u64,
+    pub next_refresh: u64,
+    pub last_error: String,
+    pub counters: CounterValues,
+}
+
+/// Why a fetched key set was not stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// A reload gave the slot to another provider.
+    Reassigned,
+    /// The zone has no room for it (the old keys stay).
+    NoRoom,
+}
+
+/// The answer to [`SlotRef::claim_fetch`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker fetches now.
+    Taken,
+    /// Not due, or another worker fetches.
+    NotNow,
+    /// A reload gave the slot to another provider.
+    Reassigned,
+}
+
+/// One worker's handle on its provider's slot.
+pub struct SlotRef {
+    pool: SlabPool,
+    slot: NonNull<Slot>,
+    identity: u64,
+}
+
+// SAFETY: the slot lives in shared memory mapped for the whole life of the process; everything
+// in it is atomics or data changed only under the pool's lock.
+unsafe impl Send for SlotRef {}
+// SAFETY: as above.
+unsafe impl Sync for SlotRef {}
+
+impl SlotRef {
+    /// The slot [`assign_slots`] gave this provider, if any.
+    pub fn find(zone: &ZoneConf, provider: &Provider) -> Option<SlotRef> {
+        let pool = zone.pool()?;
+        let identity = identity(provider);
+        let root = NonNull::new(root(&pool))?;
+        let slot = {
+            let _locked = pool.lock();
+            // SAFETY: the root init_zone made, read under the lock.
+            let slots = unsafe { &root.as_ref().slots };
+            NonNull::from(slots.iter().find(|s| s.identity.load(SeqCst) == identity)?)
         };
+        Some(SlotRef { pool, slot, identity })
+    }
+
+    fn slot(&self) -> &Slot {
+        // SAFETY: see the Send impl.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// Still this provider's (a reload may have given it to another).
+    fn is_mine(&self) -> bool {
+        self.slot().identity.load(SeqCst) == self.identity
+    }
+
+    /// Runs `body` with the lock held, if the slot is still this provider's.
+    fn locked<R>(&self, body: impl FnOnce(&LockedSlabPool, &Slot, &mut Guarded) -> R) -> Option<R> {
+        let locked = self.pool.lock();
+        let slot = self.slot();
+        // SAFETY: the lock is held, so nobody else touches the guarded part.
+        self.is_mine().then(|| body(&locked, slot, unsafe { &mut *slot.guarded.get() }))
+    }
+
+    /// The key set generation in the zone (0: none, or no longer this provider's slot).
+    pub fn generation(&self) -> u64 {
+        let generation = self.slot().generation.load(SeqCst);
+        if self.is_mine() {
+            generation
+        } else {
+            0
+        }
+    }
+
+    /// Copies the current key set out (under the lock: a copy, nothing more).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let (generation, jwks, issuers) = self.locked(|_, slot, g| {
+            (slot.generation.load(SeqCst), copy_out(g.jwks, g.jwks_len), copy_out(g.issuers, g.issuers_len))
+        })?;
         let issuers = String::from_utf8_lossy(&issuers)
             .split('\n')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        Snapshot { generation, jwks, issuers }
+        Some(Snapshot { generation, jwks, issuers })
     }
 
-    /// Stores a new key set; `false` when the zone has no room (the old keys stay).
-    ///
-    /// # Safety
-    /// `pool` is the zone's slab pool; `self` lives in it.
-    pub unsafe fn store(&self, pool: *mut ngx_slab_pool_t, jwks: &[u8], issuers: &[String]) -> bool {
-        let issuers = issuers.join("\n");
-        let _lock = Locked::new(pool);
-        let g = &mut *self.guarded.get();
-        let new_jwks = ngx_slab_alloc_locked(pool, jwks.len().max(1)) as *mut u8;
-        let new_issuers = ngx_slab_alloc_locked(pool, issuers.len().max(1)) as *mut u8;
-        if new_jwks.is_null() || new_issuers.is_null() {
-            for p in [new_jwks, new_issuers] {
-                if !p.is_null() {
-                    ngx_slab_free_locked(pool, p as *mut c_void);
-                }
+    /// The counters, while the slot is this provider's. A count that races with a reload which
+    /// gives the slot away may land in the new provider's counters; nothing else can.
+    pub fn counters(&self) -> Option<&Counters> {
+        self.is_mine().then(|| &self.slot().counters)
+    }
+
+    /// Takes the fetch for worker `pid` if one is due and nobody (alive) is fetching.
+    pub fn claim_fetch(&self, pid: u32, now: u64, now_ms: u64, timeout: Duration) -> Claim {
+        self.locked(|_, slot, _| {
+            let due = is_due(now, slot.next_refresh.load(SeqCst), slot.forced.load(SeqCst) != 0);
+            let owner = slot.fetch_owner.load(SeqCst);
+            let busy = owner != 0 && claim_is_live(slot.fetch_started_ms.load(SeqCst), now_ms, timeout);
+            if !due || busy {
+                return Claim::NotNow;
             }
-            return false;
-        }
-        ptr::copy_nonoverlapping(jwks.as_ptr(), new_jwks, jwks.len());
-        ptr::copy_nonoverlapping(issuers.as_ptr(), new_issuers, issuers.len());
-        for p in [g.jwks, g.issuers] {
-            if !p.is_null() {
-                ngx_slab_free_locked(pool, p as *mut c_void);
+            slot.fetch_owner.store(pid, SeqCst);
+            slot.fetch_started_ms.store(now_ms, SeqCst);
+            Claim::Taken
+        })
+        .unwrap_or(Claim::Reassigned)
+    }
+
+    /// Gives a claimed fetch back without a result (it could not be started).
+    pub fn release_claim(&self, pid: u32) {
+        self.locked(|_, slot, _| {
+            let _ = slot.fetch_owner.compare_exchange(pid, 0, SeqCst, SeqCst);
+        });
+    }
+
+    /// Stores what worker `pid` fetched; the next refresh is due at `next_refresh`. Returns the
+    /// new generation.
+    pub fn finish_with_keys(
+        &self,
+        pid: u32,
+        fetched: &Fetched,
+        now: u64,
+        next_refresh: u64,
+    ) -> Result<u64, StoreError> {
+        let issuers = fetched.issuers.join("\n");
+        self.locked(|locked, slot, g| {
+            slot.counters.fetches.fetch_add(1, Relaxed);
+            let (Some(jwks), Some(issuers_copy)) =
+                (copy_in(locked, &fetched.jwks), copy_in(locked, issuers.as_bytes()))
+            else {
+                return Err(StoreError::NoRoom);
+            };
+            release(locked, g.jwks, g.jwks_len);
+            release(locked, g.issuers, g.issuers_len);
+            (g.jwks, g.jwks_len, g.issuers, g.issuers_len) =
+                (jwks, fetched.jwks.len(), issuers_copy, issuers.len());
+            slot.counters.metadata_fetches.fetch_add(u64::from(fetched.metadata_requests), Relaxed);
+            slot.failures.store(0, SeqCst);
+            slot.last_success.store(now, SeqCst);
+            slot.next_refresh.store(next_refresh, SeqCst);
+            Self::end_fetch(slot, pid);
+            Ok(slot.generation.fetch_add(1, SeqCst) + 1)
+        })
+        .unwrap_or(Err(StoreError::Reassigned))
+    }
+
+    /// Records a failed fetch of worker `pid` and schedules the retry; returns its backoff in
+    /// seconds, or `None` when the slot is no longer this provider's.
+    pub fn finish_with_error(&self, pid: u32, error: &str, now: u64) -> Option<u64> {
+        self.locked(|_, slot, g| {
+            slot.counters.fetches.fetch_add(1, Relaxed);
+            slot.counters.fetch_errors.fetch_add(1, Relaxed);
+            // Kept short; never a secret: URLs and reasons only.
+            let mut end = error.len().min(ERROR_BYTES);
+            while !error.is_char_boundary(end) {
+                end -= 1;
             }
-        }
-        (g.jwks, g.jwks_len, g.issuers, g.issuers_len) = (new_jwks, jwks.len(), new_issuers, issuers.len());
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        true
+            g.last_error[..end].copy_from_slice(&error.as_bytes()[..end]);
+            g.last_error_len = end;
+            let backoff = retry_in(slot.failures.fetch_add(1, SeqCst));
+            slot.next_refresh.store(now + backoff, SeqCst);
+            Self::end_fetch(slot, pid);
+            backoff
+        })
     }
 
-    /// Records why the last fetch failed (kept short; never a secret: URLs and reasons only).
-    ///
-    /// # Safety
-    /// `pool` is the zone's slab pool; `self` lives in it.
-    pub unsafe fn set_error(&self, pool: *mut ngx_slab_pool_t, error: &str) {
-        let _lock = Locked::new(pool);
-        let g = &mut *self.guarded.get();
-        let bytes = &error.as_bytes()[..error.len().min(ERROR_BYTES)];
-        g.last_error[..bytes.len()].copy_from_slice(bytes);
-        g.last_error_len = bytes.len();
+    fn end_fetch(slot: &Slot, pid: u32) {
+        slot.forced.store(0, SeqCst);
+        let _ = slot.fetch_owner.compare_exchange(pid, 0, SeqCst, SeqCst);
     }
 
-    /// # Safety
-    /// `pool` is the zone's slab pool.
-    pub unsafe fn last_error(&self, pool: *mut ngx_slab_pool_t) -> String {
-        let _lock = Locked::new(pool);
-        let g = &*self.guarded.get();
-        String::from_utf8_lossy(&g.last_error[..g.last_error_len]).into_owned()
+    /// Asks for a refresh because a token names an unknown `kid`, at most once per
+    /// `refresh_on_unknown_kid`. Returns `true` when it was asked now.
+    pub fn ask_refresh(&self, now: u64, schedule: &Schedule) -> bool {
+        self.locked(|_, slot, _| {
+            if !schedule.may_force(slot.last_forced.load(SeqCst), now) {
+                return false;
+            }
+            slot.last_forced.store(now, SeqCst);
+            slot.forced.store(1, SeqCst);
+            true
+        })
+        .unwrap_or(false)
     }
-}
 
-/// Brings a worker's copy of a provider's keys up to the zone's generation.
-///
-/// # Safety
-/// `pool` and `slot` belong to the live zone.
-pub unsafe fn sync_keys(
-    provider: &Provider,
-    pool: *mut ngx_slab_pool_t,
-    slot: &Slot,
-    local: &core::cell::Cell<u64>,
-) {
-    let generation = slot.generation.load(Ordering::SeqCst);
-    if generation == local.get() {
-        return;
+    /// `true` while a refresh is asked for or some live worker fetches this provider's keys.
+    pub fn fetching(&self, now_ms: u64, timeout: Duration) -> bool {
+        let slot = self.slot();
+        let forced = slot.forced.load(SeqCst) != 0;
+        let owned = slot.fetch_owner.load(SeqCst) != 0
+            && claim_is_live(slot.fetch_started_ms.load(SeqCst), now_ms, timeout);
+        self.is_mine() && (forced || owned)
     }
-    let snapshot = slot.snapshot(pool);
-    // Stored only after it parsed in the worker that fetched it.
-    if let Ok((keys, _)) = KeySet::from_jwks(&snapshot.jwks) {
-        provider.update_keys(keys, snapshot.issuers);
+
+    pub fn status(&self) -> Option<SlotStatus> {
+        self.locked(|_, slot, g| SlotStatus {
+            last_success: slot.last_success.load(SeqCst),
+            next_refresh: slot.next_refresh.load(SeqCst),
+            last_error: String::from_utf8_lossy(&g.last_error[..g.last_error_len]).into_owned(),
+            counters: slot.counters.read(),
+        })
     }
-    local.set(snapshot.generation);
 }

@@ -3,38 +3,39 @@
 
 use core::ffi::{c_char, c_void};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use entra_core::error::REASONS;
-use entra_core::provider::KeySource;
 use ngx::core::{Buffer, Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_log_t,
+    NGX_HTTP_INTERNAL_SERVER_ERROR,
 };
-use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
+use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use serde_json::{json, Value};
 
-use crate::conf::MainConf;
-use crate::state::{sync_keys, Counters};
-use crate::EntraModule;
+use crate::access::request_log;
+use crate::log::{guard, test_panic};
+use crate::state::CounterValues;
+use crate::worker::{self, Worker};
+
+const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
 pub extern "C" fn set_status(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     _conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with a valid cf in a location.
-    match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
-        Some(clcf) => {
-            clcf.handler = Some(status_handler);
-            NGX_CONF_OK
+    // SAFETY: nginx calls directive handlers with a valid cf.
+    guard(unsafe { (*cf).log }, "entra_status", NGX_CONF_ERROR, || {
+        // SAFETY: as above, in a location.
+        match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
+            Some(clcf) => {
+                clcf.handler = Some(status_handler);
+                NGX_CONF_OK
+            }
+            None => NGX_CONF_ERROR,
         }
-        None => NGX_CONF_ERROR,
-    }
-}
-
-fn load(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
+    })
 }
 
 /// One counter every provider reports.
@@ -42,30 +43,22 @@ struct Counter {
     name: &'static str,
     /// Prometheus' `# HELP` text.
     help: &'static str,
-    read: fn(&Counters) -> u64,
+    read: fn(&CounterValues) -> u64,
 }
 
 /// Every provider's counters, in the order shown.
 const COUNTERS: [Counter; 7] = [
-    Counter { name: "allowed", help: "Requests let in.", read: |c| load(&c.allowed) },
-    Counter {
-        name: "cache_hits",
-        help: "Tokens found in the verified-token cache.",
-        read: |c| load(&c.cache_hits),
-    },
-    Counter { name: "cache_misses", help: "Tokens verified.", read: |c| load(&c.cache_misses) },
+    Counter { name: "allowed", help: "Requests let in.", read: |c| c.allowed },
+    Counter { name: "cache_hits", help: "Tokens found in the verified-token cache.", read: |c| c.cache_hits },
+    Counter { name: "cache_misses", help: "Tokens verified.", read: |c| c.cache_misses },
     Counter {
         name: "verify_microseconds",
         help: "Time spent judging tokens not found in the cache.",
-        read: |c| load(&c.verify_nanoseconds) / 1000,
+        read: |c| c.verify_microseconds,
     },
-    Counter { name: "fetches", help: "Key set fetches.", read: |c| load(&c.fetches) },
-    Counter { name: "fetch_errors", help: "Failed key set fetches.", read: |c| load(&c.fetch_errors) },
-    Counter {
-        name: "metadata_fetches",
-        help: "Metadata document requests.",
-        read: |c| load(&c.metadata_fetches),
-    },
+    Counter { name: "fetches", help: "Key set fetches.", read: |c| c.fetches },
+    Counter { name: "fetch_errors", help: "Failed key set fetches.", read: |c| c.fetch_errors },
+    Counter { name: "metadata_fetches", help: "Metadata document requests.", read: |c| c.metadata_fetches },
 ];
 
 struct ProviderStatus {
@@ -80,40 +73,30 @@ struct ProviderStatus {
     denied: Vec<(&'static str, u64)>,
 }
 
-fn collect(main: &MainConf) -> Vec<ProviderStatus> {
-    main.providers()
+fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
+    worker
+        .providers
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let shared = main.shared(i);
-            if let Some((pool, slot)) = shared {
-                // Report the keys in force now, even if no request made this worker look yet.
-                // SAFETY: the pool and slot belong to the live zone.
-                unsafe { sync_keys(p, pool, slot, &main.local[i].generation) };
-            }
-            let kids = p.key_state().keys.kids().map(str::to_owned).collect();
-            let source = match p.source {
-                KeySource::File => "jwks_file",
-                KeySource::Discovery { .. } => "metadata",
-            };
+        .map(|state| {
+            // Report the keys in force now, even if no request made this worker look yet.
+            state.sync_keys(log);
+            let p = &state.provider;
             let mut status = ProviderStatus {
                 name: p.name.clone(),
-                source,
-                kids,
+                source: if state.discovery().is_some() { "metadata" } else { "jwks_file" },
+                kids: p.key_state().keys.kids().map(str::to_owned).collect(),
                 last_fetch: 0,
                 last_error: String::new(),
                 next_refresh: 0,
                 counters: Vec::new(),
                 denied: Vec::new(),
             };
-            if let Some((pool, slot)) = shared {
-                let c = &slot.counters;
-                status.last_fetch = slot.last_success.load(Ordering::Relaxed);
-                status.next_refresh = slot.next_refresh.load(Ordering::Relaxed);
-                // SAFETY: the pool and slot belong to the live zone.
-                status.last_error = unsafe { slot.last_error(pool) };
-                status.counters = COUNTERS.iter().map(|counter| (counter.read)(c)).collect();
-                status.denied = REASONS.iter().zip(&c.denied).map(|(r, n)| (*r, load(n))).collect();
+            if let Some(slot) = state.slot.as_ref().and_then(|s| s.status()) {
+                status.last_fetch = slot.last_success;
+                status.next_refresh = slot.next_refresh;
+                status.last_error = slot.last_error;
+                status.counters = COUNTERS.iter().map(|counter| (counter.read)(&slot.counters)).collect();
+                status.denied = REASONS.iter().map(|r| r.word).zip(slot.counters.denied).collect();
             }
             status
         })
@@ -177,14 +160,22 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
 
 extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with a valid request.
-    let request = unsafe { Request::from_ngx_http_request(r) };
-    let Some(main) = EntraModule::main_conf(request) else {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    };
-    // SAFETY: `args` is the request's query string.
-    let args = unsafe { (*r).args.as_bytes() };
+    guard(unsafe { request_log(r) }, "entra_status", INTERNAL_ERROR, || {
+        test_panic("status");
+        // SAFETY: as above.
+        unsafe { respond(r) }
+    })
+}
+
+/// # Safety
+/// `r` is a valid request.
+unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let Some(worker) = worker::current() else { return INTERNAL_ERROR };
+    // SAFETY: per the contract.
+    let (request, log, args) =
+        unsafe { (Request::from_ngx_http_request(r), request_log(r), (*r).args.as_bytes()) };
     let prometheus = args.split(|b| *b == b'&').any(|a| a == b"format=prometheus");
-    let providers = collect(main);
+    let providers = collect(&worker, log);
     let (body, content_type) = if prometheus {
         (as_prometheus(&providers), "text/plain; version=0.0.4")
     } else {
@@ -193,16 +184,14 @@ extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     request.discard_request_body();
     request.set_status(HTTPStatus::OK);
     if request.add_header_out("Content-Type", content_type).is_none() {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        return INTERNAL_ERROR;
     }
     request.set_content_length_n(body.len());
     let status = request.send_header();
     if status == Status::NGX_ERROR || status.0 > Status::NGX_OK.0 || request.header_only() {
         return status.into();
     }
-    let Some(mut buf) = request.pool().create_buffer_from_str(&body) else {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    };
+    let Some(mut buf) = request.pool().create_buffer_from_str(&body) else { return INTERNAL_ERROR };
     buf.set_last_buf(request.is_main());
     buf.set_last_in_chain(true);
     let mut out = ngx_chain_t { buf: buf.as_ngx_buf_mut(), next: core::ptr::null_mut() };

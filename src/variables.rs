@@ -3,7 +3,6 @@
 //! They are filled in the access phase, so `set` and `if` (rewrite phase) see them empty.
 //! They are not cached: the same request can be judged again after an internal redirect.
 
-use core::ptr;
 use std::borrow::Cow;
 
 use entra_core::VerifiedToken;
@@ -12,10 +11,10 @@ use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_int_t, ngx_pnalloc, ngx_str_t,
     ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
 };
-use ngx::http::Request;
-use ngx::http_variable_get;
 use serde_json::Value;
 
+use crate::access::request_log;
+use crate::log::{guard, test_panic};
 use crate::outcome;
 
 /// What a variable shows; the index is the variable's `data`.
@@ -52,27 +51,24 @@ const VARIABLES: [(&str, Field); 12] = [
 
 const CLAIM_PREFIX: &str = "entra_claim_";
 
-/// # Safety
-/// Called by nginx in preconfiguration with a valid `cf`.
-pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
+/// Adds the variables (preconfiguration).
+pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
     let flags = NGX_HTTP_VAR_NOCACHEABLE as usize;
-    for (index, (name, _)) in VARIABLES.iter().enumerate() {
+    let add = |name: &'static str, flags: usize, handler: Handler, data: usize| {
         let mut name = ngx_str_t { len: name.len(), data: name.as_ptr() as *mut u8 };
-        let var = ngx_http_add_variable(cf, &mut name, flags);
-        if var.is_null() {
-            return Status::NGX_ERROR.into();
-        }
-        (*var).get_handler = Some(get_field);
-        (*var).data = index;
+        // SAFETY: nginx calls preconfiguration with a valid cf; it copies the name.
+        let var = unsafe { ngx_http_add_variable(cf, &mut name, flags).as_mut() }.ok_or("out of memory")?;
+        var.get_handler = Some(handler);
+        var.data = data;
+        Ok(())
+    };
+    for (index, (name, _)) in VARIABLES.iter().enumerate() {
+        add(name, flags, get_field, index)?;
     }
-    let mut prefix = ngx_str_t { len: CLAIM_PREFIX.len(), data: CLAIM_PREFIX.as_ptr() as *mut u8 };
-    let var = ngx_http_add_variable(cf, &mut prefix, flags | NGX_HTTP_VAR_PREFIX as usize);
-    if var.is_null() {
-        return Status::NGX_ERROR.into();
-    }
-    (*var).get_handler = Some(get_claim);
-    Status::NGX_OK.into()
+    add(CLAIM_PREFIX, flags | NGX_HTTP_VAR_PREFIX as usize, get_claim, 0)
 }
+
+type Handler = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
 
 fn join<'a>(items: impl Iterator<Item = &'a str>, sep: &str) -> Option<Cow<'a, str>> {
     let joined = items.collect::<Vec<_>>().join(sep);
@@ -118,60 +114,80 @@ fn claim_text(value: &Value) -> Option<Cow<'_, str>> {
 
 /// Copies a value into the request pool. Control characters become spaces, so that a claim
 /// can never split a header line when passed on with `proxy_set_header`.
+///
+/// # Safety
+/// `r` and `v` are the valid request and value nginx passed to a variable handler.
 unsafe fn set_value(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
     text: Option<Cow<str>>,
 ) -> Status {
+    // SAFETY: per the contract.
+    let v = unsafe { &mut *v };
     let Some(text) = text else {
-        (*v).set_not_found(1);
+        v.set_not_found(1);
         return Status::NGX_OK;
     };
-    let data = ngx_pnalloc((*r).pool, text.len().max(1)) as *mut u8;
+    // SAFETY: per the contract, the request's pool is valid.
+    let data = unsafe { ngx_pnalloc((*r).pool, text.len().max(1)) } as *mut u8;
     if data.is_null() {
         return Status::NGX_ERROR;
     }
-    ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
-    for i in 0..text.len() {
-        let b = data.add(i);
-        if *b < 0x20 || *b == 0x7f {
-            *b = b' ';
-        }
+    // SAFETY: `data` has room for the text.
+    let copy = unsafe { core::slice::from_raw_parts_mut(data, text.len()) };
+    for (to, from) in copy.iter_mut().zip(text.bytes()) {
+        *to = if from < 0x20 || from == 0x7f { b' ' } else { from };
     }
-    (*v).data = data;
-    (*v).set_len(text.len() as u32);
-    (*v).set_valid(1);
-    (*v).set_no_cacheable(1);
-    (*v).set_not_found(0);
+    v.data = data;
+    v.set_len(text.len() as u32);
+    v.set_valid(1);
+    v.set_no_cacheable(1);
+    v.set_not_found(0);
     Status::NGX_OK
 }
 
-http_variable_get!(get_field, |request: &mut Request, v: *mut ngx_variable_value_t, data: usize| {
-    let r: *mut ngx_http_request_t = request.into();
-    // SAFETY: nginx calls variable handlers with a valid request and value.
-    unsafe {
+/// # Safety
+/// nginx calls variable handlers with a valid request and value.
+unsafe extern "C" fn get_field(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    guard(unsafe { request_log(r) }, "a variable", Status::NGX_ERROR.into(), || {
+        test_panic("variable");
         let field_kind = VARIABLES[data].1;
-        let text = outcome::get(r).and_then(|o| match (field_kind, &o.verified) {
+        // SAFETY: per the contract.
+        let text = unsafe { outcome::get(r) }.and_then(|o| match (field_kind, &o.verified) {
             (Field::Error, _) => o.denial.map(|d| Cow::Borrowed(d.reason())),
             (kind, Ok(token)) => field(token, kind),
             (_, Err(_)) => None,
         });
-        set_value(r, v, text)
-    }
-});
+        // SAFETY: per the contract.
+        unsafe { set_value(r, v, text) }.into()
+    })
+}
 
-http_variable_get!(get_claim, |request: &mut Request, v: *mut ngx_variable_value_t, data: usize| {
-    let r: *mut ngx_http_request_t = request.into();
-    // SAFETY: for a prefix variable nginx passes the full variable name as `data`.
-    unsafe {
-        let full = &*(data as *const ngx_str_t);
+/// # Safety
+/// As above; for a prefix variable nginx passes the full variable name as `data`.
+unsafe extern "C" fn get_claim(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    guard(unsafe { request_log(r) }, "a variable", Status::NGX_ERROR.into(), || {
+        // SAFETY: per the contract.
+        let full = unsafe { &*(data as *const ngx_str_t) };
         let name = full.as_bytes().get(CLAIM_PREFIX.len()..).and_then(|n| core::str::from_utf8(n).ok());
-        let text = match (outcome::get(r), name) {
+        // SAFETY: per the contract.
+        let text = match (unsafe { outcome::get(r) }, name) {
             (Some(o), Some(name)) => {
                 o.verified.as_ref().ok().and_then(|t| t.claim(name)).and_then(claim_text)
             }
             _ => None,
         };
-        set_value(r, v, text)
-    }
-});
+        // SAFETY: per the contract.
+        unsafe { set_value(r, v, text) }.into()
+    })
+}

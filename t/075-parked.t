@@ -42,6 +42,23 @@ $provider
 CONF
 close $conf;
 
+# Reloads nginx and returns once the old workers are gone and a new one runs, so that the next
+# request is answered by a worker of the new configuration.
+sub reload {
+    my ($pid) = @_;
+    my @old = `pgrep -P $pid` =~ /(\d+)/g;
+    kill 'HUP', $pid;
+    my $deadline = time + 10;
+    while (1) {
+        my @now = `pgrep -P $pid` =~ /(\d+)/g;
+        my %old = map { $_ => 1 } @old;
+        my @new = grep { !$old{$_} } @now;
+        return $new[0] if @new && @new == @now;
+        die "no new worker alone after the reload\n" if time > $deadline;
+        select undef, undef, undef, 0.02;
+    }
+}
+
 sub get { my ($path, $token) = @_; $http->get("http://127.0.0.1:$port$path", { headers => $token ? { Authorization => "Bearer $token" } : {} }) }
 sub stats { JSON::PP::decode_json(idp_admin('stats')) }
 
@@ -80,14 +97,7 @@ idp_admin('mode?set=normal');
 
 # A reload keeps the keys: the new worker answers at once, with no fetch.
 idp_admin('reset');
-my ($old_worker) = `pgrep -P $pid` =~ /(\d+)/;
-kill 'HUP', $pid;
-my $deadline = time + 10;
-my $new_worker;
-until (($new_worker) = grep { $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g) {
-    die "no new worker after the reload\n" if time > $deadline;
-    select undef, undef, undef, 0.02;
-}
+reload($pid);
 my $started = time;
 is(get('/api', $rotated)->{status}, 200, 'the new worker lets a valid token in');
 ok(time - $started < 1, 'at once, without waiting for keys');
@@ -102,13 +112,7 @@ is(stats()->{keys}, 0, 'and without fetching the key set again');
     print $out $text;
 }
 idp_admin('reset');
-my ($before) = grep { $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g;
-kill 'HUP', $pid;
-$deadline = time + 10;
-until (grep { $_ != $before && $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g) {
-    die "no new worker after the second reload\n" if time > $deadline;
-    select undef, undef, undef, 0.02;
-}
+my $victim = reload($pid);
 is(get('/api', $rotated)->{status}, 200, 'a changed metadata_url: keys fetched again, then in');
 is(stats()->{keys}, 1, 'with one new fetch');
 
@@ -116,11 +120,10 @@ is(stats()->{keys}, 1, 'with one new fetch');
 # next worker fetches.
 idp_admin('mode?set=slow&ms=3000');
 my $third = live_idp('mint', '--key', live_idp('add-key'));
-my ($victim) = grep { $_ != $before && $_ != $old_worker } `pgrep -P $pid` =~ /(\d+)/g;
 my $waiting = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
 print $waiting "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $third\r\nConnection: close\r\n\r\n";
 # The request has reached the worker and started the fetch once the IdP counts it.
-$deadline = time + 10;
+my $deadline = time + 10;
 until (stats()->{metadata} >= 1) {
     die "the fetch did not start\n" if time > $deadline;
     select undef, undef, undef, 0.02;

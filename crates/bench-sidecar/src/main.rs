@@ -10,8 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use entra_core::provider::{parse_guid, Tenant};
-use entra_core::token::bearer_token;
+use entra_core::values::{parse_guid, Tenant};
 use entra_core::{KeySet, Provider, ProviderConfig};
 use http_body_util::Empty;
 use hyper::body::{Bytes, Incoming};
@@ -41,9 +40,10 @@ fn provider(args: &[String]) -> Result<Provider, String> {
 fn check(provider: &Provider, req: &Request<Incoming>) -> StatusCode {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let header = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
-    match header.map(bearer_token) {
-        Some(Ok(token)) if provider.judge(token, now).is_ok() => StatusCode::NO_CONTENT,
-        _ => StatusCode::UNAUTHORIZED,
+    if provider.judge(header, now).verdict.is_ok() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::UNAUTHORIZED
     }
 }
 

@@ -8,13 +8,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::Criterion;
-use entra_core::provider::Tenant;
-use entra_core::{KeySet, Provider, ProviderConfig};
+use entra_core::values::Tenant;
+use entra_core::{KeySet, Provider, ProviderConfig, VerifiedToken};
 use entra_dev_idp::keystore::{KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
 use entra_dev_idp::mint::{mint, MintOptions};
 use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
@@ -55,6 +56,8 @@ struct Fixture {
     cached: Provider,
     uncached: Provider,
     token: String,
+    /// `Bearer <token>`, as the module hands it to `judge`.
+    authorization: Vec<u8>,
     rsa_n: Vec<u8>,
     rsa_e: Vec<u8>,
 }
@@ -86,7 +89,8 @@ fn fixture() -> Fixture {
         .expect("provider")
     };
     let _ = std::fs::remove_dir_all(&dir);
-    Fixture { cached: build(None), uncached: build(Some(0)), token, rsa_n, rsa_e }
+    let authorization = format!("Bearer {token}").into_bytes();
+    Fixture { cached: build(None), uncached: build(Some(0)), token, authorization, rsa_n, rsa_e }
 }
 
 fn now() -> u64 {
@@ -101,25 +105,25 @@ fn rsa_verify(f: &Fixture) {
         .expect("verifies");
 }
 
+fn judge(p: &Provider, authorization: &[u8]) -> Arc<VerifiedToken> {
+    p.judge(Some(authorization), now()).verdict.expect("valid")
+}
+
 fn main() {
     let f = fixture();
-    f.cached.judge(f.token.as_bytes(), now()).expect("valid");
-    f.uncached.judge(f.token.as_bytes(), now()).expect("valid");
+    judge(&f.cached, &f.authorization);
+    judge(&f.uncached, &f.authorization);
     println!(
         "allocations per call: judge_uncached {}, judge_cached {}, rsa_verify_only {} (token of {} bytes)",
-        allocations_of(|| drop(f.uncached.judge(f.token.as_bytes(), now()))),
-        allocations_of(|| drop(f.cached.judge(f.token.as_bytes(), now()))),
+        allocations_of(|| drop(judge(&f.uncached, &f.authorization))),
+        allocations_of(|| drop(judge(&f.cached, &f.authorization))),
         allocations_of(|| rsa_verify(&f)),
         f.token.len()
     );
 
     let mut c = Criterion::default().configure_from_args();
-    c.bench_function("judge_uncached", |b| {
-        b.iter(|| f.uncached.judge(black_box(f.token.as_bytes()), now()).expect("valid"))
-    });
-    c.bench_function("judge_cached", |b| {
-        b.iter(|| f.cached.judge(black_box(f.token.as_bytes()), now()).expect("valid"))
-    });
+    c.bench_function("judge_uncached", |b| b.iter(|| judge(&f.uncached, black_box(&f.authorization))));
+    c.bench_function("judge_cached", |b| b.iter(|| judge(&f.cached, black_box(&f.authorization))));
     c.bench_function("rsa_verify_only", |b| b.iter(|| rsa_verify(black_box(&f))));
     c.final_summary();
 }

@@ -13,7 +13,7 @@ use thiserror::Error;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use crate::keys::KeySet;
-use crate::provider::parse_url;
+use crate::values::parse_url;
 
 /// The largest document accepted (Entra's key sets are a few KiB).
 pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;

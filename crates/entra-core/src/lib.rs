@@ -1,12 +1,19 @@
 //! Entra ID access-token validation, with no nginx in sight.
 //!
+//! - [`values`]: what the operator writes (GUIDs, tenants, algorithms, URLs), checked.
+//! - [`provider`]: one Entra app's settings, checked as a whole (`entra_provider`).
 //! - [`keys`]: JWKS documents into signing keys.
-//! - [`provider`]: one Entra app's settings, checked (`entra_provider`).
-//! - [`token`]: judging a bearer token against a provider.
+//! - [`token`]: the bearer token, its header and claims read strictly, the verified token.
+//! - [`verify`]: the rules a provider judges a token by, and [`Provider::judge`].
 //! - [`policy`]: location requirements (`entra_require_*`).
 //! - [`cache`]: the verified-token cache.
 //! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
+//! - [`schedule`]: when keys are fetched again.
 //! - [`error`]: the denial vocabulary and configuration errors.
+//!
+//! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
+
+#![forbid(unsafe_code)]
 
 pub mod cache;
 mod crypto;
@@ -15,10 +22,14 @@ pub mod error;
 pub mod keys;
 pub mod policy;
 pub mod provider;
+pub mod schedule;
 pub mod token;
+pub mod values;
+pub mod verify;
 
 pub use error::{ConfigError, Denial, DenialClass, KeySetError};
 pub use keys::KeySet;
 pub use policy::{Policy, Requirement, Subject};
 pub use provider::{Provider, ProviderConfig};
-pub use token::{Judged, VerifiedToken};
+pub use token::VerifiedToken;
+pub use verify::Judgment;

@@ -10,136 +10,13 @@ use crate::cache::TokenCache;
 use crate::discovery::Discovery;
 use crate::error::ConfigError;
 use crate::keys::{KeyFamily, KeySet};
+use crate::schedule::Schedule;
+use crate::values::{AllowedTenants, Tenant, CONSUMERS_TENANT_ID, TENANT_PLACEHOLDER};
 
-/// The tenant id of personal Microsoft accounts.
-pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 /// Default size of the verified-token cache, in tokens (each takes about 4 KiB).
 pub const DEFAULT_TOKEN_CACHE: usize = 4096;
 /// The default authority (global Azure cloud).
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
-/// Placeholder filled from the token's `tid` in issuer templates.
-pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
-
-/// `true` for the canonical 8-4-4-4-12 hexadecimal form.
-pub fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-/// Parses a GUID-valued directive argument, normalised to lower case as Entra writes them.
-pub fn parse_guid(directive: &'static str, value: &str) -> Result<String, ConfigError> {
-    if is_guid(value) {
-        Ok(value.to_ascii_lowercase())
-    } else {
-        Err(ConfigError::NotAGuid { directive, value: value.to_owned() })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tenant {
-    Id(String),
-    Common,
-    Organizations,
-    Consumers,
-    /// A verified domain name (`contoso.onmicrosoft.com`): usable with metadata discovery only.
-    Domain(String),
-}
-
-fn is_domain(s: &str) -> bool {
-    s.contains('.')
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-impl Tenant {
-    pub fn parse(value: &str) -> Result<Tenant, ConfigError> {
-        match value {
-            "common" => Ok(Tenant::Common),
-            "organizations" => Ok(Tenant::Organizations),
-            "consumers" => Ok(Tenant::Consumers),
-            v if is_guid(v) => Ok(Tenant::Id(v.to_ascii_lowercase())),
-            v if is_domain(v) => Ok(Tenant::Domain(v.to_ascii_lowercase())),
-            v => Err(ConfigError::BadTenant(v.to_owned())),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Tenant::Id(id) | Tenant::Domain(id) => id,
-            Tenant::Common => "common",
-            Tenant::Organizations => "organizations",
-            Tenant::Consumers => "consumers",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowedTenants {
-    Any,
-    Only(Vec<String>),
-}
-
-impl AllowedTenants {
-    pub fn allows(&self, tid: &str) -> bool {
-        match self {
-            AllowedTenants::Any => true,
-            AllowedTenants::Only(list) => list.iter().any(|t| t.eq_ignore_ascii_case(tid)),
-        }
-    }
-}
-
-pub fn parse_algorithm(value: &str) -> Result<Algorithm, ConfigError> {
-    use Algorithm::*;
-    Ok(match value {
-        "RS256" => RS256,
-        "RS384" => RS384,
-        "RS512" => RS512,
-        "PS256" => PS256,
-        "PS384" => PS384,
-        "PS512" => PS512,
-        "ES256" => ES256,
-        "ES384" => ES384,
-        "EdDSA" => EdDSA,
-        other => return Err(ConfigError::UnknownAlgorithm(other.to_owned())),
-    })
-}
-
-/// `https://` anywhere, `http://` only towards loopback (tests and the development IdP).
-/// Returns the URL without a trailing slash.
-pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigError> {
-    let bad = || ConfigError::BadUrl { directive, value: value.to_owned() };
-    let rest = if let Some(rest) = value.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = value.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-        };
-        let loopback =
-            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(bad());
-        }
-        rest
-    } else {
-        return Err(bad());
-    };
-    if rest.is_empty() || rest.starts_with('/') || value.contains(char::is_whitespace) {
-        return Err(bad());
-    }
-    Ok(value.trim_end_matches('/').to_owned())
-}
 
 /// The v1 issuer host follows the cloud, not the authority (rule 17).
 fn v1_issuer_template(authority: &str) -> String {
@@ -171,11 +48,6 @@ pub struct ProviderConfig {
     pub fetch_timeout: Option<Duration>,
 }
 
-/// Default interval between key set refreshes (Microsoft's libraries use 12-24 h; an hour
-/// follows rotations sooner at no real cost).
-pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
-/// Default least interval between refreshes forced by an unknown `kid`.
-pub const DEFAULT_REFRESH_ON_UNKNOWN_KID: Duration = Duration::from_secs(300);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a provider's signing keys come from.
@@ -184,7 +56,7 @@ pub enum KeySource {
     /// `jwks_file`: read with the configuration, fixed until the next reload.
     File,
     /// OpenID metadata, fetched and refreshed while nginx runs.
-    Discovery { discovery: Discovery, refresh: Duration, refresh_on_unknown_kid: Duration },
+    Discovery { discovery: Discovery, schedule: Schedule },
 }
 
 /// The keys in force, with the issuers the metadata named; replaced as a whole.
@@ -244,13 +116,8 @@ impl ProviderConfig {
                     self.ca_file,
                     self.fetch_timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT),
                 );
-                let source = KeySource::Discovery {
-                    discovery,
-                    refresh: self.refresh.unwrap_or(DEFAULT_REFRESH),
-                    refresh_on_unknown_kid: self
-                        .refresh_on_unknown_kid
-                        .unwrap_or(DEFAULT_REFRESH_ON_UNKNOWN_KID),
-                };
+                let schedule = Schedule::new(self.refresh, self.refresh_on_unknown_kid);
+                let source = KeySource::Discovery { discovery, schedule };
                 (source, KeySet::default())
             }
         };

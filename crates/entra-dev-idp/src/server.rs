@@ -1,6 +1,7 @@
 //! Serves the IdP's metadata documents and key set over HTTP and HTTPS on loopback, with
 //! controls for tests under `/_admin/`: `stats` (requests counted for key sets and metadata),
-//! `reset`, `rotate`, `publish` (hidden keys), `open?gate=NAME` (see [`Control`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
+//! `reset`, `rotate`, `publish` (hidden keys), `open?gate=NAME`, `hold?path=PART` and `release`
+//! (see [`Control`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
 //!
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -96,7 +97,14 @@ pub struct Control {
     /// Gates opened since the last reset. A request with `?gate=NAME` gets no answer while its
     /// gate is closed, and gates start closed: an IdP that is down for one test until it says so.
     open_gates: Mutex<Vec<String>>,
+    /// Path parts whose requests wait (`/_admin/hold?path=PART`) until `/_admin/release`, or
+    /// [`HOLD_LIMIT`]: a fetch that is under way for as long as a test needs it to be.
+    holds: Mutex<Vec<String>>,
+    released: Condvar,
 }
+
+/// The longest a held request waits.
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
 
 /// The `gate` query of a request, to carry over into the URLs it is answered with.
 fn gate_query(path: &str) -> String {
@@ -110,11 +118,26 @@ impl Default for Control {
             keys: AtomicU64::new(0),
             metadata: AtomicU64::new(0),
             open_gates: Mutex::new(Vec::new()),
+            holds: Mutex::new(Vec::new()),
+            released: Condvar::new(),
         }
     }
 }
 
 impl Control {
+    /// Waits while a hold names part of `path`.
+    fn wait_if_held(&self, path: &str) {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .released
+            .wait_timeout_while(holds, HOLD_LIMIT, |holds| holds.iter().any(|h| path.contains(h.as_str())));
+    }
+
+    fn release(&self) {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.released.notify_all();
+    }
+
     fn mode(&self) -> Mode {
         *self.mode.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -145,7 +168,18 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
             control.keys.store(0, Ordering::SeqCst);
             control.metadata.store(0, Ordering::SeqCst);
             control.open_gates.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            control.release();
             Mode::Normal
+        }
+        ("/_admin/hold", _) => {
+            if let Some(part) = query(path, "path") {
+                control.holds.lock().unwrap_or_else(|p| p.into_inner()).push(part.to_owned());
+            }
+            return (200, control.stats());
+        }
+        ("/_admin/release", _) => {
+            control.release();
+            return (200, control.stats());
         }
         ("/_admin/open", _) => {
             if let Some(gate) = query(path, "gate") {
@@ -202,6 +236,7 @@ fn answer(control: &Control, dir: &Path, base_url: &str, path: &str) -> Option<A
     let is_keys = path.split('?').next().unwrap_or("").ends_with("/keys");
     let counter = if is_keys { &control.keys } else { &control.metadata };
     counter.fetch_add(1, Ordering::SeqCst);
+    control.wait_if_held(path);
     if let Some(gate) = query(path, "gate") {
         if !control.open_gates.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|g| g == gate) {
             return None;

@@ -163,3 +163,25 @@ fn requests_are_counted_and_modes_change_the_answers() {
     let stats = get_json(&agent, &format!("{http}/_admin/stats")).unwrap();
     assert_eq!((stats["keys"].as_u64(), stats["mode"].as_str()), (Some(1), Some("Normal")));
 }
+
+#[test]
+fn a_held_path_waits_until_released_and_others_do_not() {
+    let (http, _, _) = running("hold");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    get_json(&agent, &format!("{http}/_admin/hold?path=/{DEV_TENANT}/")).unwrap();
+    let held_url = format!("{http}/{DEV_TENANT}/discovery/v2.0/keys");
+    let held = std::thread::spawn({
+        let agent = agent.clone();
+        move || get_json(&agent, &held_url).unwrap()
+    });
+    // The held request has reached the IdP once it is counted; it stays unanswered meanwhile.
+    while get_json(&agent, &format!("{http}/_admin/stats")).unwrap()["keys"] != 1 {
+        std::thread::yield_now();
+    }
+    let other =
+        get_json(&agent, &format!("{http}/organizations/v2.0/.well-known/openid-configuration")).unwrap();
+    assert!(other["issuer"].is_string(), "another path is answered at once");
+    assert!(!held.is_finished(), "the held path is not");
+    get_json(&agent, &format!("{http}/_admin/release")).unwrap();
+    assert_eq!(held.join().unwrap()["keys"].as_array().map(Vec::len), Some(1), "answered once released");
+}

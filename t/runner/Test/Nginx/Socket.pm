@@ -5,7 +5,9 @@ package Test::Nginx::Socket;
 # knobs the suites in t/ use, with the same meaning, so the .t files run unchanged under both.
 #
 # Knobs: TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_PORT, TEST_NGINX_SERVROOT,
-# $TEST_NGINX_* substitution in config sections and requests. TEST_NGINX_USE_VALGRIND and
+# $TEST_NGINX_* substitution in config sections and requests. Where the two could differ, this
+# follows upstream: nginx runs with `-e logs/error.log`, and the log checks of a block run after
+# each of its requests on the lines that request added. TEST_NGINX_USE_VALGRIND and
 # TEST_NGINX_USE_HUP are not supported by this runner and make it stop with a message.
 
 use strict;
@@ -248,8 +250,8 @@ sub nginx_binary { $ENV{TEST_NGINX_BINARY} || 'nginx' }
 # Runs `nginx -t`; returns (exit code, everything it printed).
 sub nginx_test_config {
     my $out = "$ServRoot/logs/stderr.log";
-    system(sprintf "%s -p %s/ -c conf/nginx.conf -t >%s 2>&1",
-        nginx_binary(), $ServRoot, $out);
+    system(sprintf "%s -e %s/logs/error.log -p %s/ -c conf/nginx.conf -t >%s 2>&1",
+        nginx_binary(), $ServRoot, $ServRoot, $out);
     return ($? >> 8, read_file($out));
 }
 
@@ -265,7 +267,9 @@ sub start_nginx {
     if ($pid == 0) {
         open STDERR, '>', "$ServRoot/logs/stderr.log" or die;
         open STDOUT, '>&', \*STDERR or die;
-        exec nginx_binary(), '-p', "$ServRoot/", '-c', 'conf/nginx.conf' or die "exec: $!\n";
+        # As upstream: -e puts what nginx says while starting into error.log too.
+        exec nginx_binary(), '-e', "$ServRoot/logs/error.log", '-p', "$ServRoot/", '-c', 'conf/nginx.conf'
+            or die "exec: $!\n";
     }
     # Ready means the listening socket answers; a dead child means nginx refused to start.
     my $deadline = time + 10;
@@ -402,14 +406,16 @@ sub check_response {
 }
 
 sub check_log {
-    my ($block, $log) = @_;
-    my $name = $block->name;
+    my ($block, $log, $label) = @_;
+    my $name = $block->name . ($label // '');
     for my $kind (qw(error_log no_error_log)) {
         my $want = $block->value($kind);
         next unless defined $want;
         my @patterns = ref $want eq 'ARRAY' ? @$want : ref $want ? ($want) : grep { length } split /\n/, $want;
+        my @lines = split /^/m, $log;
         for my $p (@patterns) {
-            my $found = ref $p eq 'Regexp' ? $log =~ $p : index($log, $p) >= 0;
+            # Line by line, as upstream: a pattern never spans two log lines.
+            my $found = grep { ref $p eq 'Regexp' ? $_ =~ $p : index($_, $p) >= 0 } @lines;
             if ($kind eq 'error_log') {
                 Test::More::ok($found, "$name - $kind: $p");
             } else {
@@ -419,15 +425,25 @@ sub check_log {
     }
 }
 
-# --- grep_error_log PATTERN and --- grep_error_log_out: every match, each followed by a newline.
+# --- grep_error_log PATTERN and --- grep_error_log_out: the matches, each followed by a newline.
+# As upstream, one expected output for every request of a block (an array is indexed by the
+# repetition, not by the request).
 sub check_grep_log {
-    my ($block, $log) = @_;
+    my ($block, $log, $label) = @_;
     my $pattern = $block->value('grep_error_log');
     return unless defined $pattern;
     chomp $pattern unless ref $pattern;
     my $re = ref $pattern eq 'Regexp' ? $pattern : qr/\Q$pattern\E/;
-    my $got = join '', map { "$_\n" } $log =~ /($re)/g;
-    Test::More::is($got, $block->value('grep_error_log_out') // '', $block->name . " - grep_error_log_out");
+    # As upstream: the first match of each line that has one.
+    my $got = join '', map { /$re/ && $& !~ /\n/ ? "$&\n" : () } split /^/m, $log;
+    my $want = $block->value('grep_error_log_out') // '';
+    $want = $want->[0] if ref $want eq 'ARRAY';
+    my $name = $block->name . ($label // '') . " - grep_error_log_out";
+    if (ref $want eq 'Regexp') {
+        Test::More::like($got, $want, $name);
+    } else {
+        Test::More::is($got, $want, $name);
+    }
 }
 
 sub run_block {
@@ -457,16 +473,23 @@ sub run_block {
         $expect{$k} = [as_list($block->value($k), $n)];
     }
     my $timeout = $block->value('timeout') // 5;
+    # As upstream: after each request, the log checks run on what error.log gained since the
+    # previous check, with nginx still running (a request's own lines are written before the
+    # connection closes).
+    my $log_pos = 0;
     for my $i (0 .. $#requests) {
         my $request = substitute($requests[$i], 'request');
         my $res = http_request($request, substitute($more[$i], 'more_headers'), $timeout);
         my %e = map { $_ => $expect{$_}[$i] } keys %expect;
+        my $label = $n > 1 ? " (request " . ($i + 1) . ")" : '';
         check_response($block, $res, $n > 1 ? $i + 1 : 0, \%e);
+        my $log = read_file("$ServRoot/logs/error.log");
+        my $portion = substr($log, $log_pos);
+        $log_pos = length $log;
+        check_log($block, $portion, $label);
+        check_grep_log($block, $portion, $label);
     }
     stop_nginx($pid);
-    my $log = read_file("$ServRoot/logs/error.log") . read_file("$ServRoot/logs/stderr.log");
-    check_log($block, $log);
-    check_grep_log($block, $log);
 }
 
 sub run_tests {

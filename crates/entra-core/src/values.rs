@@ -1,0 +1,170 @@
+//! Parsers for the values an operator writes in `entra_provider { ... }`: GUIDs, tenants,
+//! algorithms and URLs. Each refusal names the directive.
+
+use jsonwebtoken::Algorithm;
+
+use crate::error::ConfigError;
+
+/// The tenant id of personal Microsoft accounts (rule 6).
+pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+/// Placeholder filled from the token's `tid` in issuer templates (rule 4).
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+/// `true` for the canonical 8-4-4-4-12 hexadecimal form.
+pub fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Parses a GUID-valued directive argument, normalised to lower case as Entra writes them.
+pub fn parse_guid(directive: &'static str, value: &str) -> Result<String, ConfigError> {
+    if is_guid(value) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(ConfigError::NotAGuid { directive, value: value.to_owned() })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenant {
+    Id(String),
+    Common,
+    Organizations,
+    Consumers,
+    /// A verified domain name (`contoso.onmicrosoft.com`): usable with metadata discovery only.
+    Domain(String),
+}
+
+fn is_domain(s: &str) -> bool {
+    s.contains('.')
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+impl Tenant {
+    pub fn parse(value: &str) -> Result<Tenant, ConfigError> {
+        match value {
+            "common" => Ok(Tenant::Common),
+            "organizations" => Ok(Tenant::Organizations),
+            "consumers" => Ok(Tenant::Consumers),
+            v if is_guid(v) => Ok(Tenant::Id(v.to_ascii_lowercase())),
+            v if is_domain(v) => Ok(Tenant::Domain(v.to_ascii_lowercase())),
+            v => Err(ConfigError::BadTenant(v.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Tenant::Id(id) | Tenant::Domain(id) => id,
+            Tenant::Common => "common",
+            Tenant::Organizations => "organizations",
+            Tenant::Consumers => "consumers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedTenants {
+    Any,
+    Only(Vec<String>),
+}
+
+impl AllowedTenants {
+    /// `allowed_tenants GUID ... | any;`
+    pub fn parse(values: &[&str]) -> Result<AllowedTenants, ConfigError> {
+        match values {
+            ["any"] => Ok(AllowedTenants::Any),
+            _ => values
+                .iter()
+                .map(|v| parse_guid("allowed_tenants", v))
+                .collect::<Result<_, _>>()
+                .map(AllowedTenants::Only),
+        }
+    }
+
+    pub fn allows(&self, tid: &str) -> bool {
+        match self {
+            AllowedTenants::Any => true,
+            AllowedTenants::Only(list) => list.iter().any(|t| t.eq_ignore_ascii_case(tid)),
+        }
+    }
+}
+
+pub fn parse_algorithm(value: &str) -> Result<Algorithm, ConfigError> {
+    use Algorithm::*;
+    Ok(match value {
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "PS256" => PS256,
+        "PS384" => PS384,
+        "PS512" => PS512,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "EdDSA" => EdDSA,
+        other => return Err(ConfigError::UnknownAlgorithm(other.to_owned())),
+    })
+}
+
+/// `https://` anywhere, `http://` only towards loopback (tests and the development IdP).
+/// Returns the URL without a trailing slash.
+pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::BadUrl { directive, value: value.to_owned() };
+    let rest = if let Some(rest) = value.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = value.strip_prefix("http://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let loopback =
+            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(bad());
+        }
+        rest
+    } else {
+        return Err(bad());
+    };
+    if rest.is_empty() || rest.starts_with('/') || value.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// An `issuer` line's value: an http(s) URL, `{tenantid}` allowed.
+pub fn parse_issuer(value: &str) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::BadIssuer(value.to_owned()))
+    }
+}
+
+/// `on` or `off`.
+pub fn parse_flag(directive: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        v => Err(ConfigError::NotAFlag { directive, value: v.into() }),
+    }
+}
+
+/// `token_cache number | off;`: how many verified tokens a worker keeps (0: none).
+pub fn parse_token_cache(value: &str) -> Result<usize, ConfigError> {
+    match value {
+        "off" => Ok(0),
+        v => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| ConfigError::BadTokenCache(v.to_owned())),
+    }
+}

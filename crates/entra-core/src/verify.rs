@@ -1,0 +1,217 @@
+//! The rules a provider judges a bearer token by: structure and header (rule 9), the signature,
+//! then Entra's claim rules (rules 2-7, 12-15); and [`Provider::judge`], the one entry point of
+//! the module and the benchmark, with the verified-token cache in front.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use serde_json::value::RawValue;
+
+use crate::error::Denial;
+use crate::keys::KeyFamily;
+use crate::provider::Provider;
+use crate::token::{
+    bearer_token, numeric_date, typed, ClaimsView, JoseHeader, JsonStr, StringArray, VerifiedToken,
+};
+use crate::values::{is_guid, parse_algorithm, TENANT_PLACEHOLDER};
+
+/// Audiences that mark a Microsoft Graph token (rule 7).
+const GRAPH_AUDIENCES: [&str; 2] = ["00000003-0000-0000-c000-000000000000", "https://graph.microsoft.com"];
+
+/// Longest token judged at all; nginx's own header limits normally stop larger ones first.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// What [`Provider::judge`] decided, and how.
+#[derive(Debug, Clone)]
+pub struct Judgment {
+    pub verdict: Result<Arc<VerifiedToken>, Denial>,
+    /// `None` when the verified-token cache answered; else how long judging took (signature and
+    /// claims, passed or refused): the worker's crypto load.
+    pub checked_for: Option<Duration>,
+}
+
+impl Provider {
+    /// Judges the token of an `Authorization` header value at `now` (seconds since the epoch):
+    /// from the verified-token cache when this exact token passed before and has not expired
+    /// (no clock read), else by [`Provider::verify`], timed, and remembered if it passes.
+    pub fn judge(&self, authorization: Option<&[u8]>, now: u64) -> Judgment {
+        let token = match authorization.ok_or(Denial::NoToken).and_then(bearer_token) {
+            Ok(token) => token,
+            Err(denial) => return Judgment { verdict: Err(denial), checked_for: Some(Duration::ZERO) },
+        };
+        if let Some(hit) = self.cache.get(token, now) {
+            return Judgment { verdict: Ok(hit), checked_for: None };
+        }
+        let started = Instant::now();
+        let verdict = core::str::from_utf8(token).map_err(|_| Denial::Malformed).and_then(|text| {
+            let verified = Arc::new(self.verify(text, now)?);
+            self.cache.insert(token, verified.clone(), verified.exp.saturating_add(self.leeway), now);
+            Ok(verified)
+        });
+        Judgment { verdict, checked_for: Some(started.elapsed()) }
+    }
+
+    /// Judges a bearer token at `now` (seconds since the epoch). `Ok` means every rule of this
+    /// provider holds; location requirements are checked afterwards by [`crate::policy::Policy`].
+    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Denial> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Denial::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Denial::Malformed);
+        };
+        let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| Denial::Malformed)?;
+        let header: JoseHeader = serde_json::from_slice(&header_json).map_err(|_| Denial::Malformed)?;
+
+        // A Graph token's signature covers a nonce only Graph can rebuild: say so before the
+        // signature check would fail with a confusing reason.
+        if header.nonce.is_some() {
+            return Err(Denial::GraphToken);
+        }
+        if header.crit.is_some() {
+            return Err(Denial::CritHeader);
+        }
+        let alg = header.alg.as_deref().ok_or(Denial::Malformed)?;
+        let alg = parse_algorithm(alg).map_err(|_| Denial::AlgNotAllowed)?;
+        if !self.algorithms.contains(&alg) {
+            return Err(Denial::AlgNotAllowed);
+        }
+        let kid = header.kid.as_deref().ok_or(Denial::MissingKid)?;
+        let state = self.key_state();
+        let key = state.keys.get(kid).ok_or(Denial::UnknownKid)?;
+        if KeyFamily::of(alg) != Some(key.family) {
+            return Err(Denial::AlgKeyMismatch);
+        }
+
+        // The signature covers the encoded header and payload, exactly as received.
+        crate::crypto::install();
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        match jsonwebtoken::crypto::verify(signature_b64, signing_input.as_bytes(), &key.decoding, alg) {
+            Ok(true) => {}
+            Ok(false) => return Err(Denial::BadSignature),
+            Err(e) if matches!(e.kind(), ErrorKind::Base64(_)) => return Err(Denial::Malformed),
+            Err(_) => return Err(Denial::AlgKeyMismatch),
+        }
+
+        // The claims are parsed once, and their times checked here with strict JSON types: a
+        // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Denial::Malformed)?;
+        let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed)?;
+        let view: ClaimsView = serde_json::from_str(&payload).map_err(|_| Denial::Malformed)?;
+        let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
+        if exp.saturating_add(self.leeway) < now {
+            return Err(Denial::Expired);
+        }
+        if numeric_date(view.nbf, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(Denial::NotYetValid);
+        }
+
+        self.check_audience(view.aud)?;
+        let tid = typed::<JsonStr>(view.tid, "tid")?;
+        if tid.as_deref().is_some_and(|t| !is_guid(t)) {
+            return Err(Denial::InvalidClaim("tid"));
+        }
+        let iss = typed::<JsonStr>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
+        self.check_issuer(self.accepted_issuers(&state), &iss, tid.as_deref())?;
+        if let Some(key_issuer) = &key.issuer {
+            self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
+        }
+        for (raw, name) in [
+            (view.oid, "oid"),
+            (view.sub, "sub"),
+            (view.ver, "ver"),
+            (view.azp, "azp"),
+            (view.appid, "appid"),
+        ] {
+            typed::<JsonStr>(raw, name)?;
+        }
+        let scp = typed::<JsonStr>(view.scp, "scp")?;
+        let roles = typed::<StringArray>(view.roles, "roles")?;
+        typed::<StringArray>(view.groups, "groups")?;
+        if self.require_permission && scp.is_none() && roles.is_none() {
+            return Err(Denial::NoPermissionClaims);
+        }
+        Ok(VerifiedToken::new(kid, exp, payload))
+    }
+
+    fn check_audience(&self, aud: Option<&RawValue>) -> Result<(), Denial> {
+        let accepted = |aud: &str| self.audiences.iter().any(|a| a == aud);
+        let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
+        let raw = aud.ok_or(Denial::WrongAudience)?;
+        // A string (Entra's form), or an array of strings.
+        let one;
+        let many;
+        let candidates: &[JsonStr] = match serde_json::from_str::<JsonStr>(raw.get()) {
+            Ok(aud) => {
+                one = [aud];
+                &one
+            }
+            Err(_) => {
+                many = typed::<Vec<JsonStr>>(Some(raw), "aud")?.unwrap_or_default();
+                &many
+            }
+        };
+        if candidates.iter().any(|a| accepted(a)) {
+            Ok(())
+        } else if candidates.iter().any(|a| graph(a)) {
+            Err(Denial::GraphToken)
+        } else {
+            Err(Denial::WrongAudience)
+        }
+    }
+
+    /// Exact match against the accepted issuers, `{tenantid}` filled from a GUID `tid`; then the
+    /// tenant allow-list (rule 4).
+    fn check_issuer(&self, accepted: &[String], iss: &str, tid: Option<&str>) -> Result<(), Denial> {
+        let matches = |template: &String| match (template.contains(TENANT_PLACEHOLDER), tid) {
+            (false, _) => template == iss,
+            (true, Some(tid)) => fills_to(template, tid, iss),
+            (true, None) => false,
+        };
+        if !accepted.iter().any(matches) {
+            return Err(Denial::WrongIssuer);
+        }
+        match tid {
+            Some(tid) if !self.allowed_tenants.allows(tid) => Err(Denial::TenantNotAllowed),
+            _ => Ok(()),
+        }
+    }
+
+    /// A key that names an issuer signs only for it: compare with the token's issuer and with
+    /// its v2 form, which Entra writes into keys that sign v1 tokens too (rule 5).
+    fn check_key_issuer(&self, key_issuer: &str, iss: &str, tid: Option<&str>) -> Result<(), Denial> {
+        let tid_or_none = tid.unwrap_or_default();
+        if key_issuer.contains(TENANT_PLACEHOLDER) && tid.is_none() {
+            return Err(Denial::KeyIssuerMismatch);
+        }
+        // The v2 form is built only when the token's own issuer is not the key's (v1 tokens).
+        if fills_to(key_issuer, tid_or_none, iss)
+            || tid.is_some_and(|t| fills_to(key_issuer, t, &self.v2_issuer(t)))
+        {
+            Ok(())
+        } else {
+            Err(Denial::KeyIssuerMismatch)
+        }
+    }
+}
+
+/// Whether `template`, with each `{tenantid}` read as `tid`, is `text`; compared in place
+/// rather than by building the filled-in string.
+fn fills_to(template: &str, tid: &str, text: &str) -> bool {
+    let mut pieces = template.split(TENANT_PLACEHOLDER);
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    for piece in pieces {
+        match rest.strip_prefix(tid).and_then(|r| r.strip_prefix(piece)) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}

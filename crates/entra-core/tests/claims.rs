@@ -1,0 +1,122 @@
+//! Claims of the wrong type, permissions, and location requirements.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn claims_of_the_wrong_type_are_refused() {
+    for (name, value) in [
+        ("scp", json!(["access_as_user"])),
+        ("roles", json!("Orders.Read")),
+        ("groups", json!("g1")),
+        ("groups", json!([1, 2])),
+        ("oid", json!(5)),
+        ("ver", json!(2.0)),
+    ] {
+        assert!(
+            matches!(verify(with_claim(name, value)).unwrap_err(), Denial::InvalidClaim(n) if n == name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_token_without_scp_or_roles_is_refused_unless_allowed() {
+    let o = MintOptions { unset_claims: vec!["scp".into()], ..Default::default() };
+    assert_eq!(verify(o.clone()).unwrap_err(), Denial::NoPermissionClaims);
+    let mut cfg = config();
+    cfg.require_permission = Some(false);
+    assert!(cfg.build("lax").unwrap().verify(&token(o), now()).is_ok());
+}
+
+#[test]
+fn groups_are_any_of_within_and_all_of_across_requirements() {
+    let t =
+        verify(MintOptions { groups: Some(vec!["g1".into(), "G2".into()]), ..Default::default() }).unwrap();
+    assert!(policy(vec![(Subject::Group, &["x", "g1"])]).check(&t).is_ok());
+    assert!(policy(vec![(Subject::Group, &["g2"])]).check(&t).is_ok(), "group ids ignore case");
+    assert!(policy(vec![(Subject::Group, &["g1"]), (Subject::Group, &["g2"])]).check(&t).is_ok());
+    assert_eq!(
+        policy(vec![(Subject::Group, &["g1"]), (Subject::Group, &["g3"])]).check(&t).unwrap_err(),
+        Denial::MissingGroup
+    );
+}
+
+#[test]
+fn group_overage_fails_closed_with_its_own_reason() {
+    let t = verify(MintOptions { overage: true, ..Default::default() }).unwrap();
+    assert_eq!(policy(vec![(Subject::Group, &["g1"])]).check(&t).unwrap_err(), Denial::GroupOverage);
+    let implicit = verify(with_claim("hasgroups", json!(true))).unwrap();
+    assert_eq!(policy(vec![(Subject::Group, &["g1"])]).check(&implicit).unwrap_err(), Denial::GroupOverage);
+    // Without a group requirement an overage token is fine.
+    assert!(policy(vec![(Subject::Scope, &["access_as_user"])]).check(&t).is_ok());
+}
+
+#[test]
+fn roles_scopes_and_permissions() {
+    let user = verify(MintOptions { scopes: Some("read write".into()), ..Default::default() }).unwrap();
+    let app = verify(MintOptions {
+        app: Some("daemon".into()),
+        roles: Some(vec!["Orders.Read.All".into()]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(policy(vec![(Subject::Scope, &["write"])]).check(&user).is_ok());
+    assert_eq!(policy(vec![(Subject::Scope, &["admin"])]).check(&user).unwrap_err(), Denial::MissingScope);
+    assert_eq!(
+        policy(vec![(Subject::Scope, &["read write"])]).check(&user).unwrap_err(),
+        Denial::MissingScope
+    );
+    assert!(policy(vec![(Subject::Role, &["Orders.Read.All"])]).check(&app).is_ok());
+    assert_eq!(
+        policy(vec![(Subject::Role, &["Orders.Read.All"])]).check(&user).unwrap_err(),
+        Denial::MissingRole
+    );
+    let either = policy(vec![(Subject::Permission, &["read", "Orders.Read.All"])]);
+    assert!(either.check(&user).is_ok());
+    assert!(either.check(&app).is_ok());
+    assert_eq!(
+        policy(vec![(Subject::Permission, &["nope"])]).check(&app).unwrap_err(),
+        Denial::MissingPermission
+    );
+}
+
+#[test]
+fn claim_requirements_compare_strings_arrays_numbers_and_booleans() {
+    let t = verify(MintOptions {
+        claims: vec![
+            ("wids".into(), json!(["a", "b"])),
+            ("level".into(), json!(3)),
+            ("mfa".into(), json!(true)),
+            ("obj".into(), json!({"a": 1})),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let ok = |name: &str, v: &[&str]| policy(vec![(Subject::Claim(name.into()), v)]).check(&t);
+    assert!(ok("tid", &[DEV_TENANT]).is_ok());
+    assert!(ok("wids", &["b"]).is_ok());
+    assert!(ok("level", &["3"]).is_ok());
+    assert!(ok("mfa", &["true"]).is_ok());
+    assert_eq!(ok("mfa", &["1"]).unwrap_err(), Denial::MissingClaim);
+    assert_eq!(ok("obj", &["{\"a\":1}"]).unwrap_err(), Denial::MissingClaim);
+    assert_eq!(ok("absent", &["x"]).unwrap_err(), Denial::MissingClaim);
+}
+
+#[test]
+fn denial_classes_map_to_the_documented_responses() {
+    assert_eq!(Denial::NoToken.class(), DenialClass::Challenge);
+    assert_eq!(Denial::UnknownKid.class(), DenialClass::InvalidToken);
+    assert_eq!(Denial::TenantNotAllowed.class(), DenialClass::InvalidToken);
+    assert_eq!(Denial::GroupOverage.class(), DenialClass::InsufficientScope);
+    assert_eq!(Denial::MissingClaim.reason(), "missing_claim");
+    // Every reason has its own counter.
+    for (i, reason) in entra_core::error::REASONS.iter().enumerate() {
+        let first = entra_core::error::REASONS.iter().position(|r| r.word == reason.word);
+        assert_eq!(first, Some(i), "{} twice", reason.word);
+    }
+    assert_eq!(Denial::KeysUnavailable.index(), entra_core::error::REASONS.len() - 1);
+    assert_eq!(Denial::InvalidClaim("exp").index(), 11);
+}

@@ -1,0 +1,63 @@
+//! Provider configuration values and key sets, checked; the bearer scheme; the denial table.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn configuration_values_are_checked() {
+    assert_eq!(
+        Tenant::parse("contoso.onmicrosoft.com").unwrap(),
+        Tenant::Domain("contoso.onmicrosoft.com".into())
+    );
+    assert_eq!(Tenant::parse("not a tenant").unwrap_err(), ConfigError::BadTenant("not a tenant".into()));
+    let mut cfg = config();
+    cfg.tenant = Some(Tenant::Domain("contoso.onmicrosoft.com".into()));
+    assert_eq!(config_err(cfg), ConfigError::TenantNeedsDiscovery("contoso.onmicrosoft.com".into()));
+    assert_eq!(Tenant::parse("9F2B7C1E-3D4A-4B8E-A6F0-5C2D8E7B1A93").unwrap(), Tenant::Id(DEV_TENANT.into()));
+    assert!(parse_url("authority", "http://login.example").is_err());
+    assert!(parse_url("authority", "http://127.0.0.1:9400").is_ok());
+    assert!(parse_url("authority", "http://[::1]:9400/").is_ok());
+    assert!(parse_url("authority", "ftp://x").is_err());
+    assert!(parse_url("authority", "https://").is_err());
+    let mut cfg = config();
+    cfg.client_id = None;
+    assert_eq!(config_err(cfg), ConfigError::Missing("client_id"));
+    let mut cfg = config();
+    cfg.metadata_url = Some("https://login.example/meta".into());
+    assert_eq!(config_err(cfg), ConfigError::KeySourceConflict("metadata_url"));
+}
+
+#[test]
+fn key_sets_skip_unusable_keys_and_refuse_empty_ones() {
+    let doc = json!({"keys": [
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+        {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"},
+        {"kty": "RSA", "kid": "short", "n": "AQAB", "e": "AQAB"},
+        {"kty": "EC", "kid": "k1", "crv": "P-521", "x": "AA", "y": "AA"},
+        idp().store.current().public_jwk().unwrap(),
+    ]});
+    let (set, skipped) = KeySet::from_jwks(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(skipped.len(), 4);
+    assert!(KeySet::from_jwks(b"{\"keys\": []}").is_err());
+    assert!(KeySet::from_jwks(b"not json").is_err());
+    assert!(KeySet::from_jwks(b"{\"nokeys\": 1}").is_err());
+    let hmac_only = json!({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]});
+    assert!(KeySet::from_jwks(hmac_only.to_string().as_bytes()).is_err());
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
+    use entra_core::token::bearer_token;
+    assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Ok(&b"abc.def.ghi"[..]));
+    assert_eq!(bearer_token(b"bEaReR   abc.def.ghi  "), Ok(&b"abc.def.ghi"[..]));
+    assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), Err(Denial::NoToken));
+    assert_eq!(bearer_token(b"Bearerabc"), Err(Denial::NoToken));
+    assert_eq!(bearer_token(b""), Err(Denial::NoToken));
+    assert_eq!(bearer_token(b"Bearer"), Err(Denial::Malformed));
+    assert_eq!(bearer_token(b"Bearer a b"), Ok(&b"a b"[..]), "judged, and refused, as one token");
+    assert_eq!(provider().verify("a.b.c d.e.f", now()).unwrap_err(), Denial::Malformed);
+    assert_eq!(judge(&provider(), b"\xff\xfe.a.b").unwrap_err(), Denial::Malformed);
+}

@@ -1,0 +1,228 @@
+//! `entra_auth` and `entra_require_*` at http, server and location level, and their merge with
+//! nginx's usual inheritance: a level that sets a directive of one name replaces the inherited
+//! directives of that name and keeps the others.
+
+use core::ffi::{c_char, c_void};
+
+use entra_core::policy::{Policy, Requirement, Subject, MUTABLE_CLAIMS};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{ngx_command_t, ngx_conf_t};
+use ngx::http::HttpModuleMainConf;
+
+use super::ext::{answer, Conf, ConfError, Origin};
+use crate::log::guard;
+use crate::EntraModule;
+
+#[derive(Clone, Debug, Default)]
+enum AuthSetting {
+    #[default]
+    Unset,
+    Off,
+    Named(String, Origin),
+}
+
+/// One requirement directive's state at one level: unset (inherit), `off`, or the value lists of
+/// each directive written at this level (ANY within a list, ALL across lists).
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Setting {
+    #[default]
+    Unset,
+    Off,
+    AllOf(Vec<Vec<String>>),
+}
+
+impl Setting {
+    fn inherit(&mut self, prev: &Setting) {
+        if *self == Setting::Unset {
+            *self = prev.clone();
+        }
+    }
+
+    fn add(&mut self, directive: &str, values: &[&str]) -> Result<(), ConfError> {
+        let owned = || values.iter().map(|v| v.to_string()).collect();
+        match (values, &mut *self) {
+            (["off"], Setting::Unset) => *self = Setting::Off,
+            (["off"], _) | (_, Setting::Off) => {
+                return Err(ConfError::Rule(format!(
+                    "\"{directive}\" cannot be both \"off\" and a requirement at one level"
+                )))
+            }
+            (_, Setting::Unset) => *self = Setting::AllOf(vec![owned()]),
+            (_, Setting::AllOf(lists)) => lists.push(owned()),
+        }
+        Ok(())
+    }
+
+    fn requirements(&self, subject: Subject, policy: &mut Policy) {
+        if let Setting::AllOf(lists) = self {
+            policy.requirements.extend(
+                lists.iter().map(|any_of| Requirement { subject: subject.clone(), any_of: any_of.clone() }),
+            );
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct LocationConf {
+    auth: AuthSetting,
+    groups: Setting,
+    roles: Setting,
+    scopes: Setting,
+    permissions: Setting,
+    /// `entra_require_claim off;` at this level: inherit no claim requirement.
+    claims_off: bool,
+    claims: Vec<(String, Setting)>,
+    /// Set by merge: the index of the provider that guards this location, if any.
+    pub provider: Option<usize>,
+    /// Set by merge: every requirement in force here.
+    pub policy: Policy,
+}
+
+/// Runs `apply` on the line being parsed and this level's configuration.
+fn handle(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    apply: fn(&Conf, &mut LocationConf, &[&str]) -> Result<(), ConfError>,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf.
+    let conf_ctx = unsafe { Conf::new(cf) };
+    // SAFETY: and with this module's location configuration.
+    let lcf = unsafe { &mut *(conf as *mut LocationConf) };
+    // SAFETY: as above.
+    guard(unsafe { (*cf).log }, "a directive", NGX_CONF_ERROR, || {
+        answer(&conf_ctx, conf_ctx.args().and_then(|a| apply(&conf_ctx, lcf, &a)))
+    })
+}
+
+pub extern "C" fn set_auth(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    handle(cf, conf, |cf, lcf, a| {
+        if !matches!(lcf.auth, AuthSetting::Unset) {
+            return Err(ConfError::Duplicate("entra_auth".into()));
+        }
+        lcf.auth = match a[1] {
+            "off" => AuthSetting::Off,
+            name => AuthSetting::Named(name.to_owned(), cf.origin()),
+        };
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_requirement(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    handle(cf, conf, |_, lcf, a| {
+        let setting = match a[0] {
+            "entra_require_group" => &mut lcf.groups,
+            "entra_require_role" => &mut lcf.roles,
+            "entra_require_scope" => &mut lcf.scopes,
+            _ => &mut lcf.permissions,
+        };
+        setting.add(a[0], &a[1..])
+    })
+}
+
+pub extern "C" fn set_claim(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    handle(cf, conf, |cf, lcf, a| {
+        let off = matches!(a, ["entra_require_claim", "off"]);
+        if lcf.claims_off || (off && !lcf.claims.is_empty()) {
+            return Err(ConfError::Rule("\"entra_require_claim off\" must stand alone at its level".into()));
+        }
+        if off {
+            lcf.claims_off = true;
+            return Ok(());
+        }
+        if a.len() < 3 {
+            return Err(ConfError::Rule(
+                "\"entra_require_claim\" needs a claim name and at least one value (or \"off\")".into(),
+            ));
+        }
+        let name = a[1];
+        if MUTABLE_CLAIMS.contains(&name) {
+            cf.warn(&format_args!(
+                "entra_require_claim \"{name}\": this claim can be changed by users or admins; \
+                 authorize on oid, tid, groups or roles instead"
+            ));
+        }
+        let index = match lcf.claims.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                lcf.claims.push((name.to_owned(), Setting::Unset));
+                lcf.claims.len() - 1
+            }
+        };
+        lcf.claims[index].1.add(&format!("entra_require_claim {name}"), &a[2..])
+    })
+}
+
+impl LocationConf {
+    /// Inherits what this level did not set, resolves the provider and builds the policy.
+    fn merge(&mut self, prev: &LocationConf, cf: &Conf) -> Result<(), ConfError> {
+        if matches!(self.auth, AuthSetting::Unset) {
+            self.auth = prev.auth.clone();
+        }
+        for (setting, parent) in [
+            (&mut self.groups, &prev.groups),
+            (&mut self.roles, &prev.roles),
+            (&mut self.scopes, &prev.scopes),
+            (&mut self.permissions, &prev.permissions),
+        ] {
+            setting.inherit(parent);
+        }
+        if !self.claims_off {
+            for (name, setting) in &prev.claims {
+                if !self.claims.iter().any(|(n, _)| n == name) {
+                    self.claims.push((name.clone(), setting.clone()));
+                }
+            }
+        }
+        self.provider = match &self.auth {
+            AuthSetting::Named(name, origin) => {
+                // SAFETY: merging happens within the http block, whose main conf exists.
+                let main = unsafe { EntraModule::main_conf(&*cf.as_ptr()) }.ok_or(ConfError::NoMemory)?;
+                let index = main.index_of(name).ok_or_else(|| {
+                    ConfError::Rule(format!("entra_auth: unknown entra_provider \"{name}\" in {origin}"))
+                })?;
+                Some(index)
+            }
+            AuthSetting::Unset | AuthSetting::Off => None,
+        };
+        let mut policy = Policy::default();
+        self.groups.requirements(Subject::Group, &mut policy);
+        self.roles.requirements(Subject::Role, &mut policy);
+        self.scopes.requirements(Subject::Scope, &mut policy);
+        self.permissions.requirements(Subject::Permission, &mut policy);
+        for (name, setting) in &self.claims {
+            setting.requirements(Subject::Claim(name.clone()), &mut policy);
+        }
+        self.policy = policy;
+        Ok(())
+    }
+}
+
+/// nginx's merge entry point for this module's location configurations.
+///
+/// # Safety
+/// Called by nginx with valid configuration pointers of this module.
+pub unsafe extern "C" fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes a configuration being parsed and two of this module's location confs.
+    let (cf, prev, conf) =
+        unsafe { (Conf::new(cf), &*(prev as *const LocationConf), &mut *(conf as *mut LocationConf)) };
+    // SAFETY: as above.
+    guard(unsafe { (*cf.as_ptr()).log }, "merging locations", NGX_CONF_ERROR, || {
+        match conf.merge(prev, &cf) {
+            Ok(()) => NGX_CONF_OK,
+            // The line being parsed is the end of a block: the message names the directive's own.
+            Err(e) => {
+                // SAFETY: as above.
+                ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, unsafe { (*cf.as_ptr()).log }, "{}", e);
+                NGX_CONF_ERROR
+            }
+        }
+    })
+}

@@ -1,0 +1,123 @@
+//! Directives: the configuration types and the one command table.
+//!
+//! `entra_provider { ... }` is parsed in [`provider`], `entra_auth` and `entra_require_*` with
+//! their inheritance in [`location`], `entra_shared_zone` by the zone's owner ([`crate::state`])
+//! and `entra_status` by [`crate::status`]. Helpers for all of them are in [`ext`].
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+use std::sync::Arc;
+
+use entra_core::Provider;
+use ngx::core::Pool;
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+    NGX_HTTP_SRV_CONF,
+};
+use ngx::ngx_string;
+
+pub mod ext;
+pub mod location;
+pub mod provider;
+
+pub use location::LocationConf;
+
+use crate::log::guard;
+use crate::state::ZoneConf;
+
+/// http-level configuration: the providers, in the order written, and the shared zone.
+#[derive(Default)]
+pub struct MainConf {
+    pub providers: Vec<Arc<Provider>>,
+    pub zone: ZoneConf,
+}
+
+impl MainConf {
+    /// The provider a location names, by its index in `providers`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.name == name)
+    }
+}
+
+type Handler = extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+const fn command(name: ngx::ffi::ngx_str_t, type_: u32, conf: usize, set: Handler) -> ngx_command_t {
+    ngx_command_t { name, type_: type_ as ngx_uint_t, set: Some(set), conf, offset: 0, post: ptr::null_mut() }
+}
+
+const LOCATION_LEVELS: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
+const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
+
+/// Every directive of the module.
+pub static mut COMMANDS: [ngx_command_t; 10] = [
+    command(
+        ngx_string!("entra_provider"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
+        MAIN,
+        provider::set_provider,
+    ),
+    command(
+        ngx_string!("entra_shared_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        MAIN,
+        crate::state::set_zone,
+    ),
+    command(ngx_string!("entra_auth"), LOCATION_LEVELS | NGX_CONF_TAKE1, LOC, location::set_auth),
+    command(
+        ngx_string!("entra_require_group"),
+        LOCATION_LEVELS | NGX_CONF_1MORE,
+        LOC,
+        location::set_requirement,
+    ),
+    command(
+        ngx_string!("entra_require_role"),
+        LOCATION_LEVELS | NGX_CONF_1MORE,
+        LOC,
+        location::set_requirement,
+    ),
+    command(
+        ngx_string!("entra_require_scope"),
+        LOCATION_LEVELS | NGX_CONF_1MORE,
+        LOC,
+        location::set_requirement,
+    ),
+    command(
+        ngx_string!("entra_require_permission"),
+        LOCATION_LEVELS | NGX_CONF_1MORE,
+        LOC,
+        location::set_requirement,
+    ),
+    command(ngx_string!("entra_require_claim"), LOCATION_LEVELS | NGX_CONF_1MORE, LOC, location::set_claim),
+    command(ngx_string!("entra_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::status::set_status),
+    ngx_command_t::empty(),
+];
+
+/// Allocates a configuration of type `T` in the configuration's pool, which drops it with the
+/// cycle.
+///
+/// # Safety
+/// `cf` is a configuration being parsed.
+unsafe fn create<T: Default>(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: the caller passes a configuration being parsed, whose pool is valid.
+    let log = unsafe { (*cf).log };
+    guard(log, "creating a configuration", ptr::null_mut(), || {
+        // SAFETY: as above.
+        let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+        pool.allocate::<T>(T::default()) as *mut c_void
+    })
+}
+
+// nginx pools align allocations to 8 bytes only.
+const _: () = assert!(core::mem::align_of::<MainConf>() <= 8 && core::mem::align_of::<LocationConf>() <= 8);
+
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: nginx calls this with a configuration being parsed.
+    unsafe { create::<MainConf>(cf) }
+}
+
+pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: as above.
+    unsafe { create::<LocationConf>(cf) }
+}

@@ -1,0 +1,230 @@
+//! `entra_provider name { ... }`: the block's lines go through an inner command table of their
+//! own, with nginx's argument-count flags, and the whole is checked by entra-core when the block
+//! closes.
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, addr_of_mut};
+use std::sync::Arc;
+
+use entra_core::provider::KeySource;
+use entra_core::values::{
+    parse_algorithm, parse_flag, parse_guid, parse_issuer, parse_token_cache, parse_url, AllowedTenants,
+    Tenant,
+};
+use entra_core::{ConfigError, KeySet, ProviderConfig};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{ngx_command_t, ngx_conf_parse, ngx_conf_t, NGX_CONF_1MORE, NGX_CONF_TAKE1};
+
+use super::ext::{answer, time_value, Conf, ConfError};
+use super::MainConf;
+use crate::log::guard;
+
+/// What the block's lines have said so far.
+struct Block {
+    config: ProviderConfig,
+    seen: Vec<&'static str>,
+}
+
+/// One directive inside `entra_provider { }`.
+struct BlockCommand {
+    name: &'static str,
+    /// `NGX_CONF_TAKE1` or `NGX_CONF_1MORE`, as in nginx's own command tables.
+    args: u32,
+    /// May be written more than once (each adds values).
+    repeatable: bool,
+    set: fn(&Conf, &mut ProviderConfig, &[&str]) -> Result<(), ConfError>,
+}
+
+const fn one(
+    name: &'static str,
+    set: fn(&Conf, &mut ProviderConfig, &[&str]) -> Result<(), ConfError>,
+) -> BlockCommand {
+    BlockCommand { name, args: NGX_CONF_TAKE1, repeatable: false, set }
+}
+
+const fn many(
+    name: &'static str,
+    set: fn(&Conf, &mut ProviderConfig, &[&str]) -> Result<(), ConfError>,
+) -> BlockCommand {
+    BlockCommand { name, args: NGX_CONF_1MORE, repeatable: false, set }
+}
+
+/// Every directive of the block (the README documents each).
+const PROVIDER_COMMANDS: [BlockCommand; 16] = [
+    one("tenant", |_, c, v| {
+        c.tenant = Some(Tenant::parse(v[0])?);
+        Ok(())
+    }),
+    one("client_id", |_, c, v| {
+        c.client_id = Some(parse_guid("client_id", v[0])?);
+        Ok(())
+    }),
+    many("audience", |_, c, v| {
+        c.audiences = Some(v.iter().map(|s| s.to_string()).collect());
+        Ok(())
+    }),
+    one("authority", |_, c, v| {
+        c.authority = Some(parse_url("authority", v[0])?);
+        Ok(())
+    }),
+    BlockCommand {
+        name: "issuer",
+        args: NGX_CONF_1MORE,
+        repeatable: true,
+        set: |_, c, v| {
+            for value in v {
+                c.issuers.push(parse_issuer(value)?);
+            }
+            Ok(())
+        },
+    },
+    many("allowed_tenants", |_, c, v| {
+        c.allowed_tenants = Some(AllowedTenants::parse(v)?);
+        Ok(())
+    }),
+    one("jwks_file", |cf, c, v| {
+        c.keys = Some(load_key_file(cf, v[0])?);
+        Ok(())
+    }),
+    one("metadata_url", |_, c, v| {
+        c.metadata_url = Some(parse_url("metadata_url", v[0])?);
+        Ok(())
+    }),
+    one("refresh", |_, c, v| {
+        c.refresh = Some(time_value("refresh", v[0], true)?);
+        Ok(())
+    }),
+    one("refresh_on_unknown_kid", |_, c, v| {
+        c.refresh_on_unknown_kid = Some(time_value("refresh_on_unknown_kid", v[0], true)?);
+        Ok(())
+    }),
+    one("fetch_timeout", |_, c, v| {
+        c.fetch_timeout = Some(time_value("fetch_timeout", v[0], false)?);
+        Ok(())
+    }),
+    one("ca_file", |cf, c, v| {
+        c.ca_file = Some(cf.full_path(v[0])?.into());
+        Ok(())
+    }),
+    one("token_cache", |_, c, v| {
+        c.token_cache = Some(parse_token_cache(v[0])?);
+        Ok(())
+    }),
+    one("leeway", |_, c, v| {
+        c.leeway = Some(time_value("leeway", v[0], true)?.as_secs());
+        Ok(())
+    }),
+    many("algorithms", |_, c, v| {
+        c.algorithms = Some(v.iter().map(|a| parse_algorithm(a)).collect::<Result<_, _>>()?);
+        Ok(())
+    }),
+    one("require_permission", |_, c, v| {
+        c.require_permission = Some(parse_flag("require_permission", v[0])?);
+        Ok(())
+    }),
+];
+
+impl Block {
+    /// One line of the block, looked up in [`PROVIDER_COMMANDS`].
+    fn line(&mut self, cf: &Conf, a: &[&str]) -> Result<(), ConfError> {
+        let (name, values) = (a[0], &a[1..]);
+        let command = PROVIDER_COMMANDS
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| ConfError::UnknownInProvider(name.to_owned()))?;
+        let arity_ok = match command.args {
+            NGX_CONF_TAKE1 => values.len() == 1,
+            _ => !values.is_empty(),
+        };
+        if !arity_ok {
+            return Err(ConfError::Arguments(name.to_owned()));
+        }
+        if !command.repeatable {
+            if self.seen.contains(&command.name) {
+                return Err(ConfError::Duplicate(name.to_owned()));
+            }
+            self.seen.push(command.name);
+        }
+        (command.set)(cf, &mut self.config, values)
+    }
+}
+
+/// Reads a JWKS file; keys it cannot use are skipped with a warning.
+fn load_key_file(cf: &Conf, path: &str) -> Result<KeySet, ConfError> {
+    let full = cf.full_path(path)?;
+    let bad = |reason: String| ConfigError::BadKeyFile { path: full.clone(), reason };
+    let text = std::fs::read(&full).map_err(|e| bad(e.to_string()))?;
+    let (keys, skipped) = KeySet::from_jwks(&text).map_err(|e| bad(e.to_string()))?;
+    for why in skipped {
+        cf.warn(&format_args!("\"jwks_file\" \"{full}\": {why} (skipped)"));
+    }
+    Ok(keys)
+}
+
+/// ngx_conf_parse's handler for each line inside the block.
+extern "C" fn block_line(cf: *mut ngx_conf_t, _dummy: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: ngx_conf_parse calls the handler with the cf and handler_conf set in set_provider.
+    let (conf_ctx, block) = unsafe { (Conf::new(cf), &mut *(conf as *mut Block)) };
+    // SAFETY: as above.
+    guard(unsafe { (*cf).log }, "entra_provider", NGX_CONF_ERROR, || {
+        answer(&conf_ctx, conf_ctx.args().and_then(|a| block.line(&conf_ctx, &a)))
+    })
+}
+
+/// `entra_provider name { ... }`
+pub extern "C" fn set_provider(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
+    let (conf_ctx, main) = unsafe { (Conf::new(cf), &mut *(conf as *mut MainConf)) };
+    // SAFETY: as above.
+    guard(unsafe { (*cf).log }, "entra_provider", NGX_CONF_ERROR, || {
+        let name = match conf_ctx.args() {
+            Ok(a) => a[1].to_owned(),
+            Err(e) => return conf_ctx.refuse(&e),
+        };
+        if main.index_of(&name).is_some() {
+            return conf_ctx.refuse(&format_args!("duplicate entra_provider \"{name}\""));
+        }
+        let opening_line = conf_ctx.origin().line;
+        let mut block = Block { config: ProviderConfig::default(), seen: Vec::new() };
+        // Parse the block's lines with our own handler, the way nginx parses `types { }`.
+        // SAFETY: `cf` is valid; its fields are put back once the block is parsed.
+        let rv = unsafe {
+            let saved = *cf;
+            (*cf).handler = Some(block_line);
+            (*cf).handler_conf = addr_of_mut!(block) as *mut c_void;
+            let rv = ngx_conf_parse(cf, ptr::null_mut());
+            *cf = saved;
+            rv
+        };
+        if rv != NGX_CONF_OK {
+            return rv;
+        }
+        let provider = match block.config.build(&name) {
+            Ok(provider) => provider,
+            // Point at the block's first line rather than at its closing brace.
+            Err(e) => {
+                return conf_ctx.refuse_at(opening_line, &format_args!("entra_provider \"{name}\": {e}"))
+            }
+        };
+        match &provider.source {
+            KeySource::Discovery { discovery, .. } if discovery.metadata_url.starts_with("http://") => {
+                conf_ctx.warn(&format_args!(
+                    "entra_provider \"{name}\": metadata \"{}\" is plain http: for tests and development only",
+                    discovery.metadata_url
+                ));
+            }
+            KeySource::File if !provider.key_state().keys.iter().any(|k| provider.uses_family(k.family)) => {
+                conf_ctx.warn(&format_args!(
+                    "entra_provider \"{name}\": no key in the key set fits \"algorithms\""
+                ));
+            }
+            _ => {}
+        }
+        main.providers.push(Arc::new(provider));
+        NGX_CONF_OK
+    })
+}

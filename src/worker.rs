@@ -1,0 +1,127 @@
+//! What one worker process knows besides its configuration: per provider, its slot in the shared
+//! zone, the key set generation it judges with, and whether it has a fetch on the thread pool.
+//! Built once per cycle on the worker's event loop thread, and only touched there.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use entra_core::discovery::Discovery;
+use entra_core::provider::KeySource;
+use entra_core::schedule::Schedule;
+use entra_core::{KeySet, Provider};
+use ngx::ffi::{ngx_cycle, ngx_cycle_t, ngx_log_t};
+use ngx::http::HttpModuleMainConf;
+
+use crate::log::debug;
+use crate::state::{identity, Counters, SlotRef};
+use crate::EntraModule;
+
+pub struct Worker {
+    /// The cycle this was built for: a single-process nginx reloads in place.
+    cycle: *const ngx_cycle_t,
+    /// In the order of the configuration's providers (locations hold the index).
+    pub providers: Vec<ProviderState>,
+}
+
+pub struct ProviderState {
+    pub provider: Arc<Provider>,
+    /// `state::identity` of the provider: what its slot and its fetches are for.
+    pub identity: u64,
+    /// Its slot in the shared zone.
+    pub slot: Option<SlotRef>,
+    /// The key set generation this worker judges with (discovery providers).
+    generation: Cell<u64>,
+    /// This worker has a fetch of this provider's keys on the thread pool.
+    pub in_flight: Cell<bool>,
+    /// This worker fetched for itself once, its slot having been given away by a reload.
+    pub fetched_alone: Cell<bool>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Worker>>> = const { RefCell::new(None) };
+}
+
+/// This process's state for the running cycle, built on first use.
+pub fn current() -> Option<Rc<Worker>> {
+    // SAFETY: ngx_cycle is the running cycle of this process once nginx has started.
+    let cycle = unsafe { ngx_cycle } as *const ngx_cycle_t;
+    CURRENT.with(|current| {
+        if let Some(worker) = current.borrow().as_ref().filter(|w| w.cycle == cycle) {
+            return Some(worker.clone());
+        }
+        // SAFETY: as above.
+        let main = EntraModule::main_conf(unsafe { &*cycle })?;
+        let providers = main
+            .providers
+            .iter()
+            .map(|provider| ProviderState {
+                provider: provider.clone(),
+                identity: identity(provider),
+                slot: SlotRef::find(&main.zone, provider),
+                generation: Cell::new(0),
+                in_flight: Cell::new(false),
+                fetched_alone: Cell::new(false),
+            })
+            .collect();
+        let worker = Rc::new(Worker { cycle, providers });
+        // A new worker judges with the keys in the zone from its first request on (a reload
+        // keeps them), even if a later reload gives its slots away before that request.
+        for state in &worker.providers {
+            state.sync_keys(cycle_log());
+        }
+        *current.borrow_mut() = Some(worker.clone());
+        Some(worker)
+    })
+}
+
+/// The error log of the running cycle, for work that belongs to no request.
+pub fn cycle_log() -> *mut ngx_log_t {
+    ngx::log::ngx_cycle_log().as_ptr()
+}
+
+impl ProviderState {
+    /// Where and when its keys are fetched, for a discovery provider.
+    pub fn discovery(&self) -> Option<(&Discovery, &Schedule)> {
+        match &self.provider.source {
+            KeySource::Discovery { discovery, schedule } => Some((discovery, schedule)),
+            KeySource::File => None,
+        }
+    }
+
+    pub fn counters(&self) -> Option<&Counters> {
+        self.slot.as_ref()?.counters()
+    }
+
+    /// Brings this worker's keys up to the zone's generation (discovery providers; a key file's
+    /// keys never come from the zone).
+    pub fn sync_keys(&self, log: *mut ngx_log_t) {
+        let (Some(slot), Some(_)) = (&self.slot, self.discovery()) else { return };
+        let generation = slot.generation();
+        if generation == 0 || generation == self.generation.get() {
+            return;
+        }
+        let Some(snapshot) = slot.snapshot() else { return };
+        // Stored only after it parsed in the worker that fetched it.
+        if let Ok((keys, _)) = KeySet::from_jwks(&snapshot.jwks) {
+            debug!(
+                log,
+                "provider \"{}\": key set generation {} from the shared zone ({} keys)",
+                self.provider.name,
+                snapshot.generation,
+                keys.len()
+            );
+            self.provider.update_keys(keys, snapshot.issuers);
+        }
+        self.generation.set(snapshot.generation);
+    }
+
+    /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept
+    /// out of the zone).
+    pub fn use_fetched(&self, keys: KeySet, issuers: Vec<String>, generation: u64) {
+        self.provider.update_keys(keys, issuers);
+        if generation != 0 {
+            self.generation.set(generation);
+        }
+    }
+}
