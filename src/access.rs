@@ -150,9 +150,10 @@ fn wait_for_keys(worker: &Worker, index: usize, previous: Option<u64>) -> KeyWai
         fetch::start_if_due(worker, index);
         return if now < deadline { KeyWait::Park(deadline) } else { KeyWait::Unavailable };
     }
+    // This worker's own fetch counts too: after a reload gave the slot away, it is the only one.
     let fetching = match previous {
         None => fetch::refresh_for_unknown_kid(worker, index),
-        Some(_) => slot.fetching(now, discovery.timeout),
+        Some(_) => slot.fetching(now, discovery.timeout) || state.in_flight.get(),
     };
     if fetching && now < deadline {
         KeyWait::Park(deadline)

@@ -13,8 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::discovery::{fetch, Discovery, FetchError, Fetched};
 use ngx::ffi::{
-    ngx_add_timer, ngx_cycle, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t, ngx_pcalloc,
-    ngx_pid, ngx_quit, ngx_random, ngx_terminate, ngx_thread_pool_add, ngx_thread_pool_get,
+    ngx_add_timer, ngx_connection_t, ngx_cycle, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t,
+    ngx_pcalloc, ngx_pid, ngx_quit, ngx_random, ngx_terminate, ngx_thread_pool_add, ngx_thread_pool_get,
     ngx_thread_task_alloc, ngx_thread_task_post, ngx_thread_task_t, NGX_ERROR, NGX_OK,
 };
 
@@ -68,9 +68,20 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             return NGX_OK as ngx_int_t;
         }
         // SAFETY: the cycle's pool lives as long as the worker.
-        let tick = unsafe { ngx_pcalloc((*cycle).pool, size_of::<ngx_event_t>()) } as *mut ngx_event_t;
-        // SAFETY: a zeroed event from the pool, or null.
-        let Some(event) = (unsafe { tick.as_mut() }) else { return NGX_ERROR as ngx_int_t };
+        let (tick, owner) = unsafe {
+            (
+                ngx_pcalloc((*cycle).pool, size_of::<ngx_event_t>()) as *mut ngx_event_t,
+                ngx_pcalloc((*cycle).pool, size_of::<ngx_connection_t>()) as *mut ngx_connection_t,
+            )
+        };
+        // SAFETY: zeroed structures from the pool, or null.
+        let (Some(event), Some(owner)) = (unsafe { tick.as_mut() }, unsafe { owner.as_mut() }) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        // nginx's debug log names a timer's connection by its fd: a timer of no connection gets
+        // a stand-in with none, as nginx's own cache manager does.
+        owner.fd = -1;
+        event.data = owner as *mut ngx_connection_t as *mut c_void;
         event.handler = Some(on_tick);
         event.log = log;
         // A shutting-down worker does not wait for this timer.
