@@ -10,13 +10,13 @@ use ngx::ffi::{
     ngx_add_timer, ngx_array_push, ngx_conf_t, ngx_handle_write_event, ngx_http_block_reading,
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_handler_pt,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t, ngx_http_test_reading, ngx_int_t,
-    ngx_list_push, ngx_log_t, ngx_pnalloc, ngx_table_elt_t, NGX_HTTP_FORBIDDEN,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_OK,
+    ngx_list_push, ngx_pnalloc, ngx_table_elt_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 
 use crate::clock::{now, now_ms};
-use crate::log::{debug, guard, test_panic};
+use crate::log::{debug, guard, request_log, test_panic};
 use crate::outcome::{self, Outcome};
 use crate::worker::{self, Worker};
 use crate::{fetch, EntraModule};
@@ -36,15 +36,6 @@ pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
     // SAFETY: a fresh element of the array.
     unsafe { *slot = Some(access_handler) };
     Ok(())
-}
-
-/// The request's connection log.
-///
-/// # Safety
-/// `r` is a valid request.
-pub unsafe fn request_log(r: *mut ngx_http_request_t) -> *mut ngx_log_t {
-    // SAFETY: per the contract.
-    unsafe { (*(*r).connection).log }
 }
 
 extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

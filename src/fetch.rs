@@ -13,30 +13,24 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::discovery::{fetch, Discovery, FetchError, Fetched};
 use ngx::ffi::{
-    ngx_add_timer, ngx_connection_t, ngx_cycle, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t,
-    ngx_pcalloc, ngx_pid, ngx_quit, ngx_random, ngx_terminate, ngx_thread_pool_add, ngx_thread_pool_get,
-    ngx_thread_task_alloc, ngx_thread_task_post, ngx_thread_task_t, NGX_ERROR, NGX_OK,
+    ngx_add_timer, ngx_conf_t, ngx_connection_t, ngx_cycle, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t,
+    ngx_log_t, ngx_pcalloc, ngx_pid, ngx_quit, ngx_random, ngx_terminate, ngx_thread_pool_add,
+    ngx_thread_pool_get, ngx_thread_task_alloc, ngx_thread_task_post, ngx_thread_task_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::clock::{now, now_ms};
-use crate::conf::ext::{Conf, ConfError};
-use crate::conf::MainConf;
 use crate::log::{debug, error, guard, info, warning};
 use crate::state::{Claim, StoreError};
 use crate::worker::{self, cycle_log, ProviderState, Worker};
 
 const TICK_MS: usize = 1000;
 
-/// Makes sure nginx's `default` thread pool exists when a provider fetches its keys (32 threads
-/// unless `thread_pool default ...;` says otherwise): a pool is only created for a name the
-/// configuration mentioned.
-pub fn add_thread_pool(cf: &Conf, main: &MainConf) -> Result<(), ConfError> {
-    if !main.providers.iter().any(|p| matches!(p.source, entra_core::provider::KeySource::Discovery { .. })) {
-        return Ok(());
-    }
+/// Makes sure nginx's `default` thread pool exists (32 threads unless `thread_pool default ...;`
+/// says otherwise): a pool is only created for a name the configuration mentioned.
+pub fn add_thread_pool(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
     // SAFETY: called while the configuration is parsed; null names the default pool.
-    if unsafe { ngx_thread_pool_add(cf.as_ptr(), ptr::null_mut()) }.is_null() {
-        return Err(ConfError::Rule("cannot add nginx's default thread pool".into()));
+    if unsafe { ngx_thread_pool_add(cf, ptr::null_mut()) }.is_null() {
+        return Err("cannot add nginx's default thread pool");
     }
     Ok(())
 }

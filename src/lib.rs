@@ -53,12 +53,24 @@ impl HttpModule for EntraModule {
             let Some(main) = EntraModule::main_conf_mut(unsafe { &*cf }) else {
                 return Status::NGX_ERROR.into();
             };
-            let result = state::add_zone(&conf_ctx, main)
-                .and_then(|()| fetch::add_thread_pool(&conf_ctx, main))
-                .and_then(|()| access::register(cf).map_err(|e| ConfError::Rule(e.into())));
-            configured(cf, result)
+            configured(cf, wire(&conf_ctx, main))
         })
     }
+}
+
+/// What the http block needs once it is parsed: the shared zone when there are providers,
+/// nginx's thread pool when one of them fetches its keys, and the access-phase handler.
+fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
+    if !main.providers.is_empty() {
+        let (name, size) = main.zone.name_and_size();
+        let name = cf.pool_str(name)?;
+        main.zone.shm =
+            state::add_zone(cf.as_ptr(), name, size, main.providers.len()).map_err(ConfError::Rule)?;
+    }
+    if main.providers.iter().any(|p| matches!(p.source, entra_core::provider::KeySource::Discovery { .. })) {
+        fetch::add_thread_pool(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
+    }
+    access::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))
 }
 
 /// A configuration step's result for nginx, the error logged at `emerg`.
@@ -77,11 +89,14 @@ fn configured(cf: *mut ngx_conf_t, result: Result<(), ConfError>) -> ngx_int_t {
 unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the new cycle.
     let cycle = unsafe { &*cycle };
-    guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || match state::assign_slots(cycle) {
-        Ok(()) => NGX_OK as ngx_int_t,
-        Err(e) => {
-            ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);
-            NGX_ERROR as ngx_int_t
+    let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
+    guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
+        match state::assign_slots(cycle.log, &main.providers, main.zone.shm) {
+            Ok(()) => NGX_OK as ngx_int_t,
+            Err(e) => {
+                ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);
+                NGX_ERROR as ngx_int_t
+            }
         }
     })
 }

@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
-use ngx::ffi::{ngx_log_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use ngx::ffi::{ngx_http_request_t, ngx_log_t, NGX_LOG_ERR, NGX_LOG_INFO};
 
 /// Writes at a level to a log (`*mut ngx_log_t`), prefixed with `entra: `.
 macro_rules! log_at {
@@ -35,6 +35,15 @@ macro_rules! error {
 }
 
 pub(crate) use {debug, error, info, log_at, warning};
+
+/// The request's connection log.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn request_log(r: *mut ngx_http_request_t) -> *mut ngx_log_t {
+    // SAFETY: per the contract.
+    unsafe { (*(*r).connection).log }
+}
 
 /// Runs the body of an entry point that nginx calls (`extern "C"`). A panic must never unwind
 /// into nginx: since Rust 1.81 that aborts the worker. It is logged at `alert` as an internal

@@ -15,10 +15,11 @@
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use entra_core::discovery::Fetched;
@@ -28,104 +29,52 @@ use entra_core::schedule::{claim_is_live, is_due, retry_in, Schedule};
 use entra_core::{Denial, Provider};
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
-use ngx::core::{SlabPool, NGX_CONF_ERROR};
+use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_module_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_conf_t, ngx_int_t, ngx_log_t, ngx_module_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t,
     NGX_ERROR, NGX_OK,
 };
 use ngx::http::HttpModule;
 
-use crate::conf::ext::{answer, size_value, Conf, ConfError};
-use crate::conf::MainConf;
 use crate::log::{debug, guard};
 use crate::EntraModule;
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
 const ERROR_BYTES: usize = 240;
-const DEFAULT_ZONE_NAME: &str = "entra";
-/// Room for the key sets of dozens of providers (Entra's are a few KiB).
-const DEFAULT_ZONE_SIZE: usize = 1024 * 1024;
-const MIN_ZONE_SIZE: usize = 64 * 1024;
 
-/// `entra_shared_zone` as written, and the zone nginx made for it.
-pub struct ZoneConf {
-    name: Option<String>,
+/// Adds the shared zone (postconfiguration, when there are providers); `name` lives in the
+/// configuration's pool.
+pub fn add_zone(
+    cf: *mut ngx_conf_t,
+    mut name: ngx_str_t,
     size: usize,
-    shm: *mut ngx_shm_zone_t,
-}
-
-impl Default for ZoneConf {
-    fn default() -> Self {
-        ZoneConf { name: None, size: 0, shm: ptr::null_mut() }
+    providers: usize,
+) -> Result<*mut ngx_shm_zone_t, String> {
+    if providers > MAX_PROVIDERS {
+        return Err(format!("more than {MAX_PROVIDERS} entra_provider blocks"));
     }
-}
-
-/// `entra_shared_zone zone=name:size;`
-pub extern "C" fn set_zone(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
-    let (conf_ctx, main) = unsafe { (Conf::new(cf), &mut *(conf as *mut MainConf)) };
-    // SAFETY: as above.
-    guard(unsafe { (*cf).log }, "entra_shared_zone", NGX_CONF_ERROR, || {
-        answer(&conf_ctx, conf_ctx.args().and_then(|a| main.zone.set(a[1])))
-    })
-}
-
-impl ZoneConf {
-    fn set(&mut self, value: &str) -> Result<(), ConfError> {
-        if self.name.is_some() {
-            return Err(ConfError::Duplicate("entra_shared_zone".into()));
-        }
-        let bad = || ConfError::Invalid {
-            directive: "entra_shared_zone",
-            value: value.to_owned(),
-            expected: "use zone=name:size",
-        };
-        let (name, size) = value.strip_prefix("zone=").and_then(|v| v.split_once(':')).ok_or_else(bad)?;
-        let bytes = size_value(size).filter(|_| !name.is_empty()).ok_or_else(bad)?;
-        if bytes < MIN_ZONE_SIZE {
-            return Err(ConfError::Rule(format!(
-                "\"entra_shared_zone\" \"{name}\" is too small (64k at least)"
-            )));
-        }
-        self.name = Some(name.to_owned());
-        self.size = bytes;
-        Ok(())
-    }
-
-    /// The zone's slab pool, once nginx mapped it.
-    fn pool(&self) -> Option<SlabPool> {
-        // SAFETY: a non-null `shm` is the zone nginx made for this configuration; its mapping
-        // lives as long as the process (a worker) or the cycle (the master).
-        unsafe { self.shm.as_ref().and_then(|zone| SlabPool::from_shm_zone(zone)) }
-    }
-}
-
-/// Adds the shared zone when there are providers (postconfiguration).
-pub fn add_zone(cf: &Conf, main: &mut MainConf) -> Result<(), ConfError> {
-    if main.providers.is_empty() {
-        return Ok(());
-    }
-    if main.providers.len() > MAX_PROVIDERS {
-        return Err(ConfError::Rule(format!("more than {MAX_PROVIDERS} entra_provider blocks")));
-    }
-    let name = main.zone.name.clone().unwrap_or_else(|| DEFAULT_ZONE_NAME.to_owned());
-    let size = if main.zone.size == 0 { DEFAULT_ZONE_SIZE } else { main.zone.size };
-    let mut zone_name = cf.pool_str(&name)?;
     let tag = EntraModule::module() as *const ngx_module_t as *mut c_void;
-    // SAFETY: called while the configuration is parsed.
-    let zone = unsafe { ngx_shared_memory_add(cf.as_ptr(), &mut zone_name, size, tag) };
+    // SAFETY: called while the configuration is parsed; nginx keeps `name`.
+    let zone = unsafe { ngx_shared_memory_add(cf, &mut name, size, tag) };
     // SAFETY: nginx returns null or a zone entry of the cycle being configured.
     let Some(entry) = (unsafe { zone.as_mut() }) else {
-        return Err(ConfError::Rule(format!("cannot add the shared zone \"{name}\"")));
+        return Err(format!("cannot add the shared zone \"{name}\""));
     };
     if !entry.data.is_null() {
-        return Err(ConfError::Rule(format!("entra_shared_zone \"{name}\" is used by another module")));
+        return Err(format!("entra_shared_zone \"{name}\" is used by another module"));
     }
     entry.init = Some(init_zone);
-    entry.data = main as *mut MainConf as *mut c_void;
-    main.zone.shm = zone;
-    Ok(())
+    // Marks the zone as this module's; init_zone reads nothing from it.
+    entry.data = zone as *mut c_void;
+    Ok(zone)
+}
+
+/// The zone's slab pool, once nginx mapped it.
+fn pool(zone: *mut ngx_shm_zone_t) -> Option<SlabPool> {
+    // SAFETY: a non-null zone is the one nginx made for this configuration; its mapping lives
+    // as long as the process (a worker) or the cycle (the master).
+    unsafe { zone.as_ref().and_then(|shm| SlabPool::from_shm_zone(shm)) }
 }
 
 /// One provider's shared state.
@@ -277,11 +226,12 @@ fn root(pool: &SlabPool) -> *mut Root {
 /// Gives every provider of a committed configuration its slot (module `init_module`, in the
 /// master): a provider whose identity has a slot keeps it, the others take a free one, and the
 /// slots no provider uses any more are freed.
-pub fn assign_slots(cycle: &ngx_cycle_t) -> Result<(), String> {
-    use ngx::http::HttpModuleMainConf;
-    let log = cycle.log;
-    let Some(main) = EntraModule::main_conf(cycle) else { return Ok(()) };
-    let Some(pool) = main.zone.pool() else { return Ok(()) };
+pub fn assign_slots(
+    log: *mut ngx_log_t,
+    providers: &[Arc<Provider>],
+    zone: *mut ngx_shm_zone_t,
+) -> Result<(), String> {
+    let Some(pool) = pool(zone) else { return Ok(()) };
     let root = root(&pool);
     if root.is_null() {
         return Err("the shared zone has no slots".into());
@@ -291,7 +241,7 @@ pub fn assign_slots(cycle: &ngx_cycle_t) -> Result<(), String> {
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };
     // SAFETY: as above.
     let identity_of = |index: usize| unsafe { (*slot(index)).identity.load(SeqCst) };
-    let wanted: Vec<u64> = main.providers.iter().map(|p| identity(p)).collect();
+    let wanted: Vec<u64> = providers.iter().map(|p| identity(p)).collect();
     for index in 0..MAX_PROVIDERS {
         let id = identity_of(index);
         if id != 0 && !wanted.contains(&id) {
@@ -300,7 +250,7 @@ pub fn assign_slots(cycle: &ngx_cycle_t) -> Result<(), String> {
             debug!(log, "shared zone: slot {} freed", index);
         }
     }
-    for (provider, &id) in main.providers.iter().zip(&wanted) {
+    for (provider, &id) in providers.iter().zip(&wanted) {
         if let Some(index) = (0..MAX_PROVIDERS).find(|&i| identity_of(i) == id) {
             // Its keys stay; a fetch a previous worker claimed is not waited for.
             // SAFETY: as above.
@@ -404,8 +354,8 @@ unsafe impl Sync for SlotRef {}
 
 impl SlotRef {
     /// The slot [`assign_slots`] gave this provider, if any.
-    pub fn find(zone: &ZoneConf, provider: &Provider) -> Option<SlotRef> {
-        let pool = zone.pool()?;
+    pub fn find(zone: *mut ngx_shm_zone_t, provider: &Provider) -> Option<SlotRef> {
+        let pool = pool(zone)?;
         let identity = identity(provider);
         let root = NonNull::new(root(&pool))?;
         let slot = {

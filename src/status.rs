@@ -13,8 +13,7 @@ use ngx::ffi::{
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use serde_json::{json, Value};
 
-use crate::access::request_log;
-use crate::log::{guard, test_panic};
+use crate::log::{guard, request_log, test_panic};
 use crate::state::CounterValues;
 use crate::worker::{self, Worker};
 

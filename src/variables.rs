@@ -13,9 +13,8 @@ use ngx::ffi::{
 };
 use serde_json::Value;
 
-use crate::access::request_log;
-use crate::log::{guard, test_panic};
-use crate::outcome;
+use crate::log::{guard, request_log, test_panic};
+use crate::outcome::{self, Outcome};
 
 /// What a variable shows; the index is the variable's `data`.
 #[derive(Clone, Copy)]
@@ -146,48 +145,49 @@ unsafe fn set_value(
     Status::NGX_OK
 }
 
+/// Serves one variable from the request's outcome.
+///
 /// # Safety
 /// nginx calls variable handlers with a valid request and value.
-unsafe extern "C" fn get_field(
+unsafe fn serve(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
-    data: usize,
+    value: impl FnOnce(&Outcome) -> Option<Cow<'_, str>>,
 ) -> ngx_int_t {
     // SAFETY: per the contract.
     guard(unsafe { request_log(r) }, "a variable", Status::NGX_ERROR.into(), || {
         test_panic("variable");
-        let field_kind = VARIABLES[data].1;
         // SAFETY: per the contract.
-        let text = unsafe { outcome::get(r) }.and_then(|o| match (field_kind, &o.verified) {
-            (Field::Error, _) => o.denial.map(|d| Cow::Borrowed(d.reason())),
-            (kind, Ok(token)) => field(token, kind),
-            (_, Err(_)) => None,
-        });
+        let text = unsafe { outcome::get(r) }.and_then(|o| value(o));
         // SAFETY: per the contract.
         unsafe { set_value(r, v, text) }.into()
     })
 }
 
-/// # Safety
-/// As above; for a prefix variable nginx passes the full variable name as `data`.
+unsafe extern "C" fn get_field(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    let kind = VARIABLES[data].1;
+    // SAFETY: nginx calls variable handlers with a valid request and value.
+    unsafe {
+        serve(r, v, |o| match (kind, &o.verified) {
+            (Field::Error, _) => o.denial.map(|d| Cow::Borrowed(d.reason())),
+            (kind, Ok(token)) => field(token, kind),
+            (_, Err(_)) => None,
+        })
+    }
+}
+
 unsafe extern "C" fn get_claim(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
     data: usize,
 ) -> ngx_int_t {
-    // SAFETY: per the contract.
-    guard(unsafe { request_log(r) }, "a variable", Status::NGX_ERROR.into(), || {
-        // SAFETY: per the contract.
-        let full = unsafe { &*(data as *const ngx_str_t) };
-        let name = full.as_bytes().get(CLAIM_PREFIX.len()..).and_then(|n| core::str::from_utf8(n).ok());
-        // SAFETY: per the contract.
-        let text = match (unsafe { outcome::get(r) }, name) {
-            (Some(o), Some(name)) => {
-                o.verified.as_ref().ok().and_then(|t| t.claim(name)).and_then(claim_text)
-            }
-            _ => None,
-        };
-        // SAFETY: per the contract.
-        unsafe { set_value(r, v, text) }.into()
-    })
+    // SAFETY: for a prefix variable nginx passes the full variable name as `data`.
+    let full = unsafe { &*(data as *const ngx_str_t) };
+    let name = full.as_bytes().get(CLAIM_PREFIX.len()..).and_then(|n| core::str::from_utf8(n).ok());
+    // SAFETY: nginx calls variable handlers with a valid request and value.
+    unsafe { serve(r, v, |o| o.verified.as_ref().ok().and_then(|t| t.claim(name?)).and_then(claim_text)) }
 }

@@ -58,7 +58,7 @@ pub fn current() -> Option<Rc<Worker>> {
             .map(|provider| ProviderState {
                 provider: provider.clone(),
                 identity: identity(provider),
-                slot: SlotRef::find(&main.zone, provider),
+                slot: SlotRef::find(main.zone.shm, provider),
                 generation: Cell::new(0),
                 in_flight: Cell::new(false),
                 fetched_alone: Cell::new(false),

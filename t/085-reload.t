@@ -54,17 +54,21 @@ CONF
 
 sub workers { my ($pid) = @_; `pgrep -P $pid` =~ /(\d+)/g }
 
-# Sends HUP and waits until a worker of the new configuration runs; with `alone`, also until
-# the old workers are gone, so that the next request is the new configuration's.
+# Sends HUP and waits until a worker of the new configuration runs and the old ones have closed
+# their listening sockets (they say so), so that the next connection is the new configuration's;
+# with `alone`, until the old workers are gone.
 sub reload {
     my ($pid, $alone) = @_;
-    my %old = map { $_ => 1 } workers($pid);
+    my @old = workers($pid);
+    my %old = map { $_ => 1 } @old;
     kill 'HUP', $pid;
     my $deadline = time + 10;
     while (1) {
         my @now = workers($pid);
         my @new = grep { !$old{$_} } @now;
-        return if @new && (!$alone || @new == @now);
+        my $log = log_text();
+        my $closed = !grep { $log !~ /$_#$_: gracefully shutting down/ } @old;
+        return if @new && ($alone ? @new == @now : $closed);
         die "no new worker after the reload\n" if time > $deadline;
         select undef, undef, undef, 0.02;
     }

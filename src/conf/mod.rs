@@ -1,8 +1,8 @@
 //! Directives: the configuration types and the one command table.
 //!
 //! `entra_provider { ... }` is parsed in [`provider`], `entra_auth` and `entra_require_*` with
-//! their inheritance in [`location`], `entra_shared_zone` by the zone's owner ([`crate::state`])
-//! and `entra_status` by [`crate::status`]. Helpers for all of them are in [`ext`].
+//! their inheritance in [`location`], `entra_shared_zone` in [`zone`] (the zone itself belongs
+//! to [`crate::state`]) and `entra_status` by [`crate::status`]. Helpers are in [`ext`].
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -20,11 +20,12 @@ use ngx::ngx_string;
 pub mod ext;
 pub mod location;
 pub mod provider;
+pub mod zone;
 
 pub use location::LocationConf;
 
 use crate::log::guard;
-use crate::state::ZoneConf;
+use zone::ZoneConf;
 
 /// http-level configuration: the providers, in the order written, and the shared zone.
 #[derive(Default)]
@@ -58,12 +59,7 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         MAIN,
         provider::set_provider,
     ),
-    command(
-        ngx_string!("entra_shared_zone"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        MAIN,
-        crate::state::set_zone,
-    ),
+    command(ngx_string!("entra_shared_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, MAIN, zone::set_zone),
     command(ngx_string!("entra_auth"), LOCATION_LEVELS | NGX_CONF_TAKE1, LOC, location::set_auth),
     command(
         ngx_string!("entra_require_group"),
