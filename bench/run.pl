@@ -9,6 +9,8 @@ use HTTP::Tiny;
 my $dir = $ENV{BENCH_DIR};
 my ($rounds, $duration) = @ENV{qw(ROUNDS DURATION)};
 my $url = 'http://127.0.0.1:8090';
+# scripts/bench --compare: a second nginx with another build of the module, same configuration.
+my $compare_url = $ENV{COMPARE_URL};
 
 # name => [path, token file, what it shows]
 my @scenarios = (
@@ -19,15 +21,20 @@ my @scenarios = (
     [sidecar_distinct => '/sidecar',  'tokens-distinct.txt', 'auth_request sidecar (Rust, hyper, cache), distinct tokens'],
     [sidecar_repeated => '/sidecar',  'token-repeated.txt',  'auth_request sidecar, one token repeated'],
 );
+# The module's scenarios again against the compared build, interleaved with the others.
+my @compared = grep { $_->[0] =~ /^(?:baseline|repeated|distinct|invalid)$/ } @scenarios;
+push @scenarios, map { ["$_->[0]_compared", @$_[1 .. 2], "$_->[3] (compared module)", $compare_url] } @compared
+    if $compare_url;
 
 sub wrk {
-    my ($path, $tokens, $seconds, %env) = @_;
+    my ($path, $tokens, $seconds, $base, %env) = @_;
+    $base //= $url;
     my $env = join ' ', map { "$_=$env{$_}" } keys %env;
     # One token: a fixed header, which costs the load generator least; several: the Lua cycle.
     my @lines = do { open my $fh, '<', "$dir/$tokens" or die $!; <$fh> };
     chomp @lines;
     my $source = @lines == 1 ? "-H 'Authorization: Bearer $lines[0]'" : "-s bench/cycle-tokens.lua";
-    my $out = `TOKENS=$dir/$tokens $env taskset -c 1 wrk -t1 -c50 -d${seconds}s --latency $source $url$path 2>&1`;
+    my $out = `TOKENS=$dir/$tokens $env taskset -c 1 wrk -t1 -c50 -d${seconds}s --latency $source $base$path 2>&1`;
     die "wrk failed:\n$out" if $?;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
     my %ms;
@@ -42,7 +49,8 @@ sub wrk {
 
 # Time the worker spent judging tokens the cache did not answer, in µs, from entra_status.
 sub judging_us {
-    my $res = HTTP::Tiny->new->get("$url/status");
+    my ($base) = @_;
+    my $res = HTTP::Tiny->new->get(($base // $url) . "/status");
     die "entra_status: $res->{status}\n" unless $res->{success};
     return sum(map { $_->{counters}{verify_microseconds} } @{ decode_json($res->{content})->{providers} });
 }
@@ -88,15 +96,15 @@ sub fresh_worker {
 }
 
 # Warm up every path once (connections, keep-alive to the sidecar, caches).
-wrk($_->[1], $_->[2], 1) for @scenarios;
+wrk($_->[1], $_->[2], 1, $_->[4]) for @scenarios;
 
 my %runs;
 for my $round (1 .. $rounds) {
     for my $s (@scenarios) {
-        my ($name, $path, $tokens) = @$s;
-        my ($judging, $wakeups) = (judging_us(), wakeups());
-        my $r = wrk($path, $tokens, $duration);
-        $r->{module_us} = (judging_us() - $judging) / $r->{requests};
+        my ($name, $path, $tokens, undef, $base) = @$s;
+        my ($judging, $wakeups) = (judging_us($base), wakeups());
+        my $r = wrk($path, $tokens, $duration, $base);
+        $r->{module_us} = (judging_us($base) - $judging) / $r->{requests};
         $r->{wakeups} = (wakeups() - $wakeups) / $r->{requests};
         push @{ $runs{$name} }, $r;
         printf "round %d %-17s %9.0f req/s  p50 %.3f ms  p99 %.3f ms%s\n", $round, $name, $r->{rps}, $r->{p50},
@@ -112,10 +120,13 @@ for my $s (@scenarios) {
     $result{$name}{what} = $s->[3];
 }
 my $base = $result{baseline};
-$_->{ratio} = $_->{rps} / $base->{rps} for values %result;
 # One nginx worker on one core: the time a request costs is 1/rps; above the baseline's, it is
-# what authentication adds.
-$_->{extra_us} = 1e6 / $_->{rps} - 1e6 / $base->{rps} for values %result;
+# what authentication adds. The compared module's scenarios count from its own nginx's baseline.
+for my $name (keys %result) {
+    my $floor = $name =~ /_compared$/ ? $result{baseline_compared} : $base;
+    $result{$name}{ratio} = $result{$name}{rps} / $floor->{rps};
+    $result{$name}{extra_us} = 1e6 / $result{$name}{rps} - 1e6 / $floor->{rps};
+}
 
 # The crypto floor from criterion's estimates: medians, which this VM's pauses move least.
 my %micro;
@@ -130,8 +141,8 @@ fresh_worker();
 wrk('/cached', 'token-repeated.txt', 1);
 my $rss_before = worker_rss_kib();
 # wrk stops sending after 200,000 responses but waits out its duration: size it from a probe.
-my $probe = wrk('/cached', 'tokens-memory.txt', 2, STOP_AFTER => 1_000_000);
-wrk('/cached', 'tokens-memory.txt', int(200_000 / $probe->{rps} * 1.2) + 2, STOP_AFTER => 200_000);
+my $probe = wrk('/cached', 'tokens-memory.txt', 2, undef, STOP_AFTER => 1_000_000);
+wrk('/cached', 'tokens-memory.txt', int(200_000 / $probe->{rps} * 1.2) + 2, undef, STOP_AFTER => 200_000);
 my $rss_after = worker_rss_kib();
 
 my $d = $result{distinct};
@@ -159,6 +170,16 @@ printf "in the worker, a first-sight token is judged in %.2f us, %.2fx the signa
     $d->{module_us}, $d->{module_us} / $micro{rsa_verify_only}, $d->{extra_us};
 printf "fresh worker RSS: %.1f MiB before, %.1f MiB after 200,000 distinct tokens (default cache: 4096 tokens)\n\n",
     $rss_before / 1024, $rss_after / 1024;
+if ($compare_url) {
+    print "this module against the compared one, same run (ratio of throughput; extra and judging in us):\n";
+    printf "%-10s %14s %14s %10s %14s %14s\n", qw(scenario ratio compared-ratio this/that extra/compared judging/compared);
+    for my $name (qw(baseline repeated distinct invalid)) {
+        my ($a, $b) = ($result{$name}, $result{"${name}_compared"});
+        printf "%-10s %14.3f %14.3f %10.3f %7.2f/%-6.2f %7.2f/%-6.2f\n", $name, $a->{ratio}, $b->{ratio},
+            $a->{ratio} / $b->{ratio}, $a->{extra_us}, $b->{extra_us}, $a->{module_us}, $b->{module_us};
+    }
+    print "\n";
+}
 my $missed = 0;
 for my $t (sort keys %targets) {
     my ($value, $op, $limit) = @{ $targets{$t} };
