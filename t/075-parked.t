@@ -14,50 +14,12 @@ use EntraTest;
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 20;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-parked';
-my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
 my $http = HTTP::Tiny->new(timeout => 10);
 
 remove_tree($prefix);
 make_path("$prefix/conf", "$prefix/logs");
-my $user = $> == 0 ? 'user root;' : '';
-my $provider = live_provider('refresh_on_unknown_kid 1s;', 'fetch_timeout 2s;');
-$provider =~ s/\$(TEST_NGINX_\w+)/$ENV{$1}/g;
-open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
-print $conf <<"CONF";
-load_module $module;
-$user
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events { worker_connections 64; }
-http {
-$provider
-    server {
-        listen 127.0.0.1:$port;
-        location /api { entra_auth live; proxy_pass http://127.0.0.1:$port/backend; }
-        location /backend { return 200 "backend\\n"; }
-        location /fast { return 200 "fast\\n"; }
-    }
-}
-CONF
-close $conf;
-
-# Reloads nginx and returns once the old workers are gone and a new one runs, so that the next
-# request is answered by a worker of the new configuration.
-sub reload {
-    my ($pid) = @_;
-    my @old = `pgrep -P $pid` =~ /(\d+)/g;
-    kill 'HUP', $pid;
-    my $deadline = time + 10;
-    while (1) {
-        my @now = `pgrep -P $pid` =~ /(\d+)/g;
-        my %old = map { $_ => 1 } @old;
-        my @new = grep { !$old{$_} } @now;
-        return $new[0] if @new && @new == @now;
-        die "no new worker alone after the reload\n" if time > $deadline;
-        select undef, undef, undef, 0.02;
-    }
-}
+write_nginx_conf($prefix, $port, live_provider('refresh_on_unknown_kid 1s;', 'fetch_timeout 2s;'),
+    server => '        location /fast { return 200 "fast\\n"; }');
 
 sub get { my ($path, $token) = @_; $http->get("http://127.0.0.1:$port$path", { headers => $token ? { Authorization => "Bearer $token" } : {} }) }
 sub stats { JSON::PP::decode_json(idp_admin('stats')) }
@@ -97,7 +59,7 @@ idp_admin('mode?set=normal');
 
 # A reload keeps the keys: the new worker answers at once, with no fetch.
 idp_admin('reset');
-reload($pid);
+reload_nginx($pid, $prefix, "alone");
 my $started = time;
 is(get('/api', $rotated)->{status}, 200, 'the new worker lets a valid token in');
 ok(time - $started < 1, 'at once, without waiting for keys');
@@ -112,7 +74,7 @@ is(stats()->{keys}, 0, 'and without fetching the key set again');
     print $out $text;
 }
 idp_admin('reset');
-my $victim = reload($pid);
+my $victim = reload_nginx($pid, $prefix, "alone");
 is(get('/api', $rotated)->{status}, 200, 'a changed metadata_url: keys fetched again, then in');
 is(stats()->{keys}, 1, 'with one new fetch');
 

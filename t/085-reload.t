@@ -18,60 +18,16 @@ use EntraTest;
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 30;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-reload';
-my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
 # A new connection per request: a kept-alive one would stay with a worker of the old configuration.
 my $http = HTTP::Tiny->new(timeout => 20, keep_alive => 0);
 
 my $P = live_provider('fetch_timeout 10s;');
 my $Q = live_provider('fetch_timeout 10s;', 'tenant organizations;', "allowed_tenants $TENANT $OTHER_TENANT;");
 
-# Writes the configuration with a provider block and, optionally, one more `listen`.
 sub configure {
     my ($provider, $extra_listen) = @_;
-    $provider =~ s/\$(TEST_NGINX_\w+)/$ENV{$1}/g;
-    my $user = $> == 0 ? 'user root;' : '';
-    my $listen = $extra_listen ? "listen 127.0.0.1:$extra_listen;" : '';
-    open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
-    print $conf <<"CONF";
-load_module $module;
-$user
-worker_processes 1;
-error_log logs/error.log debug;
-pid logs/nginx.pid;
-events { worker_connections 64; }
-http {
-$provider
-    server {
-        listen 127.0.0.1:$port;
-        $listen
-        location /api { entra_auth live; proxy_pass http://127.0.0.1:$port/backend; }
-        location /backend { return 200 "backend\\n"; }
-    }
-}
-CONF
-    close $conf;
-}
-
-sub workers { my ($pid) = @_; `pgrep -P $pid` =~ /(\d+)/g }
-
-# Sends HUP and waits until a worker of the new configuration runs and the old ones have closed
-# their listening sockets (they say so), so that the next connection is the new configuration's;
-# with `alone`, until the old workers are gone.
-sub reload {
-    my ($pid, $alone) = @_;
-    my @old = workers($pid);
-    my %old = map { $_ => 1 } @old;
-    kill 'HUP', $pid;
-    my $deadline = time + 10;
-    while (1) {
-        my @now = workers($pid);
-        my @new = grep { !$old{$_} } @now;
-        my $log = log_text();
-        my $closed = !grep { $log !~ /$_#$_: gracefully shutting down/ } @old;
-        return if @new && ($alone ? @new == @now : $closed);
-        die "no new worker after the reload\n" if time > $deadline;
-        select undef, undef, undef, 0.02;
-    }
+    write_nginx_conf($prefix, $port, $provider, level => 'debug',
+        server => $extra_listen ? "        listen 127.0.0.1:$extra_listen;" : '');
 }
 
 sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
@@ -116,13 +72,13 @@ is(status_of($other), 401, 'and is still P');
 # The fixed reload: Q judges with its own issuers from its first request.
 close $taken;
 configure($Q);
-reload($pid, 'alone');
+reload_nginx($pid, $prefix, 'alone');
 is(status_of($other), 200, "after the fixed reload, Q lets the other tenant in (its own issuers, not P's)");
 is(status_of($own), 200, 'and the IdP tenant');
 
 # --- A worker that outlives a reload finishes a fetch after its slot went to another provider.
 configure($P);
-reload($pid, 'alone');
+reload_nginx($pid, $prefix, 'alone');
 is(status_of($own), 200, 'P again');
 idp_admin('reset');
 idp_admin("hold?path=/$TENANT/");
@@ -136,7 +92,7 @@ until (JSON::PP::decode_json(idp_admin('stats'))->{metadata} >= 1) {
 }
 # The fetch is under way (held by the IdP) while a reload gives P's slot to Q.
 configure($Q);
-reload($pid);
+reload_nginx($pid, $prefix);
 is(status_of($other), 200, 'Q fetched its own keys meanwhile');
 idp_admin('release');
 my $answer = '';

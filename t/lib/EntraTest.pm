@@ -14,7 +14,7 @@ use IO::Socket::INET;
 use Time::HiRes qw(time);
 use parent 'Exporter';
 
-our @EXPORT = qw(start_nginx token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
+our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
     live_idp live_bearer live_provider idp_admin $TENANT $CLIENT_ID $OTHER_TENANT use_defaults use_live_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -67,6 +67,58 @@ sub start_nginx {
         select undef, undef, undef, 0.01;
     }
     return $pid;
+}
+
+# For those suites: writes $prefix/conf/nginx.conf, one worker loading the module, a provider
+# block ($TEST_NGINX_* filled in), and a server on $port whose /api the provider guards (proxied
+# to /backend); `level` sets the error log's, `server` adds lines to the server.
+sub write_nginx_conf {
+    my ($prefix, $port, $provider, %opt) = @_;
+    my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
+    $provider =~ s/\$(TEST_NGINX_\w+)/$ENV{$1}/g;
+    my $user = $> == 0 ? 'user root;' : '';
+    my $level = $opt{level} // 'info';
+    my $server = $opt{server} // '';
+    open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
+    print $conf <<"CONF";
+load_module $module;
+$user
+worker_processes 1;
+error_log logs/error.log $level;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+$provider
+    server {
+        listen 127.0.0.1:$port;
+        location /api { entra_auth live; proxy_pass http://127.0.0.1:$port/backend; }
+        location /backend { return 200 "backend\\n"; }
+$server
+    }
+}
+CONF
+    close $conf;
+}
+
+sub nginx_workers { my ($pid) = @_; `pgrep -P $pid` =~ /(\d+)/g }
+
+# Sends nginx (master $pid, logging to $prefix/logs/error.log) a HUP and returns a worker of the
+# new configuration once the old ones have closed their listening sockets (each says so), so
+# that the next connection is the new configuration's; with `alone`, once they are gone.
+sub reload_nginx {
+    my ($pid, $prefix, $alone) = @_;
+    my %old = map { $_ => 1 } nginx_workers($pid);
+    kill 'HUP', $pid;
+    my $deadline = time + 10;
+    while (1) {
+        my @now = nginx_workers($pid);
+        my @new = grep { !$old{$_} } @now;
+        my $log = do { open my $in, '<', "$prefix/logs/error.log" or die $!; local $/; <$in> };
+        my $closed = !grep { $log !~ /$_#$_: gracefully shutting down/ } keys %old;
+        return $new[0] if @new && ($alone ? @new == @now : $closed);
+        die "no new worker after the reload\n" if time > $deadline;
+        select undef, undef, undef, 0.02;
+    }
 }
 
 # The live IdP that scripts/test serves at $TEST_NGINX_IDP_URL (HTTP) and
