@@ -180,7 +180,8 @@ impl LocationConf {
         self.provider = match &self.auth {
             AuthSetting::Named(name, origin) => {
                 // SAFETY: merging happens within the http block, whose main conf exists.
-                let main = unsafe { EntraModule::main_conf(&*cf.as_ptr()) }.ok_or(ConfError::NoMemory)?;
+                let main = unsafe { EntraModule::main_conf(&*cf.as_ptr()) }
+                    .ok_or_else(|| ConfError::Rule("no http configuration".into()))?;
                 let index = main.index_of(name).ok_or_else(|| {
                     ConfError::Rule(format!("entra_auth: unknown entra_provider \"{name}\" in {origin}"))
                 })?;
