@@ -9,6 +9,7 @@
 //! - [`cache`]: the verified-token cache.
 //! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
 //! - [`schedule`]: when keys are fetched again.
+//! - [`seal`]: sealed cookie values (AES-256-GCM) for browser sign-in.
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod policy;
 pub mod provider;
 pub mod schedule;
+pub mod seal;
 pub mod token;
 pub mod values;
 pub mod verify;

@@ -1,0 +1,234 @@
+//! Sealed cookie values for browser sign-in: AES-256-GCM (ring) with keys read from
+//! `session_key_file`, one base64 line each, the first sealing and all opening.
+//!
+//! Each key line is stretched with HKDF-SHA256 into one key per purpose (the session, the sign-in
+//! transaction), so a value sealed for one purpose never opens as another. A sealed value is
+//! base64url of: a 4-byte key id (derived from the key line), a fresh random 12-byte nonce, the
+//! ciphertext and its tag. The key id lets opening try one key, and tells "sealed with a key no
+//! longer configured" from "tampered with". The caller's associated data (cookie name, provider,
+//! format version) binds a value to where it may be used.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::digest::{digest, SHA256};
+use ring::hkdf::{Salt, HKDF_SHA256};
+use ring::rand::{SecureRandom, SystemRandom};
+use thiserror::Error;
+
+/// The least key material per line: 256 bits.
+pub const MIN_KEY_BYTES: usize = 32;
+const KEY_ID_LEN: usize = 4;
+const TAG_LEN: usize = 16;
+
+/// What a sealed value is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Session,
+    Transaction,
+}
+
+impl Purpose {
+    fn info(self) -> &'static [u8] {
+        match self {
+            Purpose::Session => b"ngx-entra session v1",
+            Purpose::Transaction => b"ngx-entra transaction v1",
+        }
+    }
+}
+
+/// Why a `session_key_file` is refused (the line numbers count from 1).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KeyFileError {
+    #[error("no key in it")]
+    Empty,
+    #[error("line {0} is not base64")]
+    NotBase64(usize),
+    #[error("line {line} holds {bytes} bytes, {MIN_KEY_BYTES} at least")]
+    TooShort { line: usize, bytes: usize },
+}
+
+/// Why a sealed value does not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum OpenError {
+    #[error("not a sealed value")]
+    Malformed,
+    #[error("sealed with a key that is not configured")]
+    UnknownKey,
+    #[error("altered, or sealed for another use")]
+    Tampered,
+}
+
+struct SealKey {
+    id: [u8; KEY_ID_LEN],
+    session: LessSafeKey,
+    transaction: LessSafeKey,
+}
+
+impl SealKey {
+    fn new(material: &[u8]) -> SealKey {
+        let mut id = [0; KEY_ID_LEN];
+        id.copy_from_slice(&digest(&SHA256, material).as_ref()[..KEY_ID_LEN]);
+        let prk = Salt::new(HKDF_SHA256, b"ngx-entra").extract(material);
+        let derive = |purpose: Purpose| {
+            let info = [purpose.info()];
+            let okm = prk.expand(&info, &AES_256_GCM).expect("an AES-256 key is a valid HKDF length");
+            LessSafeKey::new(UnboundKey::from(okm))
+        };
+        SealKey { id, session: derive(Purpose::Session), transaction: derive(Purpose::Transaction) }
+    }
+
+    fn key(&self, purpose: Purpose) -> &LessSafeKey {
+        match purpose {
+            Purpose::Session => &self.session,
+            Purpose::Transaction => &self.transaction,
+        }
+    }
+}
+
+/// The keys of one `session_key_file`.
+pub struct SealKeys {
+    keys: Vec<SealKey>,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for SealKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key material.
+        f.debug_struct("SealKeys").field("keys", &self.keys.len()).finish()
+    }
+}
+
+impl SealKeys {
+    /// Reads the file's text: one key per line in standard base64 (padding optional), blank
+    /// lines skipped.
+    pub fn parse(text: &str) -> Result<SealKeys, KeyFileError> {
+        let mut keys = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let unpadded = line.trim_end_matches('=');
+            let material = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(unpadded)
+                .or_else(|_| STANDARD.decode(line))
+                .map_err(|_| KeyFileError::NotBase64(index + 1))?;
+            if material.len() < MIN_KEY_BYTES {
+                return Err(KeyFileError::TooShort { line: index + 1, bytes: material.len() });
+            }
+            keys.push(SealKey::new(&material));
+        }
+        if keys.is_empty() {
+            return Err(KeyFileError::Empty);
+        }
+        Ok(SealKeys { keys, random: SystemRandom::new() })
+    }
+
+    /// Seals `plaintext` with the first key for `purpose`, bound to `aad`.
+    pub fn seal(&self, purpose: Purpose, aad: &[u8], plaintext: &[u8]) -> String {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        // The system's random source does not fail on Linux once the process runs.
+        self.random.fill(&mut nonce).expect("random bytes");
+        let mut out = Vec::with_capacity(KEY_ID_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&key.id);
+        out.extend_from_slice(&nonce);
+        let mut sealed = plaintext.to_vec();
+        key.key(purpose)
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut sealed)
+            .expect("a plaintext within AES-GCM's limits");
+        out.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// Opens a value sealed by [`SealKeys::seal`] with any configured key.
+    pub fn open(&self, purpose: Purpose, aad: &[u8], sealed: &str) -> Result<Vec<u8>, OpenError> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
+        if bytes.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
+            return Err(OpenError::Malformed);
+        }
+        let (id, rest) = bytes.split_at(KEY_ID_LEN);
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let key = self.keys.iter().find(|k| k.id == id).ok_or(OpenError::UnknownKey)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Malformed)?;
+        let mut buffer = ciphertext.to_vec();
+        let plaintext = key
+            .key(purpose)
+            .open_in_place(nonce, Aad::from(aad), &mut buffer)
+            .map_err(|_| OpenError::Tampered)?;
+        Ok(plaintext.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    const TWO: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA"; // 32 bytes, unpadded
+
+    #[test]
+    fn a_sealed_value_opens_with_the_same_purpose_and_data_only() {
+        let keys = SealKeys::parse(ONE).unwrap();
+        let sealed = keys.seal(Purpose::Session, b"__Host-entra|contoso|1", b"payload");
+        assert_eq!(keys.open(Purpose::Session, b"__Host-entra|contoso|1", &sealed).unwrap(), b"payload");
+        assert_eq!(
+            keys.open(Purpose::Transaction, b"__Host-entra|contoso|1", &sealed),
+            Err(OpenError::Tampered)
+        );
+        assert_eq!(keys.open(Purpose::Session, b"__Host-entra|other|1", &sealed), Err(OpenError::Tampered));
+        assert_ne!(
+            sealed,
+            keys.seal(Purpose::Session, b"__Host-entra|contoso|1", b"payload"),
+            "a fresh nonce"
+        );
+        assert!(!sealed.contains("payload"));
+    }
+
+    #[test]
+    fn any_altered_byte_is_refused() {
+        let keys = SealKeys::parse(ONE).unwrap();
+        let sealed = URL_SAFE_NO_PAD.decode(keys.seal(Purpose::Session, b"a", b"some session")).unwrap();
+        for i in KEY_ID_LEN..sealed.len() {
+            let mut altered = sealed.clone();
+            altered[i] ^= 0x01;
+            assert_eq!(
+                keys.open(Purpose::Session, b"a", &URL_SAFE_NO_PAD.encode(&altered)),
+                Err(OpenError::Tampered)
+            );
+        }
+        let truncated = URL_SAFE_NO_PAD.encode(&sealed[..sealed.len() - 1]);
+        assert_eq!(keys.open(Purpose::Session, b"a", &truncated), Err(OpenError::Tampered));
+        assert_eq!(keys.open(Purpose::Session, b"a", "AAAA"), Err(OpenError::Malformed));
+        assert_eq!(keys.open(Purpose::Session, b"a", "not base64!"), Err(OpenError::Malformed));
+    }
+
+    #[test]
+    fn the_first_key_seals_every_key_opens_and_a_removed_key_is_named() {
+        let old = SealKeys::parse(ONE).unwrap();
+        let rotating = SealKeys::parse(&format!("{TWO}\n\n{ONE}\n")).unwrap();
+        let new_only = SealKeys::parse(TWO).unwrap();
+        let by_old = old.seal(Purpose::Session, b"a", b"x");
+        assert_eq!(
+            rotating.open(Purpose::Session, b"a", &by_old).unwrap(),
+            b"x",
+            "the second line still opens"
+        );
+        let by_rotating = rotating.seal(Purpose::Session, b"a", b"y");
+        assert_eq!(
+            new_only.open(Purpose::Session, b"a", &by_rotating).unwrap(),
+            b"y",
+            "the first line seals"
+        );
+        assert_eq!(new_only.open(Purpose::Session, b"a", &by_old), Err(OpenError::UnknownKey));
+    }
+
+    #[test]
+    fn key_files_are_checked() {
+        assert_eq!(SealKeys::parse("\n  \n").unwrap_err(), KeyFileError::Empty);
+        assert_eq!(SealKeys::parse(&format!("{ONE}\nnot*base64")).unwrap_err(), KeyFileError::NotBase64(2));
+        assert_eq!(SealKeys::parse("c2hvcnQ=").unwrap_err(), KeyFileError::TooShort { line: 1, bytes: 5 });
+        assert!(!format!("{:?}", SealKeys::parse(ONE).unwrap()).contains(ONE), "Debug shows no key");
+    }
+}
