@@ -7,9 +7,11 @@
 //! - [`verify`]: the rules a provider judges a token by, and [`Provider::judge`].
 //! - [`policy`]: location requirements (`entra_require_*`).
 //! - [`cache`]: the verified-token cache.
+//! - [`cookie`]: reading, splitting and writing the cookies of browser sign-in.
 //! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
 //! - [`schedule`]: when keys are fetched again.
 //! - [`seal`]: sealed cookie values (AES-256-GCM) for browser sign-in.
+//! - [`session`]: a browser session in its compact binary form.
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod cookie;
 mod crypto;
 pub mod discovery;
 pub mod error;
@@ -25,6 +28,7 @@ pub mod policy;
 pub mod provider;
 pub mod schedule;
 pub mod seal;
+pub mod session;
 pub mod token;
 pub mod values;
 pub mod verify;

@@ -1,0 +1,290 @@
+//! A browser session, as kept (sealed, see [`crate::seal`]) in its cookie: only what location
+//! requirements and `$entra_*` variables need, in a compact binary form so that a user in 200
+//! groups still fits two cookies.
+//!
+//! Layout (all integers big-endian): the format version (1 byte), the token version (1), flags
+//! (1: bit 0 group overage), sign-in time, expiry and last revalidation (8 each, seconds since the
+//! epoch), then the text fields `oid tid sub sid login_hint name username email` (each a 2-byte
+//! length and UTF-8), the groups (2-byte count, then per group a tag: 0 and 16 bytes for a
+//! canonical GUID, 1 and a text field for any other form Entra emits), the roles (2-byte count
+//! and text fields) and the kept claims (2-byte count, then name and JSON text fields).
+//! Decoding checks every length against what is left: garbage is an error, never a panic.
+
+use thiserror::Error;
+
+use crate::values::is_guid;
+
+/// The version of the layout above; part of the sealing's associated data too.
+pub const FORMAT_VERSION: u8 = 1;
+const OVERAGE: u8 = 1;
+const GUID_TAG: u8 = 0;
+const TEXT_TAG: u8 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Session {
+    /// `ver` of the ID token it came from: 1 or 2.
+    pub token_version: u8,
+    /// The ID token had `_claim_names.groups` or `hasgroups`: membership cannot be decided.
+    pub group_overage: bool,
+    pub signed_in: u64,
+    pub expires: u64,
+    pub revalidated: u64,
+    pub oid: String,
+    pub tid: String,
+    pub sub: String,
+    /// Entra's sign-in session id, for single sign-out.
+    pub sid: String,
+    pub login_hint: String,
+    pub name: String,
+    /// `preferred_username`, else `upn`.
+    pub username: String,
+    pub email: String,
+    /// Object ids, lower-case; or other forms (sAMAccountName, display names) as given.
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    /// `session_claims`: name and the claim's JSON text.
+    pub claims: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("a session of format version {0}")]
+    Version(u8),
+    #[error("the session ends early")]
+    Truncated,
+    #[error("the session has bytes after its end")]
+    TrailingBytes,
+    #[error("the session has a text field that is not UTF-8")]
+    NotUtf8,
+    #[error("the session has an unknown group form {0}")]
+    GroupTag(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("a session field holds more than 65535 bytes or items")]
+pub struct TooLong;
+
+/// Appends a 2-byte length.
+fn put_len(out: &mut Vec<u8>, n: usize) -> Result<(), TooLong> {
+    out.extend_from_slice(&u16::try_from(n).map_err(|_| TooLong)?.to_be_bytes());
+    Ok(())
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) -> Result<(), TooLong> {
+    put_len(out, text.len())?;
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// 16 bytes of a canonical GUID (8-4-4-4-12 hexadecimal).
+fn guid_bytes(guid: &str) -> [u8; 16] {
+    let hex: Vec<u8> = guid.bytes().filter(|b| *b != b'-').collect();
+    let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+    let mut out = [0; 16];
+    for (i, pair) in hex.chunks(2).enumerate().take(16) {
+        out[i] = nibble(pair[0]) << 4 | nibble(pair[1]);
+    }
+    out
+}
+
+fn guid_text(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+impl Session {
+    pub fn encode(&self) -> Result<Vec<u8>, TooLong> {
+        let mut out = Vec::with_capacity(64 + 17 * self.groups.len());
+        out.extend_from_slice(&[
+            FORMAT_VERSION,
+            self.token_version,
+            if self.group_overage { OVERAGE } else { 0 },
+        ]);
+        for time in [self.signed_in, self.expires, self.revalidated] {
+            out.extend_from_slice(&time.to_be_bytes());
+        }
+        for text in [
+            &self.oid,
+            &self.tid,
+            &self.sub,
+            &self.sid,
+            &self.login_hint,
+            &self.name,
+            &self.username,
+            &self.email,
+        ] {
+            put_text(&mut out, text)?;
+        }
+        put_len(&mut out, self.groups.len())?;
+        for group in &self.groups {
+            if is_guid(group) && group.bytes().all(|b| !b.is_ascii_uppercase()) {
+                out.push(GUID_TAG);
+                out.extend_from_slice(&guid_bytes(group));
+            } else {
+                out.push(TEXT_TAG);
+                put_text(&mut out, group)?;
+            }
+        }
+        put_len(&mut out, self.roles.len())?;
+        for role in &self.roles {
+            put_text(&mut out, role)?;
+        }
+        put_len(&mut out, self.claims.len())?;
+        for (name, json) in &self.claims {
+            put_text(&mut out, name)?;
+            put_text(&mut out, json)?;
+        }
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Session, DecodeError> {
+        let mut r = Reader(bytes);
+        let version = r.byte()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let token_version = r.byte()?;
+        let group_overage = r.byte()? & OVERAGE != 0;
+        let (signed_in, expires, revalidated) = (r.u64()?, r.u64()?, r.u64()?);
+        let mut texts = [(); 8].map(|_| String::new());
+        for text in &mut texts {
+            *text = r.text()?;
+        }
+        let [oid, tid, sub, sid, login_hint, name, username, email] = texts;
+        let groups = (0..r.len()?)
+            .map(|_| match r.byte()? {
+                GUID_TAG => Ok(guid_text(r.take(16)?)),
+                TEXT_TAG => r.text(),
+                tag => Err(DecodeError::GroupTag(tag)),
+            })
+            .collect::<Result<_, _>>()?;
+        let roles = (0..r.len()?).map(|_| r.text()).collect::<Result<_, _>>()?;
+        let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
+        if !r.0.is_empty() {
+            return Err(DecodeError::TrailingBytes);
+        }
+        Ok(Session {
+            token_version,
+            group_overage,
+            signed_in,
+            expires,
+            revalidated,
+            oid,
+            tid,
+            sub,
+            sid,
+            login_hint,
+            name,
+            username,
+            email,
+            groups,
+            roles,
+            claims,
+        })
+    }
+}
+
+/// Reads the layout front to back, every length checked against what is left.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let b = self.take(2)?;
+        Ok(usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut b = [0; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+
+    fn text(&mut self) -> Result<String, DecodeError> {
+        let n = self.len()?;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::NotUtf8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice(groups: usize) -> Session {
+        Session {
+            token_version: 2,
+            signed_in: 1_790_000_000,
+            expires: 1_790_028_800,
+            revalidated: 1_790_000_000,
+            oid: "00000000-0000-0000-0000-00000000a11c".into(),
+            tid: "9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93".into(),
+            sub: "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ".into(),
+            sid: "0027c5e2-4c19-5a5f-6e19-1f1e7a1b8c2d".into(),
+            login_hint: "O.CiQ3ZmZmZmZmZi04ZjJmLTQ".into(),
+            name: "Alice Example".into(),
+            username: "alice@contoso.example".into(),
+            email: "alice@contoso.example".into(),
+            groups: (0..groups).map(|i| format!("0b9f3f6e-4a4c-4c1e-9a63-{i:012x}")).collect(),
+            roles: vec!["Orders.Read".into(), "Admin".into()],
+            claims: vec![("department".into(), "\"Finance\"".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_session_survives_encoding_and_guids_take_sixteen_bytes() {
+        let mut s = alice(3);
+        s.groups.push("Domain Users".into());
+        s.groups.push("0B9F3F6E-4A4C-4C1E-9A63-2F1D8F1B57E1".into());
+        s.group_overage = true;
+        let bytes = s.encode().unwrap();
+        assert_eq!(Session::decode(&bytes).unwrap(), s, "other group forms are kept as they were");
+        let (one, two) = (alice(1).encode().unwrap().len(), alice(2).encode().unwrap().len());
+        assert_eq!(two - one, 17, "a canonical GUID is a tag and 16 bytes");
+    }
+
+    #[test]
+    fn two_hundred_groups_fit_in_under_four_kilobytes() {
+        let bytes = alice(200).encode().unwrap();
+        assert!(bytes.len() < 4000, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn garbage_is_an_error_never_a_panic() {
+        let bytes = alice(5).encode().unwrap();
+        for n in 0..bytes.len() {
+            assert!(Session::decode(&bytes[..n]).is_err(), "truncated at {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Session::decode(&longer), Err(DecodeError::TrailingBytes));
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert_eq!(Session::decode(&other), Err(DecodeError::Version(9)));
+        // Every single-byte change decodes to something or fails cleanly.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xa5;
+            let _ = Session::decode(&b);
+        }
+    }
+
+    #[test]
+    fn a_field_over_the_length_limit_is_refused() {
+        let mut s = alice(0);
+        s.name = "x".repeat(70_000);
+        assert_eq!(s.encode(), Err(TooLong));
+    }
+}
