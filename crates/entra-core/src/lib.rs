@@ -9,6 +9,7 @@
 //! - [`cache`]: the verified-token cache.
 //! - [`cookie`]: reading, splitting and writing the cookies of browser sign-in.
 //! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
+//! - [`oidc`]: the authorization code flow with PKCE, with no I/O.
 //! - [`schedule`]: when keys are fetched again.
 //! - [`seal`]: sealed cookie values (AES-256-GCM) for browser sign-in.
 //! - [`session`]: a browser session in its compact binary form.
@@ -24,6 +25,7 @@ mod crypto;
 pub mod discovery;
 pub mod error;
 pub mod keys;
+pub mod oidc;
 pub mod policy;
 pub mod provider;
 pub mod schedule;

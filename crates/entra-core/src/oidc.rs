@@ -1,0 +1,285 @@
+//! The OpenID Connect authorization code flow with PKCE (rule 20), with no I/O: the secrets of one
+//! sign-in attempt, the authorize URL, the callback's query, the token request's form body, and
+//! the path a user returns to.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use ring::digest::{digest, SHA256};
+use ring::rand::{SecureRandom, SystemRandom};
+use thiserror::Error;
+
+/// What `application/x-www-form-urlencoded` and query strings leave as it is.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The longest return URL kept in a transaction; longer ones keep their path alone, or `/`.
+pub const MAX_RETURN_URL: usize = 1024;
+
+fn random_text(random: &SystemRandom, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // The system's random source does not fail on Linux once the process runs.
+    random.fill(&mut buf).expect("random bytes");
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The secrets of one sign-in attempt, kept in its sealed transaction cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub state: String,
+    pub nonce: String,
+    /// The PKCE code verifier: 32 random bytes, base64url (43 characters).
+    pub verifier: String,
+}
+
+impl Attempt {
+    pub fn new(random: &SystemRandom) -> Attempt {
+        Attempt {
+            state: random_text(random, 24),
+            nonce: random_text(random, 24),
+            verifier: random_text(random, 32),
+        }
+    }
+
+    /// The PKCE S256 challenge of the verifier.
+    pub fn challenge(&self) -> String {
+        URL_SAFE_NO_PAD.encode(digest(&SHA256, self.verifier.as_bytes()))
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, FORM), utf8_percent_encode(v, FORM)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Where a browser is sent to sign in. `extra` adds parameters (`prompt`, `login_hint`).
+pub fn authorize_url(
+    endpoint: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &str,
+    attempt: &Attempt,
+    extra: &[(&str, &str)],
+) -> String {
+    let challenge = attempt.challenge();
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", scopes),
+        ("state", &attempt.state),
+        ("nonce", &attempt.nonce),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("response_mode", "query"),
+    ];
+    pairs.extend_from_slice(extra);
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{separator}{}", form(&pairs))
+}
+
+/// What Entra sent back to the redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    Code {
+        code: String,
+        state: String,
+    },
+    /// An error from Entra (`access_denied`, `login_required`, ...), with its state if any.
+    Error {
+        error: String,
+        state: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CallbackError {
+    #[error("the callback has \"{0}\" twice")]
+    Duplicate(&'static str),
+    #[error("the callback has no \"{0}\"")]
+    Missing(&'static str),
+    #[error("the callback's \"{0}\" is not valid percent-encoded UTF-8")]
+    BadEncoding(&'static str),
+}
+
+impl Callback {
+    /// Reads a callback's query string (without the `?`).
+    pub fn parse(query: &str) -> Result<Callback, CallbackError> {
+        let mut found: [Option<String>; 3] = [None, None, None];
+        const NAMES: [&str; 3] = ["code", "state", "error"];
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(index) = NAMES.iter().position(|n| *n == name) else { continue };
+            if found[index].is_some() {
+                return Err(CallbackError::Duplicate(NAMES[index]));
+            }
+            let plus_as_space = value.replace('+', " ");
+            let decoded = percent_decode_str(&plus_as_space)
+                .decode_utf8()
+                .map_err(|_| CallbackError::BadEncoding(NAMES[index]))?;
+            found[index] = Some(decoded.into_owned());
+        }
+        let [code, state, error] = found;
+        match (error, code) {
+            (Some(error), _) => Ok(Callback::Error { error, state }),
+            (None, Some(code)) => {
+                Ok(Callback::Code { code, state: state.ok_or(CallbackError::Missing("state"))? })
+            }
+            (None, None) => Err(CallbackError::Missing("code")),
+        }
+    }
+}
+
+/// How the module proves it is the app at the token endpoint.
+pub enum ClientCredential<'a> {
+    Secret(&'a str),
+    /// A signed client assertion (`private_key_jwt`).
+    Assertion(&'a str),
+}
+
+/// The form body of the code exchange.
+pub fn token_request(
+    code: &str,
+    redirect_uri: &str,
+    client_id: &str,
+    verifier: &str,
+    credential: ClientCredential,
+) -> String {
+    let mut pairs = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+    ];
+    match credential {
+        ClientCredential::Secret(secret) => pairs.push(("client_secret", secret)),
+        ClientCredential::Assertion(jwt) => pairs.extend_from_slice(&[
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", jwt),
+        ]),
+    }
+    form(&pairs)
+}
+
+/// Whether a return URL is a path on this server: it starts with one `/`, no `//` or `/\`
+/// (which browsers read as another host), encoded or not, and no control characters.
+pub fn is_local_path(url: &str) -> bool {
+    let decoded = percent_decode_str(url).decode_utf8_lossy();
+    let starts_elsewhere = |s: &str| s.starts_with("//") || s.starts_with("/\\");
+    url.starts_with('/')
+        && !starts_elsewhere(url)
+        && !starts_elsewhere(&decoded)
+        && !decoded.chars().any(|c| c.is_control())
+}
+
+/// The URL to come back to after signing in, from the request's own path and query (never
+/// from a parameter): kept whole up to [`MAX_RETURN_URL`] bytes, else its path alone, else `/`.
+pub fn return_url(path_and_query: &str) -> String {
+    let path = path_and_query.split('?').next().unwrap_or("/");
+    [path_and_query, path]
+        .into_iter()
+        .find(|candidate| candidate.len() <= MAX_RETURN_URL && is_local_path(candidate))
+        .unwrap_or("/")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_challenge_is_the_rfc_7636_s256_of_the_verifier() {
+        // RFC 7636 appendix B.
+        let a = Attempt {
+            state: String::new(),
+            nonce: String::new(),
+            verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
+        };
+        assert_eq!(a.challenge(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        let fresh = Attempt::new(&SystemRandom::new());
+        assert_eq!(fresh.verifier.len(), 43);
+        assert_ne!(fresh, Attempt::new(&SystemRandom::new()));
+    }
+
+    #[test]
+    fn the_authorize_url_carries_every_parameter_encoded() {
+        let a = Attempt { state: "s".into(), nonce: "n".into(), verifier: "v".repeat(43) };
+        let url = authorize_url(
+            "https://login.example/t/oauth2/v2.0/authorize",
+            "cid",
+            "https://app.example/.entra/callback",
+            "openid profile email",
+            &a,
+            &[("prompt", "none")],
+        );
+        assert_eq!(
+            url,
+            format!(
+                "https://login.example/t/oauth2/v2.0/authorize?response_type=code&client_id=cid\
+                 &redirect_uri=https%3A%2F%2Fapp.example%2F.entra%2Fcallback&scope=openid%20profile%20email\
+                 &state=s&nonce=n&code_challenge={}&code_challenge_method=S256&response_mode=query&prompt=none",
+                a.challenge()
+            )
+        );
+        assert!(authorize_url("https://x/a?p=1", "c", "r", "s", &a, &[])
+            .starts_with("https://x/a?p=1&response_type"));
+    }
+
+    #[test]
+    fn callbacks_are_read_strictly() {
+        assert_eq!(
+            Callback::parse("code=0.AX%2Bq&state=abc&session_state=x").unwrap(),
+            Callback::Code { code: "0.AX+q".into(), state: "abc".into() }
+        );
+        assert_eq!(
+            Callback::parse("error=access_denied&error_description=User+said+no&state=abc").unwrap(),
+            Callback::Error { error: "access_denied".into(), state: Some("abc".into()) }
+        );
+        assert_eq!(Callback::parse("code=a&code=b&state=s"), Err(CallbackError::Duplicate("code")));
+        assert_eq!(Callback::parse("code=a&state=s&state=t"), Err(CallbackError::Duplicate("state")));
+        assert_eq!(Callback::parse("code=a"), Err(CallbackError::Missing("state")));
+        assert_eq!(Callback::parse(""), Err(CallbackError::Missing("code")));
+        assert_eq!(Callback::parse("code=%ff&state=s"), Err(CallbackError::BadEncoding("code")));
+    }
+
+    #[test]
+    fn the_token_request_sends_the_verifier_and_one_credential() {
+        let body = token_request("c&d", "https://app/cb", "cid", "ver", ClientCredential::Secret("s3cr=t"));
+        assert_eq!(
+            body,
+            "grant_type=authorization_code&code=c%26d&redirect_uri=https%3A%2F%2Fapp%2Fcb&client_id=cid\
+             &code_verifier=ver&client_secret=s3cr%3Dt"
+        );
+        let body = token_request("c", "r", "cid", "v", ClientCredential::Assertion("a.b.c"));
+        assert!(body.ends_with(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=a.b.c"
+        ));
+        assert!(!body.contains("client_secret"));
+    }
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        for good in ["/", "/app?x=1", "/a/b%20c"] {
+            assert!(is_local_path(good), "{good}");
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/%2F%2Fevil.example",
+            "%2F%2Fevil",
+            "https://evil",
+            "/a\nb",
+            "/%0d%0a",
+            "",
+        ] {
+            assert!(!is_local_path(bad), "{bad}");
+        }
+        assert_eq!(return_url("/reports?q=1"), "/reports?q=1");
+        assert_eq!(return_url(&format!("/reports?q={}", "x".repeat(2000))), "/reports");
+        assert_eq!(return_url(&format!("/{}", "x".repeat(2000))), "/");
+        assert_eq!(return_url("//evil.example/x"), "/");
+    }
+}
