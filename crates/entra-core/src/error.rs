@@ -74,6 +74,7 @@ denials! {
     KeyIssuerMismatch => "key_issuer_mismatch", InvalidToken, "the signing key may not sign for this issuer";
     GraphToken => "graph_token", InvalidToken, "the token is for Microsoft Graph, not for this API";
     NoPermissionClaims => "no_permission_claims", InvalidToken, "the token carries neither scp nor roles";
+    NonceMismatch => "nonce_mismatch", InvalidToken, "the ID token's nonce is not the sign-in attempt's";
     MissingGroup => "missing_group", InsufficientScope, "the caller is in none of the required groups";
     GroupOverage => "group_overage", InsufficientScope,
         "the token's groups were left out (group overage); membership cannot be decided";

@@ -54,6 +54,9 @@ pub(crate) struct ClaimsView<'a> {
     pub(crate) roles: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) groups: Option<&'a RawValue>,
+    /// ID tokens only: the sign-in attempt's nonce.
+    #[serde(borrow, default)]
+    pub(crate) nonce: Option<&'a RawValue>,
 }
 
 /// A JSON string, borrowed from the input unless it has escapes. serde's own `Cow<str>` always

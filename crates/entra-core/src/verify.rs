@@ -57,6 +57,17 @@ impl Provider {
     /// Judges a bearer token at `now` (seconds since the epoch). `Ok` means every rule of this
     /// provider holds; location requirements are checked afterwards by [`crate::policy::Policy`].
     pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Denial> {
+        self.verify_as(token, now, TokenUse::Access)
+    }
+
+    /// Judges the ID token of this app's sign-in (rule 20): the rules of a bearer token, but its
+    /// audience is the client id, its `nonce` must be the sign-in attempt's, and it needs no
+    /// permission claims.
+    pub fn verify_id_token(&self, token: &str, now: u64, nonce: &str) -> Result<VerifiedToken, Denial> {
+        self.verify_as(token, now, TokenUse::Id { nonce })
+    }
+
+    fn verify_as(&self, token: &str, now: u64, usage: TokenUse) -> Result<VerifiedToken, Denial> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Denial::Malformed);
         }
@@ -112,7 +123,11 @@ impl Provider {
             return Err(Denial::NotYetValid);
         }
 
-        self.check_audience(view.aud)?;
+        let audiences = match usage {
+            TokenUse::Access => &self.audiences[..],
+            TokenUse::Id { .. } => core::slice::from_ref(&self.client_id),
+        };
+        check_audience(audiences, view.aud)?;
         let tid = typed::<JsonStr>(view.tid, "tid")?;
         if tid.as_deref().is_some_and(|t| !is_guid(t)) {
             return Err(Denial::InvalidClaim("tid"));
@@ -134,38 +149,56 @@ impl Provider {
         let scp = typed::<JsonStr>(view.scp, "scp")?;
         let roles = typed::<StringArray>(view.roles, "roles")?;
         typed::<StringArray>(view.groups, "groups")?;
-        if self.require_permission && scp.is_none() && roles.is_none() {
-            return Err(Denial::NoPermissionClaims);
+        match usage {
+            TokenUse::Access if self.require_permission && scp.is_none() && roles.is_none() => {
+                return Err(Denial::NoPermissionClaims)
+            }
+            TokenUse::Id { nonce } if typed::<JsonStr>(view.nonce, "nonce")?.as_deref() != Some(nonce) => {
+                return Err(Denial::NonceMismatch)
+            }
+            _ => {}
         }
         Ok(VerifiedToken::new(kid, exp, payload))
     }
+}
 
-    fn check_audience(&self, aud: Option<&RawValue>) -> Result<(), Denial> {
-        let accepted = |aud: &str| self.audiences.iter().any(|a| a == aud);
-        let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
-        let raw = aud.ok_or(Denial::WrongAudience)?;
-        // A string (Entra's form), or an array of strings.
-        let one;
-        let many;
-        let candidates: &[JsonStr] = match serde_json::from_str::<JsonStr>(raw.get()) {
-            Ok(aud) => {
-                one = [aud];
-                &one
-            }
-            Err(_) => {
-                many = typed::<Vec<JsonStr>>(Some(raw), "aud")?.unwrap_or_default();
-                &many
-            }
-        };
-        if candidates.iter().any(|a| accepted(a)) {
-            Ok(())
-        } else if candidates.iter().any(|a| graph(a)) {
-            Err(Denial::GraphToken)
-        } else {
-            Err(Denial::WrongAudience)
+/// What a token is presented as.
+#[derive(Debug, Clone, Copy)]
+enum TokenUse<'a> {
+    /// A bearer access token for this API.
+    Access,
+    /// The ID token of a sign-in attempt with this nonce.
+    Id { nonce: &'a str },
+}
+
+/// `aud` must name an accepted audience; a Graph audience is named as such (rule 7).
+fn check_audience(audiences: &[String], aud: Option<&RawValue>) -> Result<(), Denial> {
+    let accepted = |aud: &str| audiences.iter().any(|a| a == aud);
+    let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
+    let raw = aud.ok_or(Denial::WrongAudience)?;
+    // A string (Entra's form), or an array of strings.
+    let one;
+    let many;
+    let candidates: &[JsonStr] = match serde_json::from_str::<JsonStr>(raw.get()) {
+        Ok(aud) => {
+            one = [aud];
+            &one
         }
+        Err(_) => {
+            many = typed::<Vec<JsonStr>>(Some(raw), "aud")?.unwrap_or_default();
+            &many
+        }
+    };
+    if candidates.iter().any(|a| accepted(a)) {
+        Ok(())
+    } else if candidates.iter().any(|a| graph(a)) {
+        Err(Denial::GraphToken)
+    } else {
+        Err(Denial::WrongAudience)
     }
+}
 
+impl Provider {
     /// Exact match against the accepted issuers, `{tenantid}` filled from a GUID `tid`; then the
     /// tenant allow-list (rule 4).
     fn check_issuer(&self, accepted: &[String], iss: &str, tid: Option<&str>) -> Result<(), Denial> {
