@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod binary;
 pub mod cache;
 pub mod cookie;
 mod crypto;

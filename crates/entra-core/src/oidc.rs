@@ -9,6 +9,8 @@ use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use thiserror::Error;
 
+use crate::binary::{put_text, put_u64, DecodeError, Reader, TooLong};
+
 /// What `application/x-www-form-urlencoded` and query strings leave as it is.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
@@ -43,6 +45,55 @@ impl Attempt {
     /// The PKCE S256 challenge of the verifier.
     pub fn challenge(&self) -> String {
         URL_SAFE_NO_PAD.encode(digest(&SHA256, self.verifier.as_bytes()))
+    }
+}
+
+/// The format version of a transaction's payload; part of the sealing's associated data too.
+pub const TRANSACTION_VERSION: u8 = 1;
+/// How long a sign-in attempt may take, from the redirect to the callback (seconds).
+pub const TRANSACTION_LIFETIME: u64 = 600;
+
+/// One sign-in attempt as kept, sealed, in its transaction cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub attempt: Attempt,
+    /// The exact redirect URI sent to the authorize endpoint, sent again with the code.
+    pub redirect_uri: String,
+    /// Where the user goes once signed in (see [`return_url`]).
+    pub return_url: String,
+    /// When the attempt began (seconds since the epoch).
+    pub created: u64,
+}
+
+impl Transaction {
+    /// The version byte, the creation time, then state, nonce, verifier, redirect URI and return
+    /// URL as text fields.
+    pub fn encode(&self) -> Result<Vec<u8>, TooLong> {
+        let mut out = vec![TRANSACTION_VERSION];
+        put_u64(&mut out, self.created);
+        let a = &self.attempt;
+        for text in [&a.state, &a.nonce, &a.verifier, &self.redirect_uri, &self.return_url] {
+            put_text(&mut out, text)?;
+        }
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
+        let mut r = Reader(bytes);
+        let version = r.byte()?;
+        if version != TRANSACTION_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let created = r.u64()?;
+        let attempt = Attempt { state: r.text()?, nonce: r.text()?, verifier: r.text()? };
+        let (redirect_uri, return_url) = (r.text()?, r.text()?);
+        r.finish()?;
+        Ok(Transaction { attempt, redirect_uri, return_url, created })
+    }
+
+    /// Still within [`TRANSACTION_LIFETIME`] at `now` (and not from the future).
+    pub fn is_fresh(&self, now: u64) -> bool {
+        self.created <= now && now - self.created <= TRANSACTION_LIFETIME
     }
 }
 
@@ -258,6 +309,23 @@ mod tests {
             "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=a.b.c"
         ));
         assert!(!body.contains("client_secret"));
+    }
+
+    #[test]
+    fn a_transaction_survives_encoding_and_lasts_ten_minutes() {
+        let t = Transaction {
+            attempt: Attempt::new(&SystemRandom::new()),
+            redirect_uri: "https://app.example/.entra/callback".into(),
+            return_url: "/reports?q=1".into(),
+            created: 1_790_000_000,
+        };
+        let bytes = t.encode().unwrap();
+        assert_eq!(Transaction::decode(&bytes).unwrap(), t);
+        for n in 0..bytes.len() {
+            assert!(Transaction::decode(&bytes[..n]).is_err(), "truncated at {n}");
+        }
+        assert!(t.is_fresh(t.created) && t.is_fresh(t.created + 600));
+        assert!(!t.is_fresh(t.created + 601) && !t.is_fresh(t.created - 1));
     }
 
     #[test]

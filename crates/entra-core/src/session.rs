@@ -10,8 +10,8 @@
 //! and text fields) and the kept claims (2-byte count, then name and JSON text fields).
 //! Decoding checks every length against what is left: garbage is an error, never a panic.
 
-use thiserror::Error;
-
+use crate::binary::{put_len, put_text, put_u64, Reader};
+pub use crate::binary::{DecodeError, TooLong};
 use crate::values::is_guid;
 
 /// The version of the layout above; part of the sealing's associated data too.
@@ -46,36 +46,6 @@ pub struct Session {
     pub claims: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum DecodeError {
-    #[error("a session of format version {0}")]
-    Version(u8),
-    #[error("the session ends early")]
-    Truncated,
-    #[error("the session has bytes after its end")]
-    TrailingBytes,
-    #[error("the session has a text field that is not UTF-8")]
-    NotUtf8,
-    #[error("the session has an unknown group form {0}")]
-    GroupTag(u8),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("a session field holds more than 65535 bytes or items")]
-pub struct TooLong;
-
-/// Appends a 2-byte length.
-fn put_len(out: &mut Vec<u8>, n: usize) -> Result<(), TooLong> {
-    out.extend_from_slice(&u16::try_from(n).map_err(|_| TooLong)?.to_be_bytes());
-    Ok(())
-}
-
-fn put_text(out: &mut Vec<u8>, text: &str) -> Result<(), TooLong> {
-    put_len(out, text.len())?;
-    out.extend_from_slice(text.as_bytes());
-    Ok(())
-}
-
 /// 16 bytes of a canonical GUID (8-4-4-4-12 hexadecimal).
 fn guid_bytes(guid: &str) -> [u8; 16] {
     let hex: Vec<u8> = guid.bytes().filter(|b| *b != b'-').collect();
@@ -101,7 +71,7 @@ impl Session {
             if self.group_overage { OVERAGE } else { 0 },
         ]);
         for time in [self.signed_in, self.expires, self.revalidated] {
-            out.extend_from_slice(&time.to_be_bytes());
+            put_u64(&mut out, time);
         }
         for text in [
             &self.oid,
@@ -160,9 +130,7 @@ impl Session {
             .collect::<Result<_, _>>()?;
         let roles = (0..r.len()?).map(|_| r.text()).collect::<Result<_, _>>()?;
         let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
-        if !r.0.is_empty() {
-            return Err(DecodeError::TrailingBytes);
-        }
+        r.finish()?;
         Ok(Session {
             token_version,
             group_overage,
@@ -181,40 +149,6 @@ impl Session {
             roles,
             claims,
         })
-    }
-}
-
-/// Reads the layout front to back, every length checked against what is left.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn byte(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn len(&mut self) -> Result<usize, DecodeError> {
-        let b = self.take(2)?;
-        Ok(usize::from(u16::from_be_bytes([b[0], b[1]])))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let mut b = [0; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(b))
-    }
-
-    fn text(&mut self) -> Result<String, DecodeError> {
-        let n = self.len()?;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::NotUtf8)
     }
 }
 

@@ -30,7 +30,10 @@ fn an_id_token_with_the_attempts_nonce_passes_without_permission_claims() {
 #[test]
 fn another_or_no_nonce_is_refused() {
     let p = provider();
-    assert_eq!(p.verify_id_token(&id_token(Some("other"), None), now(), "n-123").unwrap_err(), Denial::NonceMismatch);
+    assert_eq!(
+        p.verify_id_token(&id_token(Some("other"), None), now(), "n-123").unwrap_err(),
+        Denial::NonceMismatch
+    );
     assert_eq!(p.verify_id_token(&id_token(None, None), now(), "n-123").unwrap_err(), Denial::NonceMismatch);
     let mut o = MintOptions::default();
     o.claims.push(("nonce".into(), json!(7)));
@@ -42,14 +45,22 @@ fn the_audience_of_an_id_token_is_the_client_id_only() {
     let p = provider();
     let app_id_uri = format!("api://{DEV_CLIENT_ID}");
     let t = id_token(Some("n"), Some(&app_id_uri));
-    assert!(p.verify(&t, now()).is_err_and(|d| d == Denial::NoPermissionClaims), "an accepted access-token audience");
-    assert_eq!(p.verify_id_token(&t, now(), "n").unwrap_err(), Denial::WrongAudience, "but not an ID token's");
+    assert!(
+        p.verify(&t, now()).is_err_and(|d| d == Denial::NoPermissionClaims),
+        "an accepted access-token audience"
+    );
+    assert_eq!(
+        p.verify_id_token(&t, now(), "n").unwrap_err(),
+        Denial::WrongAudience,
+        "but not an ID token's"
+    );
 }
 
 #[test]
 fn the_bearer_rules_still_hold() {
     let p = provider();
-    let mut o = MintOptions { expires_in: Some(-3600), unset_claims: vec!["scp".into()], ..Default::default() };
+    let mut o =
+        MintOptions { expires_in: Some(-3600), unset_claims: vec!["scp".into()], ..Default::default() };
     o.claims.push(("nonce".into(), json!("n")));
     assert_eq!(p.verify_id_token(&token(o), now(), "n").unwrap_err(), Denial::Expired);
     let mut forged = MintOptions { signing: Signing::Corrupt, ..Default::default() };
