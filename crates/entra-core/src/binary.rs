@@ -70,6 +70,14 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::NotUtf8)
     }
 
+    /// The payload's first byte, its format version, must be `version`.
+    pub(crate) fn version(&mut self, version: u8) -> Result<(), DecodeError> {
+        match self.byte()? {
+            v if v == version => Ok(()),
+            other => Err(DecodeError::Version(other)),
+        }
+    }
+
     /// Nothing may follow the payload's last field.
     pub(crate) fn finish(self) -> Result<(), DecodeError> {
         if self.0.is_empty() {

@@ -80,10 +80,7 @@ impl Transaction {
 
     pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         let mut r = Reader(bytes);
-        let version = r.byte()?;
-        if version != TRANSACTION_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        r.version(TRANSACTION_VERSION)?;
         let created = r.u64()?;
         let attempt = Attempt { state: r.text()?, nonce: r.text()?, verifier: r.text()? };
         let (redirect_uri, return_url) = (r.text()?, r.text()?);

@@ -109,10 +109,7 @@ impl Session {
 
     pub fn decode(bytes: &[u8]) -> Result<Session, DecodeError> {
         let mut r = Reader(bytes);
-        let version = r.byte()?;
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        r.version(FORMAT_VERSION)?;
         let token_version = r.byte()?;
         let group_overage = r.byte()? & OVERAGE != 0;
         let (signed_in, expires, revalidated) = (r.u64()?, r.u64()?, r.u64()?);
