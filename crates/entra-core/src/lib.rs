@@ -6,6 +6,7 @@
 //! - [`token`]: the bearer token, its header and claims read strictly, the verified token.
 //! - [`verify`]: the rules a provider judges a token by, and [`Provider::judge`].
 //! - [`policy`]: location requirements (`entra_require_*`).
+//! - [`assertion`]: the client assertion of `client_certificate` (private_key_jwt).
 //! - [`cache`]: the verified-token cache.
 //! - [`cookie`]: reading, splitting and writing the cookies of browser sign-in.
 //! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
@@ -19,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 mod binary;
 pub mod cache;
 pub mod cookie;
