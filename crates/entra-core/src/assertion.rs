@@ -45,27 +45,33 @@ impl std::fmt::Debug for ClientCertificate {
     }
 }
 
+/// The first item of a PEM text that `pick` takes, or the error that stopped the reading.
+fn first<'a, T>(
+    pem: &'a [u8],
+    pick: impl Fn(PemItem<'a>) -> Option<T>,
+) -> Option<Result<T, CertificateError>> {
+    parse_pem(pem).find_map(|item| match item {
+        Ok(item) => pick(item).map(Ok),
+        Err(e) => Some(Err(CertificateError::Pem(e.to_string()))),
+    })
+}
+
 impl ClientCertificate {
     /// Reads the PEM files' contents: the first certificate, and an RSA key (PKCS#1 or PKCS#8).
     pub fn from_pem(certificate: &[u8], key: &[u8]) -> Result<ClientCertificate, CertificateError> {
-        let pem_error = |e: ureq::Error| CertificateError::Pem(e.to_string());
-        let cert = parse_pem(certificate)
-            .find_map(|item| match item {
-                Ok(PemItem::Certificate(cert)) => Some(Ok(cert)),
-                Ok(_) => None,
-                Err(e) => Some(Err(pem_error(e))),
-            })
-            .ok_or(CertificateError::NoCertificate)??;
+        let cert = first(certificate, |item| match item {
+            PemItem::Certificate(cert) => Some(cert),
+            _ => None,
+        })
+        .ok_or(CertificateError::NoCertificate)??;
         if key.windows(b"ENCRYPTED".len()).any(|w| w == b"ENCRYPTED") {
             return Err(CertificateError::Encrypted);
         }
-        let private = parse_pem(key)
-            .find_map(|item| match item {
-                Ok(PemItem::PrivateKey(k)) => Some(Ok(k)),
-                Ok(_) => None,
-                Err(e) => Some(Err(pem_error(e))),
-            })
-            .ok_or(CertificateError::NoKey)??;
+        let private = first(key, |item| match item {
+            PemItem::PrivateKey(key) => Some(key),
+            _ => None,
+        })
+        .ok_or(CertificateError::NoKey)??;
         // PKCS#8, else PKCS#1 (ureq does not say which PEM label it read).
         let pair = RsaKeyPair::from_pkcs8(private.der())
             .or_else(|_| RsaKeyPair::from_der(private.der()))
