@@ -201,7 +201,8 @@ unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) 
         format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", denial.reason())
     };
     let (status, header, value, www_authenticate) = match denial.class() {
-        DenialClass::Challenge => {
+        // Sign-in denials come from sessions, which no location uses yet: a bare challenge.
+        DenialClass::Challenge | DenialClass::SignIn => {
             (NGX_HTTP_UNAUTHORIZED, WWW_AUTHENTICATE, format!("Bearer realm=\"{realm}\""), true)
         }
         DenialClass::InvalidToken => {

@@ -17,6 +17,8 @@ pub enum DenialClass {
     InsufficientScope,
     /// 503 with `Retry-After`: the provider has no keys yet (logged at `error`).
     Unavailable,
+    /// Browser sign-in: a navigation is sent to sign in (302), anything else gets a bare 401.
+    SignIn,
 }
 
 /// A reason word and how it is answered.
@@ -75,6 +77,9 @@ denials! {
     GraphToken => "graph_token", InvalidToken, "the token is for Microsoft Graph, not for this API";
     NoPermissionClaims => "no_permission_claims", InvalidToken, "the token carries neither scp nor roles";
     NonceMismatch => "nonce_mismatch", InvalidToken, "the ID token's nonce is not the sign-in attempt's";
+    SessionExpired => "session_expired", SignIn, "the session has reached its lifetime";
+    SessionIdle => "session_idle", SignIn, "the session was unused for longer than its idle timeout";
+    SessionStale => "session_stale", SignIn, "the session is overdue for revalidation with Entra";
     MissingGroup => "missing_group", InsufficientScope, "the caller is in none of the required groups";
     GroupOverage => "group_overage", InsufficientScope,
         "the token's groups were left out (group overage); membership cannot be decided";

@@ -3,8 +3,8 @@
 //! groups still fits two cookies.
 //!
 //! Layout (all integers big-endian): the format version (1 byte), the token version (1), flags
-//! (1: bit 0 group overage), sign-in time, expiry and last revalidation (8 each, seconds since the
-//! epoch), then the text fields `oid tid sub sid login_hint name username email` (each a 2-byte
+//! (1: bit 0 group overage), sign-in time, expiry, last revalidation and last use (8 each, seconds
+//! since the epoch), then the text fields `oid tid sub sid login_hint name username email` (each a 2-byte
 //! length and UTF-8), the groups (2-byte count, then per group a tag: 0 and 16 bytes for a
 //! canonical GUID, 1 and a text field for any other form Entra emits), the roles (2-byte count
 //! and text fields) and the kept claims (2-byte count, then name and JSON text fields).
@@ -12,6 +12,7 @@
 
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
+use crate::error::Denial;
 use crate::values::is_guid;
 
 /// The version of the layout above; part of the sealing's associated data too.
@@ -29,6 +30,9 @@ pub struct Session {
     pub signed_in: u64,
     pub expires: u64,
     pub revalidated: u64,
+    /// When a request last used it (kept for `session_idle_timeout`, re-sealed at most once a
+    /// minute).
+    pub last_used: u64,
     pub oid: String,
     pub tid: String,
     pub sub: String,
@@ -70,7 +74,7 @@ impl Session {
             self.token_version,
             if self.group_overage { OVERAGE } else { 0 },
         ]);
-        for time in [self.signed_in, self.expires, self.revalidated] {
+        for time in [self.signed_in, self.expires, self.revalidated, self.last_used] {
             put_u64(&mut out, time);
         }
         for text in [
@@ -112,7 +116,7 @@ impl Session {
         r.version(FORMAT_VERSION)?;
         let token_version = r.byte()?;
         let group_overage = r.byte()? & OVERAGE != 0;
-        let (signed_in, expires, revalidated) = (r.u64()?, r.u64()?, r.u64()?);
+        let (signed_in, expires, revalidated, last_used) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
         let mut texts = [(); 8].map(|_| String::new());
         for text in &mut texts {
             *text = r.text()?;
@@ -134,6 +138,7 @@ impl Session {
             signed_in,
             expires,
             revalidated,
+            last_used,
             oid,
             tid,
             sub,
@@ -146,6 +151,54 @@ impl Session {
             roles,
             claims,
         })
+    }
+}
+
+/// How often a session in use is re-sealed with a new last-use time, at most (seconds).
+pub const TOUCH_INTERVAL: u64 = 60;
+
+/// The session settings of a provider that decide whether a session still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetimes {
+    /// `session_idle_timeout`: unused this long, a session ends.
+    pub idle_timeout: Option<u64>,
+    /// `session_revalidate`: this long after the last check, a navigation checks with Entra again.
+    pub revalidate: Option<u64>,
+}
+
+/// What a session that opened allows at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// In force; `touch` says to re-seal it with `now` as its last use.
+    Valid { touch: bool },
+    /// In force, but a navigation should go through a silent sign-in first (`prompt=none`).
+    Revalidate,
+}
+
+impl Session {
+    /// Judges the session at `now`: past its expiry, unused for longer than the idle timeout, or
+    /// overdue for revalidation by more than another interval (a script's requests then get 401
+    /// so that the page reloads and its navigation revalidates).
+    pub fn standing(&self, now: u64, lifetimes: Lifetimes, navigation: bool) -> Result<Standing, Denial> {
+        if now >= self.expires {
+            return Err(Denial::SessionExpired);
+        }
+        if let Some(idle) = lifetimes.idle_timeout {
+            if now >= self.last_used.saturating_add(idle) {
+                return Err(Denial::SessionIdle);
+            }
+        }
+        if let Some(every) = lifetimes.revalidate {
+            let due = self.revalidated.saturating_add(every);
+            if now >= due && navigation {
+                return Ok(Standing::Revalidate);
+            }
+            if now >= due.saturating_add(every) {
+                return Err(Denial::SessionStale);
+            }
+        }
+        let touch = lifetimes.idle_timeout.is_some() && now >= self.last_used.saturating_add(TOUCH_INTERVAL);
+        Ok(Standing::Valid { touch })
     }
 }
 
@@ -210,6 +263,37 @@ mod tests {
             b[i] ^= 0xa5;
             let _ = Session::decode(&b);
         }
+    }
+
+    #[test]
+    fn a_session_ends_at_its_expiry_or_when_idle() {
+        let s = Session { expires: 1000, last_used: 100, revalidated: 100, ..alice(0) };
+        let idle = Lifetimes { idle_timeout: Some(300), revalidate: None };
+        assert_eq!(s.standing(999, Lifetimes::default(), false), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(1000, Lifetimes::default(), false), Err(Denial::SessionExpired));
+        assert_eq!(s.standing(399, idle, false), Ok(Standing::Valid { touch: true }));
+        assert_eq!(
+            s.standing(159, idle, false),
+            Ok(Standing::Valid { touch: false }),
+            "touched at most once a minute"
+        );
+        assert_eq!(s.standing(400, idle, false), Err(Denial::SessionIdle));
+    }
+
+    #[test]
+    fn a_navigation_revalidates_when_due_and_scripts_go_stale_an_interval_later() {
+        let s = Session { expires: 100_000, last_used: 0, revalidated: 1000, ..alice(0) };
+        let every = Lifetimes { idle_timeout: None, revalidate: Some(900) };
+        assert_eq!(s.standing(1899, every, true), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(1900, every, true), Ok(Standing::Revalidate));
+        assert_eq!(
+            s.standing(1900, every, false),
+            Ok(Standing::Valid { touch: false }),
+            "a script is served"
+        );
+        assert_eq!(s.standing(2799, every, false), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(2800, every, false), Err(Denial::SessionStale));
+        assert_eq!(s.standing(2800, every, true), Ok(Standing::Revalidate), "a navigation still revalidates");
     }
 
     #[test]
