@@ -7,6 +7,7 @@
 //! - [`verify`]: the rules a provider judges a token by, and [`Provider::judge`].
 //! - [`policy`]: location requirements (`entra_require_*`).
 //! - [`assertion`]: the client assertion of `client_certificate` (private_key_jwt).
+//! - [`browser`]: navigations and cross-origin requests told apart by their headers.
 //! - [`cache`]: the verified-token cache.
 //! - [`cookie`]: reading, splitting and writing the cookies of browser sign-in.
 //! - [`discovery`]: fetching keys and issuers from OpenID metadata (blocking).
@@ -22,6 +23,7 @@
 
 pub mod assertion;
 mod binary;
+pub mod browser;
 pub mod cache;
 pub mod cookie;
 mod crypto;
