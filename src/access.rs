@@ -62,6 +62,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let log = unsafe { request_log(r) };
     state.sync_keys(log);
+    let counters = state.counters();
 
     // After an internal redirect the token was judged already; judge again only for another
     // provider, whose keys, audiences and issuers differ, or after waiting for keys.
@@ -74,7 +75,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
             // SAFETY: per the contract; the header, if any, is a valid table element.
             let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
             let judgment = provider.judge(header, now());
-            if let Some(counters) = state.counters() {
+            if let Some(counters) = counters {
                 counters.judged(judgment.checked_for, judgment.verdict.is_ok());
             }
             debug!(
@@ -108,7 +109,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         Err(denial) => Err(*denial),
     };
     outcome.denial = decision.err();
-    if let Some(counters) = state.counters() {
+    if let Some(counters) = counters {
         counters.decided(decision);
     }
     match decision {

@@ -6,8 +6,6 @@ use warnings;
 
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
-use IO::Select;
-use IO::Socket::INET;
 use Test::More;
 use Time::HiRes qw(time);
 use EntraTest;
@@ -35,8 +33,7 @@ is(get('/api', $token)->{status}, 200, 'keys fetched at start');
 my $kid = live_idp('add-key');
 my $rotated = live_idp('mint', '--key', $kid);
 idp_admin('mode?set=slow&ms=400');
-my $parked = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
-print $parked "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $rotated\r\nConnection: close\r\n\r\n";
+my $parked = send_api_request($port, $rotated);
 # ...and meanwhile the same single worker answers others at once.
 my @fast;
 my $until = time + 0.8;
@@ -47,13 +44,7 @@ while (time < $until) {
 }
 ok(@fast >= 3, scalar(@fast) . ' requests answered while one was parked');
 ok(!(grep { $_->[0] != 200 || $_->[1] > 0.2 } @fast), 'each in under 200 ms') or diag explain \@fast;
-my $answer = '';
-my $select = IO::Select->new($parked);
-while ($select->can_read(10)) {
-    my $n = sysread $parked, my $chunk, 4096;
-    last unless $n;
-    $answer .= $chunk;
-}
+my $answer = read_answer($parked, 10);
 like($answer, qr{^HTTP/1\.1 200 }, 'the parked request got in once the new keys came');
 idp_admin('mode?set=normal');
 
@@ -82,8 +73,7 @@ is(stats()->{keys}, 1, 'with one new fetch');
 # next worker fetches.
 idp_admin('mode?set=slow&ms=3000');
 my $third = live_idp('mint', '--key', live_idp('add-key'));
-my $waiting = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
-print $waiting "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $third\r\nConnection: close\r\n\r\n";
+my $waiting = send_api_request($port, $third);
 # The request has reached the worker and started the fetch once the IdP counts it.
 my $deadline = time + 10;
 until (stats()->{metadata} >= 1) {

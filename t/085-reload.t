@@ -10,7 +10,6 @@ use warnings;
 
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
-use IO::Select;
 use IO::Socket::INET;
 use Test::More;
 use Time::HiRes qw(time);
@@ -83,8 +82,7 @@ is(status_of($own), 200, 'P again');
 idp_admin('reset');
 idp_admin("hold?path=/$TENANT/");
 my $late = live_idp('mint', '--key', live_idp('add-key'));
-my $parked = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
-print $parked "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $late\r\nConnection: close\r\n\r\n";
+my $parked = send_api_request($port, $late);
 $deadline = time + 10;
 until (JSON::PP::decode_json(idp_admin('stats'))->{metadata} >= 1) {
     die "the fetch did not reach the IdP\n" if time > $deadline;
@@ -95,13 +93,7 @@ configure($Q);
 reload_nginx($pid, $prefix);
 is(status_of($other), 200, 'Q fetched its own keys meanwhile');
 idp_admin('release');
-my $answer = '';
-my $select = IO::Select->new($parked);
-while ($select->can_read(20)) {
-    my $n = sysread $parked, my $chunk, 4096;
-    last unless $n;
-    $answer .= $chunk;
-}
+my $answer = read_answer($parked, 20);
 like($answer, qr{^HTTP/1\.1 200 }, "the old worker's parked request got in with the keys it fetched");
 like(log_text(), qr/provider "live": key set fetched for this worker only: a reload gave its slot away/,
     'which it kept for itself');

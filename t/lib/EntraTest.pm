@@ -10,11 +10,12 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use MIME::Base64 ();
 use HTTP::Tiny;
+use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time);
 use parent 'Exporter';
 
-our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
+our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx send_api_request read_answer token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
     live_idp live_bearer live_provider idp_admin $TENANT $CLIENT_ID $OTHER_TENANT use_defaults use_live_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -98,6 +99,28 @@ $server
 }
 CONF
     close $conf;
+}
+
+# Sends `GET /api` with a bearer token on a connection of its own and returns the socket without
+# waiting for the answer (a request that will be parked).
+sub send_api_request {
+    my ($port, $token) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
+    print $sock "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $token\r\nConnection: close\r\n\r\n";
+    return $sock;
+}
+
+# Everything the server sends on $sock until it closes, waiting $seconds at most for each part.
+sub read_answer {
+    my ($sock, $seconds) = @_;
+    my $answer = '';
+    my $select = IO::Select->new($sock);
+    while ($select->can_read($seconds)) {
+        my $n = sysread $sock, my $chunk, 4096;
+        last unless $n;
+        $answer .= $chunk;
+    }
+    return $answer;
 }
 
 sub nginx_workers { my ($pid) = @_; `pgrep -P $pid` =~ /(\d+)/g }
