@@ -69,6 +69,30 @@ impl Discovery {
     }
 }
 
+/// The browser sign-in endpoints the v2 metadata names (empty when it names none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorize: Option<String>,
+    pub token: Option<String>,
+    pub end_session: Option<String>,
+}
+
+impl Endpoints {
+    /// One line each, an empty line for an absent one: how the shared zone keeps them.
+    pub fn to_lines(&self) -> String {
+        [&self.authorize, &self.token, &self.end_session].map(|e| e.as_deref().unwrap_or("")).join("\n")
+    }
+
+    pub fn from_lines(text: &str) -> Endpoints {
+        let mut lines = text.split('\n').map(|l| Some(l.to_owned()).filter(|l| !l.is_empty()));
+        Endpoints {
+            authorize: lines.next().flatten(),
+            token: lines.next().flatten(),
+            end_session: lines.next().flatten(),
+        }
+    }
+}
+
 /// What a successful fetch brought.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -77,6 +101,7 @@ pub struct Fetched {
     pub keys: KeySet,
     /// The issuers the metadata documents name: v2 first, then v1 when there was one.
     pub issuers: Vec<String>,
+    pub endpoints: Endpoints,
     /// Metadata documents requested (1 or 2); the key set is always one request.
     pub metadata_requests: u32,
     /// What went wrong without failing the fetch (an unreachable v1 document, skipped keys).
@@ -87,10 +112,20 @@ pub struct Fetched {
 struct Metadata {
     issuer: String,
     jwks_uri: Option<String>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
 }
 
-fn agent(d: &Discovery) -> Result<ureq::Agent, FetchError> {
-    let roots = match &d.ca_file {
+/// An agent that trusts `ca_file` (else the system's store), with `timeout` for each phase;
+/// `redirects` 0 follows none; `deadline` bounds the whole request.
+pub(crate) fn agent(
+    ca_file: &Option<PathBuf>,
+    timeout: Duration,
+    redirects: u32,
+    deadline: Option<Duration>,
+) -> Result<ureq::Agent, FetchError> {
+    let roots = match ca_file {
         None => RootCerts::PlatformVerifier,
         Some(path) => {
             let bad = |reason: String| FetchError::BadCaFile { path: path.display().to_string(), reason };
@@ -109,10 +144,12 @@ fn agent(d: &Discovery) -> Result<ureq::Agent, FetchError> {
         }
     };
     // One timeout per phase: a single global one makes ureq resolve names on an extra thread.
-    let t = Some(d.timeout);
+    let t = Some(timeout);
     Ok(ureq::Agent::config_builder()
         .tls_config(TlsConfig::builder().root_certs(roots).build())
         .http_status_as_error(false)
+        .max_redirects(redirects)
+        .timeout_global(deadline)
         .timeout_resolve(t)
         .timeout_connect(t)
         .timeout_send_request(t)
@@ -142,14 +179,30 @@ fn metadata(agent: &ureq::Agent, url: &str) -> Result<Metadata, FetchError> {
 
 /// Fetches the metadata and the key set. Blocking: never call it on an event loop.
 pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
-    let agent = agent(d)?;
+    let agent = agent(&d.ca_file, d.timeout, 10, None)?;
     let v2 = metadata(&agent, &d.metadata_url)?;
     let bad_metadata =
         |reason: &str| FetchError::BadMetadata { url: d.metadata_url.clone(), reason: reason.into() };
     let jwks_uri = v2.jwks_uri.ok_or_else(|| bad_metadata("no jwks_uri"))?;
     parse_url("jwks_uri", &jwks_uri).map_err(|e| bad_metadata(&e.to_string()))?;
-    let mut issuers = vec![v2.issuer];
     let mut warnings = Vec::new();
+    // An endpoint that is not an https URL (or http on loopback) is left out, with a warning.
+    let mut endpoint = |name: &'static str, url: Option<String>| {
+        let url = url?;
+        match parse_url(name, &url) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                warnings.push(format!("{}: {e} (left out)", d.metadata_url));
+                None
+            }
+        }
+    };
+    let endpoints = Endpoints {
+        authorize: endpoint("authorization_endpoint", v2.authorization_endpoint),
+        token: endpoint("token_endpoint", v2.token_endpoint),
+        end_session: endpoint("end_session_endpoint", v2.end_session_endpoint),
+    };
+    let mut issuers = vec![v2.issuer];
     let mut metadata_requests = 1;
     if let Some(v1_url) = &d.v1_metadata_url {
         metadata_requests += 1;
@@ -163,5 +216,5 @@ pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
     let (keys, skipped) = KeySet::from_jwks(&jwks)
         .map_err(|e| FetchError::BadKeySet { url: jwks_uri.clone(), reason: e.to_string() })?;
     warnings.extend(skipped);
-    Ok(Fetched { jwks, keys, issuers, metadata_requests, warnings })
+    Ok(Fetched { jwks, keys, issuers, endpoints, metadata_requests, warnings })
 }

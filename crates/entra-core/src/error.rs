@@ -19,6 +19,11 @@ pub enum DenialClass {
     Unavailable,
     /// Browser sign-in: a navigation is sent to sign in (302), anything else gets a bare 401.
     SignIn,
+    /// A sign-in that failed at the callback: 401 with a page that offers to start again (never
+    /// a redirect, which could loop).
+    Callback,
+    /// 403 with a page that says why (no challenge: another token would not help).
+    Forbidden,
 }
 
 /// A reason word and how it is answered.
@@ -77,6 +82,9 @@ denials! {
     GraphToken => "graph_token", InvalidToken, "the token is for Microsoft Graph, not for this API";
     NoPermissionClaims => "no_permission_claims", InvalidToken, "the token carries neither scp nor roles";
     NonceMismatch => "nonce_mismatch", InvalidToken, "the ID token's nonce is not the sign-in attempt's";
+    NoSession => "no_session", SignIn, "no session cookie";
+    SessionInvalid => "session_invalid", SignIn, "the session cookie does not open (tampered, truncated, foreign or sealed with a removed key)";
+    SessionRevoked => "session_revoked", SignIn, "the session was ended by a front-channel logout";
     SessionExpired => "session_expired", SignIn, "the session has reached its lifetime";
     SessionIdle => "session_idle", SignIn, "the session was unused for longer than its idle timeout";
     SessionStale => "session_stale", SignIn, "the session is overdue for revalidation with Entra";
@@ -89,6 +97,13 @@ denials! {
         "the token has none of the required scopes or app permissions";
     MissingClaim => "missing_claim", InsufficientScope, "a required claim does not have an accepted value";
     KeysUnavailable => "keys_unavailable", Unavailable, "the provider's signing keys could not be fetched yet";
+    StateMismatch => "state_mismatch", Callback, "the callback's state matches no sign-in attempt of this browser";
+    IdpError(bool) => "idp_error", Callback, "Entra answered the sign-in with an error";
+    CodeRejected => "code_rejected", Callback, "the token endpoint refused the authorization code";
+    IdpUnavailable => "idp_unavailable", Unavailable, "the token endpoint could not be reached";
+    SessionTooLarge => "session_too_large", Forbidden,
+        "the session would not fit its cookies (too many groups: emit only the groups assigned to the application, or use app roles)";
+    CrossOrigin => "cross_origin", Forbidden, "a request from another site may not use the session cookie";
 }
 
 impl Denial {

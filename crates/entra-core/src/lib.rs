@@ -15,6 +15,8 @@
 //! - [`schedule`]: when keys are fetched again.
 //! - [`seal`]: sealed cookie values (AES-256-GCM) for browser sign-in.
 //! - [`session`]: a browser session in its compact binary form.
+//! - [`signin`]: a provider's sign-in settings and the code flow's steps without I/O.
+//! - [`exchange`]: the code exchange at the token endpoint (blocking).
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
@@ -29,6 +31,7 @@ pub mod cookie;
 mod crypto;
 pub mod discovery;
 pub mod error;
+pub mod exchange;
 pub mod keys;
 pub mod oidc;
 pub mod policy;
@@ -36,6 +39,7 @@ pub mod provider;
 pub mod schedule;
 pub mod seal;
 pub mod session;
+pub mod signin;
 pub mod token;
 pub mod values;
 pub mod verify;

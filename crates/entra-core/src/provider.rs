@@ -7,10 +7,11 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use crate::cache::TokenCache;
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, Endpoints};
 use crate::error::ConfigError;
 use crate::keys::{KeyFamily, KeySet};
 use crate::schedule::Schedule;
+use crate::signin::{SignIn, SignInConfig};
 use crate::values::{AllowedTenants, Tenant, CONSUMERS_TENANT_ID, TENANT_PLACEHOLDER};
 
 /// Default size of the verified-token cache, in tokens (each takes about 4 KiB).
@@ -46,6 +47,8 @@ pub struct ProviderConfig {
     pub refresh_on_unknown_kid: Option<Duration>,
     pub ca_file: Option<PathBuf>,
     pub fetch_timeout: Option<Duration>,
+    /// The browser sign-in settings (`client_secret_file`, `session_*`, ...).
+    pub sign_in: SignInConfig,
 }
 
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,6 +67,8 @@ pub enum KeySource {
 pub struct KeyState {
     pub keys: KeySet,
     pub issuers: Vec<String>,
+    /// The browser sign-in endpoints from the same metadata.
+    pub endpoints: Endpoints,
 }
 
 /// A checked provider, ready for the request path.
@@ -83,6 +88,8 @@ pub struct Provider {
     pub leeway: u64,
     pub algorithms: Vec<Algorithm>,
     pub require_permission: bool,
+    /// How browsers sign in with this provider (used by `entra_auth ... session|any`).
+    pub sign_in: SignIn,
     pub(crate) cache: TokenCache,
 }
 
@@ -149,10 +156,11 @@ impl ProviderConfig {
             issuers,
             allowed_tenants,
             source,
-            state: RwLock::new(Arc::new(KeyState { keys, issuers: Vec::new() })),
+            state: RwLock::new(Arc::new(KeyState { keys, ..KeyState::default() })),
             leeway,
             algorithms,
             require_permission: self.require_permission.unwrap_or(true),
+            sign_in: self.sign_in.build(),
             cache: TokenCache::new(self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE)),
         })
     }
@@ -164,10 +172,11 @@ impl Provider {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Puts new keys in force, and forgets cached verifications made with keys that are gone.
-    pub fn update_keys(&self, keys: KeySet, issuers: Vec<String>) {
-        self.cache.retain_keys(|kid| keys.get(kid).is_some());
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(KeyState { keys, issuers });
+    /// Puts new keys (and issuers and endpoints) in force, and forgets cached verifications
+    /// made with keys that are gone.
+    pub fn update_keys(&self, state: KeyState) {
+        self.cache.retain_keys(|kid| state.keys.get(kid).is_some());
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
     }
 
     /// The issuers that tokens are checked against, with these keys in force.

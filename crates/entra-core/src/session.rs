@@ -13,7 +13,9 @@
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
 use crate::error::Denial;
+use crate::token::VerifiedToken;
 use crate::values::is_guid;
+use serde_json::{Map, Value};
 
 /// The version of the layout above; part of the sealing's associated data too.
 pub const FORMAT_VERSION: u8 = 1;
@@ -151,6 +153,68 @@ impl Session {
             roles,
             claims,
         })
+    }
+}
+
+impl Session {
+    /// The session of a verified ID token, signed in at `now` for `lifetime` seconds, keeping
+    /// the top-level `claims` named (as JSON text).
+    pub fn from_id_token(token: &VerifiedToken, now: u64, lifetime: u64, claims: &[String]) -> Session {
+        let text = |name: &str| token.str(name).unwrap_or_default().to_owned();
+        Session {
+            token_version: if token.str("ver") == Some("1.0") { 1 } else { 2 },
+            group_overage: token.has_group_overage(),
+            signed_in: now,
+            expires: now.saturating_add(lifetime),
+            revalidated: now,
+            last_used: now,
+            oid: text("oid"),
+            tid: text("tid"),
+            sub: text("sub"),
+            sid: text("sid"),
+            login_hint: text("login_hint"),
+            name: text("name"),
+            username: token.upn().unwrap_or_default().to_owned(),
+            email: text("email"),
+            groups: token.groups().map(str::to_owned).collect(),
+            roles: token.roles().map(str::to_owned).collect(),
+            claims: claims
+                .iter()
+                .filter_map(|name| Some((name.clone(), token.claim(name)?.to_string())))
+                .collect(),
+        }
+    }
+
+    /// The session as the claims that requirements and variables read, like a token's: no
+    /// `scp` and no `azp` (a session is no delegated access token).
+    pub fn identity(&self) -> VerifiedToken {
+        let mut c = Map::new();
+        for (name, value) in [
+            ("oid", &self.oid),
+            ("tid", &self.tid),
+            ("sub", &self.sub),
+            ("sid", &self.sid),
+            ("login_hint", &self.login_hint),
+            ("name", &self.name),
+            ("preferred_username", &self.username),
+            ("email", &self.email),
+        ] {
+            if !value.is_empty() {
+                c.insert(name.to_owned(), Value::String(value.clone()));
+            }
+        }
+        c.insert("ver".into(), Value::String(if self.token_version == 1 { "1.0" } else { "2.0" }.into()));
+        c.insert("groups".into(), self.groups.iter().cloned().collect());
+        c.insert("roles".into(), self.roles.iter().cloned().collect());
+        if self.group_overage {
+            c.insert("_claim_names".into(), serde_json::json!({ "groups": "src1" }));
+        }
+        for (name, json) in &self.claims {
+            if let Ok(value) = serde_json::from_str(json) {
+                c.insert(name.clone(), value);
+            }
+        }
+        VerifiedToken::from_claims("session", self.expires, c)
     }
 }
 

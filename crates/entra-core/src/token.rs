@@ -164,6 +164,13 @@ impl VerifiedToken {
         VerifiedToken { kid: kid.to_owned(), exp, payload: payload.into(), claims: OnceLock::new() }
     }
 
+    /// An identity that came from elsewhere than a token (a browser session), with its claims.
+    pub fn from_claims(kid: &str, exp: u64, claims: Map<String, Value>) -> VerifiedToken {
+        let known = OnceLock::new();
+        let _ = known.set(claims);
+        VerifiedToken { kid: kid.to_owned(), exp, payload: "".into(), claims: known }
+    }
+
     /// Every claim of the token.
     pub fn claims(&self) -> &Map<String, Value> {
         // The payload parsed as a JSON object during verification, so this cannot fail.

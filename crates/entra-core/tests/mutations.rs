@@ -82,12 +82,12 @@ fn a_discovery_provider_judges_with_the_keys_and_issuers_it_was_given() {
     let t = token(MintOptions::default());
     assert_eq!(judge(&p, t.as_bytes()).unwrap_err(), Denial::UnknownKid, "no keys yet");
     let v2_issuer = format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0");
-    p.update_keys(keys(), vec![v2_issuer]);
+    p.update_keys(KeyState { keys: keys(), issuers: vec![v2_issuer], ..Default::default() });
     assert!(judge(&p, t.as_bytes()).is_ok());
     let v1 = token(MintOptions { version: Some(1), ..Default::default() });
     assert_eq!(judge(&p, v1.as_bytes()).unwrap_err(), Denial::WrongIssuer, "only the issuers named");
     // A key set without the signing key: the cached verification goes with it.
     let other = idp().stranger.jwks().unwrap().to_string();
-    p.update_keys(KeySet::from_jwks(other.as_bytes()).unwrap().0, vec![]);
+    p.update_keys(KeyState { keys: KeySet::from_jwks(other.as_bytes()).unwrap().0, ..Default::default() });
     assert_eq!(judge(&p, t.as_bytes()).unwrap_err(), Denial::UnknownKid);
 }

@@ -17,6 +17,8 @@ pub const DEV_TENANT: &str = "9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93";
 pub const DEV_CLIENT_ID: &str = "6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64";
 /// The client application that asks for tokens in the demo (`azp` / `appid`).
 pub const DEV_CALLER_APP: &str = "0c7d2e9a-5f1b-4c3d-8e6a-9b2f4d1c7e05";
+/// The app's client secret at the development IdP (`entra-dev-idp client-secret` prints it).
+pub const DEV_CLIENT_SECRET: &str = "dev-client-secret-not-for-production";
 pub const GLOBAL_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

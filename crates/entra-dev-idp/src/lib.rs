@@ -4,6 +4,7 @@
 //! them as a JWKS with v1 and v2 metadata documents, and mints tokens shaped like Entra's (and
 //! broken ones, for tests).
 
+pub mod browser;
 pub mod keystore;
 pub mod mint;
 pub mod server;

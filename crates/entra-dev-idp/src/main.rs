@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use entra_dev_idp::keystore::{KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
+use entra_dev_idp::keystore::{
+    KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_TENANT, GLOBAL_AUTHORITY,
+};
 use entra_dev_idp::mint::{mint, MintOptions, Signing};
 use entra_dev_idp::{server, Error};
 
@@ -17,6 +19,7 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
                       create the state with one RSA signing key
   jwks [--out FILE]   print (or write) the public key set
   kids                list key ids, the current one first
+  client-secret       print the app's client secret (for client_secret_file)
   rotate [--kind rsa|ec|ed25519] [--issuer URL]
                       add a key and sign new tokens with it (old keys stay published)
   add-key [--kind rsa|ec|ed25519] [--issuer URL] [--hidden]
@@ -24,8 +27,9 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
                       until /_admin/publish, to test rotation)
   remove-key KID      stop publishing a key
   serve [--listen 127.0.0.1:9400] [--https-listen 127.0.0.1:9443]
-                      serve metadata documents and the key set; HTTPS uses a test CA
-                      (DIR/ca.pem); /_admin/ controls it for tests (see the README)
+                      serve metadata documents, the key set and the browser endpoints
+                      (authorize with a page to pick a demo user, token, logout); HTTPS
+                      uses a test CA (DIR/ca.pem); /_admin/ controls it for tests
   mint [options]      print an access token (default: user alice, v2, scp access_as_user)
     --count N                       N distinct tokens, one per line
     --user NAME | --app NAME        user (delegated) or app-only token
@@ -154,6 +158,10 @@ fn run(mut a: Args) -> Result<(), Error> {
                 Some(path) => std::fs::write(&path, text + "\n").map_err(|e| Error::Io(path, e))?,
                 None => println!("{text}"),
             }
+        }
+        "client-secret" => {
+            a.finish()?;
+            println!("{DEV_CLIENT_SECRET}");
         }
         "kids" => {
             a.finish()?;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::browser::{self, Browser, Reply, Request};
 use crate::keystore::{KeyKind, KeyStore};
 use crate::tls;
 use crate::Error;
@@ -45,6 +46,7 @@ pub fn route(store: &KeyStore, base_url: &str, path: &str) -> (u16, Value) {
                 "jwks_uri": format!("{base_url}/{t}/discovery/v2.0/keys{}", gate_query(path_and_query)),
                 "authorization_endpoint": format!("{base_url}/{t}/oauth2/v2.0/authorize"),
                 "token_endpoint": format!("{base_url}/{t}/oauth2/v2.0/token"),
+                "end_session_endpoint": format!("{base_url}/{t}/oauth2/v2.0/logout"),
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "response_types_supported": ["code", "id_token", "code id_token"],
                 "subject_types_supported": ["pairwise"],
@@ -101,7 +103,11 @@ pub struct Control {
     /// [`HOLD_LIMIT`]: a fetch that is under way for as long as a test needs it to be.
     holds: Mutex<Vec<String>>,
     released: Condvar,
+    browser: Browser,
 }
+
+/// The largest request body read (a token request is a few KiB).
+const MAX_BODY: usize = 64 * 1024;
 
 /// The longest a held request waits.
 const HOLD_LIMIT: Duration = Duration::from_secs(30);
@@ -120,6 +126,7 @@ impl Default for Control {
             open_gates: Mutex::new(Vec::new()),
             holds: Mutex::new(Vec::new()),
             released: Condvar::new(),
+            browser: Browser::default(),
         }
     }
 }
@@ -169,6 +176,7 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
             control.metadata.store(0, Ordering::SeqCst);
             control.open_gates.lock().unwrap_or_else(|p| p.into_inner()).clear();
             control.release();
+            control.browser.reset();
             Mode::Normal
         }
         ("/_admin/hold", _) => {
@@ -212,26 +220,53 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
             Some("gzip") => Garbage::Gzip,
             _ => Garbage::Text,
         }),
-        _ => return (404, json!({ "error": "unknown admin request", "path": path })),
+        (other, _) => {
+            let query = browser::form(path.split_once('?').map_or("", |(_, q)| q));
+            return match control.browser.admin(other, &query) {
+                Some(answer) => (200, answer),
+                None => (404, json!({ "error": "unknown admin request", "path": path })),
+            };
+        }
     };
     control.set_mode(mode);
     (200, control.stats())
 }
 
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    gzip: bool,
+fn json_answer((status, body): (u16, Value)) -> Reply {
+    Reply {
+        status,
+        content_type: "application/json",
+        headers: Vec::new(),
+        body: body.to_string().into_bytes(),
+    }
 }
 
-fn json_answer((status, body): (u16, Value)) -> Answer {
-    Answer { status, body: body.to_string().into_bytes(), gzip: false }
+/// The browser endpoints, `/{tenant}/oauth2/v2.0/...`, when `req` is for one.
+fn browser_answer(control: &Control, dir: &Path, base_url: &str, req: &Request) -> Option<Reply> {
+    let rest = req.path.strip_prefix('/')?;
+    let (tenant, endpoint) = rest.split_once("/oauth2/v2.0/")?;
+    let store = match KeyStore::open(dir) {
+        Ok(store) => store,
+        Err(e) => return Some(json_answer((500, json!({"error": e.to_string()})))),
+    };
+    control.browser.route(&store, base_url, tenant, endpoint, req)
 }
 
 /// The answer to one request, or `None` to drop the connection (the IdP is "down").
-fn answer(control: &Control, dir: &Path, base_url: &str, path: &str) -> Option<Answer> {
+fn answer(control: &Control, dir: &Path, base_url: &str, req: &Request, path: &str) -> Option<Reply> {
     if path.starts_with("/_admin/") {
         return Some(json_answer(admin(control, dir, path)));
+    }
+    if req.path.contains("/oauth2/") {
+        // Browser endpoints: held, down and slow like the others, never counted as fetches.
+        control.wait_if_held(path);
+        match control.mode() {
+            Mode::Down => return None,
+            Mode::Slow(ms) => thread::sleep(Duration::from_millis(ms)),
+            Mode::Normal | Mode::Garbage(_) => {}
+        }
+        return browser_answer(control, dir, base_url, req)
+            .or_else(|| Some(json_answer((404, json!({"error": "not_found", "path": req.path})))));
     }
     let is_keys = path.split('?').next().unwrap_or("").ends_with("/keys");
     let counter = if is_keys { &control.keys } else { &control.metadata };
@@ -255,7 +290,12 @@ fn answer(control: &Control, dir: &Path, base_url: &str, path: &str) -> Option<A
                 }
                 Garbage::Gzip => b"\x1f\x8b\x08\x00garbage".to_vec(),
             };
-            return Some(Answer { status: 200, body, gzip: kind == Garbage::Gzip });
+            let headers = if kind == Garbage::Gzip {
+                vec![("Content-Encoding", "gzip".to_owned())]
+            } else {
+                Vec::new()
+            };
+            return Some(Reply { status: 200, content_type: "application/json", headers, body });
         }
         Mode::Normal | Mode::Garbage(_) => {}
     }
@@ -272,27 +312,46 @@ fn handle(
     base_url: &str,
 ) -> std::io::Result<()> {
     let mut request_line = String::new();
+    let mut cookie = None;
+    let mut body = Vec::new();
     {
         let mut reader = BufReader::new(&mut stream);
         reader.read_line(&mut request_line)?;
-        // The rest of the head is not needed; read it so the client sees an orderly close.
+        let mut length = 0usize;
         let mut line = String::new();
         while reader.read_line(&mut line)? > 2 {
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim().to_owned();
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.parse().unwrap_or(0).min(MAX_BODY),
+                    "cookie" => cookie = Some(value),
+                    _ => {}
+                }
+            }
             line.clear();
         }
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let Some(answer) = answer(control, dir, base_url, path) else {
+    let mut words = request_line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or("GET"), words.next().unwrap_or("/"));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let body = String::from_utf8_lossy(&body);
+    let req = Request { method, path, query, cookie: cookie.as_deref(), body: &body };
+    let Some(answer) = answer(control, dir, base_url, &req, target) else {
         return Ok(());
     };
-    let reason = if answer.status == 200 { "OK" } else { "Error" };
-    let encoding = if answer.gzip { "Content-Encoding: gzip\r\n" } else { "" };
-    write!(
-        stream,
-        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        answer.status,
-        answer.body.len()
-    )?;
+    let reason = match answer.status {
+        200 => "OK",
+        302 => "Found",
+        _ => "Error",
+    };
+    let mut head =
+        format!("HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\n", answer.status, answer.content_type);
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    write!(stream, "{head}Content-Length: {}\r\nConnection: close\r\n\r\n", answer.body.len())?;
     stream.write_all(&answer.body)?;
     stream.flush()
 }

@@ -1,0 +1,421 @@
+//! Browser sign-in with one provider: its settings (`client_secret_file`, `redirect_uri`,
+//! `session_*`, ...), and the steps of the code flow that need no I/O: the redirect to the
+//! authorize endpoint with its sealed transaction cookie, the callback matched to its
+//! transaction, and the session sealed into its cookies and opened again.
+//!
+//! The module calls these from the access phase and the callback handler; the code exchange
+//! itself is [`crate::exchange`], on a thread of its own.
+
+use ring::rand::SystemRandom;
+use thiserror::Error;
+
+use crate::assertion::ClientCertificate;
+use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
+use crate::cookie::{self, Found};
+use crate::error::Denial;
+use crate::oidc::{Attempt, Callback, ClientCredential, Transaction, TRANSACTION_LIFETIME};
+use crate::seal::{OpenError, Purpose, SealKeys};
+use crate::session::{self, Lifetimes, Session};
+
+pub const DEFAULT_REDIRECT_URI: &str = "/.entra/callback";
+pub const DEFAULT_FRONTCHANNEL_LOGOUT_URI: &str = "/.entra/logout";
+pub const DEFAULT_SCOPES: &str = "openid profile email";
+/// The session cookie's default name on HTTPS; plain `entra` without TLS, where browsers refuse
+/// the `__Host-` prefix.
+pub const DEFAULT_COOKIE: &str = "__Host-entra";
+const PLAIN_COOKIE: &str = "entra";
+/// `session_lifetime`'s default: a working day.
+pub const DEFAULT_LIFETIME: u64 = 8 * 3600;
+
+/// How the module proves it is the app at the token endpoint.
+pub enum Credential {
+    /// `client_secret_file`'s content.
+    Secret(String),
+    /// `client_certificate`: a signed assertion per exchange.
+    Certificate(ClientCertificate),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        match self {
+            Credential::Secret(_) => f.write_str("Secret(..)"),
+            Credential::Certificate(c) => c.fmt(f),
+        }
+    }
+}
+
+/// What the block's sign-in lines said, before the defaults.
+#[derive(Debug, Default)]
+pub struct SignInConfig {
+    pub credential: Option<Credential>,
+    pub redirect_uri: Option<String>,
+    pub scopes: Option<String>,
+    pub keys: Option<SealKeys>,
+    pub cookie: Option<String>,
+    pub lifetime: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub revalidate: Option<u64>,
+    pub claims: Vec<String>,
+    pub post_logout_redirect: Option<String>,
+    pub frontchannel_logout_uri: Option<String>,
+}
+
+/// Where Entra sends the browser back: a path on the server that was asked, or an absolute URL
+/// that may name `$host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectUri {
+    template: String,
+}
+
+impl RedirectUri {
+    pub fn new(value: &str) -> RedirectUri {
+        RedirectUri { template: value.to_owned() }
+    }
+
+    /// The path the module answers on.
+    pub fn path(&self) -> &str {
+        match self.template.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+            None => &self.template,
+        }
+    }
+
+    /// `true` when the URI itself says HTTPS (a TLS-terminating load balancer in front).
+    pub fn is_https(&self) -> bool {
+        self.template.starts_with("https://")
+    }
+
+    /// The exact URI for a request: a path completed with the connection's scheme and the `Host`
+    /// header as sent (port included); `$host` in an absolute one replaced by the request's host.
+    pub fn resolve(&self, scheme: &str, host_header: &str, host: &str) -> String {
+        if self.template.contains("://") {
+            self.template.replace("$host", host)
+        } else {
+            format!("{scheme}://{host_header}{}", self.template)
+        }
+    }
+}
+
+/// A provider's sign-in settings, with their defaults.
+#[derive(Debug)]
+pub struct SignIn {
+    pub credential: Option<Credential>,
+    pub redirect_uri: RedirectUri,
+    pub scopes: String,
+    /// `session_key_file`: the first key seals, all open.
+    pub keys: Option<SealKeys>,
+    /// `session_cookie` as written, if it was.
+    cookie: Option<String>,
+    pub lifetime: u64,
+    pub lifetimes: Lifetimes,
+    /// `session_claims`: extra top-level claims kept in the session.
+    pub claims: Vec<String>,
+    pub post_logout_redirect: Option<String>,
+    pub frontchannel_logout_uri: String,
+}
+
+impl SignInConfig {
+    pub fn build(self) -> SignIn {
+        SignIn {
+            credential: self.credential,
+            redirect_uri: RedirectUri::new(self.redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI)),
+            scopes: self.scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_owned()),
+            keys: self.keys,
+            cookie: self.cookie,
+            lifetime: self.lifetime.unwrap_or(DEFAULT_LIFETIME),
+            lifetimes: Lifetimes { idle_timeout: self.idle_timeout, revalidate: self.revalidate },
+            claims: self.claims,
+            post_logout_redirect: self.post_logout_redirect,
+            frontchannel_logout_uri: self
+                .frontchannel_logout_uri
+                .unwrap_or_else(|| DEFAULT_FRONTCHANNEL_LOGOUT_URI.to_owned()),
+        }
+    }
+}
+
+/// Why a session cookie counts as no session; the log says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SessionFault {
+    #[error("{0}")]
+    Open(#[from] OpenError),
+    #[error("its content is not a session of this version")]
+    Undecodable,
+    #[error("a cookie of the session is sent twice")]
+    Duplicated,
+}
+
+/// One `Set-Cookie` value the module adds.
+pub type SetCookie = String;
+
+/// The redirect that starts a sign-in.
+#[derive(Debug)]
+pub struct Start {
+    pub location: String,
+    pub cookie: SetCookie,
+}
+
+/// A callback matched to its transaction: what the code exchange needs.
+#[derive(Debug)]
+pub struct Matched {
+    pub code: String,
+    pub transaction: Transaction,
+    /// Clears the transaction cookie the callback used.
+    pub clear: SetCookie,
+}
+
+/// A callback that cannot go on, with the cookies to clear.
+#[derive(Debug)]
+pub struct Refused {
+    pub denial: Denial,
+    /// Entra's error code (`idp_error`), or what was wrong with the callback, for the log.
+    pub detail: String,
+    pub clear: Vec<SetCookie>,
+}
+
+impl SignIn {
+    /// The session cookie's name: as configured, else `__Host-entra` on HTTPS and `entra`
+    /// without it.
+    pub fn cookie_name(&self, secure: bool) -> &str {
+        match &self.cookie {
+            Some(name) => name,
+            None if secure => DEFAULT_COOKIE,
+            None => PLAIN_COOKIE,
+        }
+    }
+
+    /// `true` when `session_cookie` was written.
+    pub fn has_cookie_name(&self) -> bool {
+        self.cookie.is_some()
+    }
+
+    fn transaction_name(&self, secure: bool, index: usize) -> String {
+        format!("{}-t{index}", self.cookie_name(secure))
+    }
+
+    /// Associated data of a sealed value: the cookie's name, the provider and the format version,
+    /// so a value opens neither under another name nor for another provider.
+    fn aad(name: &str, provider: &str, version: u8) -> Vec<u8> {
+        [name.as_bytes(), b"\0", provider.as_bytes(), b"\0", &[version]].concat()
+    }
+
+    fn keys(&self) -> Result<&SealKeys, OpenError> {
+        self.keys.as_ref().ok_or(OpenError::UnknownKey)
+    }
+
+    /// A new sign-in attempt: the authorize URL and its sealed transaction cookie, which takes a
+    /// name absent from the request's cookies, else the oldest one's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start<'a>(
+        &self,
+        provider: &str,
+        client_id: &str,
+        authorize_endpoint: &str,
+        redirect_uri: String,
+        return_url: String,
+        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        secure: bool,
+        extra: &[(&str, &str)],
+        now: u64,
+        random: &SystemRandom,
+    ) -> Result<Start, OpenError> {
+        let keys = self.keys()?;
+        let created: [Option<u64>; TRANSACTION_COOKIES] = core::array::from_fn(|i| {
+            match cookie::find(cookies.clone(), &self.transaction_name(secure, i)) {
+                Found::One(value) => {
+                    Some(self.open_transaction(provider, secure, i, value).map_or(0, |t| t.created))
+                }
+                Found::Twice => Some(0),
+                Found::Absent => None,
+            }
+        });
+        let index = transaction_slot(created);
+        let attempt = Attempt::new(random);
+        let location = crate::oidc::authorize_url(
+            authorize_endpoint,
+            client_id,
+            &redirect_uri,
+            &self.scopes,
+            &attempt,
+            extra,
+        );
+        let transaction = Transaction { attempt, redirect_uri, return_url, created: now };
+        let name = self.transaction_name(secure, index);
+        // The return URL is at most 1024 bytes: a transaction always encodes.
+        let plain = transaction.encode().map_err(|_| OpenError::Malformed)?;
+        let sealed = keys.seal(
+            Purpose::Transaction,
+            &Self::aad(&name, provider, crate::oidc::TRANSACTION_VERSION),
+            &plain,
+        );
+        Ok(Start { location, cookie: cookie::set_cookie(&name, &sealed, secure, Some(TRANSACTION_LIFETIME)) })
+    }
+
+    fn open_transaction(
+        &self,
+        provider: &str,
+        secure: bool,
+        index: usize,
+        value: &str,
+    ) -> Option<Transaction> {
+        let name = self.transaction_name(secure, index);
+        let aad = Self::aad(&name, provider, crate::oidc::TRANSACTION_VERSION);
+        let plain = self.keys().ok()?.open(Purpose::Transaction, &aad, value).ok()?;
+        Transaction::decode(&plain).ok()
+    }
+
+    /// Matches a callback's query to the transaction cookie whose state it names. A cookie
+    /// name sent twice (planted by a sibling subdomain) is used by nobody and cleared.
+    pub fn callback<'a>(
+        &self,
+        provider: &str,
+        query: &str,
+        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        secure: bool,
+        now: u64,
+    ) -> Result<Matched, Refused> {
+        let mut clear = Vec::new();
+        let mut transactions = Vec::new();
+        for index in 0..TRANSACTION_COOKIES {
+            let name = self.transaction_name(secure, index);
+            match cookie::find(cookies.clone(), &name) {
+                Found::One(value) => transactions.push((index, value)),
+                Found::Twice => clear.push(cookie::set_cookie(&name, "", secure, Some(0))),
+                Found::Absent => {}
+            }
+        }
+        let refuse =
+            |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused { denial, detail, clear };
+        let (code, state) = match Callback::parse(query) {
+            Ok(Callback::Code { code, state }) => (code, state),
+            Ok(Callback::Error { error, state }) => {
+                // The attempt is over either way: its cookie goes.
+                for (index, value) in &transactions {
+                    let opened = self.open_transaction(provider, secure, *index, value);
+                    if opened.is_some_and(|t| Some(&t.attempt.state) == state.as_ref()) {
+                        clear.push(cookie::set_cookie(
+                            &self.transaction_name(secure, *index),
+                            "",
+                            secure,
+                            Some(0),
+                        ));
+                    }
+                }
+                let denied = error == "access_denied";
+                let shown: String =
+                    error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+                return Err(refuse(Denial::IdpError(denied), shown, clear));
+            }
+            Err(e) => return Err(refuse(Denial::StateMismatch, e.to_string(), clear)),
+        };
+        for (index, value) in transactions {
+            let Some(transaction) = self.open_transaction(provider, secure, index, value) else { continue };
+            if transaction.attempt.state != state {
+                continue;
+            }
+            let name = self.transaction_name(secure, index);
+            let clear_used = cookie::set_cookie(&name, "", secure, Some(0));
+            if !transaction.is_fresh(now) {
+                clear.push(clear_used);
+                return Err(refuse(
+                    Denial::StateMismatch,
+                    "the sign-in attempt is over 10 minutes old".into(),
+                    clear,
+                ));
+            }
+            if !crate::oidc::is_local_path(&transaction.return_url) {
+                clear.push(clear_used);
+                return Err(refuse(
+                    Denial::StateMismatch,
+                    "the return URL is not a local path".into(),
+                    clear,
+                ));
+            }
+            return Ok(Matched { code, transaction, clear: clear_used });
+        }
+        Err(refuse(
+            Denial::StateMismatch,
+            "no transaction cookie of this browser has that state".into(),
+            clear,
+        ))
+    }
+
+    /// The client credential's form for one code exchange at `token_endpoint`.
+    pub fn client_credential<'a>(
+        &'a self,
+        client_id: &str,
+        token_endpoint: &str,
+        now: u64,
+        random: &SystemRandom,
+        assertion: &'a mut String,
+    ) -> Option<ClientCredential<'a>> {
+        match self.credential.as_ref()? {
+            Credential::Secret(secret) => Some(ClientCredential::Secret(secret)),
+            Credential::Certificate(certificate) => {
+                *assertion = certificate.assertion(client_id, token_endpoint, now, random);
+                Some(ClientCredential::Assertion(assertion))
+            }
+        }
+    }
+
+    /// The `Set-Cookie` values that store `session`: its chunks, and deletions of the chunks a
+    /// larger session had. `Err` when it does not fit.
+    pub fn session_cookies<'a>(
+        &self,
+        provider: &str,
+        session: &Session,
+        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        secure: bool,
+    ) -> Result<Vec<SetCookie>, Denial> {
+        let keys = self.keys().map_err(|_| Denial::SessionTooLarge)?;
+        let name = self.cookie_name(secure);
+        let plain = session.encode().map_err(|_| Denial::SessionTooLarge)?;
+        let sealed = keys.seal(Purpose::Session, &Self::aad(name, provider, session::FORMAT_VERSION), &plain);
+        let chunks = cookie::split(name, &sealed).map_err(|_| Denial::SessionTooLarge)?;
+        let mut out: Vec<SetCookie> =
+            chunks.iter().map(|(chunk, value)| cookie::set_cookie(chunk, value, secure, None)).collect();
+        for index in chunks.len()..cookie::MAX_CHUNKS {
+            let stale = cookie::chunk_name(name, index);
+            if !matches!(cookie::find(cookies.clone(), &stale), Found::Absent) {
+                out.push(cookie::set_cookie(&stale, "", secure, Some(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletions of every session and transaction cookie the request carries.
+    pub fn clear_all<'a>(
+        &self,
+        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        secure: bool,
+    ) -> Vec<SetCookie> {
+        let name = self.cookie_name(secure);
+        (0..cookie::MAX_CHUNKS)
+            .map(|i| cookie::chunk_name(name, i))
+            .chain((0..TRANSACTION_COOKIES).map(|i| self.transaction_name(secure, i)))
+            .filter(|n| !matches!(cookie::find(cookies.clone(), n), Found::Absent))
+            .map(|n| cookie::set_cookie(&n, "", secure, Some(0)))
+            .collect()
+    }
+
+    /// The request's session cookie, reassembled: `None` when it has none.
+    pub fn session_cookie<'a>(
+        &self,
+        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        secure: bool,
+    ) -> Option<Result<String, SessionFault>> {
+        let name = self.cookie_name(secure);
+        match cookie::find(cookies.clone(), name) {
+            Found::Absent => None,
+            Found::Twice => Some(Err(SessionFault::Duplicated)),
+            Found::One(_) => Some(cookie::join(cookies, name).ok_or(SessionFault::Duplicated)),
+        }
+    }
+
+    /// Opens a reassembled session cookie.
+    pub fn open_session(&self, provider: &str, sealed: &str, secure: bool) -> Result<Session, SessionFault> {
+        let aad = Self::aad(self.cookie_name(secure), provider, session::FORMAT_VERSION);
+        let plain = self.keys()?.open(Purpose::Session, &aad, sealed)?;
+        Session::decode(&plain).map_err(|_| SessionFault::Undecodable)
+    }
+}
