@@ -117,6 +117,10 @@ fn denial_classes_map_to_the_documented_responses() {
         let first = entra_core::error::REASONS.iter().position(|r| r.word == reason.word);
         assert_eq!(first, Some(i), "{} twice", reason.word);
     }
-    assert_eq!(Denial::KeysUnavailable.index(), entra_core::error::REASONS.len() - 1);
+    assert_eq!(Denial::CrossOrigin.index(), entra_core::error::REASONS.len() - 1);
+    assert_eq!(Denial::NoSession.class(), DenialClass::SignIn);
+    assert_eq!(Denial::StateMismatch.class(), DenialClass::Callback);
+    assert_eq!(Denial::IdpUnavailable.class(), DenialClass::Unavailable);
+    assert_eq!(Denial::SessionTooLarge.class(), DenialClass::Forbidden);
     assert_eq!(Denial::InvalidClaim("exp").index(), 11);
 }

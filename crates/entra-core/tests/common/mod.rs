@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 pub use entra_core::policy::{Policy, Requirement, Subject};
+pub use entra_core::provider::KeyState;
 pub use entra_core::values::{parse_algorithm, parse_url, AllowedTenants, Tenant, CONSUMERS_TENANT_ID};
 pub use entra_core::{
     ConfigError, Denial, DenialClass, Judgment, KeySet, Provider, ProviderConfig, VerifiedToken,
