@@ -13,6 +13,13 @@ fn main() {
         }
         println!("cargo::rerun-if-env-changed={var}");
     }
+    // nginx keeps a request's `Cookie` lines as an array until 1.22, as a linked list from 1.23.
+    println!("cargo::rustc-check-cfg=cfg(ngx_cookie_list)");
+    let version: u64 = env::var("DEP_NGINX_VERSION_NUMBER").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if version >= 1_023_000 {
+        println!("cargo::rustc-cfg=ngx_cookie_list");
+    }
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
     // nginx symbols are resolved when nginx loads the module.
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
         println!("cargo::rustc-link-arg=-undefined");

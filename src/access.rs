@@ -2,40 +2,29 @@
 //! location's requirements, and answer 401, 403 or 503 with the matching header. A request
 //! whose token names a key not yet known waits (parked) while the keys are fetched.
 
-use core::ptr;
-
 use entra_core::{Denial, DenialClass, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_add_timer, ngx_array_push, ngx_conf_t, ngx_handle_write_event, ngx_http_block_reading,
-    ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_handler_pt,
-    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t, ngx_http_test_reading, ngx_int_t,
-    ngx_list_push, ngx_pnalloc, ngx_table_elt_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_OK,
+    ngx_add_timer, ngx_conf_t, ngx_handle_write_event, ngx_http_block_reading, ngx_http_core_run_phases,
+    ngx_http_finalize_request, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t,
+    ngx_http_test_reading, ngx_int_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_SERVICE_UNAVAILABLE,
+    NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
+use ngx::http::{HttpModuleLocationConf, Request};
 
 use crate::clock::{now, now_ms};
+use crate::conf::location::AuthMode;
 use crate::log::{debug, guard, request_log, test_panic};
-use crate::outcome::{self, Outcome};
+use crate::outcome::{self, Outcome, Source};
+use crate::request::Incoming;
+use crate::response::{set_header, Known, INTERNAL_ERROR};
+use crate::signin;
 use crate::worker::{self, Worker};
 use crate::{fetch, EntraModule};
 
-const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-
 /// Registers the handler in nginx's access phase (postconfiguration).
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
-    // SAFETY: nginx calls postconfiguration with a valid cf of the http block.
-    let cmcf = unsafe { NgxHttpCoreModule::main_conf_mut(&*cf) }.ok_or("no http core configuration")?;
-    let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers;
-    // SAFETY: the phase's handler array is a valid nginx array of handler pointers.
-    let slot = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
-    if slot.is_null() {
-        return Err("out of memory");
-    }
-    // SAFETY: a fresh element of the array.
-    unsafe { *slot = Some(access_handler) };
-    Ok(())
+    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, access_handler)
 }
 
 extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -74,27 +63,48 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         _ => {
             // SAFETY: per the contract; the header, if any, is a valid table element.
             let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
-            let judgment = provider.judge(header, now());
-            if let Some(counters) = counters {
-                counters.judged(judgment.checked_for, judgment.verdict.is_ok());
-            }
-            debug!(
-                log,
-                "judging the token with provider \"{}\": {} ({})",
-                provider.name,
-                judgment.verdict.as_ref().map_or_else(|d| d.reason(), |_| "valid"),
-                if judgment.checked_for.is_some() { "checked" } else { "cached" }
-            );
-            let mut verified = judgment.verdict;
-            let mut wait_until = None;
-            if matches!(verified, Err(Denial::UnknownKid)) {
-                match wait_for_keys(&worker, index, previous_wait) {
-                    KeyWait::Park(until) => wait_until = Some(until),
-                    KeyWait::Unavailable => verified = Err(Denial::KeysUnavailable),
-                    KeyWait::Judged => {}
+            let use_session = match lcf.mode {
+                AuthMode::Bearer => false,
+                AuthMode::Session => true,
+                AuthMode::Any => header.is_none(),
+            };
+            let judged = if use_session {
+                // SAFETY: per the contract.
+                let judged = signin::judge_session(&unsafe { Incoming::new(r) }, state, log);
+                let cookies: Vec<_> =
+                    judged.set_cookies.into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
+                // SAFETY: per the contract.
+                if !cookies.is_empty() && unsafe { crate::response::set_headers(r, &cookies) }.is_none() {
+                    return INTERNAL_ERROR;
                 }
-            }
-            let judged = Outcome { provider: index, verified, denial: None, wait_until };
+                Outcome {
+                    verified: judged.verdict,
+                    source: Source::Session,
+                    ..Outcome::denied(index, Denial::NoSession)
+                }
+            } else {
+                let judgment = provider.judge(header, now());
+                if let Some(counters) = counters {
+                    counters.judged(judgment.checked_for, judgment.verdict.is_ok());
+                }
+                debug!(
+                    log,
+                    "judging the token with provider \"{}\": {} ({})",
+                    provider.name,
+                    judgment.verdict.as_ref().map_or_else(|d| d.reason(), |_| "valid"),
+                    if judgment.checked_for.is_some() { "checked" } else { "cached" }
+                );
+                let mut verified = judgment.verdict;
+                let mut wait_until = None;
+                if matches!(verified, Err(Denial::UnknownKid)) {
+                    match wait_for_keys(&worker, index, previous_wait) {
+                        KeyWait::Park(until) => wait_until = Some(until),
+                        KeyWait::Unavailable => verified = Err(Denial::KeysUnavailable),
+                        KeyWait::Judged => {}
+                    }
+                }
+                Outcome { verified, wait_until, ..Outcome::denied(index, Denial::NoToken) }
+            };
             // SAFETY: per the contract.
             match unsafe { outcome::store(r, judged) } {
                 // SAFETY: as above.
@@ -112,14 +122,46 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     if let Some(counters) = counters {
         counters.decided(decision);
     }
-    match decision {
-        Ok(()) => Status::NGX_OK.into(),
-        Err(denial) => {
-            crate::log::denial(log, provider, denial, outcome.verified.as_deref().ok());
-            // SAFETY: per the contract.
-            unsafe { deny(r, provider, denial) }
+    let denial = match decision {
+        Ok(()) => return Status::NGX_OK.into(),
+        // `entra_logout` answers with or without a session.
+        Err(_) if lcf.logout => return Status::NGX_OK.into(),
+        Err(denial) => denial,
+    };
+    crate::log::denial(log, provider, denial, outcome.verified.as_deref().ok());
+    // SAFETY: per the contract.
+    let navigation = signin::is_navigation(&unsafe { Incoming::new(r) });
+    if outcome.source == Source::Session && denial.class() == DenialClass::SignIn && navigation {
+        if !signin::can_start(state) {
+            // Before the metadata was ever fetched: wait like a bearer request for its keys.
+            match wait_for_metadata(&worker, index, previous_wait) {
+                Some(until) => {
+                    outcome.wait_until = Some(until);
+                    // SAFETY: per the contract.
+                    return unsafe { park(r) };
+                }
+                // SAFETY: per the contract.
+                None => return unsafe { deny(r, provider, Denial::KeysUnavailable) },
+            }
         }
+        // SAFETY: per the contract.
+        return unsafe { signin::start(r, state, denial == Denial::SessionInvalid) };
     }
+    // SAFETY: per the contract.
+    unsafe { deny(r, provider, denial) }
+}
+
+/// Until when (ms) a navigation waits for the provider's first metadata, or `None` when the
+/// wait is over.
+fn wait_for_metadata(worker: &Worker, index: usize, previous: Option<u64>) -> Option<u64> {
+    let (_, Some((discovery, _))) = (&worker.providers[index].slot, worker.providers[index].discovery())
+    else {
+        return None;
+    };
+    let now = now_ms();
+    let deadline = previous.unwrap_or(now + discovery.timeout.as_millis() as u64);
+    fetch::start_if_due(worker, index);
+    (now < deadline && worker.providers[index].provider.key_state().keys.is_empty()).then_some(deadline)
 }
 
 /// What a token with an unknown `kid` waits for, with a provider that fetches its keys.
@@ -163,7 +205,7 @@ const PARK_POLL_MS: usize = 20;
 ///
 /// # Safety
 /// `r` is a valid request.
-unsafe fn park(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub unsafe fn park(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract; a request's connection has a write event.
     unsafe {
         let wev = (*(*r).connection).write;
@@ -202,8 +244,9 @@ unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) 
         format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", denial.reason())
     };
     let (status, header, value, www_authenticate) = match denial.class() {
-        // Sign-in denials come from sessions, which no location uses yet: a bare challenge.
-        DenialClass::Challenge | DenialClass::SignIn => {
+        // A session's absence or end, for a request that is not a navigation: the page's
+        // script can react to a bare challenge.
+        DenialClass::Challenge | DenialClass::SignIn | DenialClass::Callback => {
             (NGX_HTTP_UNAUTHORIZED, WWW_AUTHENTICATE, format!("Bearer realm=\"{realm}\""), true)
         }
         DenialClass::InvalidToken => {
@@ -213,9 +256,11 @@ unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) 
             (NGX_HTTP_FORBIDDEN, WWW_AUTHENTICATE, challenge("insufficient_scope"), true)
         }
         DenialClass::Unavailable => (NGX_HTTP_SERVICE_UNAVAILABLE, RETRY_AFTER, "5".to_owned(), false),
+        DenialClass::Forbidden => (NGX_HTTP_FORBIDDEN, CACHE_CONTROL, "no-store".to_owned(), false),
     };
+    let known = if www_authenticate { Known::WwwAuthenticate } else { Known::None };
     // SAFETY: per the contract.
-    match unsafe { set_header(r, header, &value, www_authenticate) } {
+    match unsafe { set_header(r, header, &value, known) } {
         Some(()) => status as ngx_int_t,
         None => INTERNAL_ERROR,
     }
@@ -223,36 +268,4 @@ unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) 
 
 const WWW_AUTHENTICATE: &[u8] = b"WWW-Authenticate";
 const RETRY_AFTER: &[u8] = b"Retry-After";
-
-/// Adds a response header; `www_authenticate` also makes it the one nginx's `satisfy any`
-/// hides when another access module lets the request in.
-///
-/// # Safety
-/// `r` is a valid request.
-unsafe fn set_header(
-    r: *mut ngx_http_request_t,
-    name: &'static [u8],
-    value: &str,
-    www_authenticate: bool,
-) -> Option<()> {
-    // SAFETY: per the contract: the request's header list and pool are valid.
-    unsafe {
-        let h = ngx_list_push(&mut (*r).headers_out.headers) as *mut ngx_table_elt_t;
-        let data = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
-        if h.is_null() || data.is_null() {
-            return None;
-        }
-        ptr::copy_nonoverlapping(value.as_ptr(), data, value.len());
-        // Zeroed first: the element's fields differ between nginx versions (`next` since 1.23).
-        ptr::write_bytes(h, 0, 1);
-        (*h).hash = 1;
-        (*h).key.len = name.len();
-        (*h).key.data = name.as_ptr() as *mut u8;
-        (*h).value.len = value.len();
-        (*h).value.data = data;
-        if www_authenticate {
-            (*r).headers_out.www_authenticate = h;
-        }
-    }
-    Some(())
-}
+const CACHE_CONTROL: &[u8] = b"Cache-Control";

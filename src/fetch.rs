@@ -8,32 +8,21 @@
 
 use core::ffi::c_void;
 use core::mem::size_of;
-use core::ptr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::discovery::{fetch, Discovery, FetchError, Fetched};
 use ngx::ffi::{
-    ngx_add_timer, ngx_conf_t, ngx_connection_t, ngx_cycle, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t,
-    ngx_log_t, ngx_pcalloc, ngx_pid, ngx_quit, ngx_random, ngx_terminate, ngx_thread_pool_add,
-    ngx_thread_pool_get, ngx_thread_task_alloc, ngx_thread_task_post, ngx_thread_task_t, NGX_ERROR, NGX_OK,
+    ngx_add_timer, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_pcalloc, ngx_pid,
+    ngx_quit, ngx_random, ngx_terminate, NGX_ERROR, NGX_OK,
 };
 
 use crate::clock::{now, now_ms};
 use crate::log::{debug, error, guard, info, warning};
 use crate::state::{Claim, StoreError};
+use crate::threads;
 use crate::worker::{self, cycle_log, ProviderState, Worker};
 
 const TICK_MS: usize = 1000;
-
-/// Makes sure nginx's `default` thread pool exists (32 threads unless `thread_pool default ...;`
-/// says otherwise): a pool is only created for a name the configuration mentioned.
-pub fn add_thread_pool(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
-    // SAFETY: called while the configuration is parsed; null names the default pool.
-    if unsafe { ngx_thread_pool_add(cf, ptr::null_mut()) }.is_null() {
-        return Err("cannot add nginx's default thread pool");
-    }
-    Ok(())
-}
 
 /// The job a pool thread runs: only its own data, never an nginx structure.
 struct Job {
@@ -131,7 +120,7 @@ pub fn start_if_due(worker: &Worker, index: usize) {
         Claim::Reassigned => return,
     }
     let job = Box::new(Job { index, identity: state.identity, discovery: discovery.clone(), result: None });
-    if post(job) {
+    if threads::post(threads::DEFAULT_POOL, job) {
         state.in_flight.set(true);
         debug!(cycle_log(), "provider \"{}\": key fetch started", state.provider.name);
     } else {
@@ -140,67 +129,32 @@ pub fn start_if_due(worker: &Worker, index: usize) {
     }
 }
 
-/// Hands a job to the default thread pool.
-fn post(job: Box<Job>) -> bool {
-    let mut name = ngx::ffi::ngx_str_t { len: 7, data: b"default".as_ptr() as *mut u8 };
-    // SAFETY: on the event loop of a worker whose cycle is live.
-    let pool = unsafe { ngx_thread_pool_get(ngx_cycle as *mut ngx_cycle_t, &mut name) };
-    if pool.is_null() {
-        return false;
+impl threads::Job for Job {
+    /// On a pool thread: the blocking fetch, touching only the job.
+    fn run(&mut self) {
+        let result = catch_unwind(AssertUnwindSafe(|| fetch(&self.discovery)));
+        self.result = Some(result.unwrap_or_else(|_| {
+            Err(FetchError::Transport {
+                url: self.discovery.metadata_url.clone(),
+                reason: "the fetch panicked".into(),
+            })
+        }));
     }
-    // One task per fetch, from the cycle's pool: fetches are rare (hourly, or a few minutes
-    // apart at most), and a task cannot be reused while a pool thread might hold it.
-    // SAFETY: as above.
-    let task: *mut ngx_thread_task_t =
-        unsafe { ngx_thread_task_alloc((*ngx_cycle).pool, size_of::<*mut Job>()) };
-    // SAFETY: a task nginx allocated with room for one pointer of context, or null.
-    let Some(t) = (unsafe { task.as_mut() }) else { return false };
-    let job = Box::into_raw(job);
-    // SAFETY: the context has room for the pointer.
-    unsafe { *(t.ctx as *mut *mut Job) = job };
-    t.handler = Some(run_job);
-    t.event.handler = Some(job_done);
-    t.event.data = task as *mut c_void;
-    t.event.log = cycle_log();
-    // SAFETY: a fully set task and the live pool.
-    if unsafe { ngx_thread_task_post(pool, task) } != NGX_OK as ngx_int_t {
-        // SAFETY: the pool refused the task, so the job is still only ours.
-        drop(unsafe { Box::from_raw(job) });
-        return false;
-    }
-    true
-}
 
-/// On a pool thread: the blocking fetch, touching only the job.
-unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
-    // SAFETY: the task's context holds the job posted with it, owned by this task until done.
-    let job = unsafe { &mut **(data as *mut *mut Job) };
-    let result = catch_unwind(AssertUnwindSafe(|| fetch(&job.discovery)));
-    job.result = Some(result.unwrap_or_else(|_| {
-        Err(FetchError::Transport {
-            url: job.discovery.metadata_url.clone(),
-            reason: "the fetch panicked".into(),
-        })
-    }));
-}
-
-/// Back on the event loop: store what came, or keep the old keys and schedule a retry.
-unsafe extern "C" fn job_done(event: *mut ngx_event_t) {
-    // SAFETY: nginx calls this with the task's event, whose data is the task posted in `post`;
-    // the pool thread is done with the job.
-    let job = unsafe {
-        let task = (*event).data as *mut ngx_thread_task_t;
-        Box::from_raw(*((*task).ctx as *mut *mut Job))
-    };
-    guard(cycle_log(), "a key fetch", (), || {
+    /// Back on the event loop: store what came, or keep the old keys and schedule a retry.
+    fn done(self: Box<Self>) {
         let Some(worker) = worker::current() else { return };
         // A single-process nginx may have reloaded since: the job's index must still name it.
-        let Some(state) = worker.providers.get(job.index).filter(|s| s.identity == job.identity) else {
+        let Some(state) = worker.providers.get(self.index).filter(|s| s.identity == self.identity) else {
             return;
         };
         state.in_flight.set(false);
-        finish(state, *job);
-    });
+        finish(state, *self);
+    }
+
+    fn what(&self) -> &'static str {
+        "a key fetch"
+    }
 }
 
 fn finish(state: &ProviderState, job: Job) {
@@ -235,7 +189,7 @@ fn finish(state: &ProviderState, job: Job) {
                 warning!(log, "provider \"{}\": {}", name, warning);
             }
             debug!(log, "provider \"{}\": key fetch done, generation {}", name, generation);
-            state.use_fetched(fetched.keys, fetched.issuers, generation);
+            state.use_fetched(fetched, generation);
         }
         Err(reason) => {
             let retry = slot.finish_with_error(pid(), &reason, now()).map(|s| format!(", next try in {s}s"));

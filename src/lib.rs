@@ -22,8 +22,12 @@ mod conf;
 mod fetch;
 mod log;
 mod outcome;
+mod request;
+mod response;
+mod signin;
 mod state;
 mod status;
+mod threads;
 mod variables;
 mod worker;
 
@@ -68,9 +72,33 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
             state::add_zone(cf.as_ptr(), name, size, main.providers.len()).map_err(ConfError::Rule)?;
     }
     if main.providers.iter().any(|p| matches!(p.source, entra_core::provider::KeySource::Discovery { .. })) {
-        fetch::add_thread_pool(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
+        threads::add_pool(cf.as_ptr(), threads::DEFAULT_POOL).map_err(|e| ConfError::Rule(e.into()))?;
+    }
+    if main.sign_in_used {
+        threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
+        signin::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     }
     access::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))
+}
+
+/// Adds `handler` to one of nginx's request phases (postconfiguration).
+fn add_phase_handler(
+    cf: *mut ngx_conf_t,
+    phase: ngx::ffi::ngx_http_phases,
+    handler: extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx_int_t,
+) -> Result<(), &'static str> {
+    // SAFETY: nginx calls postconfiguration with a valid cf of the http block.
+    let cmcf =
+        unsafe { ngx::http::NgxHttpCoreModule::main_conf_mut(&*cf) }.ok_or("no http core configuration")?;
+    let handlers = &mut cmcf.phases[phase as usize].handlers;
+    // SAFETY: the phase's handler array is a valid nginx array of handler pointers.
+    let slot = unsafe { ngx::ffi::ngx_array_push(handlers) } as *mut ngx::ffi::ngx_http_handler_pt;
+    if slot.is_null() {
+        return Err("out of memory");
+    }
+    // SAFETY: a fresh element of the array.
+    unsafe { *slot = Some(handler) };
+    Ok(())
 }
 
 /// A configuration step's result for nginx, the error logged at `emerg`.
@@ -106,6 +134,11 @@ unsafe impl HttpModuleMainConf for EntraModule {
     type MainConf = conf::MainConf;
 }
 
+// SAFETY: ServerConf is what create_srv_conf allocates for this module.
+unsafe impl ngx::http::HttpModuleServerConf for EntraModule {
+    type ServerConf = conf::ServerConf;
+}
+
 // SAFETY: LocationConf is what create_loc_conf allocates for this module.
 unsafe impl HttpModuleLocationConf for EntraModule {
     type LocationConf = conf::LocationConf;
@@ -116,7 +149,7 @@ static NGX_HTTP_ENTRA_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     postconfiguration: Some(EntraModule::postconfiguration),
     create_main_conf: Some(conf::create_main_conf),
     init_main_conf: None,
-    create_srv_conf: None,
+    create_srv_conf: Some(conf::create_srv_conf),
     merge_srv_conf: None,
     create_loc_conf: Some(conf::create_loc_conf),
     merge_loc_conf: Some(conf::location::merge_loc_conf),

@@ -15,16 +15,43 @@ use entra_core::{Denial, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
 use ngx::http::HttpModule;
 
+use crate::signin::Pending;
 use crate::EntraModule;
 
 pub struct Outcome {
     /// The index of the provider that judged the token: another provider must judge it again.
     pub provider: usize,
+    /// The identity of a bearer token or a session.
     pub verified: Result<Arc<VerifiedToken>, Denial>,
+    pub source: Source,
     /// Why the request was refused at the latest access check, if it was.
     pub denial: Option<Denial>,
     /// Parked until this time (ms) for keys being fetched; judged again when resumed.
     pub wait_until: Option<u64>,
+    /// A sign-in callback waiting for its code exchange.
+    pub pending: Option<Pending>,
+}
+
+/// What proved the identity (`$entra_auth_source`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    #[default]
+    Bearer,
+    Session,
+}
+
+impl Outcome {
+    /// A request that has no identity from provider `provider`.
+    pub fn denied(provider: usize, denial: Denial) -> Outcome {
+        Outcome {
+            provider,
+            verified: Err(denial),
+            source: Source::Bearer,
+            denial: None,
+            wait_until: None,
+            pending: None,
+        }
+    }
 }
 
 // nginx pools align allocations to 8 bytes only.

@@ -22,7 +22,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use entra_core::discovery::Fetched;
+use entra_core::discovery::{Endpoints, Fetched};
 use entra_core::error::REASONS;
 use entra_core::provider::KeySource;
 use entra_core::schedule::{claim_is_live, is_due, retry_in, Schedule};
@@ -105,6 +105,9 @@ struct Guarded {
     jwks_len: usize,
     issuers: *mut u8,
     issuers_len: usize,
+    /// The sign-in endpoints, one per line (`Endpoints::to_lines`).
+    endpoints: *mut u8,
+    endpoints_len: usize,
     last_error: [u8; ERROR_BYTES],
     last_error_len: usize,
 }
@@ -275,7 +278,7 @@ pub fn assign_slots(
 unsafe fn free(locked: &LockedSlabPool, slot: *mut Slot) {
     // SAFETY: per the contract.
     let g = unsafe { &*(*slot).guarded.get() };
-    for (p, len) in [(g.jwks, g.jwks_len), (g.issuers, g.issuers_len)] {
+    for (p, len) in [(g.jwks, g.jwks_len), (g.issuers, g.issuers_len), (g.endpoints, g.endpoints_len)] {
         release(locked, p, len);
     }
     // SAFETY: per the contract; zero is a valid value of every field.
@@ -309,6 +312,7 @@ pub struct Snapshot {
     pub generation: u64,
     pub jwks: Vec<u8>,
     pub issuers: Vec<String>,
+    pub endpoints: Endpoints,
 }
 
 /// What `entra_status` shows of a slot.
@@ -397,15 +401,21 @@ impl SlotRef {
 
     /// Copies the current key set out (under the lock: a copy, nothing more).
     pub fn snapshot(&self) -> Option<Snapshot> {
-        let (generation, jwks, issuers) = self.locked(|_, slot, g| {
-            (slot.generation.load(SeqCst), copy_out(g.jwks, g.jwks_len), copy_out(g.issuers, g.issuers_len))
+        let (generation, jwks, issuers, endpoints) = self.locked(|_, slot, g| {
+            (
+                slot.generation.load(SeqCst),
+                copy_out(g.jwks, g.jwks_len),
+                copy_out(g.issuers, g.issuers_len),
+                copy_out(g.endpoints, g.endpoints_len),
+            )
         })?;
+        let endpoints = Endpoints::from_lines(&String::from_utf8_lossy(&endpoints));
         let issuers = String::from_utf8_lossy(&issuers)
             .split('\n')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        Some(Snapshot { generation, jwks, issuers })
+        Some(Snapshot { generation, jwks, issuers, endpoints })
     }
 
     /// The counters, while the slot is this provider's. A count that races with a reload which
@@ -447,17 +457,23 @@ impl SlotRef {
         next_refresh: u64,
     ) -> Result<u64, StoreError> {
         let issuers = fetched.issuers.join("\n");
+        let endpoints = fetched.endpoints.to_lines();
         self.locked(|locked, slot, g| {
             slot.counters.fetches.fetch_add(1, Relaxed);
-            let (Some(jwks), Some(issuers_copy)) =
-                (copy_in(locked, &fetched.jwks), copy_in(locked, issuers.as_bytes()))
-            else {
+            let blobs = [&fetched.jwks[..], issuers.as_bytes(), endpoints.as_bytes()];
+            let copies = blobs.map(|b| copy_in(locked, b));
+            let [Some(jwks), Some(issuers_copy), Some(endpoints_copy)] = copies else {
+                for (copy, blob) in copies.into_iter().zip(blobs) {
+                    release(locked, copy.unwrap_or(ptr::null_mut()), blob.len());
+                }
                 return Err(StoreError::NoRoom);
             };
             release(locked, g.jwks, g.jwks_len);
             release(locked, g.issuers, g.issuers_len);
+            release(locked, g.endpoints, g.endpoints_len);
             (g.jwks, g.jwks_len, g.issuers, g.issuers_len) =
                 (jwks, fetched.jwks.len(), issuers_copy, issuers.len());
+            (g.endpoints, g.endpoints_len) = (endpoints_copy, endpoints.len());
             slot.counters.metadata_fetches.fetch_add(u64::from(fetched.metadata_requests), Relaxed);
             slot.failures.store(0, SeqCst);
             slot.last_success.store(now, SeqCst);

@@ -5,12 +5,11 @@ use core::ffi::{c_char, c_void};
 use core::fmt::Write;
 
 use entra_core::error::REASONS;
-use ngx::core::{Buffer, Status, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_log_t,
-    NGX_HTTP_INTERNAL_SERVER_ERROR,
+    ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_HTTP_INTERNAL_SERVER_ERROR,
 };
-use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use serde_json::{json, Value};
 
 use crate::log::{guard, request_log, test_panic};
@@ -171,8 +170,7 @@ extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(worker) = worker::current() else { return INTERNAL_ERROR };
     // SAFETY: per the contract.
-    let (request, log, args) =
-        unsafe { (Request::from_ngx_http_request(r), request_log(r), (*r).args.as_bytes()) };
+    let (log, args) = unsafe { (request_log(r), (*r).args.as_bytes()) };
     let prometheus = args.split(|b| *b == b'&').any(|a| a == b"format=prometheus");
     let providers = collect(&worker, log);
     let (body, content_type) = if prometheus {
@@ -180,19 +178,6 @@ unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
     } else {
         (as_json(&providers), "application/json")
     };
-    request.discard_request_body();
-    request.set_status(HTTPStatus::OK);
-    if request.add_header_out("Content-Type", content_type).is_none() {
-        return INTERNAL_ERROR;
-    }
-    request.set_content_length_n(body.len());
-    let status = request.send_header();
-    if status == Status::NGX_ERROR || status.0 > Status::NGX_OK.0 || request.header_only() {
-        return status.into();
-    }
-    let Some(mut buf) = request.pool().create_buffer_from_str(&body) else { return INTERNAL_ERROR };
-    buf.set_last_buf(request.is_main());
-    buf.set_last_in_chain(true);
-    let mut out = ngx_chain_t { buf: buf.as_ngx_buf_mut(), next: core::ptr::null_mut() };
-    request.output_filter(&mut out).into()
+    // SAFETY: per the contract, in a content handler.
+    unsafe { crate::response::send(r, 200, &[], content_type, &body) }
 }

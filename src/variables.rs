@@ -14,7 +14,7 @@ use ngx::ffi::{
 use serde_json::Value;
 
 use crate::log::{guard, request_log, test_panic};
-use crate::outcome::{self, Outcome};
+use crate::outcome::{self, Outcome, Source};
 
 /// What a variable shows; the index is the variable's `data`.
 #[derive(Clone, Copy)]
@@ -31,9 +31,10 @@ enum Field {
     AppId,
     TokenVersion,
     Error,
+    AuthSource,
 }
 
-const VARIABLES: [(&str, Field); 12] = [
+const VARIABLES: [(&str, Field); 13] = [
     ("entra_oid", Field::Oid),
     ("entra_tid", Field::Tid),
     ("entra_sub", Field::Sub),
@@ -46,6 +47,7 @@ const VARIABLES: [(&str, Field); 12] = [
     ("entra_app_id", Field::AppId),
     ("entra_token_version", Field::TokenVersion),
     ("entra_error", Field::Error),
+    ("entra_auth_source", Field::AuthSource),
 ];
 
 const CLAIM_PREFIX: &str = "entra_claim_";
@@ -87,7 +89,7 @@ fn field(token: &VerifiedToken, field: Field) -> Option<Cow<'_, str>> {
         Field::Scopes => return join(token.scopes(), " "),
         Field::AppId => token.app_id(),
         Field::TokenVersion => token.str("ver"),
-        Field::Error => None,
+        Field::Error | Field::AuthSource => None,
     };
     text.map(Cow::Borrowed)
 }
@@ -174,6 +176,10 @@ unsafe extern "C" fn get_field(
     unsafe {
         serve(r, v, |o| match (kind, &o.verified) {
             (Field::Error, _) => o.denial.map(|d| Cow::Borrowed(d.reason())),
+            (Field::AuthSource, Ok(_)) => Some(Cow::Borrowed(match o.source {
+                Source::Bearer => "bearer",
+                Source::Session => "session",
+            })),
             (kind, Ok(token)) => field(token, kind),
             (_, Err(_)) => None,
         })

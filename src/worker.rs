@@ -6,8 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use entra_core::discovery::Discovery;
-use entra_core::provider::KeySource;
+use entra_core::discovery::{Discovery, Fetched};
+use entra_core::provider::{KeySource, KeyState};
 use entra_core::schedule::Schedule;
 use entra_core::{KeySet, Provider};
 use ngx::ffi::{ngx_cycle, ngx_cycle_t, ngx_log_t};
@@ -22,6 +22,8 @@ pub struct Worker {
     cycle: *const ngx_cycle_t,
     /// In the order of the configuration's providers (locations hold the index).
     pub providers: Vec<ProviderState>,
+    /// Sign-in callbacks parked for their code exchange.
+    pub parked_callbacks: Cell<usize>,
 }
 
 pub struct ProviderState {
@@ -64,7 +66,7 @@ pub fn current() -> Option<Rc<Worker>> {
                 fetched_alone: Cell::new(false),
             })
             .collect();
-        let worker = Rc::new(Worker { cycle, providers });
+        let worker = Rc::new(Worker { cycle, providers, parked_callbacks: Cell::new(0) });
         // A new worker judges with the keys in the zone from its first request on (a reload
         // keeps them), even if a later reload gives its slots away before that request.
         for state in &worker.providers {
@@ -111,15 +113,17 @@ impl ProviderState {
                 snapshot.generation,
                 keys.len()
             );
-            self.provider.update_keys(keys, snapshot.issuers);
+            let (issuers, endpoints) = (snapshot.issuers, snapshot.endpoints);
+            self.provider.update_keys(KeyState { keys, issuers, endpoints });
         }
         self.generation.set(snapshot.generation);
     }
 
     /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept
     /// out of the zone).
-    pub fn use_fetched(&self, keys: KeySet, issuers: Vec<String>, generation: u64) {
-        self.provider.update_keys(keys, issuers);
+    pub fn use_fetched(&self, fetched: Fetched, generation: u64) {
+        let Fetched { keys, issuers, endpoints, .. } = fetched;
+        self.provider.update_keys(KeyState { keys, issuers, endpoints });
         if generation != 0 {
             self.generation.set(generation);
         }

@@ -5,9 +5,11 @@
 use core::ffi::{c_char, c_void};
 
 use entra_core::policy::{Policy, Requirement, Subject, MUTABLE_CLAIMS};
+use entra_core::provider::KeySource;
+use entra_core::Provider;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_t};
-use ngx::http::HttpModuleMainConf;
+use ngx::http::{HttpModuleMainConf, HttpModuleServerConf};
 
 use super::ext::{answer, Conf, ConfError, Origin};
 use crate::log::guard;
@@ -18,7 +20,19 @@ enum AuthSetting {
     #[default]
     Unset,
     Off,
-    Named(String, Origin),
+    Named(String, AuthMode, Origin),
+}
+
+/// What `entra_auth` accepts as proof.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `entra_auth NAME;`: a bearer token.
+    #[default]
+    Bearer,
+    /// `entra_auth NAME session;`: the browser session (signing in when there is none).
+    Session,
+    /// `entra_auth NAME any;`: a bearer token when `Authorization` is sent, else the session.
+    Any,
 }
 
 /// One requirement directive's state at one level: unset (inherit), `off`, or the value lists of
@@ -72,8 +86,13 @@ pub struct LocationConf {
     /// `entra_require_claim off;` at this level: inherit no claim requirement.
     claims_off: bool,
     claims: Vec<(String, Setting)>,
+    /// `entra_logout;` here: the access check lets the request through with or without a
+    /// session (the logout handler answers).
+    pub logout: bool,
     /// Set by merge: the index of the provider that guards this location, if any.
     pub provider: Option<usize>,
+    /// Set by merge: with what.
+    pub mode: AuthMode,
     /// Set by merge: every requirement in force here.
     pub policy: Policy,
 }
@@ -99,9 +118,22 @@ pub extern "C" fn set_auth(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: 
         if !matches!(lcf.auth, AuthSetting::Unset) {
             return Err(ConfError::Duplicate("entra_auth".into()));
         }
-        lcf.auth = match a[1] {
-            "off" => AuthSetting::Off,
-            name => AuthSetting::Named(name.to_owned(), cf.origin()),
+        let mode = match a.get(2).copied() {
+            None => AuthMode::Bearer,
+            Some("session") => AuthMode::Session,
+            Some("any") => AuthMode::Any,
+            Some(other) => {
+                return Err(ConfError::Invalid {
+                    directive: "entra_auth",
+                    value: other.to_owned(),
+                    expected: "the mode is \"session\" or \"any\" (bearer tokens alone: no mode)",
+                })
+            }
+        };
+        lcf.auth = match (a[1], mode) {
+            ("off", AuthMode::Bearer) => AuthSetting::Off,
+            ("off", _) => return Err(ConfError::Rule("\"entra_auth off\" takes no mode".into())),
+            (name, mode) => AuthSetting::Named(name.to_owned(), mode, cf.origin()),
         };
         Ok(())
     })
@@ -159,6 +191,7 @@ pub extern "C" fn set_claim(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf:
 impl LocationConf {
     /// Inherits what this level did not set, resolves the provider and builds the policy.
     fn merge(&mut self, prev: &LocationConf, cf: &Conf) -> Result<(), ConfError> {
+        let own_scopes = self.scopes != Setting::Unset;
         if matches!(self.auth, AuthSetting::Unset) {
             self.auth = prev.auth.clone();
         }
@@ -177,17 +210,31 @@ impl LocationConf {
                 }
             }
         }
-        self.provider = match &self.auth {
-            AuthSetting::Named(name, origin) => {
+        (self.provider, self.mode) = match &self.auth {
+            AuthSetting::Named(name, mode, origin) => {
                 // SAFETY: merging happens within the http block, whose main conf exists.
-                let main = unsafe { EntraModule::main_conf(&*cf.as_ptr()) }
+                let main = unsafe { EntraModule::main_conf_mut(&*cf.as_ptr()) }
                     .ok_or_else(|| ConfError::Rule("no http configuration".into()))?;
                 let index = main.index_of(name).ok_or_else(|| {
                     ConfError::Rule(format!("entra_auth: unknown entra_provider \"{name}\" in {origin}"))
                 })?;
-                Some(index)
+                if *mode != AuthMode::Bearer {
+                    let provider = &main.providers[index];
+                    check_sign_in(provider, origin)?;
+                    if own_scopes && *mode == AuthMode::Session {
+                        cf.warn(&format_args!(
+                            "entra_require_scope: a session has no scp; it can never pass"
+                        ));
+                    }
+                    main.sign_in_used = true;
+                    // SAFETY: during a merge, cf->ctx is the server's context.
+                    let server = unsafe { EntraModule::server_conf_mut(&*cf.as_ptr()) }
+                        .ok_or_else(|| ConfError::Rule("no server configuration".into()))?;
+                    server.add(&main.providers, index, origin)?;
+                }
+                (Some(index), *mode)
             }
-            AuthSetting::Unset | AuthSetting::Off => None,
+            AuthSetting::Unset | AuthSetting::Off => (None, AuthMode::Bearer),
         };
         let mut policy = Policy::default();
         self.groups.requirements(Subject::Group, &mut policy);
@@ -199,6 +246,26 @@ impl LocationConf {
         }
         self.policy = policy;
         Ok(())
+    }
+}
+
+/// A provider used in a session mode must be able to sign browsers in.
+fn check_sign_in(provider: &Provider, origin: &Origin) -> Result<(), ConfError> {
+    let name = &provider.name;
+    let missing = if provider.sign_in.credential.is_none() {
+        Some("a client credential (client_secret_file or client_certificate)")
+    } else if provider.sign_in.keys.is_none() {
+        Some("session_key_file")
+    } else if matches!(provider.source, KeySource::File) {
+        Some("metadata discovery for its authorize endpoint (it has jwks_file)")
+    } else {
+        None
+    };
+    match missing {
+        Some(what) => Err(ConfError::Rule(format!(
+            "entra_auth in {origin}: entra_provider \"{name}\" is used for browser sign-in and needs {what}"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -12,17 +12,19 @@ use entra_core::Provider;
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-    NGX_HTTP_SRV_CONF,
+    NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::ngx_string;
 
 pub mod ext;
 pub mod location;
 pub mod provider;
+pub mod server;
 pub mod zone;
 
 pub use location::LocationConf;
+pub use server::ServerConf;
 
 use crate::log::guard;
 use zone::ZoneConf;
@@ -32,6 +34,8 @@ use zone::ZoneConf;
 pub struct MainConf {
     pub providers: Vec<Arc<Provider>>,
     pub zone: ZoneConf,
+    /// Some location signs browsers in (`entra_auth ... session|any`).
+    pub sign_in_used: bool,
 }
 
 impl MainConf {
@@ -52,7 +56,7 @@ const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 
 /// Every directive of the module.
-pub static mut COMMANDS: [ngx_command_t; 10] = [
+pub static mut COMMANDS: [ngx_command_t; 11] = [
     command(
         ngx_string!("entra_provider"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
@@ -60,7 +64,7 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         provider::set_provider,
     ),
     command(ngx_string!("entra_shared_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, MAIN, zone::set_zone),
-    command(ngx_string!("entra_auth"), LOCATION_LEVELS | NGX_CONF_TAKE1, LOC, location::set_auth),
+    command(ngx_string!("entra_auth"), LOCATION_LEVELS | NGX_CONF_TAKE12, LOC, location::set_auth),
     command(
         ngx_string!("entra_require_group"),
         LOCATION_LEVELS | NGX_CONF_1MORE,
@@ -87,6 +91,7 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
     ),
     command(ngx_string!("entra_require_claim"), LOCATION_LEVELS | NGX_CONF_1MORE, LOC, location::set_claim),
     command(ngx_string!("entra_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::status::set_status),
+    command(ngx_string!("entra_logout"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::signin::set_logout),
     ngx_command_t::empty(),
 ];
 
@@ -106,11 +111,20 @@ unsafe fn create<T: Default>(cf: *mut ngx_conf_t) -> *mut c_void {
 }
 
 // nginx pools align allocations to 8 bytes only.
-const _: () = assert!(core::mem::align_of::<MainConf>() <= 8 && core::mem::align_of::<LocationConf>() <= 8);
+const _: () = assert!(
+    core::mem::align_of::<MainConf>() <= 8
+        && core::mem::align_of::<LocationConf>() <= 8
+        && core::mem::align_of::<ServerConf>() <= 8
+);
 
 pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: nginx calls this with a configuration being parsed.
     unsafe { create::<MainConf>(cf) }
+}
+
+pub unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: as above.
+    unsafe { create::<ServerConf>(cf) }
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {

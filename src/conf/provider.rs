@@ -6,14 +6,17 @@ use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of_mut};
 use std::sync::Arc;
 
+use entra_core::assertion::ClientCertificate;
 use entra_core::provider::KeySource;
+use entra_core::seal::SealKeys;
+use entra_core::signin::{Credential, SignInConfig};
 use entra_core::values::{
     parse_algorithm, parse_flag, parse_guid, parse_issuer, parse_token_cache, parse_url, AllowedTenants,
     Tenant,
 };
 use entra_core::{ConfigError, KeySet, ProviderConfig};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::ffi::{ngx_command_t, ngx_conf_parse, ngx_conf_t, NGX_CONF_1MORE, NGX_CONF_TAKE1};
+use ngx::ffi::{ngx_command_t, ngx_conf_parse, ngx_conf_t, NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE2};
 
 use super::ext::{answer, time_value, Conf, ConfError};
 use super::MainConf;
@@ -28,7 +31,7 @@ struct Block {
 /// One directive inside `entra_provider { }`.
 struct BlockCommand {
     name: &'static str,
-    /// `NGX_CONF_TAKE1` or `NGX_CONF_1MORE`, as in nginx's own command tables.
+    /// `NGX_CONF_TAKE1`, `NGX_CONF_TAKE2` or `NGX_CONF_1MORE`, as in nginx's own command tables.
     args: u32,
     /// May be written more than once (each adds values).
     repeatable: bool,
@@ -49,8 +52,15 @@ const fn many(
     BlockCommand { name, args: NGX_CONF_1MORE, repeatable: false, set }
 }
 
+const fn two(
+    name: &'static str,
+    set: fn(&Conf, &mut ProviderConfig, &[&str]) -> Result<(), ConfError>,
+) -> BlockCommand {
+    BlockCommand { name, args: NGX_CONF_TAKE2, repeatable: false, set }
+}
+
 /// Every directive of the block (the README documents each).
-const PROVIDER_COMMANDS: [BlockCommand; 16] = [
+const PROVIDER_COMMANDS: [BlockCommand; 27] = [
     one("tenant", |_, c, v| {
         c.tenant = Some(Tenant::parse(v[0])?);
         Ok(())
@@ -122,7 +132,118 @@ const PROVIDER_COMMANDS: [BlockCommand; 16] = [
         c.require_permission = Some(parse_flag("require_permission", v[0])?);
         Ok(())
     }),
+    one("client_secret_file", |cf, c, v| {
+        let text = read_secret_file(cf, "client_secret_file", v[0])?;
+        let text =
+            String::from_utf8(text).map_err(|_| invalid("client_secret_file", v[0], "not UTF-8 text"))?;
+        let secret = text.strip_suffix('\n').unwrap_or(&text);
+        if secret.is_empty() {
+            return Err(invalid("client_secret_file", v[0], "the file is empty"));
+        }
+        set_credential(&mut c.sign_in, Credential::Secret(secret.to_owned()))
+    }),
+    two("client_certificate", |cf, c, v| {
+        let certificate = std::fs::read(cf.full_path(v[0])?)
+            .map_err(|e| ConfError::Rule(format!("\"client_certificate\" \"{}\": {e}", v[0])))?;
+        let key = read_secret_file(cf, "client_certificate", v[1])?;
+        let pair = ClientCertificate::from_pem(&certificate, &key)
+            .map_err(|e| ConfError::Rule(format!("\"client_certificate\" \"{}\" \"{}\": {e}", v[0], v[1])))?;
+        set_credential(&mut c.sign_in, Credential::Certificate(Box::new(pair)))
+    }),
+    one("redirect_uri", |_, c, v| {
+        c.sign_in.redirect_uri = Some(uri_or_path("redirect_uri", v[0])?);
+        Ok(())
+    }),
+    many("scopes", |_, c, v| {
+        if !v.contains(&"openid") {
+            return Err(invalid("scopes", v[0], "the scopes must include openid"));
+        }
+        c.sign_in.scopes = Some(v.join(" "));
+        Ok(())
+    }),
+    one("session_key_file", |cf, c, v| {
+        let text = read_secret_file(cf, "session_key_file", v[0])?;
+        let keys = SealKeys::parse(&String::from_utf8_lossy(&text))
+            .map_err(|e| ConfError::Rule(format!("\"session_key_file\" \"{}\": {e}", v[0])))?;
+        c.sign_in.keys = Some(keys);
+        Ok(())
+    }),
+    one("session_cookie", |_, c, v| {
+        let valid =
+            !v[0].is_empty() && v[0].bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(invalid(
+                "session_cookie",
+                v[0],
+                "a cookie name of letters, digits, '-', '_' and '.'",
+            ));
+        }
+        c.sign_in.cookie = Some(v[0].to_owned());
+        Ok(())
+    }),
+    one("session_lifetime", |_, c, v| {
+        c.sign_in.lifetime = Some(time_value("session_lifetime", v[0], true)?.as_secs());
+        Ok(())
+    }),
+    one("session_idle_timeout", |_, c, v| {
+        c.sign_in.idle_timeout = Some(time_value("session_idle_timeout", v[0], true)?.as_secs());
+        Ok(())
+    }),
+    many("session_claims", |_, c, v| {
+        c.sign_in.claims = v.iter().map(|s| s.to_string()).collect();
+        Ok(())
+    }),
+    one("post_logout_redirect", |_, c, v| {
+        c.sign_in.post_logout_redirect = Some(parse_url("post_logout_redirect", v[0])?);
+        Ok(())
+    }),
+    one("frontchannel_logout_uri", |_, c, v| {
+        if !v[0].starts_with('/') {
+            return Err(invalid("frontchannel_logout_uri", v[0], "a path"));
+        }
+        c.sign_in.frontchannel_logout_uri = Some(v[0].to_owned());
+        Ok(())
+    }),
 ];
+
+fn invalid(directive: &'static str, value: &str, expected: &'static str) -> ConfError {
+    ConfError::Invalid { directive, value: value.to_owned(), expected }
+}
+
+fn set_credential(sign_in: &mut SignInConfig, credential: Credential) -> Result<(), ConfError> {
+    if sign_in.credential.is_some() {
+        return Err(ConfError::Rule(
+            "\"client_secret_file\" and \"client_certificate\" exclude each other: give one client credential".into(),
+        ));
+    }
+    sign_in.credential = Some(credential);
+    Ok(())
+}
+
+/// A path, or an absolute https URL (http on loopback) that may name `$host`.
+fn uri_or_path(directive: &'static str, value: &str) -> Result<String, ConfError> {
+    if value.starts_with('/') && !value.starts_with("//") {
+        return Ok(value.to_owned());
+    }
+    parse_url(directive, &value.replace("$host", "localhost"))?;
+    Ok(value.to_owned())
+}
+
+/// Reads a file of secrets at configuration time; warns when other users may read it.
+fn read_secret_file(cf: &Conf, directive: &'static str, path: &str) -> Result<Vec<u8>, ConfError> {
+    use std::os::unix::fs::PermissionsExt;
+    let full = cf.full_path(path)?;
+    let unreadable = |e: std::io::Error| ConfError::Rule(format!("\"{directive}\" \"{full}\": {e}"));
+    let meta = std::fs::metadata(&full).map_err(unreadable)?;
+    let text = std::fs::read(&full).map_err(unreadable)?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfError::Rule(format!("\"{directive}\" \"{full}\": the file is empty")));
+    }
+    if meta.permissions().mode() & 0o044 != 0 {
+        cf.warn(&format_args!("\"{directive}\" \"{full}\" is readable by other users (chmod 600 it)"));
+    }
+    Ok(text)
+}
 
 impl Block {
     /// One line of the block, looked up in [`PROVIDER_COMMANDS`].
@@ -134,6 +255,7 @@ impl Block {
             .ok_or_else(|| ConfError::UnknownInProvider(name.to_owned()))?;
         let arity_ok = match command.args {
             NGX_CONF_TAKE1 => values.len() == 1,
+            NGX_CONF_TAKE2 => values.len() == 2,
             _ => !values.is_empty(),
         };
         if !arity_ok {

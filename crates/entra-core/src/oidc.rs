@@ -124,8 +124,13 @@ pub fn authorize_url(
         ("response_mode", "query"),
     ];
     pairs.extend_from_slice(extra);
-    let separator = if endpoint.contains('?') { '&' } else { '?' };
-    format!("{endpoint}{separator}{}", form(&pairs))
+    with_query(endpoint, &pairs)
+}
+
+/// `url` with `pairs` added to its query, encoded.
+pub fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{}", form(pairs))
 }
 
 /// What Entra sent back to the redirect URI.

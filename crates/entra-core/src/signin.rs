@@ -32,7 +32,7 @@ pub enum Credential {
     /// `client_secret_file`'s content.
     Secret(String),
     /// `client_certificate`: a signed assertion per exchange.
-    Certificate(ClientCertificate),
+    Certificate(Box<ClientCertificate>),
 }
 
 impl std::fmt::Debug for Credential {

@@ -1,0 +1,534 @@
+//! Browser sign-in inside the worker: the session cookie judged in the access phase, the
+//! redirect to the authorize endpoint, the callback (answered in the server-rewrite phase, so no
+//! location of the operator's can shadow it) with its code exchanged on the `entra_signin`
+//! thread pool while the request is parked, and `entra_logout`. The rules are entra-core's
+//! [`entra_core::signin`]; this file reads the request and makes the answers.
+
+use core::ffi::{c_char, c_void};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entra_core::exchange::{exchange, ExchangeError};
+use entra_core::oidc::token_request;
+use entra_core::provider::KeySource;
+use entra_core::session::{Session, Standing};
+use entra_core::signin::{Matched, SetCookie, SignIn};
+use entra_core::{Denial, VerifiedToken};
+use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, ngx_http_request_t, ngx_int_t,
+    ngx_log_t,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
+use ring::rand::SystemRandom;
+
+use crate::clock::{now, now_ms};
+use crate::conf::LocationConf;
+use crate::log::{guard, info, request_log};
+use crate::outcome::{self, Outcome, Source};
+use crate::request::Incoming;
+use crate::response::{escape, page, send, set_headers, INTERNAL_ERROR};
+use crate::worker::{self, ProviderState};
+use crate::{access, threads, EntraModule};
+
+/// Callbacks one worker keeps parked for their code exchange at most.
+const MAX_PARKED_CALLBACKS: usize = 64;
+
+/// Cookies of the module's are `Secure` (and `__Host-` by default) when the connection is TLS or
+/// the redirect URI says `https://` (TLS ends at a load balancer in front).
+fn is_secure(req: &Incoming, sign_in: &SignIn) -> bool {
+    req.is_tls() || sign_in.redirect_uri.is_https()
+}
+
+/// `scheme://host[:port]` of this request, as the browser sees it.
+fn own_origin(req: &Incoming, sign_in: &SignIn) -> String {
+    let scheme = if is_secure(req, sign_in) { "https" } else { "http" };
+    format!("{scheme}://{}", req.host_header())
+}
+
+/// The origin part of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..].find('/').map_or(url, |i| &url[..after_scheme + i])
+}
+
+/// What the session cookie says in the access phase, and the cookies to set with the answer.
+pub struct Judged {
+    pub verdict: Result<Arc<VerifiedToken>, Denial>,
+    pub set_cookies: Vec<SetCookie>,
+}
+
+/// Judges the request's session cookie. A cookie that does not open is no session (logged once
+/// at `info` with the reason); a session in use with an idle timeout is re-sealed at most once a
+/// minute; a session from another site that would change something is refused.
+pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t) -> Judged {
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    let secure = is_secure(req, sign_in);
+    let lines = req.cookie_lines();
+    let mut set_cookies = Vec::new();
+    let headers = req.browser();
+    let verdict = (|| {
+        let sealed = sign_in.session_cookie(lines.iter().copied(), secure).ok_or(Denial::NoSession)?;
+        let session =
+            sealed.and_then(|s| sign_in.open_session(&provider.name, &s, secure)).map_err(|fault| {
+                info!(log, "provider \"{}\": the session cookie counts as none: {}", provider.name, fault);
+                Denial::SessionInvalid
+            })?;
+        let now = now();
+        match session.standing(now, sign_in.lifetimes, headers.is_navigation())? {
+            Standing::Valid { touch: true } => {
+                let touched = Session { last_used: now, ..session.clone() };
+                if let Ok(cookies) =
+                    sign_in.session_cookies(&provider.name, &touched, lines.iter().copied(), secure)
+                {
+                    set_cookies = cookies;
+                }
+            }
+            Standing::Valid { touch: false } | Standing::Revalidate => {}
+        }
+        if headers.is_cross_origin(&own_origin(req, sign_in)) {
+            return Err(Denial::CrossOrigin);
+        }
+        Ok(Arc::new(session.identity()))
+    })();
+    Judged { verdict, set_cookies }
+}
+
+/// Whether a denied request in a session mode is sent to sign in: a top-level navigation.
+pub fn is_navigation(req: &Incoming) -> bool {
+    req.browser().is_navigation()
+}
+
+/// `true` once the provider's authorize endpoint is known.
+pub fn can_start(state: &ProviderState) -> bool {
+    state.provider.key_state().endpoints.authorize.is_some()
+}
+
+/// The 302 to the authorize endpoint, with a new transaction cookie; the request's session
+/// cookies that did not open are cleared.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, clear_session: bool) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    let Some(endpoint) = provider.key_state().endpoints.authorize.clone() else { return INTERNAL_ERROR };
+    let secure = is_secure(&req, sign_in);
+    let redirect_uri =
+        sign_in.redirect_uri.resolve(if secure { "https" } else { "http" }, req.host_header(), req.host());
+    let lines = req.cookie_lines();
+    let started = sign_in.start(
+        &provider.name,
+        &provider.client_id,
+        &endpoint,
+        redirect_uri,
+        entra_core::oidc::return_url(req.unparsed_uri()),
+        lines.iter().copied(),
+        secure,
+        &[],
+        now(),
+        &SystemRandom::new(),
+    );
+    let Ok(started) = started else { return INTERNAL_ERROR };
+    let mut headers = vec![(&b"Location"[..], started.location), (&b"Set-Cookie"[..], started.cookie)];
+    if clear_session {
+        let name = sign_in.cookie_name(secure).to_owned();
+        for cookie in sign_in.clear_all(lines.iter().copied(), secure) {
+            if cookie.starts_with(&format!("{name}=")) || cookie.starts_with(&format!("{name}-1=")) {
+                headers.push((b"Set-Cookie", cookie));
+            }
+        }
+    }
+    // SAFETY: per the contract.
+    match unsafe { set_headers(r, &headers) } {
+        Some(()) => 302,
+        None => INTERNAL_ERROR,
+    }
+}
+
+/// Registers the callback handler in nginx's server-rewrite phase (postconfiguration).
+pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
+    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, server_rewrite_handler)
+}
+
+extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a valid request.
+    guard(unsafe { request_log(r) }, "the sign-in callback", INTERNAL_ERROR, || {
+        // SAFETY: as above.
+        let (req, request) = unsafe { (Incoming::new(r), ngx::http::Request::from_ngx_http_request(r)) };
+        let Some(server) = EntraModule::server_conf(request) else { return Status::NGX_DECLINED.into() };
+        let Some(worker) = worker::current() else { return INTERNAL_ERROR };
+        let uri = req.uri();
+        for used in &server.sign_in {
+            let Some(state) = worker.providers.get(used.provider) else { continue };
+            if uri == state.provider.sign_in.redirect_uri.path().as_bytes() {
+                // SAFETY: as above.
+                return unsafe { callback(r, &worker, used.provider) };
+            }
+        }
+        Status::NGX_DECLINED.into()
+    })
+}
+
+/// A code exchange on its way: shared by the parked request and the pool thread.
+pub struct Pending {
+    result: Arc<Mutex<Option<Result<String, ExchangeError>>>>,
+    matched: Matched,
+    /// When the request stops waiting (ms).
+    deadline: u64,
+    _parked: ParkedCallback,
+}
+
+/// One of the worker's parked callbacks, counted while it lives.
+struct ParkedCallback;
+
+impl ParkedCallback {
+    fn new(worker: &worker::Worker) -> ParkedCallback {
+        worker.parked_callbacks.set(worker.parked_callbacks.get() + 1);
+        ParkedCallback
+    }
+}
+
+impl Drop for ParkedCallback {
+    fn drop(&mut self) {
+        if let Some(worker) = worker::current() {
+            worker.parked_callbacks.set(worker.parked_callbacks.get().saturating_sub(1));
+        }
+    }
+}
+
+/// The exchange as a pool job: its own data only.
+struct ExchangeJob {
+    endpoint: String,
+    body: String,
+    ca_file: Option<std::path::PathBuf>,
+    timeout: Duration,
+    result: Arc<Mutex<Option<Result<String, ExchangeError>>>>,
+}
+
+impl threads::Job for ExchangeJob {
+    fn run(&mut self) {
+        let answer = exchange(&self.endpoint, &self.body, &self.ca_file, self.timeout);
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
+    }
+
+    fn done(self: Box<Self>) {
+        // The parked request polls the result; a job outliving its request just ends here.
+    }
+
+    fn what(&self) -> &'static str {
+        "a code exchange"
+    }
+}
+
+/// The redirect URI's callback: match it to its transaction, exchange the code off the event
+/// loop, validate the ID token and set the session.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: usize) -> ngx_int_t {
+    let state = &worker.providers[index];
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
+    let secure = is_secure(&req, sign_in);
+    let lines = req.cookie_lines();
+    let counters = state.counters();
+    // SAFETY: per the contract.
+    if let Some(pending) = unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
+        let answer = pending.result.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return match answer {
+            None if now_ms() < pending.deadline => {
+                // SAFETY: per the contract.
+                unsafe { wait(r, pending) }
+            }
+            None => {
+                // SAFETY: per the contract.
+                unsafe {
+                    fail(
+                        r,
+                        state,
+                        Denial::IdpUnavailable,
+                        "the code exchange took too long",
+                        vec![pending.matched.clear],
+                    )
+                }
+            }
+            Some(Err(e)) => {
+                let denial = match e {
+                    ExchangeError::Rejected { .. } => Denial::CodeRejected,
+                    _ => Denial::IdpUnavailable,
+                };
+                // SAFETY: per the contract.
+                unsafe { fail(r, state, denial, &e.to_string(), vec![pending.matched.clear]) }
+            }
+            Some(Ok(id_token)) => {
+                state.sync_keys(log);
+                let Matched { transaction, clear, .. } = pending.matched;
+                let now = now();
+                let verified = provider.verify_id_token(&id_token, now, &transaction.attempt.nonce);
+                let token = match verified {
+                    Ok(token) => token,
+                    // SAFETY: per the contract.
+                    Err(denial) => {
+                        return unsafe { fail(r, state, denial, "the ID token is refused", vec![clear]) }
+                    }
+                };
+                let session = Session::from_id_token(&token, now, sign_in.lifetime, &sign_in.claims);
+                let mut cookies =
+                    match sign_in.session_cookies(&provider.name, &session, lines.iter().copied(), secure) {
+                        Ok(cookies) => cookies,
+                        Err(denial) => {
+                            let detail = format!("{} groups", session.groups.len());
+                            // SAFETY: per the contract.
+                            return unsafe { fail(r, state, denial, &detail, vec![clear]) };
+                        }
+                    };
+                cookies.push(clear);
+                info!(
+                    log,
+                    "signed in: provider \"{}\", oid {}, tid {}, sid {}, {} groups",
+                    provider.name,
+                    session.oid,
+                    session.tid,
+                    if session.sid.is_empty() { "-" } else { &session.sid },
+                    session.groups.len()
+                );
+                if session.sid.is_empty() {
+                    crate::log::warning!(
+                        log,
+                        "provider \"{}\": the ID token has no sid: front-channel logout cannot end this session (add the optional claim sid)",
+                        provider.name
+                    );
+                }
+                if let Some(counters) = counters {
+                    counters.decided(Ok(()));
+                }
+                let location = format!("{}{}", origin_of(&transaction.redirect_uri), transaction.return_url);
+                let mut headers = vec![(&b"Location"[..], location)];
+                headers.extend(cookies.into_iter().map(|c| (&b"Set-Cookie"[..], c)));
+                // SAFETY: per the contract.
+                unsafe { send(r, 302, &headers, "", "") }
+            }
+        };
+    }
+    let matched = match sign_in.callback(&provider.name, req.args(), lines.iter().copied(), secure, now()) {
+        Ok(matched) => matched,
+        // SAFETY: per the contract.
+        Err(refused) => return unsafe { fail(r, state, refused.denial, &refused.detail, refused.clear) },
+    };
+    let key_state = provider.key_state();
+    let (Some(endpoint), KeySource::Discovery { discovery, .. }) =
+        (key_state.endpoints.token.clone(), &provider.source)
+    else {
+        // SAFETY: per the contract.
+        return unsafe {
+            fail(r, state, Denial::IdpUnavailable, "no token endpoint yet", vec![matched.clear])
+        };
+    };
+    if worker.parked_callbacks.get() >= MAX_PARKED_CALLBACKS {
+        // SAFETY: per the contract.
+        return unsafe {
+            fail(r, state, Denial::IdpUnavailable, "too many sign-ins at once", vec![matched.clear])
+        };
+    }
+    let mut assertion = String::new();
+    let random = SystemRandom::new();
+    let Some(credential) =
+        sign_in.client_credential(&provider.client_id, &endpoint, now(), &random, &mut assertion)
+    else {
+        return INTERNAL_ERROR;
+    };
+    let t = &matched.transaction;
+    let body =
+        token_request(&matched.code, &t.redirect_uri, &provider.client_id, &t.attempt.verifier, credential);
+    let result = Arc::new(Mutex::new(None));
+    let job = ExchangeJob {
+        endpoint,
+        body,
+        ca_file: discovery.ca_file.clone(),
+        timeout: discovery.timeout,
+        result: result.clone(),
+    };
+    if !threads::post(threads::SIGNIN_POOL, Box::new(job)) {
+        // SAFETY: per the contract.
+        return unsafe {
+            fail(
+                r,
+                state,
+                Denial::IdpUnavailable,
+                "the entra_signin thread pool is full",
+                vec![matched.clear],
+            )
+        };
+    }
+    let deadline = now_ms() + 2 * discovery.timeout.as_millis() as u64 + 1000;
+    let pending = Pending { result, matched, deadline, _parked: ParkedCallback::new(worker) };
+    let parked =
+        Outcome { provider: index, source: Source::Session, ..Outcome::denied(index, Denial::NoSession) };
+    // SAFETY: per the contract.
+    match unsafe { outcome::store(r, parked) } {
+        Some(_) => unsafe { wait(r, pending) },
+        None => INTERNAL_ERROR,
+    }
+}
+
+/// Parks the callback until its exchange is done (or its deadline passes).
+///
+/// # Safety
+/// `r` is a valid request with an outcome.
+unsafe fn wait(r: *mut ngx_http_request_t, pending: Pending) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let Some(outcome) = (unsafe { outcome::get(r) }) else { return INTERNAL_ERROR };
+    outcome.pending = Some(pending);
+    // SAFETY: per the contract.
+    unsafe { access::park(r) };
+    // The server-rewrite phase stops here; the timer runs the phases again.
+    Status::NGX_DONE.into()
+}
+
+/// A failed callback: one `info` line with the reason, and a page that offers to start again
+/// (never a redirect, which could loop).
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn fail(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    denial: Denial,
+    detail: &str,
+    clear: Vec<SetCookie>,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let log = unsafe { request_log(r) };
+    let provider = &state.provider;
+    info!(log, "sign-in failed: {} (provider \"{}\"): {}", denial.reason(), provider.name, detail);
+    if let Some(counters) = state.counters() {
+        counters.decided(Err(denial));
+    }
+    // SAFETY: per the contract.
+    if let Some(o) = unsafe { outcome::store(r, Outcome::denied(state_index(state), denial)) } {
+        o.denial = Some(denial);
+    }
+    let status = match denial {
+        Denial::IdpError(true) | Denial::SessionTooLarge => 403,
+        Denial::IdpUnavailable => 503,
+        _ => 401,
+    };
+    let mut headers: Vec<(&'static [u8], String)> =
+        clear.into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
+    if status == 503 {
+        headers.push((b"Retry-After", "5".into()));
+    }
+    let what = match denial {
+        Denial::IdpError(_) => {
+            format!("Entra answered the sign-in with the error <code>{}</code>.", escape(detail))
+        }
+        other => escape(&other.to_string()),
+    };
+    let body = page(
+        "Sign-in failed",
+        &[
+            format!("The sign-in could not be completed: {what}"),
+            format!("Reason: <code>{}</code>", denial.reason()),
+            "<a href=\"/\">Sign in again</a>".into(),
+        ],
+    );
+    // SAFETY: per the contract.
+    unsafe { send(r, status, &headers, "text/html; charset=utf-8", &body) }
+}
+
+fn state_index(state: &ProviderState) -> usize {
+    worker::current().and_then(|w| w.providers.iter().position(|p| p.identity == state.identity)).unwrap_or(0)
+}
+
+/// `entra_logout;`
+pub extern "C" fn set_logout(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
+    guard(unsafe { (*cf).log }, "entra_logout", NGX_CONF_ERROR, || {
+        // SAFETY: as above.
+        let lcf = unsafe { &mut *(conf as *mut LocationConf) };
+        lcf.logout = true;
+        // SAFETY: as above, in a location.
+        match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
+            Some(clcf) => {
+                clcf.handler = Some(logout_handler);
+                NGX_CONF_OK
+            }
+            None => NGX_CONF_ERROR,
+        }
+    })
+}
+
+extern "C" fn logout_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a valid request.
+    guard(unsafe { request_log(r) }, "entra_logout", INTERNAL_ERROR, || unsafe { logout(r) })
+}
+
+/// Ends the session: a `POST` (or a `GET` shown to come from this origin) clears every session
+/// and transaction cookie and goes to the end-session endpoint; any other `GET` gets a page with
+/// a button that posts the logout, and logs nobody out.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let (req, request) = unsafe { (Incoming::new(r), ngx::http::Request::from_ngx_http_request(r)) };
+    let Some(lcf) = EntraModule::location_conf(request) else { return INTERNAL_ERROR };
+    let (Some(index), Some(worker)) = (lcf.provider, worker::current()) else {
+        return Status::NGX_DECLINED.into();
+    };
+    let state = &worker.providers[index];
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    let headers = req.browser();
+    let origin = own_origin(&req, sign_in);
+    let same_origin = headers.sec_fetch_site.is_some_and(|s| s.eq_ignore_ascii_case("same-origin"))
+        || headers.origin.is_some_and(|o| o.eq_ignore_ascii_case(&origin));
+    let post = req.method() == "POST";
+    if post && headers.is_cross_origin(&origin) {
+        // SAFETY: per the contract.
+        return unsafe {
+            fail(r, state, Denial::CrossOrigin, "a logout posted from another site", Vec::new())
+        };
+    }
+    if !post && !same_origin {
+        let form = format!(
+            "<form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>",
+            escape(req.unparsed_uri())
+        );
+        let body = page("Sign out", &["Sign out of this application?".into(), form]);
+        // SAFETY: per the contract.
+        return unsafe { send(r, 200, &[], "text/html; charset=utf-8", &body) };
+    }
+    // SAFETY: per the contract.
+    let hint = unsafe { outcome::get(r) }
+        .and_then(|o| o.verified.as_ref().ok().and_then(|t| t.str("login_hint").map(str::to_owned)));
+    let secure = is_secure(&req, sign_in);
+    let mut out: Vec<(&'static [u8], String)> =
+        sign_in.clear_all(req.cookie_lines(), secure).into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
+    let after = sign_in.post_logout_redirect.clone().unwrap_or_else(|| format!("{origin}/"));
+    let location = match provider.key_state().endpoints.end_session.as_deref() {
+        Some(end_session) => {
+            let mut pairs = vec![("post_logout_redirect_uri", after.as_str())];
+            if let Some(hint) = hint.as_deref() {
+                pairs.push(("logout_hint", hint));
+            }
+            entra_core::oidc::with_query(end_session, &pairs)
+        }
+        None => after,
+    };
+    // SAFETY: per the contract.
+    info!(unsafe { request_log(r) }, "signed out: provider \"{}\"", provider.name);
+    out.push((b"Location", location));
+    // SAFETY: per the contract.
+    unsafe { send(r, 302, &out, "", "") }
+}

@@ -1,0 +1,127 @@
+//! Blocking work off the event loop: nginx thread pools, one task per job. Key fetches use
+//! nginx's `default` pool; code exchanges use `entra_signin`, so that a burst of sign-ins cannot
+//! queue key refreshes behind it.
+
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ngx::ffi::{
+    ngx_array_create, ngx_array_push, ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_event_t, ngx_int_t, ngx_log_t,
+    ngx_module_t, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_get, ngx_thread_task_alloc,
+    ngx_thread_task_post, ngx_thread_task_t, NGX_OK,
+};
+
+use crate::log::guard;
+use crate::worker::cycle_log;
+
+/// nginx's default pool (32 threads unless `thread_pool default ...;` says otherwise).
+pub const DEFAULT_POOL: &str = "default";
+/// The sign-in pool, and how it is made when the configuration does not declare it.
+pub const SIGNIN_POOL: &str = "entra_signin";
+const SIGNIN_POOL_SIZE: &str = "threads=8";
+
+/// A job: `run` on a pool thread, touching only its own data; `done` back on the event loop.
+pub trait Job: Send {
+    fn run(&mut self);
+    fn done(self: Box<Self>);
+    /// What the job is, for the log.
+    fn what(&self) -> &'static str;
+}
+
+extern "C" {
+    /// nginx's `thread_pool` module (not in nginx-sys' bindings).
+    static mut ngx_thread_pool_module: ngx_module_t;
+}
+
+/// Makes sure the pool named `name` exists: nginx creates `default` on request, but any other
+/// pool only from a `thread_pool` line, so the module declares `entra_signin` itself, as if
+/// the configuration said `thread_pool entra_signin threads=8;`.
+pub fn add_pool(cf: *mut ngx_conf_t, name: &'static str) -> Result<(), &'static str> {
+    if name == DEFAULT_POOL {
+        // SAFETY: called while the configuration is parsed; null names the default pool.
+        return match unsafe { ngx_thread_pool_add(cf, ptr::null_mut()) }.is_null() {
+            true => Err("cannot add nginx's default thread pool"),
+            false => Ok(()),
+        };
+    }
+    // SAFETY: the thread_pool module's command table is a static array whose first entry is
+    // `thread_pool`; its handler reads only cf->args and adds the pool to the cycle.
+    unsafe {
+        let command = (*ptr::addr_of!(ngx_thread_pool_module)).commands;
+        let Some(set) = command.as_ref().and_then(|c| c.set) else { return Err("no thread_pool directive") };
+        let args = ngx_array_create((*cf).pool, 3, size_of::<ngx_str_t>());
+        if args.is_null() {
+            return Err("out of memory");
+        }
+        for word in ["thread_pool", name, SIGNIN_POOL_SIZE] {
+            let slot = ngx_array_push(args) as *mut ngx_str_t;
+            if slot.is_null() {
+                return Err("out of memory");
+            }
+            *slot = ngx_str_t { len: word.len(), data: word.as_ptr() as *mut u8 };
+        }
+        let saved = (*cf).args;
+        (*cf).args = args;
+        let conf = *(*(*cf).cycle).conf_ctx.add((*ptr::addr_of!(ngx_thread_pool_module)).index);
+        let rv = set(cf, command, conf as *mut c_void);
+        (*cf).args = saved;
+        // nginx has logged why (a `thread_pool entra_signin` line of the operator's is a
+        // duplicate: the module declares it).
+        if !rv.is_null() {
+            return Err("cannot add the entra_signin thread pool");
+        }
+    }
+    Ok(())
+}
+
+/// Hands a job to the pool `name`; `false` (the job dropped) when the pool is missing or full.
+pub fn post(name: &'static str, job: Box<dyn Job>) -> bool {
+    let mut pool_name = ngx_str_t { len: name.len(), data: name.as_ptr() as *mut u8 };
+    // SAFETY: on the event loop of a worker whose cycle is live.
+    let pool = unsafe { ngx_thread_pool_get(ngx_cycle as *mut ngx_cycle_t, &mut pool_name) };
+    if pool.is_null() {
+        return false;
+    }
+    // One task per job, from the cycle's pool: a task cannot be reused while a pool thread might
+    // hold it, and jobs are few (fetches are minutes apart, exchanges one per sign-in).
+    // SAFETY: as above.
+    let task: *mut ngx_thread_task_t =
+        unsafe { ngx_thread_task_alloc((*ngx_cycle).pool, size_of::<*mut Box<dyn Job>>()) };
+    // SAFETY: a task nginx allocated with room for one pointer of context, or null.
+    let Some(t) = (unsafe { task.as_mut() }) else { return false };
+    let job = Box::into_raw(Box::new(job));
+    // SAFETY: the context has room for the pointer.
+    unsafe { *(t.ctx as *mut *mut Box<dyn Job>) = job };
+    t.handler = Some(run);
+    t.event.handler = Some(done);
+    t.event.data = task as *mut c_void;
+    t.event.log = cycle_log();
+    // SAFETY: a fully set task and the live pool.
+    if unsafe { ngx_thread_task_post(pool, task) } != NGX_OK as ngx_int_t {
+        // SAFETY: the pool refused the task, so the job is still only ours.
+        drop(unsafe { Box::from_raw(job) });
+        return false;
+    }
+    true
+}
+
+/// On a pool thread: the job's blocking part. A panic stays in the job (its result says so).
+unsafe extern "C" fn run(data: *mut c_void, _log: *mut ngx_log_t) {
+    // SAFETY: the task's context holds the job posted with it, owned by this task until done.
+    let job = unsafe { &mut **(data as *mut *mut Box<dyn Job>) };
+    let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
+}
+
+/// Back on the event loop.
+unsafe extern "C" fn done(event: *mut ngx_event_t) {
+    // SAFETY: nginx calls this with the task's event, whose data is the task posted in `post`;
+    // the pool thread is done with the job.
+    let job = unsafe {
+        let task = (*event).data as *mut ngx_thread_task_t;
+        *Box::from_raw(*((*task).ctx as *mut *mut Box<dyn Job>))
+    };
+    let what = job.what();
+    guard(cycle_log(), what, (), || job.done());
+}
