@@ -60,6 +60,31 @@ pub fn guard<R>(log: *mut ngx_log_t, entry: &str, on_panic: R, body: impl FnOnce
     }
 }
 
+/// While it lives, lines logged to `log` go without nginx's request context (the request line,
+/// with its query): the sign-in callback's query holds the authorization code, which no line of
+/// the module's may show. On the event loop only, where nothing else logs meanwhile.
+pub struct WithoutRequestLine {
+    log: *mut ngx_log_t,
+    handler: ngx::ffi::ngx_log_handler_pt,
+}
+
+impl WithoutRequestLine {
+    /// # Safety
+    /// `log` is a valid log that outlives the value.
+    pub unsafe fn new(log: *mut ngx_log_t) -> WithoutRequestLine {
+        // SAFETY: per the contract.
+        let handler = unsafe { (*log).handler.take() };
+        WithoutRequestLine { log, handler }
+    }
+}
+
+impl Drop for WithoutRequestLine {
+    fn drop(&mut self) {
+        // SAFETY: the log is valid (see `new`); its handler is put back.
+        unsafe { (*self.log).handler = self.handler };
+    }
+}
+
 /// A panic on purpose, for the test that proves [`guard`]: debug builds only, where the
 /// environment variable `NGX_ENTRA_TEST_PANIC` names the entry point (`access`, `variable`,
 /// `status`), passed to workers with nginx's `env` directive.

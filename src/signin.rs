@@ -13,7 +13,7 @@ use entra_core::oidc::token_request;
 use entra_core::provider::KeySource;
 use entra_core::session::{Session, Standing};
 use entra_core::signin::{Matched, SetCookie, SignIn};
-use entra_core::{Denial, VerifiedToken};
+use entra_core::{Denial, DenialClass, VerifiedToken};
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, ngx_http_request_t, ngx_int_t,
@@ -24,7 +24,7 @@ use ring::rand::SystemRandom;
 
 use crate::clock::{now, now_ms};
 use crate::conf::LocationConf;
-use crate::log::{guard, info, request_log};
+use crate::log::{guard, info, request_log, WithoutRequestLine};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::{escape, page, send, set_headers, INTERNAL_ERROR};
@@ -235,6 +235,8 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     let sign_in = &provider.sign_in;
     // SAFETY: per the contract.
     let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
+    // SAFETY: the request's log outlives this call.
+    let _no_code_in_the_log = unsafe { WithoutRequestLine::new(log) };
     let secure = is_secure(&req, sign_in);
     let lines = req.cookie_lines();
     let counters = state.counters();
@@ -414,9 +416,9 @@ unsafe fn fail(
     if let Some(o) = unsafe { outcome::store(r, Outcome::denied(state_index(state), denial)) } {
         o.denial = Some(denial);
     }
-    let status = match denial {
-        Denial::IdpError(true) | Denial::SessionTooLarge => 403,
-        Denial::IdpUnavailable => 503,
+    let status = match (denial, denial.class()) {
+        (Denial::IdpError(true), _) | (_, DenialClass::Forbidden) => 403,
+        (_, DenialClass::Unavailable) => 503,
         _ => 401,
     };
     let mut headers: Vec<(&'static [u8], String)> =

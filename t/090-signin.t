@@ -1,0 +1,297 @@
+# Browser sign-in against the live development IdP: the redirect and its parameters, requests
+# that get a 401 instead, the callback (answered even where `location / { return 404; }` would
+# shadow it), the code exchange, the ID token's checks, the session cookie, `any` mode,
+# cross-origin requests and logout. A browser is played by hand: HTTP::Tiny with no redirects
+# followed and the cookies carried explicitly.
+use strict;
+use warnings;
+
+use File::Path qw(make_path remove_tree);
+use HTTP::Tiny;
+use MIME::Base64 qw(encode_base64);
+use Test::More;
+use EntraTest;
+
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 50;
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-signin';
+my $origin = "http://127.0.0.1:$port";
+my $http = HTTP::Tiny->new(timeout => 20, max_redirect => 0, keep_alive => 0);
+my $ALICE_GROUP = '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1';
+
+remove_tree($prefix);
+make_path("$prefix/conf", "$prefix/logs");
+sub write_file {
+    my ($name, $text) = @_;
+    open my $out, '>', "$prefix/conf/$name" or die $!;
+    print $out $text;
+    close $out;
+    chmod 0600, "$prefix/conf/$name";
+}
+write_file('secret', live_idp('client-secret') . "\n");
+write_file('session.keys', encode_base64(join('', map { chr int rand 256 } 1 .. 32), '') . "\n");
+
+my $provider = live_provider('client_secret_file secret;', 'session_key_file session.keys;',
+    "post_logout_redirect $origin/bye;");
+write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
+        location / { return 404; }
+        location /app {
+            entra_auth live session;
+            entra_require_group $ALICE_GROUP;
+            proxy_set_header X-Who "\$entra_name (\$entra_auth_source) \$entra_groups";
+            proxy_pass http://127.0.0.1:$port/who;
+        }
+        location /admin {
+            entra_auth live session;
+            entra_require_group 00000000-0000-0000-0000-00000000beef;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
+        location /mixed {
+            entra_auth live any;
+            proxy_set_header X-Who "\$entra_oid (\$entra_auth_source)";
+            proxy_pass http://127.0.0.1:$port/who;
+        }
+        location = /logout { entra_auth live session; entra_logout; }
+        location /who { return 200 "who=\$http_x_who\\n"; }
+LOCATIONS
+idp_admin('reset');
+my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+END { kill 'TERM', $pid if $pid }
+
+sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
+
+my %NAVIGATION = (
+    Accept => 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+    'Sec-Fetch-Mode' => 'navigate',
+    'Sec-Fetch-Dest' => 'document',
+    'Sec-Fetch-Site' => 'none',
+);
+
+# The request's Cookie header from a name => value hash.
+sub cookie_header { my %c = @_; join '; ', map { "$_=$c{$_}" } sort keys %c }
+
+sub request {
+    my ($method, $url, $cookies, %headers) = @_;
+    $url = "$origin$url" if $url =~ m{^/};
+    $headers{Cookie} = cookie_header(%$cookies) if $cookies && %$cookies;
+    my $res = $http->request($method, $url, { headers => \%headers });
+    diag($res->{content}) if $res->{status} == 599;
+    return $res;
+}
+
+sub navigate { my ($url, $cookies, %h) = @_; request('GET', $url, $cookies, %NAVIGATION, %h) }
+
+# The Set-Cookie values of a response, as a list.
+sub set_cookies {
+    my $v = $_[0]{headers}{'set-cookie'} // [];
+    return ref $v ? @$v : ($v);
+}
+
+# Applies a response's Set-Cookie lines to a cookie jar (a hash).
+sub apply_cookies {
+    my ($jar, $res) = @_;
+    for (set_cookies($res)) {
+        my ($name, $value) = /^([^=]+)=([^;]*)/ or next;
+        if (/Max-Age=0/) { delete $jar->{$name} } else { $jar->{$name} = $value }
+    }
+}
+
+sub query_of { my ($url) = @_; my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v) } split /&/, (split /\?/, $url, 2)[1] // ''; %q }
+
+# Navigates to $path, signs in at the IdP (which approves at once) and comes back through the
+# callback; returns the callback's response and the cookie jar.
+sub sign_in {
+    my ($path, %opt) = @_;
+    my $jar = $opt{jar} // {};
+    my $start = navigate($path, $jar);
+    die "no sign-in redirect: $start->{status}\n" unless $start->{status} == 302;
+    apply_cookies($jar, $start);
+    my $authorize = request('GET', $start->{headers}{location});
+    die "the IdP did not approve: $authorize->{status} $authorize->{content}\n" unless $authorize->{status} == 302;
+    my $callback = navigate($authorize->{headers}{location}, $jar);
+    apply_cookies($jar, $callback);
+    return ($callback, $jar, $authorize->{headers}{location});
+}
+
+# --- The redirect and its parameters.
+my $start = navigate('/app/page?x=1');
+is($start->{status}, 302, 'a navigation without a session is sent to sign in');
+my $location = $start->{headers}{location};
+like($location, qr{^\Q$ENV{TEST_NGINX_IDP_URL}\E/$TENANT/oauth2/v2\.0/authorize\?}, 'to the authorize endpoint from the metadata');
+my %q = query_of($location);
+is($q{response_type}, 'code', 'response_type=code');
+is($q{client_id}, $CLIENT_ID, 'client_id');
+is($q{redirect_uri}, "http%3A%2F%2F127.0.0.1%3A$port%2F.entra%2Fcallback", 'the redirect URI, from the scheme and the Host header');
+is($q{scope}, 'openid%20profile%20email', 'the default scopes');
+is($q{code_challenge_method}, 'S256', 'PKCE S256');
+like($q{code_challenge}, qr/^[A-Za-z0-9_-]{43}$/, 'a code challenge');
+like($q{state}, qr/^[A-Za-z0-9_-]{32}$/, 'a state');
+like($q{nonce}, qr/^[A-Za-z0-9_-]{32}$/, 'a nonce');
+is($q{response_mode}, 'query', 'response_mode=query');
+my ($transaction) = set_cookies($start);
+like($transaction, qr/^entra-t0=[A-Za-z0-9_-]+; Path=\/; HttpOnly; SameSite=Lax; Max-Age=600$/,
+    'a transaction cookie, HttpOnly and Lax, not Secure on plain HTTP');
+is($start->{headers}{'cache-control'}, 'no-store', 'the redirect is not cached');
+is(request('HEAD', '/app', undef, %NAVIGATION)->{status}, 302, 'a HEAD navigation is sent to sign in too');
+
+# --- Anything that is not a navigation gets a 401 it can handle.
+for my $case (
+    ['XHR', %NAVIGATION, 'X-Requested-With' => 'XMLHttpRequest'],
+    ['fetch() for JSON', Accept => 'application/json', 'Sec-Fetch-Mode' => 'cors', 'Sec-Fetch-Dest' => 'empty'],
+    ['Accept: */*', Accept => '*/*'],
+    ['a prefetch', %NAVIGATION, 'Sec-Purpose' => 'prefetch'],
+    ['an iframe', %NAVIGATION, 'Sec-Fetch-Dest' => 'iframe'],
+) {
+    my ($name, %h) = @$case;
+    my $res = request('GET', '/app', undef, %h);
+    is($res->{status}, 401, "$name gets 401");
+    is($res->{headers}{'www-authenticate'}, 'Bearer realm="live"', "$name: a bare challenge");
+    is(scalar(set_cookies($res)), 0, "$name: no transaction cookie");
+}
+is(request('POST', '/app', undef, %NAVIGATION)->{status}, 401, 'a POST gets 401');
+
+# --- The round trip.
+idp_admin('approve?user=alice');
+my ($callback, $jar, $callback_url) = sign_in('/app/page?x=1');
+is($callback->{status}, 302, 'the callback answers with a redirect');
+is($callback->{headers}{location}, "$origin/app/page?x=1", 'back to the URL first asked for, absolute');
+ok($jar->{entra}, 'a session cookie is set');
+ok(!exists $jar->{'entra-t0'}, 'the transaction cookie is cleared');
+my ($session_line) = grep { /^entra=/ } set_cookies($callback);
+like($session_line, qr/; Path=\/; HttpOnly; SameSite=Lax$/, 'the session cookie is HttpOnly and Lax, for the browser session');
+my $page = navigate('/app/page?x=1', $jar);
+is($page->{status}, 200, 'the session lets the navigation in');
+is($page->{content}, "who=Alice Example (session) $ALICE_GROUP,5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20\n",
+    'with the user, the source and the groups in variables');
+is(request('GET', '/app', $jar, Accept => 'application/json')->{status}, 200, 'and a script of the page');
+like(log_text(), qr/\[info\] .*entra: signed in: provider "live", oid [0-9a-f-]{36}, tid $TENANT, sid [0-9a-f-]{36}, 2 groups/,
+    'one info line per sign-in');
+unlike(log_text(), qr/code=|\Q$jar->{entra}\E/, 'no code or cookie value in the error log');
+
+my $admin = navigate('/admin', $jar);
+is($admin->{status}, 403, 'a session without the required group is refused');
+like(log_text(), qr/access denied: missing_group/, 'for missing_group');
+
+# --- The callback is strict.
+my $replay = navigate($callback_url, { %$jar, 'entra-t0' => (split /[=;]/, $transaction)[1] });
+is($replay->{status}, 401, 'a callback whose transaction is not this attempt\'s is refused');
+my (undef, undef, $used) = sign_in('/app', jar => {});
+my $jar2 = {};
+my $again = navigate('/app', $jar2);
+apply_cookies($jar2, $again);
+my $reuse = navigate($used, $jar2);
+is($reuse->{status}, 401, 'a code of another attempt is refused');
+is($reuse->{headers}{location}, undef, 'with a page, not a redirect');
+like($reuse->{content}, qr/state_mismatch/, 'the page names the reason');
+my ($state) = $used =~ /state=([^&]+)/;
+
+my $fresh = {};
+my $s = navigate('/app', $fresh);
+apply_cookies($fresh, $s);
+my %sq = query_of($s->{headers}{location});
+my $code_url = request('GET', $s->{headers}{location})->{headers}{location};
+is(navigate($code_url, {})->{status}, 401, 'a callback without a transaction cookie is refused (login CSRF)');
+is(navigate("$code_url&state=$sq{state}", $fresh)->{status}, 401, 'a callback with state twice is refused');
+my $ok = navigate($code_url, $fresh);
+is($ok->{status}, 302, 'the genuine callback still signs in');
+my $replayed = navigate($code_url, $fresh);
+is($replayed->{status}, 401, 'a replayed code is refused');
+like(log_text(), qr/sign-in failed: code_rejected \(provider "live"\): the token endpoint refused the code \(HTTP 400, invalid_grant\)/,
+    'by the token endpoint: code_rejected');
+
+# --- Errors from Entra.
+idp_admin('break?authorize=access_denied');
+my (undef, undef) = ();
+my $denied_jar = {};
+my $d = navigate('/app', $denied_jar);
+apply_cookies($denied_jar, $d);
+my $back = request('GET', $d->{headers}{location})->{headers}{location};
+like($back, qr/error=access_denied/, 'the IdP answers with an error');
+my $denied = navigate($back, $denied_jar);
+is($denied->{status}, 403, 'access_denied from Entra is a 403');
+like($denied->{content}, qr/<code>access_denied<\/code>/, 'naming the error code');
+unlike($denied->{content}, qr/<b>/, 'never the raw description');
+apply_cookies($denied_jar, $denied);
+ok(!exists $denied_jar->{'entra-t0'}, 'and the attempt\'s cookie is cleared');
+idp_admin('break?authorize=temporarily_unavailable');
+my ($err) = sign_in('/app');
+is($err->{status}, 401, 'another error from Entra is a 401 idp_error');
+
+# --- The ID token's checks.
+for my $case (
+    [nonce => qr/nonce_mismatch/],
+    [no_nonce => qr/nonce_mismatch/],
+    [audience => qr/wrong_audience/],
+    [issuer => qr/wrong_issuer/],
+    [expired => qr/expired/],
+    [unsigned => qr/alg_not_allowed/],
+) {
+    my ($break, $reason) = @$case;
+    idp_admin("break?id_token=$break");
+    my ($res) = sign_in('/app');
+    is($res->{status}, 401, "an ID token broken by $break is refused");
+    like($res->{content}, $reason, "with $reason");
+}
+
+# --- Sessions that do not open count as none.
+my $good = $jar->{entra};
+(my $tampered = $good) =~ s/^(.{20})(.)/$1 . ($2 eq 'A' ? 'B' : 'A')/e;
+my $t = navigate('/app', { entra => $tampered });
+is($t->{status}, 302, 'a tampered session sends a navigation to sign in');
+ok((grep { /^entra=; .*Max-Age=0/ } set_cookies($t)), 'and clears the cookie that did not open');
+is(request('GET', '/app', { entra => substr($good, 0, 40) }, Accept => 'application/json')->{status}, 401,
+    'a truncated session gets a script 401');
+like(log_text(), qr/the session cookie counts as none: altered, or sealed for another use/, 'logged with the reason');
+is(request('GET', '/app', {}, Accept => 'application/json', Cookie => "entra=$good; entra=$good")->{status}, 401,
+    'a session cookie sent twice is used by nobody');
+
+# --- Two Cookie lines (HTTP/1.1): the session is found in the second.
+{
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
+    print $sock "GET /app HTTP/1.1\r\nHost: 127.0.0.1:$port\r\nAccept: application/json\r\nCookie: a=b\r\nCookie: entra=$good\r\nConnection: close\r\n\r\n";
+    like(read_answer($sock, 10), qr{^HTTP/1\.1 200}, 'a session in the second of two Cookie lines is read');
+}
+
+# --- `any`: a bearer token when Authorization is sent, else the session.
+like(request('GET', '/mixed', undef, Authorization => 'Bearer ' . live_idp('mint'))->{content}, qr/\(bearer\)/, 'any: a bearer token');
+like(request('GET', '/mixed', $jar, Accept => 'application/json')->{content}, qr/\(session\)/, 'any: the session');
+is(request('GET', '/mixed', $jar, Authorization => 'Bearer nonsense')->{status}, 401, 'any: a bad bearer token is not rescued by the session');
+
+# --- Requests from another site do not get to use the session.
+is(request('POST', '/mixed', $jar, Origin => 'http://evil.example')->{status}, 403, 'a cross-origin POST is refused');
+is(request('POST', '/mixed', $jar, 'Sec-Fetch-Site' => 'same-site')->{status}, 403, 'a POST from a sibling site too');
+is(request('POST', '/mixed', $jar, Origin => $origin, 'Sec-Fetch-Site' => 'same-origin')->{status}, 200, 'a same-origin POST is let in');
+is(request('POST', '/mixed', undef, Origin => 'http://evil.example', Authorization => 'Bearer ' . live_idp('mint'))->{status}, 200,
+    'bearer requests are not checked for their origin');
+like(log_text(), qr/access denied: cross_origin/, 'refused with cross_origin');
+
+# --- Logout.
+my $ask = navigate('/logout', $jar, 'Sec-Fetch-Site' => 'cross-site');
+is($ask->{status}, 200, 'a GET from elsewhere gets a page');
+like($ask->{content}, qr{<form method="post" action="/logout">}, 'with a button that posts the logout');
+is(scalar(set_cookies($ask)), 0, 'and logs nobody out');
+is(request('POST', '/logout', $jar, 'Sec-Fetch-Site' => 'cross-site')->{status}, 403, 'a cross-site POST is refused');
+my $out = request('POST', '/logout', $jar, Origin => $origin);
+is($out->{status}, 302, 'a same-origin POST logs out');
+like($out->{headers}{location}, qr{^\Q$ENV{TEST_NGINX_IDP_URL}\E/$TENANT/oauth2/v2\.0/logout\?post_logout_redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A$port%2Fbye&logout_hint=\S+},
+    'to the end-session endpoint with the post-logout redirect and the login hint');
+ok((grep { /^entra=; .*Max-Age=0/ } set_cookies($out)), 'clearing the session cookie');
+my $same = navigate('/logout', $jar, 'Sec-Fetch-Site' => 'same-origin');
+is($same->{status}, 302, 'a GET shown to be same-origin logs out too');
+is(request('POST', '/logout', {}, Origin => $origin)->{status}, 302, 'logout answers without a session');
+
+# --- Five tabs signing in at once: never more than four transaction cookies, none loops.
+my $tabs = {};
+my @redirects;
+for my $tab (1 .. 5) {
+    my $r = navigate("/app/tab$tab", $tabs);
+    apply_cookies($tabs, $r);
+    push @redirects, $r->{headers}{location};
+}
+is(scalar(grep { /^entra-t\d$/ } keys %$tabs), 4, 'four transaction cookies at most');
+my @signed = map {
+    my $code_url = request('GET', $_)->{headers}{location};
+    navigate($code_url, { %$tabs })->{status};
+} @redirects[1 .. 4];
+is_deeply(\@signed, [302, 302, 302, 302], 'the four latest tabs each sign in');
+
+done_testing();
