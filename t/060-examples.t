@@ -8,12 +8,13 @@ use File::Copy qw(copy);
 use HTTP::Tiny;
 use Test::More;
 use EntraTest;
+use MIME::Base64 ();
 
 my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
 my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 10;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-examples';
-my $http = HTTP::Tiny->new(timeout => 5);
+my $http = HTTP::Tiny->new(timeout => 5, max_redirect => 0);
 
 sub prepare {
     my ($name) = @_;
@@ -21,6 +22,14 @@ sub prepare {
     make_path("$prefix/conf", "$prefix/logs", "$prefix/modules");
     symlink $module, "$prefix/modules/ngx_http_entra_module.so" or die "symlink: $!";
     copy($ENV{TEST_NGINX_ENTRA_JWKS}, "$prefix/conf/entra-keys.json") or die "copy: $!";
+    # What scripts/demo writes for browser sign-in, readable by nginx only.
+    make_path("$prefix/conf/entra");
+    for (['client-secret', live_idp('client-secret') . "\n"], ['session.keys', MIME::Base64::encode_base64('d' x 32)]) {
+        open my $f, '>', "$prefix/conf/entra/$_->[0]" or die $!;
+        print $f $_->[1];
+        close $f;
+        chmod 0600, "$prefix/conf/entra/$_->[0]";
+    }
     open my $in, '<', "nginx-conf/$name" or die "$name: $!";
     my $conf = do { local $/; <$in> };
     $conf =~ s/127\.0\.0\.1:8080/127.0.0.1:$port/g;
@@ -35,11 +44,12 @@ sub prepare {
 }
 
 # A GET with a token minted with these arguments (by the live IdP for a configuration that
-# discovers its keys there), or with no token for undef.
+# discovers its keys there), with the headers of a hash, or with no token for undef.
 sub get {
     my ($path, $token_args, $live) = @_;
     my $mint = $live ? sub { live_idp('mint', @_) } : \&token;
-    my %headers = $token_args ? (Authorization => 'Bearer ' . $mint->(@$token_args)) : ();
+    my %headers = ref $token_args eq 'HASH' ? %$token_args
+        : $token_args ? (Authorization => 'Bearer ' . $mint->(@$token_args)) : ();
     # A path of ":N/..." goes to the example's port 8080 + N.
     my ($offset, $rest) = $path =~ m{^:(\d+)(/.*)$};
     my $url = defined $offset ? "http://127.0.0.1:" . ($port + $offset) . $rest : "http://127.0.0.1:$port$path";
@@ -55,6 +65,9 @@ my %cases = (
         ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200],
         ['/health', undef, 200],
         [":2/status", undef, 200, qr/"name":"dev"/],
+        ['/', { Accept => 'text/html' }, 302],
+        ['/', { Accept => 'application/json' }, 401],
+        ['/signed-out', undef, 200, qr/You are signed out/],
     ],
     'api-gateway.conf' => [
         ['/orders', ['--aud', 'api://orders', '--scp', 'Orders.Read'], 200, qr/^\/orders for [0-9a-f-]{36} via /],
@@ -88,7 +101,8 @@ for my $name (@examples) {
     for my $case (@{ $cases{$name} }) {
         my ($path, $args, $status, $body) = @$case;
         my $res = get($path, $args, $live);
-        my $what = "$name: GET $path " . (defined $args ? "with a token (@$args)" : 'without a token');
+        my $what = "$name: GET $path " . (ref $args eq 'HASH' ? "with @{[ %$args ]}"
+            : defined $args ? "with a token (@$args)" : 'without a token');
         is($res->{status}, $status, "$what: $status");
         like($res->{content}, $body, "$what: body") if $body;
     }
