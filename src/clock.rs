@@ -1,12 +1,21 @@
-//! The two clocks the module reads, both nginx's cached times (updated once per event loop turn):
-//! wall-clock seconds for token lifetimes and the fetch schedule, and monotonic milliseconds
+//! The clocks the module reads, all nginx's cached times (updated once per event loop turn):
+//! wall-clock seconds for token lifetimes and the fetch schedule, wall-clock milliseconds for
+//! when a session signed in (compared with front-channel logouts), and monotonic milliseconds
 //! for timers and how long a fetch or a parked request has been going.
 
-use ngx::ffi::{ngx_current_msec, ngx_time};
+use ngx::ffi::{ngx_cached_time, ngx_current_msec, ngx_time};
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     ngx_time() as u64
+}
+
+/// Milliseconds since the epoch.
+pub fn epoch_ms() -> u64 {
+    // SAFETY: nginx points ngx_cached_time at a valid time slot once it has started, and only
+    // this process's event loop thread updates it.
+    let time = unsafe { &*ngx_cached_time };
+    (time.sec as u64).saturating_mul(1000).saturating_add(time.msec as u64)
 }
 
 /// Monotonic milliseconds (CLOCK_MONOTONIC: the same in every process of the machine).

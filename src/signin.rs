@@ -6,8 +6,9 @@
 
 use core::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use entra_core::browser::{is_valid_sid, sid_key};
 use entra_core::exchange::{exchange, ExchangeError};
 use entra_core::oidc::token_request;
 use entra_core::provider::KeySource;
@@ -22,12 +23,13 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 use ring::rand::SystemRandom;
 
-use crate::clock::{now, now_ms};
+use crate::clock::{epoch_ms, now, now_ms};
 use crate::conf::LocationConf;
 use crate::log::{guard, info, request_log, WithoutRequestLine};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::{escape, page, send, set_headers, INTERNAL_ERROR};
+use crate::state::SignInEvent;
 use crate::worker::{self, ProviderState};
 use crate::{access, threads, EntraModule};
 
@@ -70,11 +72,18 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
     let headers = req.browser();
     let verdict = (|| {
         let sealed = sign_in.session_cookie(lines.iter().copied(), secure).ok_or(Denial::NoSession)?;
-        let session =
-            sealed.and_then(|s| sign_in.open_session(&provider.name, &s, secure)).map_err(|fault| {
-                info!(log, "provider \"{}\": the session cookie counts as none: {}", provider.name, fault);
-                Denial::SessionInvalid
-            })?;
+        let started = Instant::now();
+        let opened = sealed.and_then(|s| sign_in.open_session(&provider.name, &s, secure));
+        if let Some(counters) = state.counters() {
+            counters.session_opened(started.elapsed(), opened.is_ok());
+        }
+        let session = opened.map_err(|fault| {
+            info!(log, "provider \"{}\": the session cookie counts as none: {}", provider.name, fault);
+            Denial::SessionInvalid
+        })?;
+        if state.is_revoked(&session.sid, session.signed_in) {
+            return Err(Denial::SessionRevoked);
+        }
         let now = now();
         match session.standing(now, sign_in.lifetimes, headers.is_navigation())? {
             Standing::Valid { touch: true } => {
@@ -133,6 +142,9 @@ pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, clear_ses
         &SystemRandom::new(),
     );
     let Ok(started) = started else { return INTERNAL_ERROR };
+    if let Some(counters) = state.counters() {
+        counters.sign_in(SignInEvent::Started);
+    }
     let mut headers = vec![(&b"Location"[..], started.location), (&b"Set-Cookie"[..], started.cookie)];
     if clear_session {
         let name = sign_in.cookie_name(secure).to_owned();
@@ -167,6 +179,10 @@ extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             if uri == state.provider.sign_in.redirect_uri.path().as_bytes() {
                 // SAFETY: as above.
                 return unsafe { callback(r, &worker, used.provider) };
+            }
+            if uri == state.provider.sign_in.frontchannel_logout_uri.as_bytes() {
+                // SAFETY: as above.
+                return unsafe { frontchannel_logout(r, state) };
             }
         }
         Status::NGX_DECLINED.into()
@@ -280,7 +296,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
                         return unsafe { fail(r, state, denial, "the ID token is refused", vec![clear]) }
                     }
                 };
-                let session = Session::from_id_token(&token, now, sign_in.lifetime, &sign_in.claims);
+                let session = Session::from_id_token(&token, epoch_ms(), sign_in.lifetime, &sign_in.claims);
                 let mut cookies =
                     match sign_in.session_cookies(&provider.name, &session, lines.iter().copied(), secure) {
                         Ok(cookies) => cookies,
@@ -308,7 +324,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
                     );
                 }
                 if let Some(counters) = counters {
-                    counters.decided(Ok(()));
+                    counters.sign_in(SignInEvent::Completed);
                 }
                 let location = format!("{}{}", origin_of(&transaction.redirect_uri), transaction.return_url);
                 let mut headers = vec![(&b"Location"[..], location)];
@@ -448,6 +464,80 @@ fn state_index(state: &ProviderState) -> usize {
     worker::current().and_then(|w| w.providers.iter().position(|p| p.identity == state.identity)).unwrap_or(0)
 }
 
+/// Entra's front-channel logout call, `GET <frontchannel_logout_uri>?sid=...` (in a hidden
+/// iframe, usually without cookies): the `sid` goes into the shared zone's deny-list, so that
+/// every worker refuses its sessions signed in up to now, across reloads.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    if !matches!(req.method(), "GET" | "HEAD") {
+        // SAFETY: per the contract.
+        return unsafe { send(r, 405, &[(b"Allow", "GET, HEAD".into())], "", "") };
+    }
+    let sids: Vec<&str> = req.args().split('&').filter_map(|p| p.strip_prefix("sid=")).collect();
+    let [sid] = sids[..] else {
+        info!(
+            log,
+            "front-channel logout refused: provider \"{}\": {} sid parameters",
+            provider.name,
+            sids.len()
+        );
+        // SAFETY: per the contract.
+        return unsafe { send(r, 400, &[], "", "") };
+    };
+    if !is_valid_sid(sid) {
+        info!(
+            log,
+            "front-channel logout refused: provider \"{}\": the sid is not of Entra's form", provider.name
+        );
+        // SAFETY: per the contract.
+        return unsafe { send(r, 400, &[], "", "") };
+    }
+    let Some(revoked) = state.slot.as_ref().and_then(|slot| {
+        let lifetime_ms = sign_in.lifetime.saturating_mul(1000);
+        slot.revoke(sid_key(sid), epoch_ms(), lifetime_ms).map(|r| (slot, r))
+    }) else {
+        crate::log::error!(
+            log,
+            "front-channel logout: provider \"{}\" has no deny-list in the shared zone",
+            provider.name
+        );
+        // SAFETY: per the contract.
+        return unsafe { send(r, 503, &[(b"Retry-After", "5".into())], "", "") };
+    };
+    let (slot, revoked) = revoked;
+    info!(
+        log,
+        "front-channel logout: provider \"{}\", sid {} ({} in the deny-list)",
+        provider.name,
+        sid,
+        revoked.entries
+    );
+    if revoked.evicted && slot.should_log_overflow(now()) {
+        crate::log::warning!(
+            log,
+            "provider \"{}\": the front-channel logout deny-list is full: every session signed in before the oldest \
+             logout it dropped is refused (enlarge entra_shared_zone)",
+            provider.name
+        );
+    }
+    if let Some(counters) = state.counters() {
+        counters.sign_in(SignInEvent::FrontChannelLogout);
+    }
+    // Cookies come along only when the browser allows third-party ones: clear them then too.
+    let secure = is_secure(&req, sign_in);
+    let clear: Vec<_> =
+        sign_in.clear_all(req.cookie_lines(), secure).into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
+    let body = page("Signed out", &["You are signed out of this application.".into()]);
+    // SAFETY: per the contract.
+    unsafe { send(r, 200, &clear, "text/html; charset=utf-8", &body) }
+}
+
 /// `entra_logout;`
 pub extern "C" fn set_logout(
     cf: *mut ngx_conf_t,
@@ -530,6 +620,9 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     // SAFETY: per the contract.
     info!(unsafe { request_log(r) }, "signed out: provider \"{}\"", provider.name);
+    if let Some(counters) = state.counters() {
+        counters.sign_in(SignInEvent::Logout);
+    }
     out.push((b"Location", location));
     // SAFETY: per the contract.
     unsafe { send(r, 302, &out, "", "") }

@@ -94,6 +94,10 @@ struct Slot {
     last_forced: AtomicU64,
     last_success: AtomicU64,
     failures: AtomicU32,
+    /// Sessions signed in at or before this time (ms) are refused: the deny-list overflowed.
+    revoked_before_ms: AtomicU64,
+    /// When (s) an overflow was last logged.
+    overflow_logged: AtomicU64,
     counters: Counters,
     /// What only the pool's mutex guards.
     guarded: UnsafeCell<Guarded>,
@@ -125,6 +129,23 @@ pub struct Counters {
     fetches: AtomicU64,
     fetch_errors: AtomicU64,
     metadata_fetches: AtomicU64,
+    signins_started: AtomicU64,
+    signins_completed: AtomicU64,
+    sessions_accepted: AtomicU64,
+    /// Time spent opening session cookies, like `verify_nanoseconds` for tokens.
+    session_nanoseconds: AtomicU64,
+    logouts: AtomicU64,
+    frontchannel_logouts: AtomicU64,
+    deny_evictions: AtomicU64,
+}
+
+/// A sign-in event `entra_status` counts.
+#[derive(Clone, Copy)]
+pub enum SignInEvent {
+    Started,
+    Completed,
+    Logout,
+    FrontChannelLogout,
 }
 
 /// A reading of [`Counters`].
@@ -137,6 +158,13 @@ pub struct CounterValues {
     pub fetches: u64,
     pub fetch_errors: u64,
     pub metadata_fetches: u64,
+    pub signins_started: u64,
+    pub signins_completed: u64,
+    pub sessions_accepted: u64,
+    pub session_microseconds: u64,
+    pub logouts: u64,
+    pub frontchannel_logouts: u64,
+    pub deny_evictions: u64,
 }
 
 impl Counters {
@@ -153,6 +181,25 @@ impl Counters {
                 0
             }
         };
+    }
+
+    /// A session cookie opened (or refused) in `took`.
+    pub fn session_opened(&self, took: Duration, accepted: bool) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.session_nanoseconds.fetch_add(nanos, Relaxed);
+        if accepted {
+            self.sessions_accepted.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn sign_in(&self, event: SignInEvent) {
+        match event {
+            SignInEvent::Started => &self.signins_started,
+            SignInEvent::Completed => &self.signins_completed,
+            SignInEvent::Logout => &self.logouts,
+            SignInEvent::FrontChannelLogout => &self.frontchannel_logouts,
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// The access decision of one check.
@@ -174,6 +221,13 @@ impl Counters {
             fetches: self.fetches.load(Relaxed),
             fetch_errors: self.fetch_errors.load(Relaxed),
             metadata_fetches: self.metadata_fetches.load(Relaxed),
+            signins_started: self.signins_started.load(Relaxed),
+            signins_completed: self.signins_completed.load(Relaxed),
+            sessions_accepted: self.sessions_accepted.load(Relaxed),
+            session_microseconds: self.session_nanoseconds.load(Relaxed) / 1000,
+            logouts: self.logouts.load(Relaxed),
+            frontchannel_logouts: self.frontchannel_logouts.load(Relaxed),
+            deny_evictions: self.deny_evictions.load(Relaxed),
         }
     }
 }
@@ -181,6 +235,48 @@ impl Counters {
 #[repr(C)]
 struct Root {
     slots: [Slot; MAX_PROVIDERS],
+    /// The front-channel logout deny-list: `deny_capacity` entries at `deny` (guarded by the
+    /// pool's mutex), and a generation bumped on every change, which workers watch.
+    deny: *mut DenyEntry,
+    deny_capacity: usize,
+    deny_generation: AtomicU64,
+}
+
+/// One front-channel logout: sessions of this provider with this `sid` signed in at or before
+/// `at_ms` are refused until `expires_ms` (the provider's `session_lifetime` later).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DenyEntry {
+    /// The provider's identity (0: a free entry).
+    identity: u64,
+    /// SHA-256 of the `sid`, cut to 16 bytes.
+    sid: [u8; 16],
+    at_ms: u64,
+    expires_ms: u64,
+}
+
+/// How many deny-list entries a zone of `size` bytes holds: what is left beside the slots, at
+/// most a quarter of the zone, and never fewer than 64.
+fn deny_capacity(size: usize) -> usize {
+    let spare = size.saturating_sub(core::mem::size_of::<Root>()) / 4;
+    (spare / core::mem::size_of::<DenyEntry>()).clamp(64, 16384)
+}
+
+/// What a worker copies of the deny-list for its provider.
+pub struct DenyView {
+    pub generation: u64,
+    /// SHA-256 prefixes of revoked `sid`s, with the time of their logout (ms).
+    pub revoked: std::collections::HashMap<[u8; 16], u64>,
+    /// Every session signed in at or before this time (ms) is refused: the deny-list overflowed.
+    pub watermark_ms: u64,
+}
+
+/// What [`SlotRef::revoke`] did.
+pub struct Revoked {
+    /// An entry was evicted to make room: its time became the provider's watermark.
+    pub evicted: bool,
+    /// Entries in the list now.
+    pub entries: usize,
 }
 
 /// Identifies a provider and its key source: a reload that changes them gives it a fresh slot
@@ -214,8 +310,20 @@ pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void)
             let Ok(root) = locked.allocate_zeroed(Layout::new::<Root>()) else {
                 return NGX_ERROR as ngx_int_t;
             };
-            pool.as_mut().data = root.as_ptr() as *mut c_void;
-            debug!(log, "shared zone ready: {} provider slots", MAX_PROVIDERS);
+            // SAFETY: nginx passes the zone it mapped.
+            let capacity = deny_capacity(unsafe { (*zone).shm.size });
+            let Ok(deny) = locked.allocate_zeroed(Layout::array::<DenyEntry>(capacity).expect("small"))
+            else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            let root = root.as_ptr() as *mut Root;
+            // SAFETY: fresh zeroed memory of the root's layout.
+            unsafe { ((*root).deny, (*root).deny_capacity) = (deny.as_ptr() as *mut DenyEntry, capacity) };
+            pool.as_mut().data = root as *mut c_void;
+            debug!(
+                log,
+                "shared zone ready: {} provider slots, {} deny-list entries", MAX_PROVIDERS, capacity
+            );
         }
         NGX_OK as ngx_int_t
     })
@@ -530,6 +638,104 @@ impl SlotRef {
         let owned = slot.fetch_owner.load(SeqCst) != 0
             && claim_is_live(slot.fetch_started_ms.load(SeqCst), now_ms, timeout);
         self.is_mine() && (forced || owned)
+    }
+
+    /// Runs `body` on the zone's deny-list; the caller holds the lock.
+    fn with_deny_list<R>(&self, body: impl FnOnce(&mut [DenyEntry]) -> R) -> Option<R> {
+        let root = root(&self.pool);
+        // SAFETY: init_zone set the list once, before any worker started; the caller holds the
+        // lock, so nobody else touches it meanwhile.
+        let entries = unsafe {
+            let (p, n) = ((*root).deny, (*root).deny_capacity);
+            if p.is_null() {
+                return None;
+            }
+            core::slice::from_raw_parts_mut(p, n)
+        };
+        Some(body(entries))
+    }
+
+    /// The deny-list's generation: it changes whenever an entry comes or goes.
+    pub fn deny_generation(&self) -> u64 {
+        // SAFETY: the root lives as long as the zone.
+        unsafe { (*root(&self.pool)).deny_generation.load(SeqCst) }
+    }
+
+    /// Records a front-channel logout of `sid` at `now_ms`, to be kept for `lifetime_ms`. When
+    /// the list is full, the entry closest to expiry goes and its time becomes the provider's
+    /// watermark: it fails closed, so a flood of `sid`s cannot revive a revoked session.
+    pub fn revoke(&self, sid: [u8; 16], now_ms: u64, lifetime_ms: u64) -> Option<Revoked> {
+        self.locked(|_, slot, _| {
+            let identity = self.identity;
+            self.with_deny_list(|entries| {
+                for e in entries.iter_mut().filter(|e| e.identity != 0 && e.expires_ms <= now_ms) {
+                    e.identity = 0;
+                }
+                let entry = DenyEntry {
+                    identity,
+                    sid,
+                    at_ms: now_ms,
+                    expires_ms: now_ms.saturating_add(lifetime_ms),
+                };
+                let mut evicted = false;
+                let index = match entries.iter().position(|e| e.identity == identity && e.sid == sid) {
+                    Some(same) => same,
+                    None => match entries.iter().position(|e| e.identity == 0) {
+                        Some(free) => free,
+                        None => {
+                            let (oldest, at) = entries
+                                .iter()
+                                .enumerate()
+                                .min_by_key(|(_, e)| e.expires_ms)
+                                .map(|(i, e)| (i, (e.identity, e.at_ms)))?;
+                            evicted = true;
+                            self.raise_watermark(at.0, at.1);
+                            oldest
+                        }
+                    },
+                };
+                entries[index] = entry;
+                if evicted {
+                    slot.counters.deny_evictions.fetch_add(1, Relaxed);
+                }
+                // SAFETY: the root lives as long as the zone.
+                unsafe { (*root(&self.pool)).deny_generation.fetch_add(1, SeqCst) };
+                Some(Revoked { evicted, entries: entries.iter().filter(|e| e.identity != 0).count() })
+            })
+            .flatten()
+        })
+        .flatten()
+    }
+
+    /// Raises the watermark of the provider whose entry was evicted (under the lock).
+    fn raise_watermark(&self, identity: u64, at_ms: u64) {
+        // SAFETY: the root holds MAX_PROVIDERS slots; the caller holds the lock.
+        let slots = unsafe { &(*root(&self.pool)).slots };
+        if let Some(slot) = slots.iter().find(|s| s.identity.load(SeqCst) == identity) {
+            slot.revoked_before_ms.fetch_max(at_ms, SeqCst);
+        }
+    }
+
+    /// `true` at most once a minute per provider: whether to log an overflow now.
+    pub fn should_log_overflow(&self, now: u64) -> bool {
+        let last = self.slot().overflow_logged.load(SeqCst);
+        now >= last + 60 && self.slot().overflow_logged.compare_exchange(last, now, SeqCst, SeqCst).is_ok()
+    }
+
+    /// This provider's part of the deny-list (a copy, under the lock).
+    pub fn deny_view(&self) -> Option<DenyView> {
+        self.locked(|_, slot, _| {
+            let revoked = self
+                .with_deny_list(|entries| {
+                    entries.iter().filter(|e| e.identity == self.identity).map(|e| (e.sid, e.at_ms)).collect()
+                })
+                .unwrap_or_default();
+            DenyView {
+                generation: self.deny_generation(),
+                revoked,
+                watermark_ms: slot.revoked_before_ms.load(SeqCst),
+            }
+        })
     }
 
     pub fn status(&self) -> Option<SlotStatus> {

@@ -45,7 +45,7 @@ struct Counter {
 }
 
 /// Every provider's counters, in the order shown.
-const COUNTERS: [Counter; 7] = [
+const COUNTERS: [Counter; 14] = [
     Counter { name: "allowed", help: "Requests let in.", read: |c| c.allowed },
     Counter { name: "cache_hits", help: "Tokens found in the verified-token cache.", read: |c| c.cache_hits },
     Counter { name: "cache_misses", help: "Tokens verified.", read: |c| c.cache_misses },
@@ -57,6 +57,33 @@ const COUNTERS: [Counter; 7] = [
     Counter { name: "fetches", help: "Key set fetches.", read: |c| c.fetches },
     Counter { name: "fetch_errors", help: "Failed key set fetches.", read: |c| c.fetch_errors },
     Counter { name: "metadata_fetches", help: "Metadata document requests.", read: |c| c.metadata_fetches },
+    Counter { name: "signins_started", help: "Browsers sent to sign in.", read: |c| c.signins_started },
+    Counter {
+        name: "signins_completed",
+        help: "Sign-ins that set a session.",
+        read: |c| c.signins_completed,
+    },
+    Counter {
+        name: "sessions_accepted",
+        help: "Session cookies that opened.",
+        read: |c| c.sessions_accepted,
+    },
+    Counter {
+        name: "session_microseconds",
+        help: "Time spent opening session cookies.",
+        read: |c| c.session_microseconds,
+    },
+    Counter { name: "logouts", help: "Logouts through entra_logout.", read: |c| c.logouts },
+    Counter {
+        name: "frontchannel_logouts",
+        help: "Front-channel logouts from Entra.",
+        read: |c| c.frontchannel_logouts,
+    },
+    Counter {
+        name: "deny_evictions",
+        help: "Deny-list entries dropped to make room (the provider's watermark rose).",
+        read: |c| c.deny_evictions,
+    },
 ];
 
 struct ProviderStatus {

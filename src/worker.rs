@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use entra_core::browser::sid_key;
 use entra_core::discovery::{Discovery, Fetched};
 use entra_core::provider::{KeySource, KeyState};
 use entra_core::schedule::Schedule;
@@ -14,7 +15,7 @@ use ngx::ffi::{ngx_cycle, ngx_cycle_t, ngx_log_t};
 use ngx::http::HttpModuleMainConf;
 
 use crate::log::debug;
-use crate::state::{identity, Counters, SlotRef};
+use crate::state::{identity, Counters, DenyView, SlotRef};
 use crate::EntraModule;
 
 pub struct Worker {
@@ -38,6 +39,8 @@ pub struct ProviderState {
     pub in_flight: Cell<bool>,
     /// This worker fetched for itself once, its slot having been given away by a reload.
     pub fetched_alone: Cell<bool>,
+    /// This worker's copy of the provider's part of the deny-list.
+    deny: RefCell<Option<DenyView>>,
 }
 
 thread_local! {
@@ -64,6 +67,7 @@ pub fn current() -> Option<Rc<Worker>> {
                 generation: Cell::new(0),
                 in_flight: Cell::new(false),
                 fetched_alone: Cell::new(false),
+                deny: RefCell::new(None),
             })
             .collect();
         let worker = Rc::new(Worker { cycle, providers, parked_callbacks: Cell::new(0) });
@@ -117,6 +121,21 @@ impl ProviderState {
             self.provider.update_keys(KeyState { keys, issuers, endpoints });
         }
         self.generation.set(snapshot.generation);
+    }
+
+    /// Whether a front-channel logout ended the session of `sid` signed in at `signed_in_ms`: its
+    /// `sid` was logged out at or after that time, or the deny-list overflowed after it. The
+    /// copy is taken again whenever the zone's deny-list changed.
+    pub fn is_revoked(&self, sid: &str, signed_in_ms: u64) -> bool {
+        let Some(slot) = &self.slot else { return false };
+        let generation = slot.deny_generation();
+        let mut deny = self.deny.borrow_mut();
+        if deny.as_ref().is_none_or(|d| d.generation != generation) {
+            *deny = slot.deny_view();
+        }
+        let Some(view) = deny.as_ref() else { return false };
+        signed_in_ms <= view.watermark_ms
+            || (!sid.is_empty() && view.revoked.get(&sid_key(sid)).is_some_and(|at| signed_in_ms <= *at))
     }
 
     /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept

@@ -1,35 +1,22 @@
 # Browser sign-in against the live development IdP: the redirect and its parameters, requests
 # that get a 401 instead, the callback (answered even where `location / { return 404; }` would
 # shadow it), the code exchange, the ID token's checks, the session cookie, `any` mode,
-# cross-origin requests and logout. A browser is played by hand: HTTP::Tiny with no redirects
-# followed and the cookies carried explicitly.
+# cross-origin requests and logout, with a browser played by hand (t/lib/EntraBrowser.pm).
 use strict;
 use warnings;
 
-use File::Path qw(make_path remove_tree);
-use HTTP::Tiny;
-use MIME::Base64 qw(encode_base64);
+use IO::Socket::INET;
 use Test::More;
 use EntraTest;
+use EntraBrowser;
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 50;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-signin';
 my $origin = "http://127.0.0.1:$port";
-my $http = HTTP::Tiny->new(timeout => 20, max_redirect => 0, keep_alive => 0);
 my $ALICE_GROUP = '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1';
 
-remove_tree($prefix);
-make_path("$prefix/conf", "$prefix/logs");
-sub write_file {
-    my ($name, $text) = @_;
-    open my $out, '>', "$prefix/conf/$name" or die $!;
-    print $out $text;
-    close $out;
-    chmod 0600, "$prefix/conf/$name";
-}
-write_file('secret', live_idp('client-secret') . "\n");
-write_file('session.keys', encode_base64(join('', map { chr int rand 256 } 1 .. 32), '') . "\n");
-
+signin_prefix($prefix);
+browser_origin($origin);
 my $provider = live_provider('client_secret_file secret;', 'session_key_file session.keys;',
     "post_logout_redirect $origin/bye;");
 write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
@@ -58,59 +45,6 @@ my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
 END { kill 'TERM', $pid if $pid }
 
 sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
-
-my %NAVIGATION = (
-    Accept => 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
-    'Sec-Fetch-Mode' => 'navigate',
-    'Sec-Fetch-Dest' => 'document',
-    'Sec-Fetch-Site' => 'none',
-);
-
-# The request's Cookie header from a name => value hash.
-sub cookie_header { my %c = @_; join '; ', map { "$_=$c{$_}" } sort keys %c }
-
-sub request {
-    my ($method, $url, $cookies, %headers) = @_;
-    $url = "$origin$url" if $url =~ m{^/};
-    $headers{Cookie} = cookie_header(%$cookies) if $cookies && %$cookies;
-    my $res = $http->request($method, $url, { headers => \%headers });
-    diag($res->{content}) if $res->{status} == 599;
-    return $res;
-}
-
-sub navigate { my ($url, $cookies, %h) = @_; request('GET', $url, $cookies, %NAVIGATION, %h) }
-
-# The Set-Cookie values of a response, as a list.
-sub set_cookies {
-    my $v = $_[0]{headers}{'set-cookie'} // [];
-    return ref $v ? @$v : ($v);
-}
-
-# Applies a response's Set-Cookie lines to a cookie jar (a hash).
-sub apply_cookies {
-    my ($jar, $res) = @_;
-    for (set_cookies($res)) {
-        my ($name, $value) = /^([^=]+)=([^;]*)/ or next;
-        if (/Max-Age=0/) { delete $jar->{$name} } else { $jar->{$name} = $value }
-    }
-}
-
-sub query_of { my ($url) = @_; my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v) } split /&/, (split /\?/, $url, 2)[1] // ''; %q }
-
-# Navigates to $path, signs in at the IdP (which approves at once) and comes back through the
-# callback; returns the callback's response and the cookie jar.
-sub sign_in {
-    my ($path, %opt) = @_;
-    my $jar = $opt{jar} // {};
-    my $start = navigate($path, $jar);
-    die "no sign-in redirect: $start->{status}\n" unless $start->{status} == 302;
-    apply_cookies($jar, $start);
-    my $authorize = request('GET', $start->{headers}{location});
-    die "the IdP did not approve: $authorize->{status} $authorize->{content}\n" unless $authorize->{status} == 302;
-    my $callback = navigate($authorize->{headers}{location}, $jar);
-    apply_cookies($jar, $callback);
-    return ($callback, $jar, $authorize->{headers}{location});
-}
 
 # --- The redirect and its parameters.
 my $start = navigate('/app/page?x=1');

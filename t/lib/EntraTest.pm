@@ -72,7 +72,8 @@ sub start_nginx {
 
 # For those suites: writes $prefix/conf/nginx.conf, one worker loading the module, a provider
 # block ($TEST_NGINX_* filled in), and a server on $port whose /api the provider guards (proxied
-# to /backend); `level` sets the error log's, `server` adds lines to the server.
+# to /backend); `level` sets the error log's, `server` adds lines to the server, `workers` sets
+# worker_processes and `listen` adds parameters to the server's listen.
 sub write_nginx_conf {
     my ($prefix, $port, $provider, %opt) = @_;
     my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
@@ -80,18 +81,20 @@ sub write_nginx_conf {
     my $user = $> == 0 ? 'user root;' : '';
     my $level = $opt{level} // 'info';
     my $server = $opt{server} // '';
+    my $workers = $opt{workers} // 1;
+    my $listen = $opt{listen} ? " $opt{listen}" : '';
     open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
     print $conf <<"CONF";
 load_module $module;
 $user
-worker_processes 1;
+worker_processes $workers;
 error_log logs/error.log $level;
 pid logs/nginx.pid;
 events { worker_connections 64; }
 http {
 $provider
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port$listen;
         location /api { entra_auth live; proxy_pass http://127.0.0.1:$port/backend; }
         location /backend { return 200 "backend\\n"; }
 $server

@@ -29,7 +29,10 @@ pub struct Session {
     pub token_version: u8,
     /// The ID token had `_claim_names.groups` or `hasgroups`: membership cannot be decided.
     pub group_overage: bool,
+    /// When the user signed in, in milliseconds since the epoch: a front-channel logout refuses
+    /// the sessions of its `sid` signed in up to the moment of the call, not a second later.
     pub signed_in: u64,
+    /// The other times are in seconds since the epoch.
     pub expires: u64,
     pub revalidated: u64,
     /// When a request last used it (kept for `session_idle_timeout`, re-sealed at most once a
@@ -157,14 +160,15 @@ impl Session {
 }
 
 impl Session {
-    /// The session of a verified ID token, signed in at `now` for `lifetime` seconds, keeping
+    /// The session of a verified ID token, signed in at `now_ms` for `lifetime` seconds, keeping
     /// the top-level `claims` named (as JSON text).
-    pub fn from_id_token(token: &VerifiedToken, now: u64, lifetime: u64, claims: &[String]) -> Session {
+    pub fn from_id_token(token: &VerifiedToken, now_ms: u64, lifetime: u64, claims: &[String]) -> Session {
+        let now = now_ms / 1000;
         let text = |name: &str| token.str(name).unwrap_or_default().to_owned();
         Session {
             token_version: if token.str("ver") == Some("1.0") { 1 } else { 2 },
             group_overage: token.has_group_overage(),
-            signed_in: now,
+            signed_in: now_ms,
             expires: now.saturating_add(lifetime),
             revalidated: now,
             last_used: now,

@@ -6,8 +6,8 @@
 //!
 //! Tests steer it through `/_admin/`: `approve?user=NAME[&groups=N]` (sign in at once as that
 //! user, with N extra groups), `approve` alone (show the page again), `disable?user=NAME`,
-//! `break?id_token=nonce|audience|issuer|expired|unsigned|unknown_key` and
-//! `break?authorize=ERROR` (the next answer only).
+//! `break?id_token=nonce|no_nonce|audience|issuer|expired|unsigned|unknown_key` and
+//! `break?authorize=ERROR` (the next answer only), `register?frontchannel_logout_uri=URL`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -62,6 +62,8 @@ pub struct Browser {
     break_id_token: Mutex<Option<String>>,
     /// The next authorize request is answered with this error.
     break_authorize: Mutex<Option<String>>,
+    /// The app's front-channel logout URL.
+    frontchannel: Mutex<Option<String>>,
 }
 
 /// A request as the endpoints see it.
@@ -159,6 +161,7 @@ impl Browser {
                 *lock(&self.approve) = query.get("user").map(|u| (u.clone(), groups));
             }
             "/_admin/disable" => lock(&self.disabled).extend(query.get("user").cloned()),
+            "/_admin/register" => *lock(&self.frontchannel) = query.get("frontchannel_logout_uri").cloned(),
             "/_admin/break" => {
                 *lock(&self.break_id_token) = query.get("id_token").cloned();
                 *lock(&self.break_authorize) = query.get("authorize").cloned();
@@ -175,6 +178,7 @@ impl Browser {
         lock(&self.disabled).clear();
         *lock(&self.break_id_token) = None;
         *lock(&self.break_authorize) = None;
+        *lock(&self.frontchannel) = None;
     }
 
     /// The endpoints under `/{tenant}/oauth2/v2.0/`; `None` for another path.
@@ -191,7 +195,7 @@ impl Browser {
             ("GET", "authorize") => self.authorize(store, &prefix, req),
             ("GET", "authorize/pick") => self.pick(store, req),
             ("POST", "token") => self.token(store, tenant, req),
-            ("GET", "logout") => logout(req),
+            ("GET", "logout") => self.logout(req),
             _ => return None,
         })
     }
@@ -248,6 +252,13 @@ impl Browser {
         if lock(&self.disabled).contains(&user) {
             return self.back_with_error(redirect_uri, q, "interaction_required");
         }
+        let mut frontchannel = lock(&self.frontchannel);
+        if frontchannel.is_none() {
+            let origin_end =
+                redirect_uri.find("://").and_then(|i| redirect_uri[i + 3..].find('/').map(|j| i + 3 + j));
+            *frontchannel = origin_end.map(|end| format!("{}/.entra/logout", &redirect_uri[..end]));
+        }
+        drop(frontchannel);
         let code = random_text(32);
         let sid = guid_for(&format!("sid:{user}"));
         let grant = Grant {
@@ -394,13 +405,39 @@ fn choose_page(prefix: &str, query: &str) -> Reply {
     )
 }
 
-/// The end-session endpoint: forgets the IdP's own sign-in and goes to `post_logout_redirect_uri`.
-fn logout(req: &Request) -> Reply {
-    let q = form(req.query);
-    let mut reply = match q.get("post_logout_redirect_uri") {
-        Some(uri) => Reply::redirect(uri.clone()),
-        None => Reply::html(200, "<!doctype html><h1>You are signed out of the development IdP</h1>".into()),
-    };
-    reply.headers.push(("Set-Cookie", format!("{SIGNIN_COOKIE}=; Path=/; Max-Age=0")));
-    reply
+impl Browser {
+    /// The end-session endpoint, as Entra's: forgets the IdP's own sign-in, loads the app's
+    /// front-channel logout URL with the session's `sid` in a hidden iframe, then goes on to
+    /// `post_logout_redirect_uri`. The front-channel URL is the one registered with
+    /// `/_admin/register?frontchannel_logout_uri=URL`, else `/.entra/logout` on the origin of the
+    /// last redirect URI seen.
+    fn logout(&self, req: &Request) -> Reply {
+        let q = form(req.query);
+        let user = cookie_value(req.cookie, SIGNIN_COOKIE).filter(|u| !u.is_empty());
+        let frontchannel = lock(&self.frontchannel).clone();
+        let iframe = match (user, frontchannel) {
+            (Some(user), Some(url)) => format!(
+                "<iframe hidden src=\"{}{}sid={}\"></iframe>",
+                escape(&url),
+                separator(&url),
+                encode(&guid_for(&format!("sid:{user}")))
+            ),
+            _ => String::new(),
+        };
+        let next = q.get("post_logout_redirect_uri").map(|uri| {
+            format!(
+                "<meta http-equiv=\"refresh\" content=\"1;url={}\"><a href=\"{0}\">Continue</a>",
+                escape(uri)
+            )
+        });
+        let mut reply = Reply::html(
+            200,
+            format!(
+                "<!doctype html><title>Signed out</title><h1>You are signed out of the development IdP</h1>{iframe}{}",
+                next.unwrap_or_default()
+            ),
+        );
+        reply.headers.push(("Set-Cookie", format!("{SIGNIN_COOKIE}=; Path=/; Max-Age=0")));
+        reply
+    }
 }

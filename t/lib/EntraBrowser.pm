@@ -1,0 +1,94 @@
+package EntraBrowser;
+
+# A browser played by hand for the sign-in suites: HTTP::Tiny with no redirects followed, the
+# cookies carried in a jar (a hash) explicitly, and the headers of a top-level navigation.
+
+use strict;
+use warnings;
+
+use File::Path qw(make_path remove_tree);
+use HTTP::Tiny;
+use MIME::Base64 qw(encode_base64);
+use EntraTest;
+use parent 'Exporter';
+
+our @EXPORT = qw(%NAVIGATION browser_origin request navigate set_cookies apply_cookies query_of sign_in
+    signin_prefix);
+
+our %NAVIGATION = (
+    Accept => 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+    'Sec-Fetch-Mode' => 'navigate',
+    'Sec-Fetch-Dest' => 'document',
+    'Sec-Fetch-Site' => 'none',
+);
+
+my $http = HTTP::Tiny->new(timeout => 20, max_redirect => 0, keep_alive => 0);
+my $origin;
+
+# Where relative URLs go (http://127.0.0.1:PORT).
+sub browser_origin { $origin = $_[0] if @_; $origin }
+
+# Makes $prefix/conf and logs afresh, with the client secret of the live IdP and a fresh session
+# key (readable by nginx only) as conf/secret and conf/session.keys.
+sub signin_prefix {
+    my ($prefix) = @_;
+    remove_tree($prefix);
+    make_path("$prefix/conf", "$prefix/logs");
+    for (['secret', live_idp('client-secret') . "\n"],
+         ['session.keys', encode_base64(join('', map { chr int rand 256 } 1 .. 32), '') . "\n"]) {
+        open my $out, '>', "$prefix/conf/$_->[0]" or die $!;
+        print $out $_->[1];
+        close $out;
+        chmod 0600, "$prefix/conf/$_->[0]";
+    }
+}
+
+sub cookie_header { my %c = @_; join '; ', map { "$_=$c{$_}" } sort keys %c }
+
+sub request {
+    my ($method, $url, $cookies, %headers) = @_;
+    $url = "$origin$url" if $url =~ m{^/};
+    $headers{Cookie} = cookie_header(%$cookies) if $cookies && %$cookies;
+    my $res = $http->request($method, $url, { headers => \%headers });
+    Test::More::diag($res->{content}) if $res->{status} == 599;
+    return $res;
+}
+
+sub navigate { my ($url, $cookies, %h) = @_; request('GET', $url, $cookies, %NAVIGATION, %h) }
+
+# The Set-Cookie values of a response, as a list.
+sub set_cookies {
+    my $v = $_[0]{headers}{'set-cookie'} // [];
+    return ref $v ? @$v : ($v);
+}
+
+# Applies a response's Set-Cookie lines to a cookie jar.
+sub apply_cookies {
+    my ($jar, $res) = @_;
+    for (set_cookies($res)) {
+        my ($name, $value) = /^([^=]+)=([^;]*)/ or next;
+        if (/Max-Age=0/) { delete $jar->{$name} } else { $jar->{$name} = $value }
+    }
+}
+
+sub query_of {
+    my ($url) = @_;
+    map { my ($k, $v) = split /=/, $_, 2; ($k => $v) } split /&/, (split /\?/, $url, 2)[1] // '';
+}
+
+# Navigates to $path, signs in at the IdP (told to approve at once) and comes back through the
+# callback; returns the callback's response, the jar and the callback URL.
+sub sign_in {
+    my ($path, %opt) = @_;
+    my $jar = $opt{jar} // {};
+    my $start = navigate($path, $jar);
+    die "no sign-in redirect: $start->{status}\n" unless $start->{status} == 302;
+    apply_cookies($jar, $start);
+    my $authorize = request('GET', $start->{headers}{location});
+    die "the IdP did not approve: $authorize->{status} $authorize->{content}\n" unless $authorize->{status} == 302;
+    my $callback = navigate($authorize->{headers}{location}, $jar);
+    apply_cookies($jar, $callback);
+    return ($callback, $jar, $authorize->{headers}{location});
+}
+
+1;
