@@ -1,0 +1,115 @@
+# The session cookie: a 200-group session within the size limits and nginx's default header
+# buffers, a larger one refused without a loop, stale chunks of a larger session cleared, key
+# rotation (an old line still opens, a removed one does not), and sessions that end (lifetime,
+# idle timeout).
+use strict;
+use warnings;
+
+use MIME::Base64 qw(encode_base64);
+use Test::More;
+use Time::HiRes qw(time sleep);
+use EntraTest;
+use EntraBrowser;
+
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 70;
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-sessions';
+my $origin = "http://127.0.0.1:$port";
+
+signin_prefix($prefix);
+browser_origin($origin);
+
+sub write_keys {
+    open my $out, '>', "$prefix/conf/session.keys" or die $!;
+    print $out map { encode_base64($_ x 32, '') . "\n" } @_;
+    close $out;
+    chmod 0600, "$prefix/conf/session.keys";
+}
+write_keys('1');
+
+my $provider = live_provider('client_secret_file secret;', 'session_key_file session.keys;')
+    . live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'session_lifetime 3s;',
+        'redirect_uri /short/callback;', 'frontchannel_logout_uri /short/logout;', 'session_cookie short;')
+        =~ s/entra_provider live/entra_provider short/r
+    . live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'session_idle_timeout 2s;',
+        'redirect_uri /idle/callback;', 'frontchannel_logout_uri /idle/logout;', 'session_cookie idle;')
+        =~ s/entra_provider live/entra_provider idle/r;
+write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
+        location /app {
+            entra_auth live session;
+            proxy_set_header X-Groups \$entra_groups;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
+        location /short { entra_auth short session; proxy_pass http://127.0.0.1:$port/who; }
+        location /idle { entra_auth idle session; proxy_pass http://127.0.0.1:$port/who; }
+        location /who { return 200 "groups=\$http_x_groups\\n"; }
+LOCATIONS
+idp_admin('reset');
+my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+END { kill 'TERM', $pid if $pid }
+
+sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
+sub json_get { request('GET', $_[0], $_[1], Accept => 'application/json') }
+
+# --- 200 groups fit.
+idp_admin('approve?user=alice&groups=198');
+my ($callback, $big) = sign_in('/app');
+is($callback->{status}, 302, 'a 200-group user signs in');
+my @chunks = grep { /^entra(-1)?=[^;]/ } set_cookies($callback);
+is(scalar(@chunks), 2, 'in two chunks');
+my $total = 0;
+for (@chunks) {
+    my ($pair) = /^([^;]+)/;
+    cmp_ok(length($pair), '<=', 4096, 'each name=value within 4096 bytes');
+    $total += length($pair) + 2;
+}
+cmp_ok($total - 2, '<=', 6144, 'together within 6144 bytes');
+my $page = json_get('/app', $big);
+is($page->{status}, 200, 'accepted through the default header buffers');
+my @groups = split /,/, ($page->{content} =~ /groups=(\S*)/)[0] // '';
+is(scalar(@groups), 200, 'with all 200 groups');
+
+# --- A smaller session clears the chunk of the larger one.
+idp_admin('approve?user=alice');
+my $jar = { 'entra-1' => $big->{'entra-1'} };
+my ($small) = sign_in('/app', jar => $jar);
+ok((grep { /^entra-1=; .*Max-Age=0/ } set_cookies($small)), 'the stale chunk is cleared');
+ok(!exists $jar->{'entra-1'}, 'so the browser keeps one cookie');
+like(json_get('/app', $jar)->{content}, qr/groups=[^,]+,[^,]+\n/, 'the new session has its two groups');
+
+# --- Too large for its cookies: refused, without a loop.
+idp_admin('approve?user=alice&groups=400');
+my ($large) = sign_in('/app');
+is($large->{status}, 403, 'a session that does not fit is refused');
+is($large->{headers}{location}, undef, 'with no redirect');
+like($large->{content}, qr/session_too_large/, 'the page names the reason');
+like($large->{content}, qr/emit only the groups assigned to the application, or use app roles/, 'and what to do');
+like(log_text(), qr/sign-in failed: session_too_large \(provider "live"\): 402 groups/, 'the log says so');
+
+# --- Key rotation.
+idp_admin('approve?user=alice');
+my (undef, $old) = sign_in('/app');
+is(json_get('/app', $old)->{status}, 200, 'a session sealed with key 1');
+write_keys('2', '1');
+reload_nginx($pid, $prefix);
+is(json_get('/app', $old)->{status}, 200, 'still opens with key 1 as the second line');
+my (undef, $new) = sign_in('/app');
+write_keys('2');
+reload_nginx($pid, $prefix);
+is(json_get('/app', $new)->{status}, 200, 'a session sealed with the new first line opens');
+is(json_get('/app', $old)->{status}, 401, 'one sealed with a removed line does not');
+like(log_text(), qr/the session cookie counts as none: sealed with a key that is not configured/, 'and the log says which');
+is(navigate('/app', $old)->{status}, 302, 'a navigation with it is sent to sign in');
+
+# --- Sessions end: session_lifetime 3s, session_idle_timeout 2s (the clock has to pass).
+my (undef, $short) = sign_in('/short');
+my (undef, $idle) = sign_in('/idle');
+is(json_get('/short', $short)->{status}, 200, 'a short session');
+is(json_get('/idle', $idle)->{status}, 200, 'an idle-limited session');
+my $until = time + 3.2;
+sleep 0.1 while time < $until;
+is(json_get('/short', $short)->{status}, 401, 'the short session has expired');
+like(log_text(), qr/access denied: session_expired \(provider "short"\)/, 'session_expired');
+is(json_get('/idle', $idle)->{status}, 401, 'the idle one ended');
+like(log_text(), qr/access denied: session_idle \(provider "idle"\)/, 'session_idle');
+
+done_testing();
