@@ -253,6 +253,8 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
     // SAFETY: the request's log outlives this call.
     let _no_code_in_the_log = unsafe { WithoutRequestLine::new(log) };
+    // The endpoints may have come to the zone through another worker's fetch.
+    state.sync_keys(log);
     let secure = is_secure(&req, sign_in);
     let lines = req.cookie_lines();
     let counters = state.counters();
@@ -579,6 +581,8 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
         return Status::NGX_DECLINED.into();
     };
     let state = &worker.providers[index];
+    // SAFETY: per the contract.
+    state.sync_keys(unsafe { request_log(r) });
     let provider = &state.provider;
     let sign_in = &provider.sign_in;
     let headers = req.browser();
