@@ -88,3 +88,39 @@ fn a_key_of_another_certificate_or_of_another_kind_is_refused() {
         ClientCertificate::from_pem(cert.as_bytes(), certificate_for(&kids[0]).1.as_bytes()).unwrap();
     assert!(!format!("{client:?}").contains("PRIVATE"), "Debug shows no key");
 }
+
+/// What the module signs, the development IdP accepts, once, for its own token endpoint only.
+#[test]
+fn the_development_idp_checks_the_assertion_like_entra() {
+    use entra_dev_idp::client_cert::{create, SeenAssertions};
+    let dir = std::env::temp_dir().join(format!("entra-assertion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("app.crt"), dir.join("app.key"));
+    create(&dir, &cert, &key).unwrap();
+    let pair =
+        ClientCertificate::from_pem(&std::fs::read(&cert).unwrap(), &std::fs::read(&key).unwrap()).unwrap();
+    let endpoint = "https://login.example/t/oauth2/v2.0/token";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let random = SystemRandom::new();
+    let jwt_bearer = Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    let seen = SeenAssertions::default();
+    let assertion = pair.assertion(DEV_CLIENT_ID, endpoint, now, &random);
+    assert_eq!(seen.check(&dir, jwt_bearer, &assertion, DEV_CLIENT_ID, endpoint), Ok(()));
+    assert!(seen
+        .check(&dir, jwt_bearer, &assertion, DEV_CLIENT_ID, endpoint)
+        .unwrap_err()
+        .contains("used before"));
+    let other_endpoint = pair.assertion(DEV_CLIENT_ID, "https://elsewhere/token", now, &random);
+    assert!(seen
+        .check(&dir, jwt_bearer, &other_endpoint, DEV_CLIENT_ID, endpoint)
+        .unwrap_err()
+        .contains("aud"));
+    let old = pair.assertion(DEV_CLIENT_ID, endpoint, now - 3600, &random);
+    assert!(seen.check(&dir, jwt_bearer, &old, DEV_CLIENT_ID, endpoint).unwrap_err().contains("lifetime"));
+    let fresh = pair.assertion(DEV_CLIENT_ID, endpoint, now, &random);
+    assert!(
+        seen.check(&dir, None, &fresh, DEV_CLIENT_ID, endpoint).is_err(),
+        "the assertion type is required"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,8 +1,8 @@
 //! What Entra's browser endpoints do, for the module's sign-in: the authorize endpoint (a page to
 //! pick a demo user, or an auto-approve mode for tests, `prompt=none` answered from the IdP's own
 //! sign-in cookie or with `login_required`), the token endpoint (the code once and within 10
-//! minutes, the PKCE verifier, the redirect URI and the client secret checked; an ID token with
-//! `sid` and `login_hint`), and the end-session endpoint.
+//! minutes, the PKCE verifier, the redirect URI and the client secret or the signed assertion
+//! checked; an ID token with `sid` and `login_hint`), and the end-session endpoint.
 //!
 //! Tests steer it through `/_admin/`: `approve?user=NAME[&groups=N]` (sign in at once as that
 //! user, with N extra groups), `approve` alone (show the page again), `disable?user=NAME`,
@@ -20,6 +20,7 @@ use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 
+use crate::client_cert::SeenAssertions;
 use crate::keystore::{KeyStore, DEV_CLIENT_SECRET};
 use crate::mint::{guid_for, mint, MintOptions, Signing};
 
@@ -64,6 +65,7 @@ pub struct Browser {
     break_authorize: Mutex<Option<String>>,
     /// The app's front-channel logout URL.
     frontchannel: Mutex<Option<String>>,
+    assertions: SeenAssertions,
 }
 
 /// A request as the endpoints see it.
@@ -194,7 +196,7 @@ impl Browser {
         Some(match (req.method, endpoint) {
             ("GET", "authorize") => self.authorize(store, &prefix, req),
             ("GET", "authorize/pick") => self.pick(store, req),
-            ("POST", "token") => self.token(store, tenant, req),
+            ("POST", "token") => self.token(store, tenant, &format!("{prefix}/token"), req),
             ("GET", "logout") => self.logout(req),
             _ => return None,
         })
@@ -295,7 +297,7 @@ impl Browser {
         ))
     }
 
-    fn token(&self, store: &KeyStore, tenant: &str, req: &Request) -> Reply {
+    fn token(&self, store: &KeyStore, tenant: &str, endpoint: &str, req: &Request) -> Reply {
         let f = form(req.body);
         let refuse =
             |error: &str, why: &str| Reply::json(400, json!({ "error": error, "error_description": why }));
@@ -306,8 +308,18 @@ impl Browser {
         if f.get("client_id") != Some(&settings.client_id) {
             return refuse("invalid_client", "unknown client_id");
         }
-        if f.get("client_secret").map(String::as_str) != Some(DEV_CLIENT_SECRET) {
-            return refuse("invalid_client", "the client secret is wrong or missing");
+        // A signed assertion (private_key_jwt), or the client secret.
+        match (f.get("client_assertion"), f.get("client_secret")) {
+            (Some(assertion), None) => {
+                let kind = f.get("client_assertion_type").map(String::as_str);
+                if let Err(why) =
+                    self.assertions.check(store.dir(), kind, assertion, &settings.client_id, endpoint)
+                {
+                    return refuse("invalid_client", &why);
+                }
+            }
+            (None, Some(secret)) if secret == DEV_CLIENT_SECRET => {}
+            _ => return refuse("invalid_client", "the client secret is wrong or missing"),
         }
         let Some(code) = f.get("code") else { return refuse("invalid_request", "no code") };
         let mut grants = lock(&self.grants);

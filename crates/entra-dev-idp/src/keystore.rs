@@ -190,6 +190,11 @@ impl KeyStore {
         fs::rename(&tmp, &path).map_err(|e| Error::Io(path.display().to_string(), e))
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.state.settings
     }

@@ -5,6 +5,7 @@
 //! broken ones, for tests).
 
 pub mod browser;
+pub mod client_cert;
 pub mod keystore;
 pub mod mint;
 pub mod server;

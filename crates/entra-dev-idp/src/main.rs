@@ -20,6 +20,9 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
   jwks [--out FILE]   print (or write) the public key set
   kids                list key ids, the current one first
   client-secret       print the app's client secret (for client_secret_file)
+  client-certificate --cert FILE --key FILE
+                      make the app's certificate and RSA key (for client_certificate) and
+                      register it: the token endpoint then takes assertions signed with it
   rotate [--kind rsa|ec|ed25519] [--issuer URL]
                       add a key and sign new tokens with it (old keys stay published)
   add-key [--kind rsa|ec|ed25519] [--issuer URL] [--hidden]
@@ -158,6 +161,15 @@ fn run(mut a: Args) -> Result<(), Error> {
                 Some(path) => std::fs::write(&path, text + "\n").map_err(|e| Error::Io(path, e))?,
                 None => println!("{text}"),
             }
+        }
+        "client-certificate" => {
+            let (cert, key) = (a.take("--cert")?, a.take("--key")?);
+            a.finish()?;
+            let (Some(cert), Some(key)) = (cert, key) else {
+                return Err(Error::Usage("client-certificate needs --cert FILE and --key FILE".into()));
+            };
+            KeyStore::open(&state)?;
+            entra_dev_idp::client_cert::create(&state, cert.as_ref(), key.as_ref())?;
         }
         "client-secret" => {
             a.finish()?;
