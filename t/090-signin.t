@@ -18,7 +18,11 @@ my $ALICE_GROUP = '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1';
 signin_prefix($prefix);
 browser_origin($origin);
 my $provider = live_provider('client_secret_file secret;', 'session_key_file session.keys;',
-    "post_logout_redirect $origin/bye;");
+    "post_logout_redirect $origin/bye;")
+    # Behind a TLS-terminating load balancer that serves several host names.
+    . live_provider('client_secret_file secret;', 'session_key_file session.keys;',
+        'redirect_uri https://$host/lb/callback;', 'frontchannel_logout_uri /lb/logout;', 'session_cookie __Host-lb;')
+        =~ s/entra_provider live/entra_provider lb/r;
 write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         location / { return 404; }
         location /app {
@@ -38,6 +42,11 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
             proxy_pass http://127.0.0.1:$port/who;
         }
         location = /logout { entra_auth live session; entra_logout; }
+        location /lb/ {
+            entra_auth lb session;
+            proxy_set_header X-Who "\$entra_name (\$entra_auth_source)";
+            proxy_pass http://127.0.0.1:$port/who;
+        }
         location /who { return 200 "who=\$http_x_who\\n"; }
 LOCATIONS
 idp_admin('reset');
@@ -212,6 +221,31 @@ ok((grep { /^entra=; .*Max-Age=0/ } set_cookies($out)), 'clearing the session co
 my $same = navigate('/logout', $jar, 'Sec-Fetch-Site' => 'same-origin');
 is($same->{status}, 302, 'a GET shown to be same-origin logs out too');
 is(request('POST', '/logout', {}, Origin => $origin)->{status}, 302, 'logout answers without a session');
+
+# --- A redirect URI with $host, for a load balancer that ends TLS: HTTPS cookies over plain HTTP.
+idp_admin('approve?user=alice');
+my $lb = navigate('/lb/page?x=1', undef, Host => 'App.Example:8443');
+is($lb->{status}, 302, 'behind the load balancer: sent to sign in');
+is({ query_of($lb->{headers}{location}) }->{redirect_uri}, 'https%3A%2F%2Fapp.example%2Flb%2Fcallback',
+    'the redirect URI names the request\'s host ($host: lowercase, no port), with https');
+my ($lb_transaction) = set_cookies($lb);
+like($lb_transaction, qr/^__Host-lb-t0=[^;]+; Path=\/; HttpOnly; SameSite=Lax; Secure; Max-Age=600$/,
+    'the transaction cookie is Secure, with the __Host- prefix');
+my $lb_jar = {};
+apply_cookies($lb_jar, $lb);
+my $lb_back = request('GET', $lb->{headers}{location})->{headers}{location};
+like($lb_back, qr{^https://app\.example/lb/callback\?code=}, 'Entra sends the browser to the https URL');
+(my $lb_local = $lb_back) =~ s{^https://app\.example}{$origin};
+my $lb_callback = navigate($lb_local, $lb_jar, Host => 'app.example');
+is($lb_callback->{status}, 302, 'the callback signs in');
+is($lb_callback->{headers}{location}, 'https://app.example/lb/page?x=1', 'and goes back with the redirect URI\'s scheme and host');
+my ($lb_session) = grep { /^__Host-lb=/ } set_cookies($lb_callback);
+like($lb_session, qr/; Path=\/; HttpOnly; SameSite=Lax; Secure$/, 'a Secure __Host- session cookie');
+apply_cookies($lb_jar, $lb_callback);
+like(navigate('/lb/page', $lb_jar, Host => 'app.example')->{content}, qr/who=Alice Example \(session\)/,
+    'the session works behind the load balancer');
+is(request('GET', '/app', { entra => $lb_jar->{'__Host-lb'} }, Accept => 'application/json')->{status}, 401,
+    'a session of another provider, under this one\'s cookie name, does not open');
 
 # --- Five tabs signing in at once: never more than four transaction cookies, none loops.
 my $tabs = {};

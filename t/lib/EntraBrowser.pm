@@ -8,6 +8,7 @@ use warnings;
 
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
+use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64);
 use EntraTest;
 use parent 'Exporter';
@@ -49,9 +50,32 @@ sub request {
     my ($method, $url, $cookies, %headers) = @_;
     $url = "$origin$url" if $url =~ m{^/};
     $headers{Cookie} = cookie_header(%$cookies) if $cookies && %$cookies;
+    return raw_request($method, $url, %headers) if $headers{Host};
     my $res = $http->request($method, $url, { headers => \%headers });
     Test::More::diag($res->{content}) if $res->{status} == 599;
     return $res;
+}
+
+# A request with a Host header of its own (HTTP::Tiny sets it from the URL), over a socket; the
+# answer in HTTP::Tiny's form.
+sub raw_request {
+    my ($method, $url, %headers) = @_;
+    my ($hostport, $path) = $url =~ m{^http://([^/]+)(/.*)$} or die "not an http URL: $url\n";
+    my ($host, $port) = split /:/, $hostport;
+    my $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp') or die $!;
+    my $head = join '', map { "$_: $headers{$_}\r\n" } sort keys %headers;
+    print $sock "$method $path HTTP/1.1\r\n${head}Connection: close\r\n\r\n";
+    my $answer = read_answer($sock, 20);
+    my ($top, $body) = split /\r\n\r\n/, $answer, 2;
+    my ($status_line, @lines) = split /\r\n/, $top // '';
+    my %res = (status => ($status_line // '') =~ m{^HTTP/1\.\d (\d+)} ? $1 : 599, content => $body // '', headers => {});
+    for (@lines) {
+        my ($name, $value) = /^([^:]+):\s*(.*)$/ or next;
+        $name = lc $name;
+        my $h = $res{headers};
+        $h->{$name} = exists $h->{$name} ? [ref $h->{$name} ? @{ $h->{$name} } : $h->{$name}, $value] : $value;
+    }
+    return \%res;
 }
 
 sub navigate { my ($url, $cookies, %h) = @_; request('GET', $url, $cookies, %NAVIGATION, %h) }
