@@ -147,6 +147,15 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         // SAFETY: per the contract.
         return unsafe { signin::start(r, state, denial == Denial::SessionInvalid) };
     }
+    let forbidden = matches!(denial.class(), DenialClass::InsufficientScope | DenialClass::Forbidden);
+    if outcome.source == Source::Session && forbidden && navigation {
+        // SAFETY: per the contract.
+        if let Some(answered) =
+            unsafe { signin::forbidden_page(r, state, denial, outcome.verified.as_deref().ok()) }
+        {
+            return answered;
+        }
+    }
     // SAFETY: per the contract.
     unsafe { deny(r, provider, denial) }
 }

@@ -161,6 +161,98 @@ pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, clear_ses
     }
 }
 
+/// Whether nginx would answer `status` with an `error_page` of the location (or must, with
+/// `satisfy any`, where another access module may still let the request in).
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn nginx_answers(r: *mut ngx_http_request_t, status: u16) -> bool {
+    // SAFETY: per the contract.
+    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
+    let Some(clcf) = NgxHttpCoreModule::location_conf(request) else { return true };
+    if clcf.satisfy != ngx::ffi::NGX_HTTP_SATISFY_ALL as ngx::ffi::ngx_uint_t {
+        return true;
+    }
+    // SAFETY: nginx keeps the location's error pages in an array of ngx_http_err_page_t, or null.
+    let pages = unsafe { clcf.error_pages.as_ref() }.map_or(&[][..], |a| unsafe {
+        core::slice::from_raw_parts(a.elts as *const ngx::ffi::ngx_http_err_page_t, a.nelts)
+    });
+    pages.iter().any(|p| p.status == status as ngx_int_t)
+}
+
+/// A navigation refused with 403 for a signed-in user: a small page naming the reason and the
+/// user, with a link to sign in as someone else (`prompt=select_account`, its transaction
+/// cookie set here) and one to sign out of Entra. `None` when the location's `error_page`
+/// answers instead, or nginx must (`satisfy any`).
+///
+/// # Safety
+/// `r` is a valid request in the access phase.
+pub unsafe fn forbidden_page(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    denial: Denial,
+    who: Option<&VerifiedToken>,
+) -> Option<ngx_int_t> {
+    // SAFETY: per the contract.
+    if unsafe { nginx_answers(r, 403) } {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    let key_state = provider.key_state();
+    let secure = is_secure(&req, sign_in);
+    let mut headers: Vec<(&'static [u8], String)> = Vec::new();
+    let mut links = Vec::new();
+    if let Some(authorize) = key_state.endpoints.authorize.as_deref() {
+        let redirect_uri = sign_in.redirect_uri.resolve(
+            if secure { "https" } else { "http" },
+            req.host_header(),
+            req.host(),
+        );
+        let lines = req.cookie_lines();
+        let again = sign_in.start(
+            &provider.name,
+            &provider.client_id,
+            authorize,
+            redirect_uri,
+            entra_core::oidc::return_url(req.unparsed_uri()),
+            lines.iter().copied(),
+            secure,
+            &[("prompt", "select_account")],
+            now(),
+            &SystemRandom::new(),
+        );
+        if let Ok(again) = again {
+            links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&again.location)));
+            headers.push((b"Set-Cookie", again.cookie));
+        }
+    }
+    if let Some(end_session) = key_state.endpoints.end_session.as_deref() {
+        links.push(format!("<a href=\"{}\">Sign out</a>", escape(end_session)));
+    }
+    let user = who.and_then(|t| t.upn().or_else(|| t.str("name"))).unwrap_or("you");
+    let body = page(
+        "Access denied",
+        &[
+            format!(
+                "You are signed in as <b>{}</b>, but this page is not for you: {}.",
+                escape(user),
+                escape(&denial.to_string())
+            ),
+            format!("Reason: <code>{}</code>", denial.reason()),
+            links.join(" &middot; "),
+        ],
+    );
+    // SAFETY: per the contract.
+    let sent = unsafe { send(r, 403, &headers, "text/html; charset=utf-8", &body) };
+    // The answer is complete: finish the request here and stop the phases.
+    // SAFETY: per the contract.
+    unsafe { ngx::ffi::ngx_http_finalize_request(r, sent) };
+    Some(Status::NGX_DONE.into())
+}
+
 /// Registers the callback handler in nginx's server-rewrite phase (postconfiguration).
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
     crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, server_rewrite_handler)

@@ -36,6 +36,13 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
             entra_require_group 00000000-0000-0000-0000-00000000beef;
             proxy_pass http://127.0.0.1:$port/who;
         }
+        location /guarded {
+            entra_auth live session;
+            entra_require_group 00000000-0000-0000-0000-00000000beef;
+            error_page 403 /denied.html;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
+        location = /denied.html { internal; default_type text/plain; return 200 "the operator's own page\\n"; }
         location /mixed {
             entra_auth live any;
             proxy_set_header X-Who "\$entra_oid (\$entra_auth_source)";
@@ -113,6 +120,18 @@ unlike(log_text(), qr/code=|\Q$jar->{entra}\E/, 'no code or cookie value in the 
 my $admin = navigate('/admin', $jar);
 is($admin->{status}, 403, 'a session without the required group is refused');
 like(log_text(), qr/access denied: missing_group/, 'for missing_group');
+like($admin->{content}, qr/signed in as <b>alice\@contoso\.example<\/b>/, 'the page names the signed-in user');
+like($admin->{content}, qr/<code>missing_group<\/code>/, 'and the reason');
+my ($other_account) = $admin->{content} =~ /<a href="([^"]+)">Sign in as someone else<\/a>/;
+like($other_account // '', qr/^\Q$ENV{TEST_NGINX_IDP_URL}\E\/$TENANT\/oauth2\/v2\.0\/authorize\?.*&amp;prompt=select_account$/,
+    'with a link to sign in as someone else');
+ok((grep { /^entra-t\d=/ } set_cookies($admin)), 'whose attempt has its transaction cookie');
+like($admin->{content}, qr/<a href="[^"]+\/oauth2\/v2\.0\/logout">Sign out<\/a>/, 'and a link to sign out');
+is($admin->{headers}{'cache-control'}, 'no-store', 'not cached');
+is(request('GET', '/admin', $jar, Accept => 'application/json')->{status}, 403, 'a script gets the bare 403');
+my $guarded = navigate('/guarded', $jar);
+is($guarded->{status}, 403, 'with error_page 403, still a 403');
+is($guarded->{content}, "the operator's own page\n", 'and the operator\'s page');
 
 # --- The callback is strict.
 my $replay = navigate($callback_url, { %$jar, 'entra-t0' => (split /[=;]/, $transaction)[1] });
@@ -261,5 +280,7 @@ my @signed = map {
     navigate($code_url, { %$tabs })->{status};
 } @redirects[1 .. 4];
 is_deeply(\@signed, [302, 302, 302, 302], 'the four latest tabs each sign in');
+
+unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 
 done_testing();

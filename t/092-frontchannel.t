@@ -101,4 +101,6 @@ my $status = request('GET', '/status')->{content};
 like($status, qr/"frontchannel_logouts":601\b/, 'entra_status counts the front-channel logouts');
 like($status, qr/"deny_evictions":[1-9]/, 'and the evictions');
 
+unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
+
 done_testing();

@@ -112,4 +112,6 @@ like(log_text(), qr/access denied: session_expired \(provider "short"\)/, 'sessi
 is(json_get('/idle', $idle)->{status}, 401, 'the idle one ended');
 like(log_text(), qr/access denied: session_idle \(provider "idle"\)/, 'session_idle');
 
+unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
+
 done_testing();

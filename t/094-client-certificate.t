@@ -42,4 +42,6 @@ is($refused->{status}, 401, 'an assertion signed by a key the IdP does not know 
 like(log_text(), qr/sign-in failed: code_rejected \(provider "live"\): the token endpoint refused the code \(HTTP 400, invalid_client\)/,
     'code_rejected, invalid_client');
 
+unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
+
 done_testing();
