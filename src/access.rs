@@ -77,6 +77,10 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
                 if !cookies.is_empty() && unsafe { crate::response::set_headers(r, &cookies) }.is_none() {
                     return INTERNAL_ERROR;
                 }
+                if let Some(revalidate) = judged.revalidate.filter(|_| signin::can_start(state)) {
+                    // SAFETY: per the contract.
+                    return unsafe { signin::start(r, state, false, Some(revalidate)) };
+                }
                 Outcome {
                     verified: judged.verdict,
                     source: Source::Session,
@@ -145,7 +149,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
             }
         }
         // SAFETY: per the contract.
-        return unsafe { signin::start(r, state, denial == Denial::SessionInvalid) };
+        return unsafe { signin::start(r, state, denial == Denial::SessionInvalid, None) };
     }
     let forbidden = matches!(denial.class(), DenialClass::InsufficientScope | DenialClass::Forbidden);
     if outcome.source == Source::Session && forbidden && navigation {

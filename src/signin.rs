@@ -13,7 +13,7 @@ use entra_core::exchange::{exchange, ExchangeError};
 use entra_core::oidc::token_request;
 use entra_core::provider::KeySource;
 use entra_core::session::{Session, Standing};
-use entra_core::signin::{Matched, SetCookie, SignIn};
+use entra_core::signin::{AttemptKind, Matched, SetCookie, SignIn};
 use entra_core::{Denial, DenialClass, VerifiedToken};
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
@@ -58,6 +58,8 @@ fn origin_of(url: &str) -> &str {
 pub struct Judged {
     pub verdict: Result<Arc<VerifiedToken>, Denial>,
     pub set_cookies: Vec<SetCookie>,
+    /// A navigation with a session due for revalidation (`session_revalidate`).
+    pub revalidate: Option<Revalidate>,
 }
 
 /// Judges the request's session cookie. A cookie that does not open is no session (logged once
@@ -69,6 +71,7 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
     let secure = is_secure(req, sign_in);
     let lines = req.cookie_lines();
     let mut set_cookies = Vec::new();
+    let mut revalidate = None;
     let headers = req.browser();
     let verdict = (|| {
         let sealed = sign_in.session_cookie(lines.iter().copied(), secure).ok_or(Denial::NoSession)?;
@@ -94,14 +97,21 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
                     set_cookies = cookies;
                 }
             }
-            Standing::Valid { touch: false } | Standing::Revalidate => {}
+            Standing::Revalidate => {
+                revalidate = Some(Revalidate {
+                    login_hint: session.login_hint.clone(),
+                    oid: session.oid.clone(),
+                    tid: session.tid.clone(),
+                })
+            }
+            Standing::Valid { touch: false } => {}
         }
         if headers.is_cross_origin(&own_origin(req, sign_in)) {
             return Err(Denial::CrossOrigin);
         }
         Ok(Arc::new(session.identity()))
     })();
-    Judged { verdict, set_cookies }
+    Judged { verdict, set_cookies, revalidate }
 }
 
 /// Whether a denied request in a session mode is sent to sign in: a top-level navigation.
@@ -114,51 +124,102 @@ pub fn can_start(state: &ProviderState) -> bool {
     state.provider.key_state().endpoints.authorize.is_some()
 }
 
-/// The 302 to the authorize endpoint, with a new transaction cookie; the request's session
-/// cookies that did not open are cleared.
-///
-/// # Safety
-/// `r` is a valid request.
-pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, clear_session: bool) -> ngx_int_t {
-    // SAFETY: per the contract.
-    let req = unsafe { Incoming::new(r) };
+/// A new sign-in attempt for this request: the authorize URL and its transaction cookie, or
+/// `None` before the authorize endpoint is known. `return_url` defaults to the request's own.
+fn new_attempt(
+    req: &Incoming,
+    state: &ProviderState,
+    return_url: Option<String>,
+    kind: AttemptKind,
+) -> Option<entra_core::signin::Start> {
     let provider = &state.provider;
     let sign_in = &provider.sign_in;
-    let Some(endpoint) = provider.key_state().endpoints.authorize.clone() else { return INTERNAL_ERROR };
-    let secure = is_secure(&req, sign_in);
+    let endpoint = provider.key_state().endpoints.authorize.clone()?;
+    let secure = is_secure(req, sign_in);
     let redirect_uri =
         sign_in.redirect_uri.resolve(if secure { "https" } else { "http" }, req.host_header(), req.host());
     let lines = req.cookie_lines();
-    let started = sign_in.start(
-        &provider.name,
-        &provider.client_id,
-        &endpoint,
-        redirect_uri,
-        entra_core::oidc::return_url(req.unparsed_uri()),
-        lines.iter().copied(),
-        secure,
-        &[],
-        now(),
-        &SystemRandom::new(),
-    );
-    let Ok(started) = started else { return INTERNAL_ERROR };
+    let started = sign_in
+        .start(
+            &provider.name,
+            &provider.client_id,
+            &endpoint,
+            redirect_uri,
+            return_url.unwrap_or_else(|| entra_core::oidc::return_url(req.unparsed_uri())),
+            lines.iter().copied(),
+            secure,
+            kind,
+            now(),
+            &SystemRandom::new(),
+        )
+        .ok()?;
     if let Some(counters) = state.counters() {
         counters.sign_in(SignInEvent::Started);
     }
+    Some(started)
+}
+
+/// The headers of a redirect that starts a sign-in, clearing `clear` too.
+fn redirect_to_sign_in(
+    req: &Incoming,
+    state: &ProviderState,
+    return_url: Option<String>,
+    kind: AttemptKind,
+    clear: Vec<SetCookie>,
+) -> Option<Vec<(&'static [u8], String)>> {
+    let started = new_attempt(req, state, return_url, kind)?;
     let mut headers = vec![(&b"Location"[..], started.location), (&b"Set-Cookie"[..], started.cookie)];
-    if clear_session {
-        let name = sign_in.cookie_name(secure).to_owned();
-        for cookie in sign_in.clear_all(lines.iter().copied(), secure) {
-            if cookie.starts_with(&format!("{name}=")) || cookie.starts_with(&format!("{name}-1=")) {
-                headers.push((b"Set-Cookie", cookie));
-            }
-        }
-    }
+    headers.extend(clear.into_iter().map(|c| (&b"Set-Cookie"[..], c)));
+    Some(headers)
+}
+
+/// The session cookies (not the transactions) of the request, cleared.
+fn clear_session(req: &Incoming, sign_in: &SignIn) -> Vec<SetCookie> {
+    let secure = is_secure(req, sign_in);
+    let name = sign_in.cookie_name(secure).to_owned();
+    let (whole, chunk) = (format!("{name}="), format!("{name}-1="));
+    sign_in
+        .clear_all(req.cookie_lines(), secure)
+        .into_iter()
+        .filter(|c| c.starts_with(&whole) || c.starts_with(&chunk))
+        .collect()
+}
+
+/// The 302 to the authorize endpoint from the access phase, with a new transaction cookie;
+/// `clear` says to clear the session cookies that did not open. A revalidation is silent
+/// (`prompt=none`, with the session's `login_hint`).
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn start(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    clear: bool,
+    revalidate: Option<Revalidate>,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    let cleared = if clear { clear_session(&req, &state.provider.sign_in) } else { Vec::new() };
+    let kind = match &revalidate {
+        Some(r) => AttemptKind {
+            extra: vec![("prompt", "none"), ("login_hint", &r.login_hint)],
+            revalidating: Some((r.oid.clone(), r.tid.clone())),
+        },
+        None => AttemptKind::default(),
+    };
+    let Some(headers) = redirect_to_sign_in(&req, state, None, kind, cleared) else { return INTERNAL_ERROR };
     // SAFETY: per the contract.
     match unsafe { set_headers(r, &headers) } {
         Some(()) => 302,
         None => INTERNAL_ERROR,
     }
+}
+
+/// A session due for revalidation with Entra.
+pub struct Revalidate {
+    pub login_hint: String,
+    pub oid: String,
+    pub tid: String,
 }
 
 /// Whether nginx would answer `status` with an `error_page` of the location (or must, with
@@ -200,34 +261,13 @@ pub unsafe fn forbidden_page(
     // SAFETY: per the contract.
     let req = unsafe { Incoming::new(r) };
     let provider = &state.provider;
-    let sign_in = &provider.sign_in;
     let key_state = provider.key_state();
-    let secure = is_secure(&req, sign_in);
     let mut headers: Vec<(&'static [u8], String)> = Vec::new();
     let mut links = Vec::new();
-    if let Some(authorize) = key_state.endpoints.authorize.as_deref() {
-        let redirect_uri = sign_in.redirect_uri.resolve(
-            if secure { "https" } else { "http" },
-            req.host_header(),
-            req.host(),
-        );
-        let lines = req.cookie_lines();
-        let again = sign_in.start(
-            &provider.name,
-            &provider.client_id,
-            authorize,
-            redirect_uri,
-            entra_core::oidc::return_url(req.unparsed_uri()),
-            lines.iter().copied(),
-            secure,
-            &[("prompt", "select_account")],
-            now(),
-            &SystemRandom::new(),
-        );
-        if let Ok(again) = again {
-            links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&again.location)));
-            headers.push((b"Set-Cookie", again.cookie));
-        }
+    let kind = AttemptKind { extra: vec![("prompt", "select_account")], revalidating: None };
+    if let Some(again) = new_attempt(&req, state, None, kind) {
+        links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&again.location)));
+        headers.push((b"Set-Cookie", again.cookie));
     }
     if let Some(end_session) = key_state.endpoints.end_session.as_deref() {
         links.push(format!("<a href=\"{}\">Sign out</a>", escape(end_session)));
@@ -391,6 +431,20 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
                     }
                 };
                 let session = Session::from_id_token(&token, epoch_ms(), sign_in.lifetime, &sign_in.claims);
+                if let Some((oid, tid)) = &transaction.revalidating {
+                    if (oid, tid) != (&session.oid, &session.tid) {
+                        // Entra's own session is another user's now: this one ends.
+                        info!(
+                            log,
+                            "provider \"{}\": revalidation answered for another user: signing in again",
+                            provider.name
+                        );
+                        let mut cleared = clear_session(&req, sign_in);
+                        cleared.push(clear);
+                        // SAFETY: per the contract.
+                        return unsafe { restart(r, state, transaction.return_url, cleared) };
+                    }
+                }
                 let mut cookies =
                     match sign_in.session_cookies(&provider.name, &session, lines.iter().copied(), secure) {
                         Ok(cookies) => cookies,
@@ -430,8 +484,22 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     }
     let matched = match sign_in.callback(&provider.name, req.args(), lines.iter().copied(), secure, now()) {
         Ok(matched) => matched,
-        // SAFETY: per the contract.
-        Err(refused) => return unsafe { fail(r, state, refused.denial, &refused.detail, refused.clear) },
+        Err(refused) => {
+            if let Some(return_url) = refused.ask_user {
+                // A silent revalidation needs the user: one interactive attempt, never a second
+                // silent one.
+                info!(
+                    log,
+                    "provider \"{}\": silent revalidation answered {}: signing in again",
+                    provider.name,
+                    refused.detail
+                );
+                // SAFETY: per the contract.
+                return unsafe { restart(r, state, return_url, refused.clear) };
+            }
+            // SAFETY: per the contract.
+            return unsafe { fail(r, state, refused.denial, &refused.detail, refused.clear) };
+        }
     };
     let key_state = provider.key_state();
     let (Some(endpoint), KeySource::Discovery { discovery, .. }) =
@@ -485,6 +553,25 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     // SAFETY: per the contract.
     match unsafe { outcome::store(r, parked) } {
         Some(_) => unsafe { wait(r, pending) },
+        None => INTERNAL_ERROR,
+    }
+}
+
+/// Answers a callback with a new interactive attempt for `return_url`, clearing `clear`.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn restart(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    return_url: String,
+    clear: Vec<SetCookie>,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    match redirect_to_sign_in(&req, state, Some(return_url), AttemptKind::default(), clear) {
+        // SAFETY: per the contract.
+        Some(headers) => unsafe { send(r, 302, &headers, "", "") },
         None => INTERNAL_ERROR,
     }
 }

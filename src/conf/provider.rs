@@ -60,7 +60,7 @@ const fn two(
 }
 
 /// Every directive of the block (the README documents each).
-const PROVIDER_COMMANDS: [BlockCommand; 27] = [
+const PROVIDER_COMMANDS: [BlockCommand; 28] = [
     one("tenant", |_, c, v| {
         c.tenant = Some(Tenant::parse(v[0])?);
         Ok(())
@@ -187,6 +187,10 @@ const PROVIDER_COMMANDS: [BlockCommand; 27] = [
     }),
     one("session_idle_timeout", |_, c, v| {
         c.sign_in.idle_timeout = Some(time_value("session_idle_timeout", v[0], true)?.as_secs());
+        Ok(())
+    }),
+    one("session_revalidate", |_, c, v| {
+        c.sign_in.revalidate = Some(time_value("session_revalidate", v[0], true)?.as_secs());
         Ok(())
     }),
     many("session_claims", |_, c, v| {

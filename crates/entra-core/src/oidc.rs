@@ -49,7 +49,7 @@ impl Attempt {
 }
 
 /// The format version of a transaction's payload; part of the sealing's associated data too.
-pub const TRANSACTION_VERSION: u8 = 1;
+pub const TRANSACTION_VERSION: u8 = 2;
 /// How long a sign-in attempt may take, from the redirect to the callback (seconds).
 pub const TRANSACTION_LIFETIME: u64 = 600;
 
@@ -63,17 +63,32 @@ pub struct Transaction {
     pub return_url: String,
     /// When the attempt began (seconds since the epoch).
     pub created: u64,
+    /// A silent revalidation (`prompt=none`) of the session of this `oid` and `tid`.
+    pub revalidating: Option<(String, String)>,
 }
+
+/// The errors of a silent authorize request that mean "ask the user": one interactive attempt
+/// follows, never a second silent one.
+pub const INTERACTION_NEEDED: [&str; 4] =
+    ["login_required", "interaction_required", "consent_required", "account_selection_required"];
 
 impl Transaction {
     /// The version byte, the creation time, then state, nonce, verifier, redirect URI and return
-    /// URL as text fields.
+    /// URL as text fields, a flag, and for a revalidation the session's `oid` and `tid`.
     pub fn encode(&self) -> Result<Vec<u8>, TooLong> {
         let mut out = vec![TRANSACTION_VERSION];
         put_u64(&mut out, self.created);
         let a = &self.attempt;
         for text in [&a.state, &a.nonce, &a.verifier, &self.redirect_uri, &self.return_url] {
             put_text(&mut out, text)?;
+        }
+        match &self.revalidating {
+            None => out.push(0),
+            Some((oid, tid)) => {
+                out.push(1);
+                put_text(&mut out, oid)?;
+                put_text(&mut out, tid)?;
+            }
         }
         Ok(out)
     }
@@ -84,8 +99,12 @@ impl Transaction {
         let created = r.u64()?;
         let attempt = Attempt { state: r.text()?, nonce: r.text()?, verifier: r.text()? };
         let (redirect_uri, return_url) = (r.text()?, r.text()?);
+        let revalidating = match r.byte()? {
+            0 => None,
+            _ => Some((r.text()?, r.text()?)),
+        };
         r.finish()?;
-        Ok(Transaction { attempt, redirect_uri, return_url, created })
+        Ok(Transaction { attempt, redirect_uri, return_url, created, revalidating })
     }
 
     /// Still within [`TRANSACTION_LIFETIME`] at `now` (and not from the future).
@@ -320,9 +339,12 @@ mod tests {
             redirect_uri: "https://app.example/.entra/callback".into(),
             return_url: "/reports?q=1".into(),
             created: 1_790_000_000,
+            revalidating: None,
         };
         let bytes = t.encode().unwrap();
         assert_eq!(Transaction::decode(&bytes).unwrap(), t);
+        let silent = Transaction { revalidating: Some(("oid".into(), "tid".into())), ..t.clone() };
+        assert_eq!(Transaction::decode(&silent.encode().unwrap()).unwrap(), silent);
         for n in 0..bytes.len() {
             assert!(Transaction::decode(&bytes[..n]).is_err(), "truncated at {n}");
         }

@@ -13,7 +13,9 @@ use crate::assertion::ClientCertificate;
 use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cookie::{self, Found};
 use crate::error::Denial;
-use crate::oidc::{Attempt, Callback, ClientCredential, Transaction, TRANSACTION_LIFETIME};
+use crate::oidc::{
+    Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
+};
 use crate::seal::{OpenError, Purpose, SealKeys};
 use crate::session::{self, Lifetimes, Session};
 
@@ -171,6 +173,18 @@ pub struct Refused {
     /// Entra's error code (`idp_error`), or what was wrong with the callback, for the log.
     pub detail: String,
     pub clear: Vec<SetCookie>,
+    /// A silent revalidation that needs the user: start one interactive attempt for this
+    /// return URL instead of refusing.
+    pub ask_user: Option<String>,
+}
+
+/// What a new sign-in attempt is.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptKind<'a> {
+    /// Extra authorize parameters (`prompt`, `login_hint`).
+    pub extra: Vec<(&'a str, &'a str)>,
+    /// A silent revalidation of the session of this `oid` and `tid`.
+    pub revalidating: Option<(String, String)>,
 }
 
 impl SignIn {
@@ -215,7 +229,7 @@ impl SignIn {
         return_url: String,
         cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
         secure: bool,
-        extra: &[(&str, &str)],
+        kind: AttemptKind,
         now: u64,
         random: &SystemRandom,
     ) -> Result<Start, OpenError> {
@@ -237,9 +251,10 @@ impl SignIn {
             &redirect_uri,
             &self.scopes,
             &attempt,
-            extra,
+            &kind.extra,
         );
-        let transaction = Transaction { attempt, redirect_uri, return_url, created: now };
+        let transaction =
+            Transaction { attempt, redirect_uri, return_url, created: now, revalidating: kind.revalidating };
         let name = self.transaction_name(secure, index);
         // The return URL is at most 1024 bytes: a transaction always encodes.
         let plain = transaction.encode().map_err(|_| OpenError::Malformed)?;
@@ -284,27 +299,31 @@ impl SignIn {
                 Found::Absent => {}
             }
         }
-        let refuse =
-            |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused { denial, detail, clear };
+        let refuse = |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused {
+            denial,
+            detail,
+            clear,
+            ask_user: None,
+        };
         let (code, state) = match Callback::parse(query) {
             Ok(Callback::Code { code, state }) => (code, state),
             Ok(Callback::Error { error, state }) => {
                 // The attempt is over either way: its cookie goes.
+                let mut ask_user = None;
                 for (index, value) in &transactions {
-                    let opened = self.open_transaction(provider, secure, *index, value);
-                    if opened.is_some_and(|t| Some(&t.attempt.state) == state.as_ref()) {
-                        clear.push(cookie::set_cookie(
-                            &self.transaction_name(secure, *index),
-                            "",
-                            secure,
-                            Some(0),
-                        ));
+                    let Some(t) = self.open_transaction(provider, secure, *index, value) else { continue };
+                    if Some(&t.attempt.state) == state.as_ref() {
+                        let name = self.transaction_name(secure, *index);
+                        clear.push(cookie::set_cookie(&name, "", secure, Some(0)));
+                        if t.revalidating.is_some() && INTERACTION_NEEDED.contains(&error.as_str()) {
+                            ask_user = Some(t.return_url);
+                        }
                     }
                 }
                 let denied = error == "access_denied";
                 let shown: String =
                     error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
-                return Err(refuse(Denial::IdpError(denied), shown, clear));
+                return Err(Refused { ask_user, ..refuse(Denial::IdpError(denied), shown, clear) });
             }
             Err(e) => return Err(refuse(Denial::StateMismatch, e.to_string(), clear)),
         };
