@@ -281,9 +281,8 @@ impl Browser {
             separator(redirect_uri),
             encode(&code)
         ));
-        reply
-            .headers
-            .push(("Set-Cookie", format!("{SIGNIN_COOKIE}={user}; Path=/; HttpOnly; SameSite=None")));
+        // Lax: the IdP serves plain HTTP on loopback, where browsers drop SameSite=None cookies.
+        reply.headers.push(("Set-Cookie", format!("{SIGNIN_COOKIE}={user}; Path=/; HttpOnly; SameSite=Lax")));
         reply
     }
 
