@@ -6,7 +6,7 @@
 
 use core::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use entra_core::browser::{is_valid_sid, sid_key};
 use entra_core::exchange::{exchange, ExchangeError};
@@ -62,9 +62,11 @@ pub struct Judged {
     pub revalidate: Option<Revalidate>,
 }
 
-/// Judges the request's session cookie. A cookie that does not open is no session (logged once
-/// at `info` with the reason); a session in use with an idle timeout is re-sealed at most once a
-/// minute; a session from another site that would change something is refused.
+/// Judges the request's session cookie, opened or found opened in this worker's cache. A cookie
+/// that does not open is no session (logged once at `info` with the reason); the deny-list and
+/// the session's times are checked on every request; a session in use with an idle timeout is
+/// re-sealed at most once a minute; a session from another site that would change something is
+/// refused.
 pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t) -> Judged {
     let provider = &state.provider;
     let sign_in = &provider.sign_in;
@@ -75,19 +77,22 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
     let headers = req.browser();
     let verdict = (|| {
         let sealed = sign_in.session_cookie(lines.iter().copied(), secure).ok_or(Denial::NoSession)?;
-        let started = Instant::now();
-        let opened = sealed.and_then(|s| sign_in.open_session(&provider.name, &s, secure));
+        let now = now();
+        let (opened, took) = match sealed {
+            Ok(sealed) => sign_in.open_cached(&provider.name, &sealed, secure, now),
+            Err(fault) => (Err(fault), Some(Duration::ZERO)),
+        };
         if let Some(counters) = state.counters() {
-            counters.session_opened(started.elapsed(), opened.is_ok());
+            counters.session_opened(took, opened.is_ok());
         }
-        let session = opened.map_err(|fault| {
+        let opened = opened.map_err(|fault| {
             info!(log, "provider \"{}\": the session cookie counts as none: {}", provider.name, fault);
             Denial::SessionInvalid
         })?;
+        let session = &opened.session;
         if state.is_revoked(&session.sid, session.signed_in) {
             return Err(Denial::SessionRevoked);
         }
-        let now = now();
         match session.standing(now, sign_in.lifetimes, headers.is_navigation())? {
             Standing::Valid { touch: true } => {
                 let touched = Session { last_used: now, ..session.clone() };
@@ -109,7 +114,7 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
         if headers.is_cross_origin(&own_origin(req, sign_in)) {
             return Err(Denial::CrossOrigin);
         }
-        Ok(Arc::new(session.identity()))
+        Ok(opened.identity.clone())
     })();
     Judged { verdict, set_cookies, revalidate }
 }

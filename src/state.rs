@@ -183,10 +183,15 @@ impl Counters {
         };
     }
 
-    /// A session cookie opened (or refused) in `took`.
-    pub fn session_opened(&self, took: Duration, accepted: bool) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.session_nanoseconds.fetch_add(nanos, Relaxed);
+    /// A session cookie opened (or refused) in `took`, or found opened in the cache (`None`).
+    pub fn session_opened(&self, took: Option<Duration>, accepted: bool) {
+        match took {
+            None => self.cache_hits.fetch_add(1, Relaxed),
+            Some(took) => {
+                let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+                self.session_nanoseconds.fetch_add(nanos, Relaxed)
+            }
+        };
         if accepted {
             self.sessions_accepted.fetch_add(1, Relaxed);
         }

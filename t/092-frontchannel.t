@@ -100,6 +100,8 @@ is(from_every_worker($after), '200', 'a session signed in after the flood is acc
 my $status = request('GET', '/status')->{content};
 like($status, qr/"frontchannel_logouts":601\b/, 'entra_status counts the front-channel logouts');
 like($status, qr/"deny_evictions":[1-9]/, 'and the evictions');
+like($status, qr/"cache_hits":[1-9]\d*,/, 'sessions seen again were found opened in the worker\'s cache');
+like($status, qr/"sessions_accepted":[1-9]/, 'and counted as accepted');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

@@ -16,9 +16,9 @@ use crate::token::VerifiedToken;
 /// How many bytes of the token's end are hashed: a good part of any signature.
 const HASHED_TAIL: usize = 64;
 
-struct Entry {
+struct Entry<T> {
     token: Box<[u8]>,
-    verified: Arc<VerifiedToken>,
+    verified: Arc<T>,
     /// Until when (seconds since the epoch, leeway included) the verification holds.
     valid_until: u64,
     /// Insertion number, to tell a live entry from a replaced one in the eviction queue.
@@ -42,8 +42,8 @@ impl Hasher for IdentityHasher {
     }
 }
 
-struct Slots {
-    map: HashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>,
+struct Slots<T> {
+    map: HashMap<u64, Entry<T>, BuildHasherDefault<IdentityHasher>>,
     /// Hashes in insertion order, oldest first, with their insertion numbers.
     order: VecDeque<(u64, u64)>,
     next_seq: u64,
@@ -52,21 +52,23 @@ struct Slots {
     last_sweep: u64,
 }
 
-pub struct TokenCache {
+/// What a provider's workers remember of verified tokens; also of opened session cookies
+/// (`TokenCache<OpenedSession>`), keyed the same way by the cookie's sealed value.
+pub struct TokenCache<T = VerifiedToken> {
     capacity: usize,
     /// Per-process random seed of the tail hash.
     seed: u64,
-    slots: Mutex<Slots>,
+    slots: Mutex<Slots<T>>,
 }
 
-impl std::fmt::Debug for TokenCache {
+impl<T> std::fmt::Debug for TokenCache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache").field("capacity", &self.capacity).finish()
     }
 }
 
-impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+impl<T> TokenCache<T> {
+    pub fn new(capacity: usize) -> TokenCache<T> {
         TokenCache {
             capacity,
             seed: RandomState::new().hash_one(0u64),
@@ -92,20 +94,20 @@ impl TokenCache {
         chunks.remainder().iter().fold(h, |h, b| mix(h, u64::from(*b)))
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots<T>> {
         // A panic while holding the lock leaves whole entries behind: the data stays usable.
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The cached verification of exactly this token, if it still holds at `now`.
-    pub fn get(&self, token: &[u8], now: u64) -> Option<Arc<VerifiedToken>> {
+    pub fn get(&self, token: &[u8], now: u64) -> Option<Arc<T>> {
         let key = self.key(token);
         let slots = self.slots();
         let entry = slots.map.get(&key)?;
         (entry.token.as_ref() == token && now <= entry.valid_until).then(|| entry.verified.clone())
     }
 
-    pub fn insert(&self, token: &[u8], verified: Arc<VerifiedToken>, valid_until: u64, now: u64) {
+    pub fn insert(&self, token: &[u8], verified: Arc<T>, valid_until: u64, now: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -138,16 +140,18 @@ impl TokenCache {
         }
     }
 
-    /// Forgets every verification made with a signing key that is gone.
-    pub fn retain_keys(&self, still_published: impl Fn(&str) -> bool) {
-        self.slots().map.retain(|_, e| still_published(&e.verified.kid));
-    }
-
     pub fn len(&self) -> usize {
         self.slots().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl TokenCache<VerifiedToken> {
+    /// Forgets every verification made with a signing key that is gone.
+    pub fn retain_keys(&self, still_published: impl Fn(&str) -> bool) {
+        self.slots().map.retain(|_, e| still_published(&e.verified.kid));
     }
 }
