@@ -20,6 +20,10 @@ my @scenarios = (
     [invalid          => '/uncached', 'tokens-invalid.txt',  'module, 10,000 tokens with bad signatures'],
     [sidecar_distinct => '/sidecar',  'tokens-distinct.txt', 'auth_request sidecar (Rust, hyper, cache), distinct tokens'],
     [sidecar_repeated => '/sidecar',  'token-repeated.txt',  'auth_request sidecar, one token repeated'],
+    [session_baseline => '/baseline', 'session-repeated.txt', 'plain nginx, static file, the same 200-group session cookie'],
+    [session_repeated => '/session',  'session-repeated.txt', 'module, one 200-group session cookie repeated (session cache)'],
+    [session_distinct => '/session-uncached', 'sessions-distinct.txt',
+        'module, 10,000 distinct 200-group session cookies, token_cache off'],
 );
 # The module's scenarios again against the compared build, interleaved with the others.
 my @compared = grep { $_->[0] =~ /^(?:baseline|repeated|distinct|invalid)$/ } @scenarios;
@@ -31,9 +35,13 @@ sub wrk {
     $base //= $url;
     my $env = join ' ', map { "$_=$env{$_}" } keys %env;
     # One token: a fixed header, which costs the load generator least; several: the Lua cycle.
+    # Session files hold Cookie header values.
     my @lines = do { open my $fh, '<', "$dir/$tokens" or die $!; <$fh> };
     chomp @lines;
-    my $source = @lines == 1 ? "-H 'Authorization: Bearer $lines[0]'" : "-s bench/cycle-tokens.lua";
+    my $cookie = $tokens =~ /^session/;
+    my $fixed = $cookie ? "Cookie: $lines[0]" : "Authorization: Bearer $lines[0]";
+    my $source = @lines == 1 ? "-H '$fixed'" : "-s bench/cycle-tokens.lua";
+    $env .= ' HEADER=Cookie' if $cookie;
     my $out = `TOKENS=$dir/$tokens $env taskset -c 1 wrk -t1 -c50 -d${seconds}s --latency $source $base$path 2>&1`;
     die "wrk failed:\n$out" if $?;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -47,12 +55,14 @@ sub wrk {
     return { rps => $rps, p50 => $ms{50}, p99 => $ms{99}, non2xx => $non2xx // 0, requests => $requests };
 }
 
-# Time the worker spent judging tokens the cache did not answer, in µs, from entra_status.
+# Time the worker spent judging tokens and opening session cookies the caches did not answer,
+# in µs, from entra_status.
 sub judging_us {
     my ($base) = @_;
     my $res = HTTP::Tiny->new->get(($base // $url) . "/status");
     die "entra_status: $res->{status}\n" unless $res->{success};
-    return sum(map { $_->{counters}{verify_microseconds} } @{ decode_json($res->{content})->{providers} });
+    my @counters = map { $_->{counters} } @{ decode_json($res->{content})->{providers} };
+    return sum(map { $_->{verify_microseconds} + ($_->{session_microseconds} // 0) } @counters);
 }
 
 # Function-call and rescheduling interrupts taken by the load generator's CPU (1): a wake-up of
@@ -123,14 +133,15 @@ my $base = $result{baseline};
 # One nginx worker on one core: the time a request costs is 1/rps; above the baseline's, it is
 # what authentication adds. The compared module's scenarios count from its own nginx's baseline.
 for my $name (keys %result) {
-    my $floor = $name =~ /_compared$/ ? $result{baseline_compared} : $base;
+    my $floor = $name =~ /_compared$/ ? $result{baseline_compared}
+        : $name =~ /^session/ ? $result{session_baseline} : $base;
     $result{$name}{ratio} = $result{$name}{rps} / $floor->{rps};
     $result{$name}{extra_us} = 1e6 / $result{$name}{rps} - 1e6 / $floor->{rps};
 }
 
 # The crypto floor from criterion's estimates: medians, which this VM's pauses move least.
 my %micro;
-for my $name (qw(judge_uncached judge_cached rsa_verify_only)) {
+for my $name (qw(judge_uncached judge_cached rsa_verify_only open_session_uncached open_session_cached)) {
     my $file = "target/criterion/$name/new/estimates.json";
     open my $fh, '<', $file or die "$file: $!";
     $micro{$name} = decode_json(do { local $/; <$fh> })->{median}{point_estimate} / 1000;
@@ -153,6 +164,9 @@ my %targets = (
     invalid_cost_over_distinct => [$result{invalid}{extra_us} / $d->{extra_us}, '<=', 1.0],
     distinct_vs_sidecar => [$d->{rps} / $result{sidecar_distinct}{rps}, '>=', 1.5],
     repeated_vs_sidecar => [$result{repeated}{rps} / $result{sidecar_repeated}{rps}, '>=', 2.5],
+    session_repeated_throughput => [$result{session_repeated}{ratio}, '>=', 0.95],
+    session_distinct_open_over_micro =>
+        [$result{session_distinct}{module_us} / $micro{open_session_uncached}, '<=', 1.5],
 );
 
 print "\n";
@@ -163,8 +177,13 @@ for my $s (@scenarios) {
     printf "%-17s %10.0f %8.3f %9.3f %9.3f %12.2f %12.2f %9.2f\n", $s->[0], $r->{rps}, $r->{ratio}, $r->{p50},
         $r->{p99}, $r->{extra_us}, $r->{module_us}, $r->{wakeups};
 }
-printf "\nmicro-benchmark: judge_uncached %.2f us, judge_cached %.3f us, rsa_verify_only %.2f us\n",
-    @micro{qw(judge_uncached judge_cached rsa_verify_only)};
+printf "\nmicro-benchmark: judge_uncached %.2f us, judge_cached %.3f us, rsa_verify_only %.2f us, "
+    . "open_session_uncached %.2f us, open_session_cached %.3f us\n",
+    @micro{qw(judge_uncached judge_cached rsa_verify_only open_session_uncached open_session_cached)};
+my $sd = $result{session_distinct};
+printf "in the worker, a never-seen 200-group session cookie is opened in %.2f us (%.2fx the micro-benchmark's), "
+    . "%.2f us above the baseline end to end\n",
+    $sd->{module_us}, $sd->{module_us} / $micro{open_session_uncached}, $sd->{extra_us};
 printf "in the worker, a first-sight token is judged in %.2f us, %.2fx the signature check; "
     . "the rest of its %.2f us above the baseline is spent outside the module\n",
     $d->{module_us}, $d->{module_us} / $micro{rsa_verify_only}, $d->{extra_us};

@@ -3,6 +3,7 @@
 //! scheme and the host.
 
 use entra_core::browser::RequestHeaders;
+use entra_core::cookie::Jar;
 use ngx::ffi::ngx_http_request_t;
 
 /// A request, read-only, for as long as the handler that got it runs.
@@ -21,8 +22,13 @@ impl<'a> Incoming<'a> {
         Incoming(unsafe { &*r })
     }
 
+    /// The request's cookies, read once from its `Cookie` lines.
+    pub fn cookies(&self) -> Jar<'a> {
+        Jar::parse(self.cookie_lines())
+    }
+
     /// The value of every `Cookie` line, in order.
-    pub fn cookie_lines(&self) -> Vec<&'a [u8]> {
+    fn cookie_lines(&self) -> Vec<&'a [u8]> {
         let mut lines = Vec::new();
         #[cfg(ngx_cookie_list)]
         {

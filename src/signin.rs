@@ -71,12 +71,12 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
     let provider = &state.provider;
     let sign_in = &provider.sign_in;
     let secure = is_secure(req, sign_in);
-    let lines = req.cookie_lines();
+    let jar = req.cookies();
     let mut set_cookies = Vec::new();
     let mut revalidate = None;
     let headers = req.browser();
     let verdict = (|| {
-        let sealed = sign_in.session_cookie(lines.iter().copied(), secure).ok_or(Denial::NoSession)?;
+        let sealed = sign_in.session_cookie(&jar, secure).ok_or(Denial::NoSession)?;
         let now = now();
         let (opened, took) = match sealed {
             Ok(sealed) => sign_in.open_cached(&provider.name, &sealed, secure, now),
@@ -96,9 +96,7 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
         match session.standing(now, sign_in.lifetimes, headers.is_navigation())? {
             Standing::Valid { touch: true } => {
                 let touched = Session { last_used: now, ..session.clone() };
-                if let Ok(cookies) =
-                    sign_in.session_cookies(&provider.name, &touched, lines.iter().copied(), secure)
-                {
+                if let Ok(cookies) = sign_in.session_cookies(&provider.name, &touched, &jar, secure) {
                     set_cookies = cookies;
                 }
             }
@@ -143,7 +141,7 @@ fn new_attempt(
     let secure = is_secure(req, sign_in);
     let redirect_uri =
         sign_in.redirect_uri.resolve(if secure { "https" } else { "http" }, req.host_header(), req.host());
-    let lines = req.cookie_lines();
+    let jar = req.cookies();
     let started = sign_in
         .start(
             &provider.name,
@@ -151,7 +149,7 @@ fn new_attempt(
             &endpoint,
             redirect_uri,
             return_url.unwrap_or_else(|| entra_core::oidc::return_url(req.unparsed_uri())),
-            lines.iter().copied(),
+            &jar,
             secure,
             kind,
             now(),
@@ -184,7 +182,7 @@ fn clear_session(req: &Incoming, sign_in: &SignIn) -> Vec<SetCookie> {
     let name = sign_in.cookie_name(secure).to_owned();
     let (whole, chunk) = (format!("{name}="), format!("{name}-1="));
     sign_in
-        .clear_all(req.cookie_lines(), secure)
+        .clear_all(&req.cookies(), secure)
         .into_iter()
         .filter(|c| c.starts_with(&whole) || c.starts_with(&chunk))
         .collect()
@@ -393,7 +391,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     // The endpoints may have come to the zone through another worker's fetch.
     state.sync_keys(log);
     let secure = is_secure(&req, sign_in);
-    let lines = req.cookie_lines();
+    let jar = req.cookies();
     let counters = state.counters();
     // SAFETY: per the contract.
     if let Some(pending) = unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
@@ -450,15 +448,14 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
                         return unsafe { restart(r, state, transaction.return_url, cleared) };
                     }
                 }
-                let mut cookies =
-                    match sign_in.session_cookies(&provider.name, &session, lines.iter().copied(), secure) {
-                        Ok(cookies) => cookies,
-                        Err(denial) => {
-                            let detail = format!("{} groups", session.groups.len());
-                            // SAFETY: per the contract.
-                            return unsafe { fail(r, state, denial, &detail, vec![clear]) };
-                        }
-                    };
+                let mut cookies = match sign_in.session_cookies(&provider.name, &session, &jar, secure) {
+                    Ok(cookies) => cookies,
+                    Err(denial) => {
+                        let detail = format!("{} groups", session.groups.len());
+                        // SAFETY: per the contract.
+                        return unsafe { fail(r, state, denial, &detail, vec![clear]) };
+                    }
+                };
                 cookies.push(clear);
                 info!(
                     log,
@@ -487,7 +484,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
             }
         };
     }
-    let matched = match sign_in.callback(&provider.name, req.args(), lines.iter().copied(), secure, now()) {
+    let matched = match sign_in.callback(&provider.name, req.args(), &jar, secure, now()) {
         Ok(matched) => matched,
         Err(refused) => {
             if let Some(return_url) = refused.ask_user {
@@ -718,7 +715,7 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
     // Cookies come along only when the browser allows third-party ones: clear them then too.
     let secure = is_secure(&req, sign_in);
     let clear: Vec<_> =
-        sign_in.clear_all(req.cookie_lines(), secure).into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
+        sign_in.clear_all(&req.cookies(), secure).into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
     let body = page("Signed out", &["You are signed out of this application.".into()]);
     // SAFETY: per the contract.
     unsafe { send(r, 200, &clear, "text/html; charset=utf-8", &body) }
@@ -794,7 +791,7 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
         .and_then(|o| o.verified.as_ref().ok().and_then(|t| t.str("login_hint").map(str::to_owned)));
     let secure = is_secure(&req, sign_in);
     let mut out: Vec<(&'static [u8], String)> =
-        sign_in.clear_all(req.cookie_lines(), secure).into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
+        sign_in.clear_all(&req.cookies(), secure).into_iter().map(|c| (&b"Set-Cookie"[..], c)).collect();
     let after = sign_in.post_logout_redirect.clone().unwrap_or_else(|| format!("{origin}/"));
     let location = match provider.key_state().endpoints.end_session.as_deref() {
         Some(end_session) => {

@@ -135,7 +135,9 @@ impl ProviderState {
         }
         let Some(view) = deny.as_ref() else { return false };
         signed_in_ms <= view.watermark_ms
-            || (!sid.is_empty() && view.revoked.get(&sid_key(sid)).is_some_and(|at| signed_in_ms <= *at))
+            || (!sid.is_empty()
+                && !view.revoked.is_empty()
+                && view.revoked.get(&sid_key(sid)).is_some_and(|at| signed_in_ms <= *at))
     }
 
     /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept

@@ -1,7 +1,10 @@
 //! The request-path costs of the pure crate, and the crypto floor they stand on:
 //! - `judge_uncached`: parse and verify a never-seen Entra token (what `token_cache off` pays);
 //! - `judge_cached`: the verified-token cache hit;
-//! - `rsa_verify_only`: the RS256 signature check alone (ring), the floor of the first.
+//! - `rsa_verify_only`: the RS256 signature check alone (ring), the floor of the first;
+//! - `open_session_uncached`: open a never-seen 200-group session cookie (base64, AES-256-GCM,
+//!   decode, the identity built), what `token_cache off` pays per browser request;
+//! - `open_session_cached`: the opened-session cache hit.
 //!
 //! Before timing, it counts the heap allocations of one call of each (a counting global
 //! allocator), so the report can show which ones the request path makes outside nginx's pool.
@@ -14,6 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::Criterion;
+use entra_core::seal::SealKeys;
+use entra_core::session::Session;
+use entra_core::signin::{OpenedSession, SignIn, SignInConfig};
 use entra_core::values::Tenant;
 use entra_core::{KeySet, Provider, ProviderConfig, VerifiedToken};
 use entra_dev_idp::keystore::{KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
@@ -60,6 +66,10 @@ struct Fixture {
     authorization: Vec<u8>,
     rsa_n: Vec<u8>,
     rsa_e: Vec<u8>,
+    sessions: SignIn,
+    sessions_uncached: SignIn,
+    /// The sealed value of a 200-group session (both chunks joined).
+    session_cookie: String,
 }
 
 fn fixture() -> Fixture {
@@ -90,7 +100,37 @@ fn fixture() -> Fixture {
     };
     let _ = std::fs::remove_dir_all(&dir);
     let authorization = format!("Bearer {token}").into_bytes();
-    Fixture { cached: build(None), uncached: build(Some(0)), token, authorization, rsa_n, rsa_e }
+    let sign_in = |cache: usize| {
+        let keys = SealKeys::parse(&URL_SAFE_NO_PAD.encode([7u8; 32])).expect("key");
+        SignInConfig { keys: Some(keys), ..Default::default() }.build(cache)
+    };
+    let (sessions, sessions_uncached) = (sign_in(1024), sign_in(0));
+    let session = Session {
+        expires: now() + 3600,
+        oid: "00000000-0000-4000-8000-000000000001".into(),
+        tid: DEV_TENANT.into(),
+        name: "Bench User".into(),
+        groups: (0..200).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}")).collect(),
+        ..Default::default()
+    };
+    let cookies = sessions.session_cookies("bench", &session, &Default::default(), false).expect("fits");
+    let session_cookie =
+        cookies.iter().map(|c| c.split(';').next().unwrap().split_once('=').unwrap().1).collect::<String>();
+    Fixture {
+        cached: build(None),
+        uncached: build(Some(0)),
+        token,
+        authorization,
+        rsa_n,
+        rsa_e,
+        sessions,
+        sessions_uncached,
+        session_cookie,
+    }
+}
+
+fn open(s: &SignIn, cookie: &str) -> Arc<OpenedSession> {
+    s.open_cached("bench", cookie, false, now()).0.expect("opens")
 }
 
 fn now() -> u64 {
@@ -120,10 +160,21 @@ fn main() {
         allocations_of(|| rsa_verify(&f)),
         f.token.len()
     );
+    open(&f.sessions, &f.session_cookie);
+    println!(
+        "allocations per call: open_session_uncached {}, open_session_cached {} (cookie of {} bytes, 200 groups)",
+        allocations_of(|| drop(open(&f.sessions_uncached, &f.session_cookie))),
+        allocations_of(|| drop(open(&f.sessions, &f.session_cookie))),
+        f.session_cookie.len()
+    );
 
     let mut c = Criterion::default().configure_from_args();
     c.bench_function("judge_uncached", |b| b.iter(|| judge(&f.uncached, black_box(&f.authorization))));
     c.bench_function("judge_cached", |b| b.iter(|| judge(&f.cached, black_box(&f.authorization))));
     c.bench_function("rsa_verify_only", |b| b.iter(|| rsa_verify(black_box(&f))));
+    c.bench_function("open_session_uncached", |b| {
+        b.iter(|| open(&f.sessions_uncached, black_box(&f.session_cookie)))
+    });
+    c.bench_function("open_session_cached", |b| b.iter(|| open(&f.sessions, black_box(&f.session_cookie))));
     c.final_summary();
 }

@@ -22,28 +22,73 @@ pub enum Found<'a> {
     Twice,
 }
 
-/// The `name=value` pairs of `Cookie` header lines, in order (RFC 6265 section 5.4: `; `
-/// between pairs; a pair without `=` or that is not UTF-8 is skipped).
-pub fn pairs<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> impl Iterator<Item = (&'a str, &'a str)> {
-    lines.into_iter().flat_map(|line| line.split(|b| *b == b';')).filter_map(|pair| {
-        let pair = core::str::from_utf8(pair).ok()?;
-        let (name, value) = pair.trim_matches(|c| c == ' ' || c == '\t').split_once('=')?;
-        Some((name.trim_end_matches([' ', '\t']), value.trim_start_matches([' ', '\t'])))
-    })
+/// One `name=value` pair, trimmed (RFC 6265 section 5.4: `; ` between pairs); `None` without
+/// `=`.
+fn pair(text: &str) -> Option<(&str, &str)> {
+    let (name, value) = text.trim_matches(|c| c == ' ' || c == '\t').split_once('=')?;
+    Some((name.trim_end_matches([' ', '\t']), value.trim_start_matches([' ', '\t'])))
 }
 
-/// The cookie named `name` in the request's `Cookie` lines.
-pub fn find<'a>(lines: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Found<'a> {
-    let mut found = Found::Absent;
-    for (n, value) in pairs(lines) {
-        if n == name {
-            found = match found {
-                Found::Absent => Found::One(value),
-                _ => return Found::Twice,
-            };
+/// The cookies of a request, read once from its `Cookie` header lines, in order. A pair without
+/// `=` or that is not UTF-8 is skipped.
+#[derive(Debug, Default)]
+pub struct Jar<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Jar<'a> {
+    pub fn parse(lines: impl IntoIterator<Item = &'a [u8]>) -> Jar<'a> {
+        let mut pairs = Vec::new();
+        for line in lines {
+            match core::str::from_utf8(line) {
+                // The common case: one pass with a fast search for each `;`.
+                Ok(text) => pairs.extend(text.split(';').filter_map(pair)),
+                Err(_) => pairs.extend(
+                    line.split(|b| *b == b';').filter_map(|p| core::str::from_utf8(p).ok()).filter_map(pair),
+                ),
+            }
         }
+        Jar { pairs }
     }
-    found
+
+    /// Every pair, in order.
+    pub fn pairs(&self) -> &[(&'a str, &'a str)] {
+        &self.pairs
+    }
+
+    /// The cookie named `name`.
+    pub fn find(&self, name: &str) -> Found<'a> {
+        let mut found = Found::Absent;
+        for (n, value) in &self.pairs {
+            if *n == name {
+                found = match found {
+                    Found::Absent => Found::One(value),
+                    _ => return Found::Twice,
+                };
+            }
+        }
+        found
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.find(name) != Found::Absent
+    }
+
+    /// The session cookie `name` put together again from its chunks; `None` when it is absent
+    /// or a chunk is sent twice. Whoever sets a session of fewer chunks clears the others, so a
+    /// stale chunk of an earlier, larger session is not joined to it.
+    pub fn join(&self, name: &str) -> Option<String> {
+        let mut value = String::new();
+        for index in 0..MAX_CHUNKS {
+            match self.find(&chunk_name(name, index)) {
+                Found::One(chunk) => value.push_str(chunk),
+                Found::Twice => return None,
+                Found::Absent if index == 0 => return None,
+                Found::Absent => break,
+            }
+        }
+        Some(value)
+    }
 }
 
 /// The name of chunk `index` of the session cookie `name` (0 is the cookie itself).
@@ -83,22 +128,6 @@ pub fn split<'a>(name: &str, value: &'a str) -> Result<Vec<(String, &'a str)>, T
     Ok(chunks)
 }
 
-/// The session cookie `name` put together again from its chunks; `None` when it is absent or a
-/// chunk is sent twice. Whoever sets a session of fewer chunks clears the others, so a stale
-/// chunk of an earlier, larger session is not joined to it.
-pub fn join<'a>(lines: impl IntoIterator<Item = &'a [u8]> + Clone, name: &str) -> Option<String> {
-    let mut value = String::new();
-    for index in 0..MAX_CHUNKS {
-        match find(lines.clone(), &chunk_name(name, index)) {
-            Found::One(chunk) => value.push_str(chunk),
-            Found::Twice => return None,
-            Found::Absent if index == 0 => return None,
-            Found::Absent => break,
-        }
-    }
-    Some(value)
-}
-
 /// One `Set-Cookie` header value: `HttpOnly`, `Path=/`, `SameSite=Lax`, and `Secure` on HTTPS;
 /// `max_age` 0 deletes the cookie, `None` makes it last as long as the browser session.
 pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -> String {
@@ -119,14 +148,15 @@ mod tests {
     #[test]
     fn cookies_are_read_from_every_line_and_a_twice_sent_name_is_neither() {
         let lines: [&[u8]; 2] = [b"a=1; entra=xyz;b=2", b" other = 3 ;entra-t0=t"];
-        assert_eq!(find(lines, "entra"), Found::One("xyz"));
-        assert_eq!(find(lines, "other"), Found::One("3"));
-        assert_eq!(find(lines, "entra-t0"), Found::One("t"));
-        assert_eq!(find(lines, "missing"), Found::Absent);
+        let jar = Jar::parse(lines);
+        assert_eq!(jar.find("entra"), Found::One("xyz"));
+        assert_eq!(jar.find("other"), Found::One("3"));
+        assert_eq!(jar.find("entra-t0"), Found::One("t"));
+        assert_eq!(jar.find("missing"), Found::Absent);
         let planted: [&[u8]; 2] = [b"entra=mine", b"entra=planted"];
-        assert_eq!(find(planted, "entra"), Found::Twice);
-        let odd: [&[u8]; 2] = [b"novalue; \xff=1; =empty-name", b""];
-        assert_eq!(pairs(odd).collect::<Vec<_>>(), [("", "empty-name")]);
+        assert_eq!(Jar::parse(planted).find("entra"), Found::Twice);
+        let odd: [&[u8]; 2] = [b"novalue; \xff=1; =empty-name", b"x=1"];
+        assert_eq!(Jar::parse(odd).pairs(), [("", "empty-name"), ("x", "1")]);
     }
 
     #[test]
@@ -138,7 +168,7 @@ mod tests {
         assert!(chunks.iter().all(|(n, v)| n.len() + 1 + v.len() <= MAX_COOKIE_BYTES));
         let line = chunks.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
         assert!(line.len() <= MAX_SESSION_BYTES);
-        assert_eq!(join([line.as_bytes()], "__Host-entra").as_deref(), Some(value.as_str()));
+        assert_eq!(Jar::parse([line.as_bytes()]).join("__Host-entra").as_deref(), Some(value.as_str()));
         assert_eq!(split("entra", "small").unwrap(), [("entra".to_owned(), "small")]);
     }
 
@@ -151,11 +181,11 @@ mod tests {
     #[test]
     fn joining_refuses_doubles_and_needs_the_first_chunk() {
         let doubled: [&[u8]; 1] = [b"s=a; s-1=b; s-1=c"];
-        assert_eq!(join(doubled, "s"), None);
+        assert_eq!(Jar::parse(doubled).join("s"), None);
         let no_first: [&[u8]; 1] = [b"s-1=b"];
-        assert_eq!(join(no_first, "s"), None);
+        assert_eq!(Jar::parse(no_first).join("s"), None);
         let one: [&[u8]; 1] = [b"s=a"];
-        assert_eq!(join(one, "s").as_deref(), Some("a"));
+        assert_eq!(Jar::parse(one).join("s").as_deref(), Some("a"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use thiserror::Error;
 use crate::assertion::ClientCertificate;
 use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
-use crate::cookie::{self, Found};
+use crate::cookie::{self, Found, Jar};
 use crate::error::Denial;
 use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
@@ -129,6 +129,9 @@ pub struct SignIn {
 pub struct OpenedSession {
     pub session: Session,
     pub identity: Arc<VerifiedToken>,
+    /// Opened under the HTTPS cookie name (a value is only valid under the name it was sealed
+    /// for: the cache, keyed by the value alone, checks this on a hit).
+    secure: bool,
 }
 
 impl SignInConfig {
@@ -236,29 +239,28 @@ impl SignIn {
     /// A new sign-in attempt: the authorize URL and its sealed transaction cookie, which takes a
     /// name absent from the request's cookies, else the oldest one's.
     #[allow(clippy::too_many_arguments)]
-    pub fn start<'a>(
+    pub fn start(
         &self,
         provider: &str,
         client_id: &str,
         authorize_endpoint: &str,
         redirect_uri: String,
         return_url: String,
-        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        cookies: &Jar,
         secure: bool,
         kind: AttemptKind,
         now: u64,
         random: &SystemRandom,
     ) -> Result<Start, OpenError> {
         let keys = self.keys()?;
-        let created: [Option<u64>; TRANSACTION_COOKIES] = core::array::from_fn(|i| {
-            match cookie::find(cookies.clone(), &self.transaction_name(secure, i)) {
+        let created: [Option<u64>; TRANSACTION_COOKIES] =
+            core::array::from_fn(|i| match cookies.find(&self.transaction_name(secure, i)) {
                 Found::One(value) => {
                     Some(self.open_transaction(provider, secure, i, value).map_or(0, |t| t.created))
                 }
                 Found::Twice => Some(0),
                 Found::Absent => None,
-            }
-        });
+            });
         let index = transaction_slot(created);
         let attempt = Attempt::new(random);
         let location = crate::oidc::authorize_url(
@@ -297,11 +299,11 @@ impl SignIn {
 
     /// Matches a callback's query to the transaction cookie whose state it names. A cookie
     /// name sent twice (planted by a sibling subdomain) is used by nobody and cleared.
-    pub fn callback<'a>(
+    pub fn callback(
         &self,
         provider: &str,
         query: &str,
-        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        cookies: &Jar,
         secure: bool,
         now: u64,
     ) -> Result<Matched, Refused> {
@@ -309,7 +311,7 @@ impl SignIn {
         let mut transactions = Vec::new();
         for index in 0..TRANSACTION_COOKIES {
             let name = self.transaction_name(secure, index);
-            match cookie::find(cookies.clone(), &name) {
+            match cookies.find(&name) {
                 Found::One(value) => transactions.push((index, value)),
                 Found::Twice => clear.push(cookie::set_cookie(&name, "", secure, Some(0))),
                 Found::Absent => {}
@@ -395,11 +397,11 @@ impl SignIn {
 
     /// The `Set-Cookie` values that store `session`: its chunks, and deletions of the chunks a
     /// larger session had. `Err` when it does not fit.
-    pub fn session_cookies<'a>(
+    pub fn session_cookies(
         &self,
         provider: &str,
         session: &Session,
-        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
+        cookies: &Jar,
         secure: bool,
     ) -> Result<Vec<SetCookie>, Denial> {
         let keys = self.keys().map_err(|_| Denial::SessionTooLarge)?;
@@ -411,7 +413,7 @@ impl SignIn {
             chunks.iter().map(|(chunk, value)| cookie::set_cookie(chunk, value, secure, None)).collect();
         for index in chunks.len()..cookie::MAX_CHUNKS {
             let stale = cookie::chunk_name(name, index);
-            if !matches!(cookie::find(cookies.clone(), &stale), Found::Absent) {
+            if cookies.has(&stale) {
                 out.push(cookie::set_cookie(&stale, "", secure, Some(0)));
             }
         }
@@ -419,31 +421,23 @@ impl SignIn {
     }
 
     /// Deletions of every session and transaction cookie the request carries.
-    pub fn clear_all<'a>(
-        &self,
-        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
-        secure: bool,
-    ) -> Vec<SetCookie> {
+    pub fn clear_all(&self, cookies: &Jar, secure: bool) -> Vec<SetCookie> {
         let name = self.cookie_name(secure);
         (0..cookie::MAX_CHUNKS)
             .map(|i| cookie::chunk_name(name, i))
             .chain((0..TRANSACTION_COOKIES).map(|i| self.transaction_name(secure, i)))
-            .filter(|n| !matches!(cookie::find(cookies.clone(), n), Found::Absent))
+            .filter(|n| cookies.has(n))
             .map(|n| cookie::set_cookie(&n, "", secure, Some(0)))
             .collect()
     }
 
     /// The request's session cookie, reassembled: `None` when it has none.
-    pub fn session_cookie<'a>(
-        &self,
-        cookies: impl IntoIterator<Item = &'a [u8]> + Clone,
-        secure: bool,
-    ) -> Option<Result<String, SessionFault>> {
+    pub fn session_cookie(&self, cookies: &Jar, secure: bool) -> Option<Result<String, SessionFault>> {
         let name = self.cookie_name(secure);
-        match cookie::find(cookies.clone(), name) {
+        match cookies.find(name) {
             Found::Absent => None,
             Found::Twice => Some(Err(SessionFault::Duplicated)),
-            Found::One(_) => Some(cookie::join(cookies, name).ok_or(SessionFault::Duplicated)),
+            Found::One(_) => Some(cookies.join(name).ok_or(SessionFault::Duplicated)),
         }
     }
 
@@ -464,17 +458,15 @@ impl SignIn {
         secure: bool,
         now: u64,
     ) -> (Result<Arc<OpenedSession>, SessionFault>, Option<Duration>) {
-        // Keyed by name and value: a value is only valid under the name it was sealed for.
-        let key = [self.cookie_name(secure).as_bytes(), b"=", sealed.as_bytes()].concat();
-        if let Some(hit) = self.cache.get(&key, now) {
+        if let Some(hit) = self.cache.get(sealed.as_bytes(), now).filter(|hit| hit.secure == secure) {
             return (Ok(hit), None);
         }
         let started = Instant::now();
         let opened = self.open_session(provider, sealed, secure).map(|session| {
             let identity = Arc::new(session.identity());
             let expires = session.expires;
-            let opened = Arc::new(OpenedSession { session, identity });
-            self.cache.insert(&key, opened.clone(), expires, now);
+            let opened = Arc::new(OpenedSession { session, identity, secure });
+            self.cache.insert(sealed.as_bytes(), opened.clone(), expires, now);
             opened
         });
         (opened, Some(started.elapsed()))

@@ -47,7 +47,9 @@ fn main() -> Result<(), String> {
             roles: vec!["Orders.Read".into()],
             ..Session::default()
         };
-        let cookies = sign_in.session_cookies(&provider, &session, [], false).map_err(|e| e.to_string())?;
+        let cookies = sign_in
+            .session_cookies(&provider, &session, &Default::default(), false)
+            .map_err(|e| e.to_string())?;
         let pairs: Vec<&str> = cookies.iter().filter_map(|c| c.split(';').next()).collect();
         println!("{}", pairs.join("; "));
     }
