@@ -273,7 +273,11 @@ unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) 
     };
     let known = if www_authenticate { Known::WwwAuthenticate } else { Known::None };
     // SAFETY: per the contract.
-    match unsafe { set_header(r, header, &value, known) } {
+    let set = unsafe { set_header(r, header, &value, known) };
+    // A denial is never cached (a shared cache must not serve it to a request that would pass).
+    // SAFETY: per the contract.
+    let no_store = || unsafe { set_header(r, CACHE_CONTROL, "no-store", Known::None) };
+    match set.and_then(|()| if header == CACHE_CONTROL { Some(()) } else { no_store() }) {
         Some(()) => status as ngx_int_t,
         None => INTERNAL_ERROR,
     }

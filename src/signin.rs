@@ -330,6 +330,8 @@ pub struct Pending {
     matched: Matched,
     /// When the request stops waiting (ms).
     deadline: u64,
+    /// The ID token named a key this worker does not have, and a refresh was asked for.
+    waiting_for_keys: bool,
     _parked: ParkedCallback,
 }
 
@@ -394,7 +396,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     let jar = req.cookies();
     let counters = state.counters();
     // SAFETY: per the contract.
-    if let Some(pending) = unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
+    if let Some(mut pending) = unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
         let answer = pending.result.lock().unwrap_or_else(|p| p.into_inner()).take();
         return match answer {
             None if now_ms() < pending.deadline => {
@@ -423,9 +425,26 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
             }
             Some(Ok(id_token)) => {
                 state.sync_keys(log);
-                let Matched { transaction, clear, .. } = pending.matched;
                 let now = now();
-                let verified = provider.verify_id_token(&id_token, now, &transaction.attempt.nonce);
+                let verified =
+                    provider.verify_id_token(&id_token, now, &pending.matched.transaction.attempt.nonce);
+                if verified.as_ref().is_err_and(|d| *d == Denial::UnknownKid) && now_ms() < pending.deadline {
+                    // A key rotated since the last fetch: refresh (once) and judge again.
+                    let fetching = if pending.waiting_for_keys {
+                        state.slot.as_ref().is_some_and(|slot| {
+                            state.discovery().is_some_and(|(d, _)| slot.fetching(now_ms(), d.timeout))
+                        }) || state.in_flight.get()
+                    } else {
+                        pending.waiting_for_keys = true;
+                        crate::fetch::refresh_for_unknown_kid(worker, index)
+                    };
+                    if fetching {
+                        *pending.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ok(id_token));
+                        // SAFETY: per the contract.
+                        return unsafe { wait(r, pending) };
+                    }
+                }
+                let Matched { transaction, clear, .. } = pending.matched;
                 let token = match verified {
                     Ok(token) => token,
                     // SAFETY: per the contract.
@@ -549,7 +568,8 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
         };
     }
     let deadline = now_ms() + 2 * discovery.timeout.as_millis() as u64 + 1000;
-    let pending = Pending { result, matched, deadline, _parked: ParkedCallback::new(worker) };
+    let pending =
+        Pending { result, matched, deadline, waiting_for_keys: false, _parked: ParkedCallback::new(worker) };
     let parked =
         Outcome { provider: index, source: Source::Session, ..Outcome::denied(index, Denial::NoSession) };
     // SAFETY: per the contract.

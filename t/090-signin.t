@@ -23,7 +23,9 @@ my $provider = live_provider('client_secret_file secret;', 'session_key_file ses
     . live_provider('client_secret_file secret;', 'session_key_file session.keys;',
         'redirect_uri https://$host/lb/callback;', 'frontchannel_logout_uri /lb/logout;', 'session_cookie __Host-lb;')
         =~ s/entra_provider live/entra_provider lb/r;
+my $h2_port = $port + 1;
 write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
+        listen 127.0.0.1:$h2_port http2;
         location / { return 404; }
         location /app {
             entra_auth live session;
@@ -153,6 +155,13 @@ my %sq = query_of($s->{headers}{location});
 my $code_url = request('GET', $s->{headers}{location})->{headers}{location};
 is(navigate($code_url, {})->{status}, 401, 'a callback without a transaction cookie is refused (login CSRF)');
 is(navigate("$code_url&state=$sq{state}", $fresh)->{status}, 401, 'a callback with state twice is refused');
+{
+    # A sibling subdomain planting a second cookie of the attempt's name: neither is used, both go.
+    my $line = "entra-t0=$fresh->{'entra-t0'}; entra-t0=planted";
+    my $planted = request('GET', $code_url, undef, %NAVIGATION, Cookie => $line);
+    is($planted->{status}, 401, 'a transaction cookie sent twice is used by nobody');
+    ok((grep { /^entra-t0=; .*Max-Age=0/ } set_cookies($planted)), 'and is cleared');
+}
 my $ok = navigate($code_url, $fresh);
 is($ok->{status}, 302, 'the genuine callback still signs in');
 my $replayed = navigate($code_url, $fresh);
@@ -213,6 +222,13 @@ is(request('GET', '/app', {}, Accept => 'application/json', Cookie => "entra=$go
     like(read_answer($sock, 10), qr{^HTTP/1\.1 200}, 'a session in the second of two Cookie lines is read');
 }
 
+# --- HTTP/2 sends cookies as crumbs, one header field each: the session is found among them.
+{
+    my $cookies = join ' ', map { "-H 'Cookie: $_'" } 'a=b', "entra=$good", 'c=d';
+    my $status = `curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge -H 'Accept: application/json' $cookies http://127.0.0.1:$h2_port/app`;
+    is($status, '200', 'a session among HTTP/2 cookie crumbs is read');
+}
+
 # --- `any`: a bearer token when Authorization is sent, else the session.
 like(request('GET', '/mixed', undef, Authorization => 'Bearer ' . live_idp('mint'))->{content}, qr/\(bearer\)/, 'any: a bearer token');
 like(request('GET', '/mixed', $jar, Accept => 'application/json')->{content}, qr/\(session\)/, 'any: the session');
@@ -222,6 +238,9 @@ is(request('GET', '/mixed', $jar, Authorization => 'Bearer nonsense')->{status},
 is(request('POST', '/mixed', $jar, Origin => 'http://evil.example')->{status}, 403, 'a cross-origin POST is refused');
 is(request('POST', '/mixed', $jar, 'Sec-Fetch-Site' => 'same-site')->{status}, 403, 'a POST from a sibling site too');
 is(request('POST', '/mixed', $jar, Origin => $origin, 'Sec-Fetch-Site' => 'same-origin')->{status}, 200, 'a same-origin POST is let in');
+is(request('GET', '/mixed', $jar, Upgrade => 'websocket', Connection => 'Upgrade', Origin => 'http://evil.example')->{status},
+    403, 'a cross-origin WebSocket upgrade is refused');
+is(request('GET', '/mixed', $jar, Origin => 'http://evil.example')->{status}, 200, 'a cross-origin GET is not');
 is(request('POST', '/mixed', undef, Origin => 'http://evil.example', Authorization => 'Bearer ' . live_idp('mint'))->{status}, 200,
     'bearer requests are not checked for their origin');
 like(log_text(), qr/access denied: cross_origin/, 'refused with cross_origin');

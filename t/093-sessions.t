@@ -32,7 +32,10 @@ my $provider = live_provider('client_secret_file secret;', 'session_key_file ses
         =~ s/entra_provider live/entra_provider short/r
     . live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'session_idle_timeout 2s;',
         'redirect_uri /idle/callback;', 'frontchannel_logout_uri /idle/logout;', 'session_cookie idle;')
-        =~ s/entra_provider live/entra_provider idle/r;
+        =~ s/entra_provider live/entra_provider idle/r
+    . live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'fetch_timeout 1s;',
+        'redirect_uri /slow/callback;', 'frontchannel_logout_uri /slow/logout;', 'session_cookie slow;')
+        =~ s/entra_provider live/entra_provider slow/r;
 write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         location /app {
             entra_auth live session;
@@ -41,6 +44,13 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         }
         location /short { entra_auth short session; proxy_pass http://127.0.0.1:$port/who; }
         location /idle { entra_auth idle session; proxy_pass http://127.0.0.1:$port/who; }
+        location /slow { entra_auth slow session; proxy_pass http://127.0.0.1:$port/who; }
+        location /open { entra_auth live session; proxy_pass http://127.0.0.1:$port/who; }
+        location /members {
+            entra_auth live session;
+            entra_require_group 0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
         location /who { return 200 "groups=\$http_x_groups\\n"; }
 LOCATIONS
 idp_admin('reset');
@@ -99,6 +109,34 @@ is(json_get('/app', $new)->{status}, 200, 'a session sealed with the new first l
 is(json_get('/app', $old)->{status}, 401, 'one sealed with a removed line does not');
 like(log_text(), qr/the session cookie counts as none: sealed with a key that is not configured/, 'and the log says which');
 is(navigate('/app', $old)->{status}, 302, 'a navigation with it is sent to sign in');
+
+# --- A valid session is accepted while the IdP is down: an outage signs nobody out.
+idp_admin('approve?user=alice');
+my (undef, $steady) = sign_in('/app');
+idp_admin('mode?set=down');
+is(json_get('/app', $steady)->{status}, 200, 'a session is accepted while the IdP is down');
+idp_admin('mode?set=normal');
+
+# --- A token endpoint that does not answer in time: 503 idp_unavailable, with Retry-After.
+idp_admin('hold?path=/token');
+my ($stalled) = sign_in('/slow');
+idp_admin('release');
+is($stalled->{status}, 503, 'a code exchange that takes too long ends in 503');
+is($stalled->{headers}{'retry-after'}, '5', 'with Retry-After');
+like($stalled->{content}, qr/idp_unavailable/, 'naming idp_unavailable');
+
+# --- Group overage in the ID token: the session keeps the flag, group requirements refuse it.
+idp_admin('break?id_token=overage');
+my (undef, $overage) = sign_in('/open');
+is(json_get('/open', $overage)->{status}, 200, 'an overage session is a session');
+is(json_get('/members', $overage)->{status}, 403, 'but a group requirement refuses it');
+like(log_text(), qr/access denied: group_overage \(provider "live"/, 'with group_overage');
+
+# --- An ID token signed by a key rotated in after the keys were fetched: refreshed, then judged.
+my $rotated = idp_admin('rotate');
+my ($after_rotation) = sign_in('/app');
+is($after_rotation->{status}, 302, 'the callback waits for the new key and signs in');
+like(log_text(), qr/provider "live": key set fetched \(\d+ keys\).*signed in: provider "live"/s, 'after a refresh');
 
 # --- Sessions end: session_lifetime 3s, session_idle_timeout 2s (the clock has to pass).
 my (undef, $short) = sign_in('/short');

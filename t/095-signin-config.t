@@ -23,9 +23,11 @@ put('keys', encode_base64('k' x 32, '') . "\n" . encode_base64('o' x 48, '') . "
 put('keys-readable', encode_base64('k' x 32, '') . "\n", 0644);
 put('keys-short', encode_base64('k' x 16, '') . "\n");
 put('keys-garbage', "this is not base64!\n");
-for my $pair (['app', 'rsa:2048'], ['other', 'rsa:2048']) {
-    my ($name, $kind) = @$pair;
-    system("openssl req -x509 -newkey $kind -nodes -subj /CN=$name -days 365"
+$ENV{TEST_NGINX_LIVE_STATE} = File::Spec->rel2abs($ENV{ENTRA_LIVE_IDP_STATE});
+$ENV{TEST_NGINX_SSL_PORT} = ($ENV{TEST_NGINX_PORT} || 1984) + 5;
+for my $pair (['app', 'rsa:2048', 365], ['other', 'rsa:2048', 365], ['soon', 'rsa:2048', 10], ['ec', 'ec -pkeyopt ec_paramgen_curve:P-256', 365]) {
+    my ($name, $kind, $days) = @$pair;
+    system("openssl req -x509 -newkey $kind -nodes -subj /CN=$name -days $days"
         . " -keyout $dir/$name.key -out $dir/$name.crt >/dev/null 2>&1") == 0
         or die "openssl failed to make a test certificate\n";
     chmod 0600, "$dir/$name.key";
@@ -206,3 +208,59 @@ live_provider($main::SIGNIN, 'scopes profile email;')
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid "scopes" "profile": the scopes must include openid/
+
+=== TEST 18: a certificate that expires within 30 days is accepted with a warning
+--- http_config eval
+live_provider('client_certificate $TEST_NGINX_SIGNIN_FILES/soon.crt $TEST_NGINX_SIGNIN_FILES/soon.key;',
+    'session_key_file $TEST_NGINX_SIGNIN_FILES/keys;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- request
+GET /a
+--- error_code: 401
+--- error_log eval
+qr/\[warn\] .*"client_certificate" "\S+soon\.crt" expires in (9|10) days: upload its successor to the app registration/
+
+=== TEST 19: client_certificate takes RSA keys only
+--- http_config eval
+live_provider('client_certificate $TEST_NGINX_SIGNIN_FILES/ec.crt $TEST_NGINX_SIGNIN_FILES/ec.key;')
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"client_certificate" "\S+ec\.crt" "\S+ec\.key": the private key is not an RSA key in PKCS#1 or PKCS#8/
+
+=== TEST 20: entra_require_claim on a claim a session does not keep
+--- http_config eval
+live_provider($main::SIGNIN, 'session_claims department;')
+--- config
+    location /a {
+        entra_auth live session;
+        entra_require_claim department Finance;
+        entra_require_claim jobTitle Auditor;
+        proxy_pass http://backend;
+    }
+--- request
+GET /a
+--- error_code: 401
+--- error_log eval
+qr/\[warn\] .*entra_require_claim "jobTitle": a session of entra_provider "live" does not keep this claim \(add it to session_claims\)/
+--- no_error_log
+"department": a session
+
+=== TEST 21: a session_cookie without __Host- on a server with an ssl listener
+--- http_config eval
+live_provider($main::SIGNIN, 'session_cookie appsession;') . <<'CONF'
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SSL_PORT ssl;
+        ssl_certificate     $TEST_NGINX_LIVE_STATE/tls-cert.pem;
+        ssl_certificate_key $TEST_NGINX_LIVE_STATE/tls-key.pem;
+        location / { entra_auth live session; return 204; }
+    }
+CONF
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- request
+GET /a
+--- error_code: 401
+--- error_log eval
+qr/\[warn\] .*session_cookie "appsession" of entra_provider "live" \(used in \S+nginx\.conf:\d+\) lacks the __Host- prefix on a server with an ssl listener/
+

@@ -192,6 +192,7 @@ impl LocationConf {
     /// Inherits what this level did not set, resolves the provider and builds the policy.
     fn merge(&mut self, prev: &LocationConf, cf: &Conf) -> Result<(), ConfError> {
         let own_scopes = self.scopes != Setting::Unset;
+        let own_claims: Vec<String> = self.claims.iter().map(|(name, _)| name.clone()).collect();
         if matches!(self.auth, AuthSetting::Unset) {
             self.auth = prev.auth.clone();
         }
@@ -224,6 +225,15 @@ impl LocationConf {
                     if own_scopes && *mode == AuthMode::Session {
                         cf.warn(&format_args!(
                             "entra_require_scope: a session has no scp; it can never pass"
+                        ));
+                    }
+                    let session_only = *mode == AuthMode::Session;
+                    for claim in
+                        own_claims.iter().filter(|c| session_only && !provider.sign_in.keeps_claim(c))
+                    {
+                        cf.warn(&format_args!(
+                            "entra_require_claim \"{claim}\": a session of entra_provider \"{name}\" does not keep \
+                             this claim (add it to session_claims)"
                         ));
                     }
                     main.sign_in_used = true;

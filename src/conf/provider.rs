@@ -148,6 +148,17 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
         let key = read_secret_file(cf, "client_certificate", v[1])?;
         let pair = ClientCertificate::from_pem(&certificate, &key)
             .map_err(|e| ConfError::Rule(format!("\"client_certificate\" \"{}\" \"{}\": {e}", v[0], v[1])))?;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match pair.not_after {
+            Some(end) if end <= now => cf.warn(&format_args!("\"client_certificate\" \"{}\" has expired", v[0])),
+            Some(end) if end <= now + 30 * 86_400 => cf.warn(&format_args!(
+                "\"client_certificate\" \"{}\" expires in {} days: upload its successor to the app registration",
+                v[0],
+                (end - now) / 86_400
+            )),
+            _ => {}
+        }
         set_credential(&mut c.sign_in, Credential::Certificate(Box::new(pair)))
     }),
     one("redirect_uri", |_, c, v| {

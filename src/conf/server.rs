@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use entra_core::Provider;
 
-use super::ext::{ConfError, Origin};
+use super::ext::{Conf, ConfError, Origin};
+use crate::EntraModule;
 
 /// One provider used in a session mode by some location of the server.
 pub struct SignInUse {
@@ -51,4 +52,57 @@ impl ServerConf {
         self.sign_in.push(SignInUse { provider: index, origin: origin.clone() });
         Ok(())
     }
+}
+
+/// Warns, once the http block is parsed, about a `session_cookie` without the `__Host-` prefix
+/// used on a server that has an `ssl` listener: browsers then let a sibling subdomain overwrite
+/// it. Walks nginx's table of listening addresses, which knows which servers each one serves.
+pub fn warn_without_host_prefix(cf: &Conf, providers: &[Arc<Provider>]) {
+    #[cfg(ngx_feature = "http_ssl")]
+    {
+        use ngx::ffi::{ngx_array_t, ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_srv_conf_t};
+        use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+
+        // SAFETY: nginx's arrays hold `nelts` elements of the type their users put in them.
+        unsafe fn items<T>(a: &ngx_array_t) -> &[T] {
+            if a.elts.is_null() {
+                return &[];
+            }
+            // SAFETY: per the function's contract.
+            unsafe { core::slice::from_raw_parts(a.elts as *const T, a.nelts) }
+        }
+        // SAFETY: postconfiguration: the http block's core main conf is complete.
+        let Some(cmcf) = (unsafe { NgxHttpCoreModule::main_conf(&*cf.as_ptr()) }) else { return };
+        // SAFETY: `ports` is null or an array of ngx_http_conf_port_t made by `listen` lines.
+        let Some(ports) = (unsafe { cmcf.ports.as_ref() }) else { return };
+        // SAFETY: as above.
+        for port in unsafe { items::<ngx_http_conf_port_t>(ports) } {
+            // SAFETY: a port's addresses are ngx_http_conf_addr_t.
+            for addr in unsafe { items::<ngx_http_conf_addr_t>(&port.addrs) } {
+                if addr.opt.ssl() == 0 {
+                    continue;
+                }
+                // SAFETY: an address's servers are pointers to their core server confs.
+                for &cscf in unsafe { items::<*mut ngx_http_core_srv_conf_t>(&addr.servers) } {
+                    // SAFETY: a server's core conf points at its context, with this module's conf.
+                    let Some(server) = (unsafe { cscf.as_ref() }).and_then(EntraModule::server_conf) else {
+                        continue;
+                    };
+                    for used in &server.sign_in {
+                        let sign_in = &providers[used.provider].sign_in;
+                        let name = sign_in.cookie_name(true);
+                        if sign_in.has_cookie_name() && !name.starts_with("__Host-") {
+                            cf.warn(&format_args!(
+                                "session_cookie \"{name}\" of entra_provider \"{}\" (used in {}) lacks the __Host- \
+                                 prefix on a server with an ssl listener: a sibling subdomain could set it",
+                                providers[used.provider].name, used.origin
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(ngx_feature = "http_ssl"))]
+    let _ = (cf, providers);
 }

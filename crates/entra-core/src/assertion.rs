@@ -36,6 +36,8 @@ pub struct ClientCertificate {
     key: RsaKeyPair,
     /// `x5t#S256`: base64url of the SHA-256 of the certificate's DER.
     thumbprint: String,
+    /// The end of the certificate's validity (seconds since the epoch), if it could be read.
+    pub not_after: Option<u64>,
 }
 
 impl std::fmt::Debug for ClientCertificate {
@@ -83,7 +85,7 @@ impl ClientCertificate {
             return Err(CertificateError::Mismatch);
         }
         let thumbprint = URL_SAFE_NO_PAD.encode(digest(&SHA256, cert.der()));
-        Ok(ClientCertificate { key: pair, thumbprint })
+        Ok(ClientCertificate { key: pair, thumbprint, not_after: not_after(cert.der()) })
     }
 
     /// A fresh assertion for `client_id` at the token endpoint `audience`, valid from `now`.
@@ -112,4 +114,57 @@ impl ClientCertificate {
             .expect("signing with a valid RSA key");
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
+}
+
+/// One DER element: its tag, its content and what follows it.
+fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |l, b| l << 8 | usize::from(*b)), &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// `notAfter` of an X.509 certificate (RFC 5280 4.1: Certificate, TBSCertificate, [0] version,
+/// serial, signature, issuer, validity), in seconds since the epoch. By hand: one field does not
+/// warrant an X.509 parser among the dependencies.
+fn not_after(der: &[u8]) -> Option<u64> {
+    let (_, certificate, _) = element(der)?;
+    let (_, tbs, _) = element(certificate)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = element(rest)?.2;
+    }
+    for _ in 0..3 {
+        rest = element(rest)?.2; // serial, signature algorithm, issuer
+    }
+    let (_, validity, _) = element(rest)?;
+    let (_, _, after) = element(validity)?;
+    let (tag, time, _) = element(after)?;
+    let text = core::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    let digits = |s: &str| s.parse::<u64>().ok();
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy = digits(text.get(..2)?)?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
+        }
+        0x18 => (digits(text.get(..4)?)?, text.get(4..)?),
+        _ => return None,
+    };
+    let field = |at: usize| digits(rest.get(at..at + 2)?);
+    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    // Days from the civil date (H. Hinnant's algorithm), years from March.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let day_of_era =
+        (y - era * 400) * 365 + (y - era * 400) / 4 - (y - era * 400) / 100 + (153 * m + 2) / 5 + day - 1;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }

@@ -231,6 +231,21 @@ impl Session {
     }
 }
 
+/// The claims every session keeps (besides `session_claims`), as [`Session::identity`] gives them.
+pub const KEPT_CLAIMS: [&str; 11] = [
+    "oid",
+    "tid",
+    "sub",
+    "sid",
+    "login_hint",
+    "name",
+    "preferred_username",
+    "email",
+    "ver",
+    "groups",
+    "roles",
+];
+
 /// How often a session in use is re-sealed with a new last-use time, at most (seconds).
 pub const TOUCH_INTERVAL: u64 = 60;
 

@@ -217,6 +217,11 @@ impl SignIn {
         }
     }
 
+    /// Whether a session keeps the top-level claim `name` (for `entra_require_claim`).
+    pub fn keeps_claim(&self, name: &str) -> bool {
+        crate::session::KEPT_CLAIMS.contains(&name) || self.claims.iter().any(|c| c == name)
+    }
+
     /// `true` when `session_cookie` was written.
     pub fn has_cookie_name(&self) -> bool {
         self.cookie.is_some()

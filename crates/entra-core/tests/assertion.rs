@@ -124,3 +124,19 @@ fn the_development_idp_checks_the_assertion_like_entra() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `not_after` is read from the certificate, for the expiry warning of `nginx -t`.
+#[test]
+fn the_end_of_validity_is_read_from_the_certificate() {
+    let kid = &rsa_kids()[0];
+    let der = idp().store.key(kid).unwrap().pkcs8().unwrap();
+    let pair =
+        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der.clone().into(), &rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["app.example".into()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 3, 4);
+    let cert = params.self_signed(&pair).unwrap();
+    let key_pem =
+        format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(&der));
+    let client = ClientCertificate::from_pem(cert.pem().as_bytes(), key_pem.as_bytes()).unwrap();
+    assert_eq!(client.not_after, Some(1_930_348_800), "2031-03-04T00:00:00Z");
+}

@@ -6,7 +6,7 @@
 //!
 //! Tests steer it through `/_admin/`: `approve?user=NAME[&groups=N]` (sign in at once as that
 //! user, with N extra groups), `approve` alone (show the page again), `disable?user=NAME`,
-//! `break?id_token=nonce|no_nonce|audience|issuer|expired|unsigned|unknown_key` and
+//! `break?id_token=nonce|no_nonce|audience|issuer|expired|unsigned|unknown_key|overage` and
 //! `break?authorize=ERROR` (the next answer only), `register?frontchannel_logout_uri=URL`.
 
 use std::collections::HashMap;
@@ -381,6 +381,7 @@ impl Browser {
             Some("expired") => o.expires_in = Some(-3600),
             Some("unsigned") => o.signing = Signing::None,
             Some("unknown_key") => o.headers.push(("kid".into(), json!("no-such-key"))),
+            Some("overage") => o.overage = true,
             _ => {}
         }
         mint(store, &o)
