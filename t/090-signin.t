@@ -58,11 +58,8 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         }
         location /who { return 200 "who=\$http_x_who\\n"; }
 LOCATIONS
-idp_admin('reset');
-my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
-END { kill 'TERM', $pid if $pid }
+my $pid = run_nginx($prefix, $port);
 
-sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
 
 # --- The redirect and its parameters.
 my $start = navigate('/app/page?x=1');

@@ -27,12 +27,8 @@ write_nginx_conf($prefix, $port, $provider, workers => 2, listen => 'reuseport',
         location /who { return 200 "who=\$entra_oid\\n"; }
         location = /status { entra_status; }
 LOCATIONS
-idp_admin('reset');
-idp_admin('approve?user=alice');
-my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
-END { kill 'TERM', $pid if $pid }
+my $pid = run_nginx($prefix, $port, 'approve?user=alice');
 
-sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
 
 # Sends the request until each of the two workers has answered it; returns the statuses seen.
 sub from_every_worker {

@@ -53,11 +53,8 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         }
         location /who { return 200 "groups=\$http_x_groups\\n"; }
 LOCATIONS
-idp_admin('reset');
-my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
-END { kill 'TERM', $pid if $pid }
+my $pid = run_nginx($prefix, $port);
 
-sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
 sub json_get { request('GET', $_[0], $_[1], Accept => 'application/json') }
 
 # --- 200 groups fit.

@@ -22,12 +22,8 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         location /app { entra_auth live session; proxy_pass http://127.0.0.1:$port/who; }
         location /who { return 200 "ok\\n"; }
 LOCATIONS
-idp_admin('reset');
-idp_admin('approve?user=bob');
-my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
-END { kill 'TERM', $pid if $pid }
+my $pid = run_nginx($prefix, $port, 'approve?user=bob');
 
-sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
 
 my ($callback, $jar) = sign_in('/app');
 is($callback->{status}, 302, 'the IdP takes the signed assertion');

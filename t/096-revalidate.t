@@ -26,12 +26,8 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         }
         location /who { return 200 "who=\$http_x_who\\n"; }
 LOCATIONS
-idp_admin('reset');
-idp_admin('approve?user=alice');
-my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
-END { kill 'TERM', $pid if $pid }
+my $pid = run_nginx($prefix, $port, 'approve?user=alice');
 
-sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
 sub script { request('GET', '/app', $_[0], Accept => 'application/json') }
 # The clock has to pass the interval: wait until $seconds after $since.
 sub wait_until { my ($since, $seconds) = @_; sleep 0.05 while time < $since + $seconds }

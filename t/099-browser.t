@@ -41,8 +41,7 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
         location = /logout { entra_auth live session; entra_logout; }
         location = /signed-out { default_type text/html; return 200 '<!doctype html><h1>You are signed out</h1>'; }
 LOCATIONS
-idp_admin('reset');
-my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+run_nginx($prefix, $port);
 
 # chromedriver, on loopback only.
 my $driver_pid = fork // die "fork: $!";
@@ -51,10 +50,7 @@ if (!$driver_pid) {
     open STDERR, '>&', \*STDOUT or die;
     exec $driver, "--port=$driver_port", '--allowed-ips=127.0.0.1' or die;
 }
-END {
-    kill 'TERM', $pid if $pid;
-    kill 'TERM', $driver_pid if $driver_pid;
-}
+END { kill 'TERM', $driver_pid if $driver_pid }
 my $wd = HTTP::Tiny->new(timeout => 60);
 my $deadline = time + 20;
 until (IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $driver_port, Proto => 'tcp')) {
@@ -119,6 +115,5 @@ page_shows(qr/Sign in to the development IdP/, 'the app asks to sign in again');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 
-sub log_text { open my $in, '<', "$prefix/logs/error.log" or return ''; local $/; <$in> }
 
 done_testing();

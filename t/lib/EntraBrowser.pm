@@ -14,7 +14,7 @@ use EntraTest;
 use parent 'Exporter';
 
 our @EXPORT = qw(%NAVIGATION browser_origin request navigate set_cookies apply_cookies query_of sign_in
-    signin_prefix);
+    signin_prefix run_nginx log_text);
 
 our %NAVIGATION = (
     Accept => 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
@@ -43,6 +43,25 @@ sub signin_prefix {
         chmod 0600, "$prefix/conf/$_->[0]";
     }
 }
+
+my (@started, $log_prefix);
+
+# Resets the live IdP, tells it what the suite needs (`/_admin/` requests), and starts nginx with
+# $prefix/conf/nginx.conf on $port (stopped when the suite ends); returns nginx's pid.
+sub run_nginx {
+    my ($prefix, $port, @admin) = @_;
+    idp_admin('reset');
+    idp_admin($_) for @admin;
+    my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+    push @started, $pid;
+    $log_prefix = $prefix;
+    return $pid;
+}
+
+END { kill 'TERM', $_ for @started }
+
+# The error log of the nginx run_nginx started.
+sub log_text { open my $in, '<', "$log_prefix/logs/error.log" or return ''; local $/; <$in> }
 
 sub cookie_header { my %c = @_; join '; ', map { "$_=$c{$_}" } sort keys %c }
 
