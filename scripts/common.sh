@@ -4,9 +4,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-# Each step says how long the script has run so far (minutes:seconds), so that a CI log shows
-# what each step costs.
-say() { printf '\033[1m==> [%d:%02d] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
+# Each step says how long the outermost script has run so far (minutes:seconds; the scripts it
+# runs count from its start too), so that a CI log shows what each step costs.
+export ENTRA_SCRIPTS_STARTED=${ENTRA_SCRIPTS_STARTED:-$(date +%s)}
+say() {
+    local t=$(($(date +%s) - ENTRA_SCRIPTS_STARTED))
+    printf '\033[1m==> [%d:%02d] %s\033[0m\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {

@@ -122,6 +122,25 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         Ok(token) => lcf.policy.check(token),
         Err(denial) => Err(*denial),
     };
+    // SAFETY: per the contract.
+    let navigation = decision.is_err() && signin::is_navigation(&unsafe { Incoming::new(r) });
+    let mut decision = decision;
+    if let Err(denial) = decision {
+        let sign_in =
+            outcome.source == Source::Session && denial.class() == DenialClass::SignIn && navigation;
+        if sign_in && !lcf.logout && !signin::can_start(state) {
+            // Before the metadata was ever fetched: wait like a bearer request for its keys,
+            // counted and logged once, when answered.
+            match wait_for_metadata(&worker, index, previous_wait) {
+                Some(until) => {
+                    outcome.wait_until = Some(until);
+                    // SAFETY: per the contract.
+                    return unsafe { park(r) };
+                }
+                None => decision = Err(Denial::KeysUnavailable),
+            }
+        }
+    }
     outcome.denial = decision.err();
     if let Some(counters) = counters {
         counters.decided(decision);
@@ -133,21 +152,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         Err(denial) => denial,
     };
     crate::log::denial(log, provider, denial, outcome.verified.as_deref().ok());
-    // SAFETY: per the contract.
-    let navigation = signin::is_navigation(&unsafe { Incoming::new(r) });
     if outcome.source == Source::Session && denial.class() == DenialClass::SignIn && navigation {
-        if !signin::can_start(state) {
-            // Before the metadata was ever fetched: wait like a bearer request for its keys.
-            match wait_for_metadata(&worker, index, previous_wait) {
-                Some(until) => {
-                    outcome.wait_until = Some(until);
-                    // SAFETY: per the contract.
-                    return unsafe { park(r) };
-                }
-                // SAFETY: per the contract.
-                None => return unsafe { deny(r, provider, Denial::KeysUnavailable) },
-            }
-        }
         // SAFETY: per the contract.
         return unsafe { signin::start(r, state, denial == Denial::SessionInvalid, None) };
     }

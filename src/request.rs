@@ -57,33 +57,33 @@ impl<'a> Incoming<'a> {
         lines
     }
 
-    /// The first request header named `name` (compared without regard to case).
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        // SAFETY: the request's header list is a valid nginx list of table elements.
-        let mut headers = unsafe { ngx::http::list_iterator(&self.0.headers_in.headers) };
-        headers
-            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.to_str().unwrap_or(""))
-    }
-
     pub fn method(&self) -> &'a str {
         text(&self.0.method_name)
     }
 
-    /// What decides between a sign-in redirect and a 401, and whether another site may have sent it.
+    /// What decides between a sign-in redirect and a 401, and whether another site may have sent
+    /// it: one pass over the request's headers.
     pub fn browser(&self) -> RequestHeaders<'a> {
-        RequestHeaders {
-            method: self.method(),
-            accept: self.header("Accept"),
-            x_requested_with: self.header("X-Requested-With").is_some(),
-            sec_fetch_mode: self.header("Sec-Fetch-Mode"),
-            sec_fetch_dest: self.header("Sec-Fetch-Dest"),
-            sec_fetch_site: self.header("Sec-Fetch-Site"),
-            origin: self.header("Origin"),
-            prefetch: self.header("Sec-Purpose").is_some()
-                || self.header("Purpose").is_some_and(|p| p.eq_ignore_ascii_case("prefetch")),
-            upgrade: self.header("Upgrade").is_some(),
+        let mut h = RequestHeaders { method: self.method(), ..RequestHeaders::default() };
+        // SAFETY: the request's header list is a valid nginx list of table elements.
+        for (name, value) in unsafe { ngx::http::list_iterator(&self.0.headers_in.headers) } {
+            let value = value.to_str().unwrap_or("");
+            let is = |wanted: &str| name.as_bytes().eq_ignore_ascii_case(wanted.as_bytes());
+            let first = |slot: &mut Option<&'a str>| *slot = slot.or(Some(value));
+            match name.as_bytes().len() {
+                6 if is("Accept") => first(&mut h.accept),
+                6 if is("Origin") => first(&mut h.origin),
+                7 if is("Upgrade") => h.upgrade = true,
+                7 if is("Purpose") => h.prefetch |= value.eq_ignore_ascii_case("prefetch"),
+                11 if is("Sec-Purpose") => h.prefetch = true,
+                14 if is("Sec-Fetch-Mode") => first(&mut h.sec_fetch_mode),
+                14 if is("Sec-Fetch-Dest") => first(&mut h.sec_fetch_dest),
+                14 if is("Sec-Fetch-Site") => first(&mut h.sec_fetch_site),
+                16 if is("X-Requested-With") => h.x_requested_with = true,
+                _ => {}
+            }
         }
+        h
     }
 
     /// The connection is TLS.

@@ -109,7 +109,7 @@ pub fn judge_session(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t)
             }
             Standing::Valid { touch: false } => {}
         }
-        if headers.is_cross_origin(&own_origin(req, sign_in)) {
+        if headers.may_change_something() && headers.is_cross_origin(&own_origin(req, sign_in)) {
             return Err(Denial::CrossOrigin);
         }
         Ok(opened.identity.clone())

@@ -69,7 +69,7 @@ struct Fixture {
     sessions: SignIn,
     sessions_uncached: SignIn,
     /// The sealed value of a 200-group session (both chunks joined).
-    session_cookie: String,
+    session_cookie: Vec<u8>,
 }
 
 fn fixture() -> Fixture {
@@ -114,8 +114,10 @@ fn fixture() -> Fixture {
         ..Default::default()
     };
     let cookies = sessions.session_cookies("bench", &session, &Default::default(), false).expect("fits");
-    let session_cookie =
-        cookies.iter().map(|c| c.split(';').next().unwrap().split_once('=').unwrap().1).collect::<String>();
+    let session_cookie = cookies
+        .iter()
+        .flat_map(|c| c.split(';').next().unwrap().split_once('=').unwrap().1.bytes())
+        .collect::<Vec<u8>>();
     Fixture {
         cached: build(None),
         uncached: build(Some(0)),
@@ -129,7 +131,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn open(s: &SignIn, cookie: &str) -> Arc<OpenedSession> {
+fn open(s: &SignIn, cookie: &[u8]) -> Arc<OpenedSession> {
     s.open_cached("bench", cookie, false, now()).0.expect("opens")
 }
 

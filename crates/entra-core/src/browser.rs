@@ -45,12 +45,20 @@ impl RequestHeaders<'_> {
     /// `cross-site` or `same-site` (a sibling subdomain), or an `Origin` other than `own_origin`
     /// (`scheme://host[:port]`). `SameSite=Lax` alone lets a sibling subdomain post.
     pub fn is_cross_origin(&self, own_origin: &str) -> bool {
-        let unsafe_method = !matches!(self.method, "GET" | "HEAD" | "OPTIONS") || self.upgrade;
+        let unsafe_method = self.may_change_something();
         let other_site = self.sec_fetch_site.is_some_and(|site| {
             site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site")
         });
         let other_origin = self.origin.is_some_and(|origin| !origin.eq_ignore_ascii_case(own_origin));
         unsafe_method && (other_site || other_origin)
+    }
+}
+
+impl RequestHeaders<'_> {
+    /// A method other than `GET`/`HEAD`/`OPTIONS`, or an upgrade: what another site may not do
+    /// with the session cookie.
+    pub fn may_change_something(&self) -> bool {
+        !matches!(self.method, "GET" | "HEAD" | "OPTIONS") || self.upgrade
     }
 }
 

@@ -17,42 +17,42 @@ pub const MAX_CHUNKS: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found<'a> {
     Absent,
-    One(&'a str),
+    One(&'a [u8]),
     /// Sent twice (a sibling subdomain may plant a cookie of the same name): neither is used.
     Twice,
 }
 
 /// One `name=value` pair, trimmed (RFC 6265 section 5.4: `; ` between pairs); `None` without
 /// `=`.
-fn pair(text: &str) -> Option<(&str, &str)> {
-    let (name, value) = text.trim_matches(|c| c == ' ' || c == '\t').split_once('=')?;
-    Some((name.trim_end_matches([' ', '\t']), value.trim_start_matches([' ', '\t'])))
+fn pair(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = text.iter().position(|b| *b == b'=')?;
+    Some((text[..at].trim_ascii(), text[at + 1..].trim_ascii()))
 }
 
-/// The cookies of a request, read once from its `Cookie` header lines, in order. A pair without
-/// `=` or that is not UTF-8 is skipped.
+/// The cookies of a request, read once from its `Cookie` header lines, in order, as bytes:
+/// names are compared with the module's own (ASCII), and a value is only ever base64url, which
+/// its decoding checks, so the lines need no UTF-8 check. A pair without `=` is skipped.
 #[derive(Debug, Default)]
 pub struct Jar<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
+    pairs: Vec<(&'a [u8], &'a [u8])>,
 }
 
 impl<'a> Jar<'a> {
     pub fn parse(lines: impl IntoIterator<Item = &'a [u8]>) -> Jar<'a> {
         let mut pairs = Vec::new();
         for line in lines {
-            match core::str::from_utf8(line) {
-                // The common case: one pass with a fast search for each `;`.
-                Ok(text) => pairs.extend(text.split(';').filter_map(pair)),
-                Err(_) => pairs.extend(
-                    line.split(|b| *b == b';').filter_map(|p| core::str::from_utf8(p).ok()).filter_map(pair),
-                ),
+            // One pass over the line with a vectorised search for each `;`.
+            let mut start = 0;
+            for end in memchr::memchr_iter(b';', line).chain([line.len()]) {
+                pairs.extend(pair(&line[start..end]));
+                start = end + 1;
             }
         }
         Jar { pairs }
     }
 
     /// Every pair, in order.
-    pub fn pairs(&self) -> &[(&'a str, &'a str)] {
+    pub fn pairs(&self) -> &[(&'a [u8], &'a [u8])] {
         &self.pairs
     }
 
@@ -60,7 +60,7 @@ impl<'a> Jar<'a> {
     pub fn find(&self, name: &str) -> Found<'a> {
         let mut found = Found::Absent;
         for (n, value) in &self.pairs {
-            if *n == name {
+            if *n == name.as_bytes() {
                 found = match found {
                     Found::Absent => Found::One(value),
                     _ => return Found::Twice,
@@ -77,11 +77,11 @@ impl<'a> Jar<'a> {
     /// The session cookie `name` put together again from its chunks; `None` when it is absent
     /// or a chunk is sent twice. Whoever sets a session of fewer chunks clears the others, so a
     /// stale chunk of an earlier, larger session is not joined to it.
-    pub fn join(&self, name: &str) -> Option<String> {
-        let mut value = String::new();
+    pub fn join(&self, name: &str) -> Option<Vec<u8>> {
+        let mut value = Vec::new();
         for index in 0..MAX_CHUNKS {
             match self.find(&chunk_name(name, index)) {
-                Found::One(chunk) => value.push_str(chunk),
+                Found::One(chunk) => value.extend_from_slice(chunk),
                 Found::Twice => return None,
                 Found::Absent if index == 0 => return None,
                 Found::Absent => break,
@@ -149,14 +149,15 @@ mod tests {
     fn cookies_are_read_from_every_line_and_a_twice_sent_name_is_neither() {
         let lines: [&[u8]; 2] = [b"a=1; entra=xyz;b=2", b" other = 3 ;entra-t0=t"];
         let jar = Jar::parse(lines);
-        assert_eq!(jar.find("entra"), Found::One("xyz"));
-        assert_eq!(jar.find("other"), Found::One("3"));
-        assert_eq!(jar.find("entra-t0"), Found::One("t"));
+        assert_eq!(jar.find("entra"), Found::One(b"xyz"));
+        assert_eq!(jar.find("other"), Found::One(b"3"));
+        assert_eq!(jar.find("entra-t0"), Found::One(b"t"));
         assert_eq!(jar.find("missing"), Found::Absent);
         let planted: [&[u8]; 2] = [b"entra=mine", b"entra=planted"];
         assert_eq!(Jar::parse(planted).find("entra"), Found::Twice);
-        let odd: [&[u8]; 2] = [b"novalue; \xff=1; =empty-name", b"x=1"];
-        assert_eq!(Jar::parse(odd).pairs(), [("", "empty-name"), ("x", "1")]);
+        let odd: [&[u8]; 2] = [b"novalue; \xff=1; =empty-name;", b"x=1"];
+        let pairs: [(&[u8], &[u8]); 3] = [(b"\xff", b"1"), (b"", b"empty-name"), (b"x", b"1")];
+        assert_eq!(Jar::parse(odd).pairs(), pairs, "bytes kept as they are; no name of ours is not ASCII");
     }
 
     #[test]
@@ -168,7 +169,7 @@ mod tests {
         assert!(chunks.iter().all(|(n, v)| n.len() + 1 + v.len() <= MAX_COOKIE_BYTES));
         let line = chunks.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
         assert!(line.len() <= MAX_SESSION_BYTES);
-        assert_eq!(Jar::parse([line.as_bytes()]).join("__Host-entra").as_deref(), Some(value.as_str()));
+        assert_eq!(Jar::parse([line.as_bytes()]).join("__Host-entra").as_deref(), Some(value.as_bytes()));
         assert_eq!(split("entra", "small").unwrap(), [("entra".to_owned(), "small")]);
     }
 
@@ -185,7 +186,7 @@ mod tests {
         let no_first: [&[u8]; 1] = [b"s-1=b"];
         assert_eq!(Jar::parse(no_first).join("s"), None);
         let one: [&[u8]; 1] = [b"s=a"];
-        assert_eq!(Jar::parse(one).join("s").as_deref(), Some("a"));
+        assert_eq!(Jar::parse(one).join("s").as_deref(), Some(&b"a"[..]));
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl SealKeys {
     }
 
     /// Opens a value sealed by [`SealKeys::seal`] with any configured key.
-    pub fn open(&self, purpose: Purpose, aad: &[u8], sealed: &str) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&self, purpose: Purpose, aad: &[u8], sealed: impl AsRef<[u8]>) -> Result<Vec<u8>, OpenError> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
         if bytes.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
             return Err(OpenError::Malformed);
@@ -194,7 +194,7 @@ mod tests {
             let mut altered = sealed.clone();
             altered[i] ^= 0x01;
             assert_eq!(
-                keys.open(Purpose::Session, b"a", &URL_SAFE_NO_PAD.encode(&altered)),
+                keys.open(Purpose::Session, b"a", URL_SAFE_NO_PAD.encode(&altered)),
                 Err(OpenError::Tampered)
             );
         }

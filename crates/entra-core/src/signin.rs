@@ -294,7 +294,7 @@ impl SignIn {
         provider: &str,
         secure: bool,
         index: usize,
-        value: &str,
+        value: &[u8],
     ) -> Option<Transaction> {
         let name = self.transaction_name(secure, index);
         let aad = Self::aad(&name, provider, crate::oidc::TRANSACTION_VERSION);
@@ -437,7 +437,7 @@ impl SignIn {
     }
 
     /// The request's session cookie, reassembled: `None` when it has none.
-    pub fn session_cookie(&self, cookies: &Jar, secure: bool) -> Option<Result<String, SessionFault>> {
+    pub fn session_cookie(&self, cookies: &Jar, secure: bool) -> Option<Result<Vec<u8>, SessionFault>> {
         let name = self.cookie_name(secure);
         match cookies.find(name) {
             Found::Absent => None,
@@ -447,7 +447,7 @@ impl SignIn {
     }
 
     /// Opens a reassembled session cookie.
-    pub fn open_session(&self, provider: &str, sealed: &str, secure: bool) -> Result<Session, SessionFault> {
+    pub fn open_session(&self, provider: &str, sealed: &[u8], secure: bool) -> Result<Session, SessionFault> {
         let aad = Self::aad(self.cookie_name(secure), provider, session::FORMAT_VERSION);
         let plain = self.keys()?.open(Purpose::Session, &aad, sealed)?;
         Session::decode(&plain).map_err(|_| SessionFault::Undecodable)
@@ -459,11 +459,11 @@ impl SignIn {
     pub fn open_cached(
         &self,
         provider: &str,
-        sealed: &str,
+        sealed: &[u8],
         secure: bool,
         now: u64,
     ) -> (Result<Arc<OpenedSession>, SessionFault>, Option<Duration>) {
-        if let Some(hit) = self.cache.get(sealed.as_bytes(), now).filter(|hit| hit.secure == secure) {
+        if let Some(hit) = self.cache.get(sealed, now).filter(|hit| hit.secure == secure) {
             return (Ok(hit), None);
         }
         let started = Instant::now();
@@ -471,7 +471,7 @@ impl SignIn {
             let identity = Arc::new(session.identity());
             let expires = session.expires;
             let opened = Arc::new(OpenedSession { session, identity, secure });
-            self.cache.insert(sealed.as_bytes(), opened.clone(), expires, now);
+            self.cache.insert(sealed, opened.clone(), expires, now);
             opened
         });
         (opened, Some(started.elapsed()))
