@@ -67,14 +67,14 @@ impl<'a> Incoming<'a> {
         let mut h = RequestHeaders { method: self.method(), ..RequestHeaders::default() };
         // SAFETY: the request's header list is a valid nginx list of table elements.
         for (name, value) in unsafe { ngx::http::list_iterator(&self.0.headers_in.headers) } {
-            let value = value.to_str().unwrap_or("");
             let is = |wanted: &str| name.as_bytes().eq_ignore_ascii_case(wanted.as_bytes());
-            let first = |slot: &mut Option<&'a str>| *slot = slot.or(Some(value));
+            // Only the values used are read as text (not the Cookie line, say).
+            let first = |slot: &mut Option<&'a str>| *slot = slot.or(Some(value.to_str().unwrap_or("")));
             match name.as_bytes().len() {
                 6 if is("Accept") => first(&mut h.accept),
                 6 if is("Origin") => first(&mut h.origin),
                 7 if is("Upgrade") => h.upgrade = true,
-                7 if is("Purpose") => h.prefetch |= value.eq_ignore_ascii_case("prefetch"),
+                7 if is("Purpose") => h.prefetch |= value.as_bytes().eq_ignore_ascii_case(b"prefetch"),
                 11 if is("Sec-Purpose") => h.prefetch = true,
                 14 if is("Sec-Fetch-Mode") => first(&mut h.sec_fetch_mode),
                 14 if is("Sec-Fetch-Dest") => first(&mut h.sec_fetch_dest),

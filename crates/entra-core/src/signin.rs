@@ -73,19 +73,22 @@ pub struct SignInConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedirectUri {
     template: String,
+    /// The path the module answers on (compared with every request's).
+    path: String,
 }
 
 impl RedirectUri {
     pub fn new(value: &str) -> RedirectUri {
-        RedirectUri { template: value.to_owned() }
+        let path = match value.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+            None => value,
+        };
+        RedirectUri { template: value.to_owned(), path: path.to_owned() }
     }
 
     /// The path the module answers on.
     pub fn path(&self) -> &str {
-        match self.template.split_once("://") {
-            Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
-            None => &self.template,
-        }
+        &self.path
     }
 
     /// `true` when the URI itself says HTTPS (a TLS-terminating load balancer in front).
