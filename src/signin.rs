@@ -632,7 +632,7 @@ unsafe fn fail(
         counters.decided(Err(denial));
     }
     // SAFETY: per the contract.
-    if let Some(o) = unsafe { outcome::store(r, Outcome::denied(state_index(state), denial)) } {
+    if let Some(o) = unsafe { outcome::store(r, Outcome::denied(state.index, denial)) } {
         o.denial = Some(denial);
     }
     let status = match (denial, denial.class()) {
@@ -661,10 +661,6 @@ unsafe fn fail(
     );
     // SAFETY: per the contract.
     unsafe { send(r, status, &headers, "text/html; charset=utf-8", &body) }
-}
-
-fn state_index(state: &ProviderState) -> usize {
-    worker::current().and_then(|w| w.providers.iter().position(|p| p.identity == state.identity)).unwrap_or(0)
 }
 
 /// Entra's front-channel logout call, `GET <frontchannel_logout_uri>?sid=...` (in a hidden

@@ -44,46 +44,29 @@ struct Counter {
     read: fn(&CounterValues) -> u64,
 }
 
+/// A [`Counter`] of the field of [`CounterValues`] of the same name.
+macro_rules! counter {
+    ($field:ident, $help:literal) => {
+        Counter { name: stringify!($field), help: $help, read: |c| c.$field }
+    };
+}
+
 /// Every provider's counters, in the order shown.
 const COUNTERS: [Counter; 14] = [
-    Counter { name: "allowed", help: "Requests let in.", read: |c| c.allowed },
-    Counter { name: "cache_hits", help: "Tokens found in the verified-token cache.", read: |c| c.cache_hits },
-    Counter { name: "cache_misses", help: "Tokens verified.", read: |c| c.cache_misses },
-    Counter {
-        name: "verify_microseconds",
-        help: "Time spent judging tokens not found in the cache.",
-        read: |c| c.verify_microseconds,
-    },
-    Counter { name: "fetches", help: "Key set fetches.", read: |c| c.fetches },
-    Counter { name: "fetch_errors", help: "Failed key set fetches.", read: |c| c.fetch_errors },
-    Counter { name: "metadata_fetches", help: "Metadata document requests.", read: |c| c.metadata_fetches },
-    Counter { name: "signins_started", help: "Browsers sent to sign in.", read: |c| c.signins_started },
-    Counter {
-        name: "signins_completed",
-        help: "Sign-ins that set a session.",
-        read: |c| c.signins_completed,
-    },
-    Counter {
-        name: "sessions_accepted",
-        help: "Session cookies that opened.",
-        read: |c| c.sessions_accepted,
-    },
-    Counter {
-        name: "session_microseconds",
-        help: "Time spent opening session cookies.",
-        read: |c| c.session_microseconds,
-    },
-    Counter { name: "logouts", help: "Logouts through entra_logout.", read: |c| c.logouts },
-    Counter {
-        name: "frontchannel_logouts",
-        help: "Front-channel logouts from Entra.",
-        read: |c| c.frontchannel_logouts,
-    },
-    Counter {
-        name: "deny_evictions",
-        help: "Deny-list entries dropped to make room (the provider's watermark rose).",
-        read: |c| c.deny_evictions,
-    },
+    counter!(allowed, "Requests let in."),
+    counter!(cache_hits, "Tokens and sessions found in the worker's caches."),
+    counter!(cache_misses, "Tokens verified."),
+    counter!(verify_microseconds, "Time spent judging tokens not found in the cache."),
+    counter!(fetches, "Key set fetches."),
+    counter!(fetch_errors, "Failed key set fetches."),
+    counter!(metadata_fetches, "Metadata document requests."),
+    counter!(signins_started, "Browsers sent to sign in."),
+    counter!(signins_completed, "Sign-ins that set a session."),
+    counter!(sessions_accepted, "Session cookies that opened."),
+    counter!(session_microseconds, "Time spent opening session cookies."),
+    counter!(logouts, "Logouts through entra_logout."),
+    counter!(frontchannel_logouts, "Front-channel logouts from Entra."),
+    counter!(deny_evictions, "Deny-list entries dropped to make room (the provider's watermark rose)."),
 ];
 
 struct ProviderStatus {

@@ -28,6 +28,8 @@ pub struct Worker {
 }
 
 pub struct ProviderState {
+    /// Its place in `Worker::providers` (and the configuration's).
+    pub index: usize,
     pub provider: Arc<Provider>,
     /// `state::identity` of the provider: what its slot and its fetches are for.
     pub identity: u64,
@@ -60,7 +62,9 @@ pub fn current() -> Option<Rc<Worker>> {
         let providers = main
             .providers
             .iter()
-            .map(|provider| ProviderState {
+            .enumerate()
+            .map(|(index, provider)| ProviderState {
+                index,
                 provider: provider.clone(),
                 identity: identity(provider),
                 slot: SlotRef::find(main.zone.shm, provider),
