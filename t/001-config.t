@@ -443,3 +443,47 @@ invalid number of arguments in "entra_auth" directive
 --- must_die
 --- error_log
 "token_cache" value "lots" must be a number of tokens or "off"
+
+=== TEST 36: refresh_on_unknown_kid has a floor: no client may drive back-to-back fetches
+--- http_config
+    entra_provider fast {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        refresh_on_unknown_kid 0;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"refresh_on_unknown_kid" value "0" must be at least 1s in \S+nginx\.conf:\d+/
+
+=== TEST 37: so has refresh
+--- http_config
+    entra_provider fast {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        refresh    0s;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"refresh" value "0s" must be at least 1s in \S+nginx\.conf:\d+/
+
+=== TEST 38: fetch_timeout lies between 100ms and 60s
+--- http_config
+    entra_provider quick {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        fetch_timeout 50ms;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"fetch_timeout" value "50ms" must be between 100ms and 60s in \S+nginx\.conf:\d+/
+
+=== TEST 39: and not above
+--- http_config
+    entra_provider slow {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        fetch_timeout 2m;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"fetch_timeout" value "2m" must be between 100ms and 60s in \S+nginx\.conf:\d+/

@@ -5,6 +5,7 @@
 use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of_mut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use entra_core::assertion::ClientCertificate;
 use entra_core::provider::KeySource;
@@ -101,15 +102,22 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
         Ok(())
     }),
     one("refresh", |_, c, v| {
-        c.refresh = Some(time_value("refresh", v[0], true)?);
+        c.refresh = Some(bounded("refresh", v[0], true, Duration::from_secs(1), None)?);
         Ok(())
     }),
     one("refresh_on_unknown_kid", |_, c, v| {
-        c.refresh_on_unknown_kid = Some(time_value("refresh_on_unknown_kid", v[0], true)?);
+        c.refresh_on_unknown_kid =
+            Some(bounded("refresh_on_unknown_kid", v[0], true, Duration::from_secs(1), None)?);
         Ok(())
     }),
     one("fetch_timeout", |_, c, v| {
-        c.fetch_timeout = Some(time_value("fetch_timeout", v[0], false)?);
+        c.fetch_timeout = Some(bounded(
+            "fetch_timeout",
+            v[0],
+            false,
+            Duration::from_millis(100),
+            Some(Duration::from_secs(60)),
+        )?);
         Ok(())
     }),
     one("ca_file", |cf, c, v| {
@@ -220,6 +228,26 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
         Ok(())
     }),
 ];
+
+/// A time within bounds: `refresh_on_unknown_kid 0` would let any client drive back-to-back
+/// fetches with made-up `kid`s.
+fn bounded(
+    directive: &'static str,
+    value: &str,
+    whole_seconds: bool,
+    min: Duration,
+    max: Option<Duration>,
+) -> Result<Duration, ConfError> {
+    let time = time_value(directive, value, whole_seconds)?;
+    if time < min || max.is_some_and(|max| time > max) {
+        let range = match max {
+            Some(max) => format!("between {min:?} and {max:?}"),
+            None => format!("at least {min:?}"),
+        };
+        return Err(ConfError::Rule(format!("\"{directive}\" value \"{value}\" must be {range}")));
+    }
+    Ok(time)
+}
 
 fn invalid(directive: &'static str, value: &str, expected: &'static str) -> ConfError {
     ConfError::Invalid { directive, value: value.to_owned(), expected }
