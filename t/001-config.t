@@ -487,3 +487,14 @@ qr/\[emerg\] .*"fetch_timeout" value "50ms" must be between 100ms and 60s in \S+
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*"fetch_timeout" value "2m" must be between 100ms and 60s in \S+nginx\.conf:\d+/
+
+=== TEST 40: a provider's name is plain (it goes into realm="...", cookies and Prometheus labels)
+--- http_config
+    entra_provider "con\"toso" {
+        tenant     9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        jwks_file  $TEST_NGINX_ENTRA_JWKS;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*entra_provider name "con"toso" must be 1 to 64 letters, digits, '_', '\.' or '-' in \S+nginx\.conf:\d+/

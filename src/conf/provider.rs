@@ -350,6 +350,13 @@ pub extern "C" fn set_provider(
             Ok(a) => a[1].to_owned(),
             Err(e) => return conf_ctx.refuse(&e),
         };
+        // The name goes into `realm="..."`, the cookies' associated data and Prometheus labels.
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !plain || name.is_empty() || name.len() > 64 {
+            return conf_ctx.refuse(&format_args!(
+                "entra_provider name \"{name}\" must be 1 to 64 letters, digits, '_', '.' or '-'"
+            ));
+        }
         if main.index_of(&name).is_some() {
             return conf_ctx.refuse(&format_args!("duplicate entra_provider \"{name}\""));
         }
