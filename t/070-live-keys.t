@@ -125,3 +125,13 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b
 --- response_body_like eval
 [qr/^backend/, qr/^backend/,
  qr/# TYPE entra_allowed_total counter\nentra_allowed_total\{provider="live"\} 1\nentra_allowed_total\{provider="dev"\} 1\n.*# TYPE entra_verify_microseconds_total counter\nentra_verify_microseconds_total\{provider="live"\} [1-9]\d*\nentra_verify_microseconds_total\{provider="dev"\} [1-9]\d*\n.*entra_fetches_total\{provider="live"\} 1\nentra_fetches_total\{provider="dev"\} 0\n.*entra_denied_total\{provider="dev",reason="expired"\} 0\n/s]
+
+=== TEST 14: a redirect is not followed: the metadata names every URL, and Entra does not redirect
+--- http_config eval
+live_provider('metadata_url $TEST_NGINX_IDP_URL/redirect?to=$TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration;',
+              'fetch_timeout 500ms;')
+--- request eval: ['GET /api', 'GET /status']
+--- more_headers eval: [live_bearer(), '']
+--- error_code eval: [503, 200]
+--- response_body_like eval
+[qr/503/, qr/"kids":\[\],"last_error":"http:[^"]+redirect[^"]+: HTTP status 302","last_fetch":null/]

@@ -177,9 +177,10 @@ fn metadata(agent: &ureq::Agent, url: &str) -> Result<Metadata, FetchError> {
     serde_json::from_slice(&get(agent, url)?).map_err(|e| bad(e.to_string()))
 }
 
-/// Fetches the metadata and the key set. Blocking: never call it on an event loop.
+/// Fetches the metadata and the key set. Blocking: never call it on an event loop. No redirect
+/// is followed (the metadata names every URL, and Entra does not redirect): a 3xx is a failure.
 pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
-    let agent = agent(&d.ca_file, d.timeout, 10, None)?;
+    let agent = agent(&d.ca_file, d.timeout, 0, None)?;
     let v2 = metadata(&agent, &d.metadata_url)?;
     let bad_metadata =
         |reason: &str| FetchError::BadMetadata { url: d.metadata_url.clone(), reason: reason.into() };

@@ -6,7 +6,8 @@
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
 //! `/{tenant}/discovery/keys`. The state directory is read on every request, so a `rotate`
-//! from the command line shows at once.
+//! from the command line shows at once. `/redirect?to=URL` answers with a redirect to URL, for
+//! the test that the module follows none.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -267,6 +268,16 @@ fn answer(control: &Control, dir: &Path, base_url: &str, req: &Request, path: &s
         }
         return browser_answer(control, dir, base_url, req)
             .or_else(|| Some(json_answer((404, json!({"error": "not_found", "path": req.path})))));
+    }
+    if req.path == "/redirect" {
+        // `/redirect?to=URL`: a 302 elsewhere, which the module must not follow.
+        let to = browser::form(req.query).remove("to").unwrap_or_default();
+        return Some(Reply {
+            status: 302,
+            content_type: "text/plain",
+            headers: vec![("Location", to)],
+            body: Vec::new(),
+        });
     }
     let is_keys = path.split('?').next().unwrap_or("").ends_with("/keys");
     let counter = if is_keys { &control.keys } else { &control.metadata };
