@@ -178,14 +178,7 @@ fn redirect_to_sign_in(
 
 /// The session cookies (not the transactions) of the request, cleared.
 fn clear_session(req: &Incoming, sign_in: &SignIn) -> Vec<SetCookie> {
-    let secure = is_secure(req, sign_in);
-    let name = sign_in.cookie_name(secure).to_owned();
-    let (whole, chunk) = (format!("{name}="), format!("{name}-1="));
-    sign_in
-        .clear_all(&req.cookies(), secure)
-        .into_iter()
-        .filter(|c| c.starts_with(&whole) || c.starts_with(&chunk))
-        .collect()
+    sign_in.clear_session(&req.cookies(), is_secure(req, sign_in))
 }
 
 /// The 302 to the authorize endpoint from the access phase, with a new transaction cookie;

@@ -430,10 +430,20 @@ impl SignIn {
 
     /// Deletions of every session and transaction cookie the request carries.
     pub fn clear_all(&self, cookies: &Jar, secure: bool) -> Vec<SetCookie> {
+        self.clear(cookies, secure, true)
+    }
+
+    /// Deletions of the session's cookies (its chunks, not the transactions) the request carries.
+    pub fn clear_session(&self, cookies: &Jar, secure: bool) -> Vec<SetCookie> {
+        self.clear(cookies, secure, false)
+    }
+
+    fn clear(&self, cookies: &Jar, secure: bool, transactions: bool) -> Vec<SetCookie> {
         let name = self.cookie_name(secure);
+        let attempts = if transactions { TRANSACTION_COOKIES } else { 0 };
         (0..cookie::MAX_CHUNKS)
             .map(|i| cookie::chunk_name(name, i))
-            .chain((0..TRANSACTION_COOKIES).map(|i| self.transaction_name(secure, i)))
+            .chain((0..attempts).map(|i| self.transaction_name(secure, i)))
             .filter(|n| cookies.has(n))
             .map(|n| cookie::set_cookie(&n, "", secure, Some(0)))
             .collect()
