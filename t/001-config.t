@@ -498,3 +498,31 @@ qr/\[emerg\] .*"fetch_timeout" value "2m" must be between 100ms and 60s in \S+ng
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*entra_provider name "con"toso" must be 1 to 64 letters, digits, '_', '\.' or '-' in \S+nginx\.conf:\d+/
+
+=== TEST 41: a requirement where no entra_auth is in force warns once per line: that place is open
+--- config
+    entra_require_role admin;
+    location /a { proxy_pass http://backend; }
+    location /b { proxy_pass http://backend; }
+    location /c { entra_require_group 0b7e2c5d-4a19-4f3e-8d62-1c9a7f5e3b08; proxy_pass http://backend; }
+    location /api { entra_auth dev; proxy_pass http://backend; }
+--- request
+GET /a
+--- error_code: 200
+--- grep_error_log eval
+qr/\[warn\] .*"entra_require_\w+" in \S+nginx\.conf:\d+ has no effect where no entra_auth is in force/
+--- grep_error_log_out eval
+qr/\A[^\n]*"entra_require_role" in [^\n]*\n[^\n]*"entra_require_group" in [^\n]*\n\z/
+
+=== TEST 42: no warning where entra_auth off is written
+--- config
+    entra_auth dev;
+    entra_require_role admin;
+    location /health { entra_auth off; return 200 "up\n"; }
+    location /public { entra_auth off; entra_require_group 0b7e2c5d-4a19-4f3e-8d62-1c9a7f5e3b08; return 200 "up\n"; }
+--- request
+GET /health
+--- response_body
+up
+--- no_error_log
+has no effect where no entra_auth is in force

@@ -103,6 +103,12 @@ impl Conf {
         ngx_conf_log_error!(NGX_LOG_WARN, self.0, "{}", message);
     }
 
+    /// Logs a warning about a line read earlier (merge), whose place the message names itself.
+    pub fn warn_about(&self, message: &dyn core::fmt::Display) {
+        // SAFETY: a configuration being parsed has a log.
+        ngx::ngx_log_error!(NGX_LOG_WARN, unsafe { (*self.0).log }, "{}", message);
+    }
+
     /// A path relative to the configuration prefix (as `ssl_certificate` takes it).
     pub fn full_path(&self, path: &str) -> Result<String, ConfError> {
         let mut name = ngx_str_t { len: path.len(), data: path.as_ptr() as *mut u8 };

@@ -35,25 +35,38 @@ pub enum AuthMode {
     Any,
 }
 
-/// One requirement directive's state at one level: unset (inherit), `off`, or the value lists of
-/// each directive written at this level (ANY within a list, ALL across lists).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// One requirement directive's state at one level: unset (inherit), `off`, or the lines written
+/// at this level (ANY within a line's values, ALL across lines).
+#[derive(Clone, Debug, Default)]
 enum Setting {
     #[default]
     Unset,
     Off,
-    AllOf(Vec<Vec<String>>),
+    AllOf(Vec<Written>),
+}
+
+/// One requirement line: its values, and where it was written (for the warning when no
+/// `entra_auth` is in force where it applies).
+#[derive(Clone, Debug)]
+struct Written {
+    directive: String,
+    any_of: Vec<String>,
+    origin: Origin,
 }
 
 impl Setting {
     fn inherit(&mut self, prev: &Setting) {
-        if *self == Setting::Unset {
+        if matches!(self, Setting::Unset) {
             *self = prev.clone();
         }
     }
 
-    fn add(&mut self, directive: &str, values: &[&str]) -> Result<(), ConfError> {
-        let owned = || values.iter().map(|v| v.to_string()).collect();
+    fn add(&mut self, directive: &str, values: &[&str], origin: Origin) -> Result<(), ConfError> {
+        let owned = || Written {
+            directive: directive.to_owned(),
+            any_of: values.iter().map(|v| v.to_string()).collect(),
+            origin,
+        };
         match (values, &mut *self) {
             (["off"], Setting::Unset) => *self = Setting::Off,
             (["off"], _) | (_, Setting::Off) => {
@@ -68,10 +81,17 @@ impl Setting {
     }
 
     fn requirements(&self, subject: Subject, policy: &mut Policy) {
-        if let Setting::AllOf(lists) = self {
+        if let Setting::AllOf(lines) = self {
             policy.requirements.extend(
-                lists.iter().map(|any_of| Requirement { subject: subject.clone(), any_of: any_of.clone() }),
+                lines.iter().map(|w| Requirement { subject: subject.clone(), any_of: w.any_of.clone() }),
             );
+        }
+    }
+
+    fn lines(&self) -> &[Written] {
+        match self {
+            Setting::AllOf(lines) => lines,
+            Setting::Unset | Setting::Off => &[],
         }
     }
 }
@@ -144,14 +164,14 @@ pub extern "C" fn set_requirement(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    handle(cf, conf, |_, lcf, a| {
+    handle(cf, conf, |cf, lcf, a| {
         let setting = match a[0] {
             "entra_require_group" => &mut lcf.groups,
             "entra_require_role" => &mut lcf.roles,
             "entra_require_scope" => &mut lcf.scopes,
             _ => &mut lcf.permissions,
         };
-        setting.add(a[0], &a[1..])
+        setting.add(a[0], &a[1..], cf.origin())
     })
 }
 
@@ -184,14 +204,14 @@ pub extern "C" fn set_claim(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf:
                 lcf.claims.len() - 1
             }
         };
-        lcf.claims[index].1.add(&format!("entra_require_claim {name}"), &a[2..])
+        lcf.claims[index].1.add(&format!("entra_require_claim {name}"), &a[2..], cf.origin())
     })
 }
 
 impl LocationConf {
     /// Inherits what this level did not set, resolves the provider and builds the policy.
     fn merge(&mut self, prev: &LocationConf, cf: &Conf) -> Result<(), ConfError> {
-        let own_scopes = self.scopes != Setting::Unset;
+        let own_scopes = !matches!(self.scopes, Setting::Unset);
         let own_claims: Vec<String> = self.claims.iter().map(|(name, _)| name.clone()).collect();
         if matches!(self.auth, AuthSetting::Unset) {
             self.auth = prev.auth.clone();
@@ -244,7 +264,11 @@ impl LocationConf {
                 }
                 (Some(index), *mode)
             }
-            AuthSetting::Unset | AuthSetting::Off => (None, AuthMode::Bearer),
+            AuthSetting::Unset => {
+                self.warn_unguarded(cf)?;
+                (None, AuthMode::Bearer)
+            }
+            AuthSetting::Off => (None, AuthMode::Bearer),
         };
         let mut policy = Policy::default();
         self.groups.requirements(Subject::Group, &mut policy);
@@ -255,6 +279,29 @@ impl LocationConf {
             setting.requirements(Subject::Claim(name.clone()), &mut policy);
         }
         self.policy = policy;
+        Ok(())
+    }
+}
+
+impl LocationConf {
+    /// Requirements in force where no `entra_auth` is: nothing checks them, so the level is
+    /// open. Warns once per line (every location inheriting it would repeat it); an explicit
+    /// `entra_auth off;` says the operator meant it.
+    fn warn_unguarded(&self, cf: &Conf) -> Result<(), ConfError> {
+        // SAFETY: merging happens within the http block, whose main conf exists.
+        let main = unsafe { EntraModule::main_conf_mut(&*cf.as_ptr()) }
+            .ok_or_else(|| ConfError::Rule("no http configuration".into()))?;
+        let settings = [&self.groups, &self.roles, &self.scopes, &self.permissions];
+        let lines = settings.into_iter().chain(self.claims.iter().map(|(_, s)| s)).flat_map(Setting::lines);
+        for line in lines {
+            if main.unguarded_warned.insert((line.origin.file.clone(), line.origin.line)) {
+                cf.warn_about(&format_args!(
+                    "\"{}\" in {} has no effect where no entra_auth is in force, which leaves that place open \
+                     (write \"entra_auth off;\" there if that is meant)",
+                    line.directive, line.origin
+                ));
+            }
+        }
         Ok(())
     }
 }

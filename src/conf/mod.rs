@@ -36,6 +36,8 @@ pub struct MainConf {
     pub zone: ZoneConf,
     /// Some location signs browsers in (`entra_auth ... session|any`).
     pub sign_in_used: bool,
+    /// Requirement lines (file, line) already warned about for want of `entra_auth`.
+    pub unguarded_warned: std::collections::HashSet<(String, usize)>,
 }
 
 impl MainConf {
