@@ -22,9 +22,11 @@ use crate::signin;
 use crate::worker::{self, Worker};
 use crate::{fetch, EntraModule};
 
-/// Registers the handler in nginx's access phase (postconfiguration).
+/// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
+/// access modules: under `satisfy any` a request they let in never waits, parks or gets a 503
+/// here, and under `satisfy all` an address they refuse costs no cryptography.
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
-    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, access_handler)
+    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, crate::Order::Last, access_handler)
 }
 
 extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

@@ -82,10 +82,21 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     access::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))
 }
 
+/// Where in a phase a handler goes. nginx runs a phase's handlers from the last added to the
+/// first, and a dynamic module adds its own after every built-in module.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Runs before the handlers already there.
+    First,
+    /// Runs after them: nginx's own `allow`/`deny`, `auth_basic` and `auth_request` decide first.
+    Last,
+}
+
 /// Adds `handler` to one of nginx's request phases (postconfiguration).
 fn add_phase_handler(
     cf: *mut ngx_conf_t,
     phase: ngx::ffi::ngx_http_phases,
+    order: Order,
     handler: extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx_int_t,
 ) -> Result<(), &'static str> {
     // SAFETY: nginx calls postconfiguration with a valid cf of the http block.
@@ -97,8 +108,17 @@ fn add_phase_handler(
     if slot.is_null() {
         return Err("out of memory");
     }
-    // SAFETY: a fresh element of the array.
-    unsafe { *slot = Some(handler) };
+    let elts = handlers.elts as *mut ngx::ffi::ngx_http_handler_pt;
+    // SAFETY: the array now holds `nelts` handlers, the fresh one last; moving the others up by
+    // one stays within it.
+    unsafe {
+        if order == Order::Last {
+            core::ptr::copy(elts, elts.add(1), handlers.nelts - 1);
+            *elts = Some(handler);
+        } else {
+            *slot = Some(handler);
+        }
+    }
     Ok(())
 }
 

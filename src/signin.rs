@@ -291,7 +291,12 @@ pub unsafe fn forbidden_page(
 
 /// Registers the callback handler in nginx's server-rewrite phase (postconfiguration).
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
-    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, server_rewrite_handler)
+    crate::add_phase_handler(
+        cf,
+        ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE,
+        crate::Order::First,
+        server_rewrite_handler,
+    )
 }
 
 extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

@@ -95,3 +95,15 @@ entra: judging the token with provider "dev": valid (checked)
 --- grep_error_log eval: qr/entra: judging the token with provider "dev": .*/
 --- grep_error_log_out
 entra: judging the token with provider "dev": wrong_audience (checked)
+
+=== TEST 7: satisfy all: an address that deny refuses costs no judgment
+--- config
+    location /api {
+        deny all;
+        entra_auth dev;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 403
+--- no_error_log
+entra: judging the token

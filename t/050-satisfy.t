@@ -105,3 +105,26 @@ ops:{PLAIN}secret
 --- request eval: ['GET /api', 'GET /api']
 --- more_headers eval: [bearer(), 'Authorization: Basic ' . MIME::Base64::encode_base64('ops:secret', '')]
 --- error_code eval: [401, 401]
+
+=== TEST 8: satisfy any: an allowed address gets in while the IdP is down, without waiting for keys
+--- http_config
+    entra_provider down {
+        tenant        9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        client_id     6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+        authority     http://127.0.0.1:1/;
+        fetch_timeout 3s;
+    }
+--- config
+    location /api {
+        satisfy any;
+        allow 127.0.0.1;
+        deny all;
+        entra_auth down;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 200
+--- response_headers
+!Retry-After
+--- no_error_log
+keys_unavailable
