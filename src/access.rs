@@ -42,6 +42,23 @@ extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// `r` is a valid request.
 unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
+    let waiting = || unsafe { outcome::get(r) }.is_some_and(|o| o.wait_until.is_some());
+    let waited = waiting();
+    // SAFETY: per the contract.
+    let rc = unsafe { judge(r) };
+    if waited && !waiting() {
+        if let Some(worker) = worker::current() {
+            // SAFETY: per the contract.
+            worker.stop_waiting(unsafe { (*r).main });
+        }
+    }
+    rc
+}
+
+/// # Safety
+/// `r` is a valid request.
+unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
     let request = unsafe { Request::from_ngx_http_request(r) };
     let Some((lcf, index)) = EntraModule::location_conf(request).and_then(|lcf| Some((lcf, lcf.provider?)))
     else {
@@ -114,7 +131,9 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
             // SAFETY: per the contract.
             match unsafe { outcome::store(r, judged) } {
                 // SAFETY: as above.
-                Some(o) if o.wait_until.is_some() => return unsafe { park(r) },
+                Some(o) if o.wait_until.is_some() => {
+                    return unsafe { park_for_keys(r, &worker, previous_wait) }
+                }
                 Some(o) => o,
                 None => return INTERNAL_ERROR,
             }
@@ -137,7 +156,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
                 Some(until) => {
                     outcome.wait_until = Some(until);
                     // SAFETY: per the contract.
-                    return unsafe { park(r) };
+                    return unsafe { park_for_keys(r, &worker, previous_wait) };
                 }
                 None => decision = Err(Denial::KeysUnavailable),
             }
@@ -181,7 +200,9 @@ fn wait_for_metadata(worker: &Worker, index: usize, previous: Option<u64>) -> Op
     let now = now_ms();
     let deadline = previous.unwrap_or(now + discovery.timeout.as_millis() as u64);
     fetch::start_if_due(worker, index);
-    (now < deadline && worker.providers[index].provider.key_state().keys.is_empty()).then_some(deadline)
+    let room = previous.is_some() || worker.may_wait_for_keys();
+    (room && now < deadline && worker.providers[index].provider.key_state().keys.is_empty())
+        .then_some(deadline)
 }
 
 /// What a token with an unknown `kid` waits for, with a provider that fetches its keys.
@@ -199,21 +220,40 @@ fn wait_for_keys(worker: &Worker, index: usize, previous: Option<u64>) -> KeyWai
     let (Some(slot), Some((discovery, _))) = (&state.slot, state.discovery()) else { return KeyWait::Judged };
     let now = now_ms();
     let deadline = previous.unwrap_or(now + discovery.timeout.as_millis() as u64);
+    let room = previous.is_some() || worker.may_wait_for_keys();
     if state.provider.key_state().keys.is_empty() {
         // Before the first keys: wait for the fetch (starting it if this worker may), then 503.
         fetch::start_if_due(worker, index);
-        return if now < deadline { KeyWait::Park(deadline) } else { KeyWait::Unavailable };
+        return if room && now < deadline { KeyWait::Park(deadline) } else { KeyWait::Unavailable };
     }
     // This worker's own fetch counts too: after a reload gave the slot away, it is the only one.
     let fetching = match previous {
         None => fetch::refresh_for_unknown_kid(worker, index),
         Some(_) => slot.fetching(now, discovery.timeout) || state.in_flight.get(),
     };
-    if fetching && now < deadline {
+    if fetching && room && now < deadline {
         KeyWait::Park(deadline)
     } else {
         KeyWait::Judged
     }
+}
+
+/// Parks a request waiting for keys or metadata, counted among the worker's waiters from its
+/// first wait on.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn park_for_keys(
+    r: *mut ngx_http_request_t,
+    worker: &Worker,
+    previous_wait: Option<u64>,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    if previous_wait.is_none() && unsafe { worker.wait_for_keys((*r).main) }.is_err() {
+        return INTERNAL_ERROR;
+    }
+    // SAFETY: per the contract.
+    unsafe { park(r) }
 }
 
 /// Poll interval of a parked request: it watches the shared zone, so a fetch made by another

@@ -150,6 +150,7 @@ impl threads::Job for Job {
         };
         state.in_flight.set(false);
         finish(state, *self);
+        worker.wake_key_waiters();
     }
 
     fn what(&self) -> &'static str {

@@ -6,15 +6,21 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use core::ffi::c_void;
+use core::ptr::addr_of_mut;
 use entra_core::browser::sid_key;
 use entra_core::discovery::{Discovery, Fetched};
 use entra_core::provider::{KeySource, KeyState};
 use entra_core::schedule::Schedule;
 use entra_core::{KeySet, Provider};
-use ngx::ffi::{ngx_cycle, ngx_cycle_t, ngx_log_t};
+
+use ngx::ffi::{
+    ngx_cycle, ngx_cycle_t, ngx_del_timer, ngx_http_request_t, ngx_log_t, ngx_pool_cleanup_add,
+    ngx_post_event, ngx_posted_events,
+};
 use ngx::http::HttpModuleMainConf;
 
-use crate::log::debug;
+use crate::log::{debug, guard};
 use crate::state::{identity, Counters, DenyView, SlotRef};
 use crate::EntraModule;
 
@@ -25,7 +31,14 @@ pub struct Worker {
     pub providers: Vec<ProviderState>,
     /// Sign-in callbacks parked for their code exchange.
     pub parked_callbacks: Cell<usize>,
+    /// Requests parked until a provider's keys or metadata come (main requests; each leaves
+    /// when its wait ends or its pool is destroyed).
+    key_waiters: RefCell<Vec<*mut ngx_http_request_t>>,
 }
+
+/// Requests one worker keeps parked for keys or metadata at most: beyond, 503 at once, so that
+/// clients with made-up tokens cannot hold connections while no keys were ever loaded.
+pub const MAX_KEY_WAITERS: usize = 256;
 
 pub struct ProviderState {
     /// Its place in `Worker::providers` (and the configuration's).
@@ -74,7 +87,12 @@ pub fn current() -> Option<Rc<Worker>> {
                 deny: RefCell::new(None),
             })
             .collect();
-        let worker = Rc::new(Worker { cycle, providers, parked_callbacks: Cell::new(0) });
+        let worker = Rc::new(Worker {
+            cycle,
+            providers,
+            parked_callbacks: Cell::new(0),
+            key_waiters: RefCell::new(Vec::new()),
+        });
         // A new worker judges with the keys in the zone from its first request on (a reload
         // keeps them), even if a later reload gives its slots away before that request.
         for state in &worker.providers {
@@ -82,6 +100,66 @@ pub fn current() -> Option<Rc<Worker>> {
         }
         *current.borrow_mut() = Some(worker.clone());
         Some(worker)
+    })
+}
+
+impl Worker {
+    /// Whether another request may park for keys.
+    pub fn may_wait_for_keys(&self) -> bool {
+        self.key_waiters.borrow().len() < MAX_KEY_WAITERS
+    }
+
+    /// Counts `r` among the requests waiting for keys, until [`Worker::stop_waiting`] or the end
+    /// of the request.
+    ///
+    /// # Safety
+    /// `r` is a valid main request.
+    pub unsafe fn wait_for_keys(&self, r: *mut ngx_http_request_t) -> Result<(), ()> {
+        // SAFETY: per the contract, the request's pool is valid.
+        let cleanup = unsafe { ngx_pool_cleanup_add((*r).pool, 0) };
+        // SAFETY: a fresh cleanup entry, or null.
+        let Some(cleanup) = (unsafe { cleanup.as_mut() }) else { return Err(()) };
+        cleanup.handler = Some(forget_waiter);
+        cleanup.data = r as *mut c_void;
+        self.key_waiters.borrow_mut().push(r);
+        Ok(())
+    }
+
+    pub fn stop_waiting(&self, r: *mut ngx_http_request_t) {
+        self.key_waiters.borrow_mut().retain(|&w| w != r);
+    }
+
+    /// Wakes this worker's requests waiting for keys, once a fetch has ended: each is judged
+    /// again at once instead of at its next poll. (Other workers' keep polling: nginx has no
+    /// wake-up across processes.)
+    pub fn wake_key_waiters(&self) {
+        let waiters = self.key_waiters.borrow();
+        debug!(cycle_log(), "waking {} requests waiting for keys", waiters.len());
+        for &r in waiters.iter() {
+            // SAFETY: a waiter is a live request (its pool's cleanup removes it) parked by
+            // `access::park`, whose connection's write event is delayed with a timer; nginx
+            // deletes a closing connection's posted events.
+            unsafe {
+                let wev = (*(*r).connection).write;
+                if (*wev).delayed() == 0 {
+                    continue;
+                }
+                if (*wev).timer_set() != 0 {
+                    ngx_del_timer(wev);
+                }
+                (*wev).set_delayed(0);
+                ngx_post_event(wev, addr_of_mut!(ngx_posted_events));
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn forget_waiter(data: *mut c_void) {
+    guard(cycle_log(), "a request's end", (), || {
+        // Never builds the state: a request ending with an old cycle has nothing to forget.
+        if let Some(worker) = CURRENT.with(|current| current.borrow().clone()) {
+            worker.stop_waiting(data as *mut ngx_http_request_t);
+        }
     })
 }
 
