@@ -546,8 +546,10 @@ impl SlotRef {
             if !due || busy {
                 return Claim::NotNow;
             }
-            slot.fetch_owner.store(pid, SeqCst);
+            // The start first: `fetching` reads both without the lock, and must never see the new
+            // owner with the old (stale) start.
             slot.fetch_started_ms.store(now_ms, SeqCst);
+            slot.fetch_owner.store(pid, SeqCst);
             Claim::Taken
         })
         .unwrap_or(Claim::Reassigned)

@@ -174,7 +174,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, FetchError> {
 
 fn metadata(agent: &ureq::Agent, url: &str) -> Result<Metadata, FetchError> {
     let bad = |reason: String| FetchError::BadMetadata { url: url.to_owned(), reason };
-    serde_json::from_slice(&get(agent, url)?).map_err(|e| bad(e.to_string()))
+    crate::token::json_object(&get(agent, url)?).map_err(|e| bad(e.to_string()))
 }
 
 /// Fetches the metadata and the key set. Blocking: never call it on an event loop. No redirect

@@ -56,7 +56,7 @@ pub fn exchange(
         .limit(MAX_ANSWER_BYTES)
         .read_to_vec()
         .map_err(|e| unavailable(e.to_string()))?;
-    let answer: Option<Answer> = serde_json::from_slice(&text).ok();
+    let answer: Option<Answer> = crate::token::json_object(&text).ok();
     match status {
         200 => answer.and_then(|a| a.id_token).ok_or(ExchangeError::NoIdToken),
         400..=499 => {

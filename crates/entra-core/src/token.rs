@@ -109,6 +109,16 @@ impl<'de> Deserialize<'de> for StringArray {
     }
 }
 
+/// Parses a JSON object into `T`. A struct serde derives also takes an array, its fields by
+/// position: a token header or payload, metadata or a token endpoint's answer that is not an
+/// object would pass as one.
+pub(crate) fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, serde_json::Error> {
+    match json.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        Some(b'{') => serde_json::from_slice(json),
+        _ => Err(serde::de::Error::custom("not a JSON object")),
+    }
+}
+
 /// A claim read as `T`: absent, or present with the wrong JSON type (a refusal naming it).
 pub(crate) fn typed<'a, T: Deserialize<'a>>(
     raw: Option<&'a RawValue>,

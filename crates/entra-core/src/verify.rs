@@ -14,7 +14,8 @@ use crate::error::Denial;
 use crate::keys::KeyFamily;
 use crate::provider::Provider;
 use crate::token::{
-    bearer_token, numeric_date, typed, ClaimsView, JoseHeader, JsonStr, StringArray, VerifiedToken,
+    bearer_token, json_object, numeric_date, typed, ClaimsView, JoseHeader, JsonStr, StringArray,
+    VerifiedToken,
 };
 use crate::values::{is_guid, parse_algorithm, TENANT_PLACEHOLDER};
 
@@ -78,7 +79,7 @@ impl Provider {
             return Err(Denial::Malformed);
         };
         let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| Denial::Malformed)?;
-        let header: JoseHeader = serde_json::from_slice(&header_json).map_err(|_| Denial::Malformed)?;
+        let header: JoseHeader = json_object(&header_json).map_err(|_| Denial::Malformed)?;
 
         // A Graph token's signature covers a nonce only Graph can rebuild: say so before the
         // signature check would fail with a confusing reason.
@@ -114,7 +115,7 @@ impl Provider {
         // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
         let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Denial::Malformed)?;
         let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed)?;
-        let view: ClaimsView = serde_json::from_str(&payload).map_err(|_| Denial::Malformed)?;
+        let view: ClaimsView = json_object(payload.as_bytes()).map_err(|_| Denial::Malformed)?;
         let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
         if exp.saturating_add(self.leeway) < now {
             return Err(Denial::Expired);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn a_v2_user_token_passes_and_exposes_its_identity() {
@@ -176,4 +176,35 @@ fn nbf_is_numeric_and_honours_leeway() {
         Denial::NotYetValid
     );
     assert!(verify(MintOptions { not_before: Some(30), ..Default::default() }).is_ok());
+}
+
+#[test]
+fn a_header_or_payload_that_is_not_an_object_is_malformed() {
+    let good = token(MintOptions::default());
+    let header: Value = serde_json::from_str(&header_of(&good)).unwrap();
+    let claims: Value = serde_json::from_str(&payload_of(&good)).unwrap();
+    // serde's derived structs take their fields by position from an array.
+    let positional = |value: &Value, fields: &[&str]| {
+        Value::Array(fields.iter().map(|f| value.get(*f).cloned().unwrap_or(Value::Null)).collect())
+            .to_string()
+    };
+    let header_array = positional(&header, &["alg", "kid", "crit", "nonce"]);
+    let claims_array = positional(
+        &claims,
+        &[
+            "exp", "nbf", "iss", "aud", "tid", "oid", "sub", "scp", "ver", "azp", "appid", "roles", "groups",
+            "nonce",
+        ],
+    );
+    let (header, claims) = (header.to_string(), claims.to_string());
+    assert!(provider().verify(&signed_text(&header, &claims), now()).is_ok(), "the objects themselves pass");
+    for (h, c) in
+        [(&header_array, &claims), (&header, &claims_array), (&format!(" \n{header_array}"), &claims)]
+    {
+        assert_eq!(
+            provider().verify(&signed_text(h, c), now()).unwrap_err(),
+            Denial::Malformed,
+            "{h} {c:.40}"
+        );
+    }
 }

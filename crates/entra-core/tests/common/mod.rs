@@ -102,7 +102,15 @@ pub fn signed_text(header: &str, payload: &str) -> String {
 }
 
 pub fn payload_of(token: &str) -> String {
-    let payload = token.split('.').nth(1).unwrap();
+    part_of(token, 1)
+}
+
+pub fn header_of(token: &str) -> String {
+    part_of(token, 0)
+}
+
+fn part_of(token: &str, index: usize) -> String {
+    let payload = token.split('.').nth(index).unwrap();
     String::from_utf8(
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
     )
