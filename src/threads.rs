@@ -5,6 +5,7 @@
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::ffi::{
@@ -13,7 +14,7 @@ use ngx::ffi::{
     ngx_thread_task_post, ngx_thread_task_t, NGX_OK,
 };
 
-use crate::log::guard;
+use crate::log::{debug, guard};
 use crate::worker::cycle_log;
 
 /// nginx's default pool (32 threads unless `thread_pool default ...;` says otherwise).
@@ -84,13 +85,10 @@ pub fn post(name: &'static str, job: Box<dyn Job>) -> bool {
     if pool.is_null() {
         return false;
     }
-    // One task per job, from the cycle's pool: a task cannot be reused while a pool thread might
-    // hold it, and jobs are few (fetches are minutes apart, exchanges one per sign-in).
-    // SAFETY: as above.
-    let task: *mut ngx_thread_task_t =
-        unsafe { ngx_thread_task_alloc((*ngx_cycle).pool, size_of::<*mut Box<dyn Job>>()) };
-    // SAFETY: a task nginx allocated with room for one pointer of context, or null.
-    let Some(t) = (unsafe { task.as_mut() }) else { return false };
+    let what = job.what();
+    let Some(task) = idle_task() else { return false };
+    // SAFETY: a task from `idle_task`, which no pool thread holds.
+    let t = unsafe { &mut *task };
     let job = Box::into_raw(Box::new(job));
     // SAFETY: the context has room for the pointer.
     unsafe { *(t.ctx as *mut *mut Box<dyn Job>) = job };
@@ -102,9 +100,53 @@ pub fn post(name: &'static str, job: Box<dyn Job>) -> bool {
     if unsafe { ngx_thread_task_post(pool, task) } != NGX_OK as ngx_int_t {
         // SAFETY: the pool refused the task, so the job is still only ours.
         drop(unsafe { Box::from_raw(job) });
+        give_back(task);
         return false;
     }
+    let allocated = TASKS.with(|tasks| tasks.borrow().allocated);
+    debug!(cycle_log(), "{} posted to thread pool \"{}\" ({} tasks in this worker)", what, name, allocated);
     true
+}
+
+/// Tasks come from the cycle's pool, which frees nothing before the cycle ends: one allocated
+/// per job would grow a worker over its uptime. A task whose job is done serves the next one.
+struct Tasks {
+    cycle: *const ngx_cycle_t,
+    idle: Vec<*mut ngx_thread_task_t>,
+    allocated: usize,
+}
+
+thread_local! {
+    static TASKS: RefCell<Tasks> =
+        const { RefCell::new(Tasks { cycle: ptr::null(), idle: Vec::new(), allocated: 0 }) };
+}
+
+/// A task no pool thread holds: an idle one of this cycle, or a new one.
+fn idle_task() -> Option<*mut ngx_thread_task_t> {
+    // SAFETY: on the event loop of a worker whose cycle is live.
+    let cycle = unsafe { ngx_cycle } as *const ngx_cycle_t;
+    TASKS.with(|tasks| {
+        let mut tasks = tasks.borrow_mut();
+        if tasks.cycle != cycle {
+            // A single-process nginx reloaded: the old tasks went with the old cycle's pool.
+            *tasks = Tasks { cycle, idle: Vec::new(), allocated: 0 };
+        }
+        if let Some(task) = tasks.idle.pop() {
+            return Some(task);
+        }
+        // SAFETY: the live cycle's pool; room for one pointer of context.
+        let task = unsafe { ngx_thread_task_alloc((*cycle).pool, size_of::<*mut Box<dyn Job>>()) };
+        if task.is_null() {
+            return None;
+        }
+        tasks.allocated += 1;
+        Some(task)
+    })
+}
+
+/// Keeps `task`, whose job is done (or was never posted), for the next job.
+fn give_back(task: *mut ngx_thread_task_t) {
+    TASKS.with(|tasks| tasks.borrow_mut().idle.push(task));
 }
 
 /// On a pool thread: the job's blocking part. A panic stays in the job (its result says so).
@@ -118,10 +160,11 @@ unsafe extern "C" fn run(data: *mut c_void, _log: *mut ngx_log_t) {
 unsafe extern "C" fn done(event: *mut ngx_event_t) {
     // SAFETY: nginx calls this with the task's event, whose data is the task posted in `post`;
     // the pool thread is done with the job.
-    let job = unsafe {
-        let task = (*event).data as *mut ngx_thread_task_t;
-        *Box::from_raw(*((*task).ctx as *mut *mut Box<dyn Job>))
-    };
+    let task = unsafe { (*event).data } as *mut ngx_thread_task_t;
+    // SAFETY: as above.
+    let job = unsafe { *Box::from_raw(*((*task).ctx as *mut *mut Box<dyn Job>)) };
+    // nginx has read what it needs of the task before calling this handler.
+    give_back(task);
     let what = job.what();
     guard(cycle_log(), what, (), || job.done());
 }
