@@ -526,3 +526,15 @@ GET /health
 up
 --- no_error_log
 has no effect where no entra_auth is in force
+
+=== TEST 43: a domain-name tenant with a {tenantid} issuer must name its tenant id: the template matches every tenant
+--- http_config
+    entra_provider contoso {
+        tenant     contoso.onmicrosoft.com;
+        client_id  6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
+
+        issuer     "https://login.microsoftonline.com/{tenantid}/v2.0";
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*entra_provider "contoso": "issuer" with \{tenantid\} accepts every tenant's tokens with tenant "contoso\.onmicrosoft\.com", a domain name: name its id in "allowed_tenants" \(or say "any"\) in \S+nginx\.conf:\d+/

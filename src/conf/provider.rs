@@ -26,7 +26,8 @@ use crate::log::guard;
 /// What the block's lines have said so far.
 struct Block {
     config: ProviderConfig,
-    seen: Vec<&'static str>,
+    /// Each directive written, with the line it was first written on.
+    seen: Vec<(&'static str, usize)>,
 }
 
 /// One directive inside `entra_provider { }`.
@@ -304,11 +305,10 @@ impl Block {
         if !arity_ok {
             return Err(ConfError::Arguments(name.to_owned()));
         }
-        if !command.repeatable {
-            if self.seen.contains(&command.name) {
-                return Err(ConfError::Duplicate(name.to_owned()));
-            }
-            self.seen.push(command.name);
+        match self.seen.iter().any(|(seen, _)| *seen == command.name) {
+            true if !command.repeatable => return Err(ConfError::Duplicate(name.to_owned())),
+            true => {}
+            false => self.seen.push((command.name, cf.origin().line)),
         }
         (command.set)(cf, &mut self.config, values)
     }
@@ -377,9 +377,12 @@ pub extern "C" fn set_provider(
         }
         let provider = match block.config.build(&name) {
             Ok(provider) => provider,
-            // Point at the block's first line rather than at its closing brace.
+            // Point at the directive's line, or the block's first line, rather than at its
+            // closing brace.
             Err(e) => {
-                return conf_ctx.refuse_at(opening_line, &format_args!("entra_provider \"{name}\": {e}"))
+                let line = e.directive().and_then(|d| block.seen.iter().find(|(seen, _)| *seen == d));
+                let line = line.map_or(opening_line, |(_, line)| *line);
+                return conf_ctx.refuse_at(line, &format_args!("entra_provider \"{name}\": {e}"));
             }
         };
         match &provider.source {

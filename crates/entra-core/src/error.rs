@@ -134,6 +134,11 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("\"allowed_tenants\" is required with tenant \"{0}\" (list tenant GUIDs, or say \"any\")")]
     AllowedTenantsRequired(String),
+    #[error(
+        "\"issuer\" with {{tenantid}} accepts every tenant's tokens with tenant \"{0}\", a domain name: \
+         name its id in \"allowed_tenants\" (or say \"any\")"
+    )]
+    DomainTenantTemplate(String),
     #[error("\"algorithms\" value \"{0}\" is not supported (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA)")]
     UnknownAlgorithm(String),
     #[error("\"{directive}\" value \"{value}\" must be an https:// URL, or http:// on a loopback address")]
@@ -150,6 +155,16 @@ pub enum ConfigError {
     TenantNeedsDiscovery(String),
     #[error("\"jwks_file\" \"{path}\": {reason}")]
     BadKeyFile { path: String, reason: String },
+}
+
+impl ConfigError {
+    /// The directive whose line a refusal found once the whole block was read points at.
+    pub fn directive(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::DomainTenantTemplate(_) => Some("issuer"),
+            _ => None,
+        }
+    }
 }
 
 /// Why a JWKS document is refused.

@@ -141,8 +141,12 @@ impl ProviderConfig {
             (Some(allowed), _) => allowed,
             (None, Tenant::Id(id)) => AllowedTenants::Only(vec![id.clone()]),
             (None, Tenant::Consumers) => AllowedTenants::Only(vec![CONSUMERS_TENANT_ID.to_owned()]),
-            // The metadata of a named tenant gives its concrete issuer: only its tokens match.
-            (None, Tenant::Domain(_)) => AllowedTenants::Any,
+            // An issuer template would match every tenant's tokens: the tenant's id is known only
+            // from its metadata, so the operator must name it.
+            (None, Tenant::Domain(domain)) if issuers.iter().any(|i| i.contains(TENANT_PLACEHOLDER)) => {
+                return Err(ConfigError::DomainTenantTemplate(domain.clone()))
+            }
+            (None, Tenant::Domain(_)) => AllowedTenants::Metadata,
             (None, other) => return Err(ConfigError::AllowedTenantsRequired(other.as_str().to_owned())),
         };
         let leeway = self.leeway.unwrap_or(60);

@@ -77,6 +77,8 @@ impl Tenant {
 pub enum AllowedTenants {
     Any,
     Only(Vec<String>),
+    /// A domain-name tenant's default: the one tenant whose id its metadata's issuer names.
+    Metadata,
 }
 
 impl AllowedTenants {
@@ -92,10 +94,15 @@ impl AllowedTenants {
         }
     }
 
-    pub fn allows(&self, tid: &str) -> bool {
+    /// Whether tokens of `tid` may pass, `metadata_issuers` being the issuers the provider's
+    /// metadata named.
+    pub fn allows(&self, tid: &str, metadata_issuers: &[String]) -> bool {
         match self {
             AllowedTenants::Any => true,
             AllowedTenants::Only(list) => list.iter().any(|t| t.eq_ignore_ascii_case(tid)),
+            AllowedTenants::Metadata => metadata_issuers.iter().any(|iss| {
+                iss.split('/').any(|segment| is_guid(segment) && segment.eq_ignore_ascii_case(tid))
+            }),
         }
     }
 }

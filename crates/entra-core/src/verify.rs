@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::error::Denial;
 use crate::keys::KeyFamily;
-use crate::provider::Provider;
+use crate::provider::{KeyState, Provider};
 use crate::token::{
     bearer_token, json_object, numeric_date, typed, ClaimsView, JoseHeader, JsonStr, StringArray,
     VerifiedToken,
@@ -134,7 +134,7 @@ impl Provider {
             return Err(Denial::InvalidClaim("tid"));
         }
         let iss = typed::<JsonStr>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
-        self.check_issuer(self.accepted_issuers(&state), &iss, tid.as_deref())?;
+        self.check_issuer(&state, &iss, tid.as_deref())?;
         if let Some(key_issuer) = &key.issuer {
             self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
         }
@@ -202,7 +202,8 @@ fn check_audience(audiences: &[String], aud: Option<&RawValue>) -> Result<(), De
 impl Provider {
     /// Exact match against the accepted issuers, `{tenantid}` filled from a GUID `tid`; then the
     /// tenant allow-list (rule 4).
-    fn check_issuer(&self, accepted: &[String], iss: &str, tid: Option<&str>) -> Result<(), Denial> {
+    fn check_issuer(&self, state: &KeyState, iss: &str, tid: Option<&str>) -> Result<(), Denial> {
+        let accepted = self.accepted_issuers(state);
         let matches = |template: &String| match (template.contains(TENANT_PLACEHOLDER), tid) {
             (false, _) => template == iss,
             (true, Some(tid)) => fills_to(template, tid, iss),
@@ -212,7 +213,7 @@ impl Provider {
             return Err(Denial::WrongIssuer);
         }
         match tid {
-            Some(tid) if !self.allowed_tenants.allows(tid) => Err(Denial::TenantNotAllowed),
+            Some(tid) if !self.allowed_tenants.allows(tid, &state.issuers) => Err(Denial::TenantNotAllowed),
             _ => Ok(()),
         }
     }

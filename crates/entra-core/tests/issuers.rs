@@ -184,3 +184,35 @@ fn a_key_with_an_issuer_signs_only_for_that_issuer() {
     };
     assert!(p.verify(&token(templated), now()).is_ok());
 }
+
+#[test]
+fn a_domain_tenant_allows_only_the_tenant_its_metadata_names() {
+    let domain = || {
+        let mut cfg = config();
+        cfg.tenant = Some(Tenant::Domain("contoso.onmicrosoft.com".into()));
+        cfg.keys = None;
+        cfg
+    };
+    // A template would match every tenant's tokens, and no tenant id is known before metadata.
+    let mut cfg = domain();
+    cfg.issuers = vec!["https://login.microsoftonline.com/{tenantid}/v2.0".into()];
+    assert_eq!(config_err(cfg), ConfigError::DomainTenantTemplate("contoso.onmicrosoft.com".into()));
+    let mut cfg = domain();
+    cfg.issuers = vec!["https://login.microsoftonline.com/{tenantid}/v2.0".into()];
+    cfg.allowed_tenants = Some(AllowedTenants::Only(vec![DEV_TENANT.into()]));
+    assert!(cfg.build("named").is_ok(), "with allowed_tenants, a template is fine");
+
+    // By default the tenant is the one whose id the metadata's issuer names: a token of another
+    // tenant under that issuer (a key that names no issuer) is refused.
+    let issuer = format!("{GLOBAL_AUTHORITY}/{DEV_TENANT}/v2.0");
+    let mut cfg = domain();
+    cfg.issuers = vec![issuer.clone()];
+    let p = cfg.build("contoso").unwrap();
+    p.update_keys(KeyState { keys: keys(), issuers: vec![issuer.clone()], ..KeyState::default() });
+    assert!(p.verify(&token(MintOptions::default()), now()).is_ok());
+    let stranger = MintOptions {
+        claims: vec![("tid".into(), json!(OTHER_TENANT)), ("iss".into(), json!(issuer))],
+        ..Default::default()
+    };
+    assert_eq!(p.verify(&token(stranger), now()).unwrap_err(), Denial::TenantNotAllowed);
+}
