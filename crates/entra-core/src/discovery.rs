@@ -185,7 +185,7 @@ pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
     let bad_metadata =
         |reason: &str| FetchError::BadMetadata { url: d.metadata_url.clone(), reason: reason.into() };
     let jwks_uri = v2.jwks_uri.ok_or_else(|| bad_metadata("no jwks_uri"))?;
-    parse_url("jwks_uri", &jwks_uri).map_err(|e| bad_metadata(&e.to_string()))?;
+    let jwks_uri = parse_url("jwks_uri", &jwks_uri).map_err(|e| bad_metadata(&e.to_string()))?;
     let mut warnings = Vec::new();
     // An endpoint that is not an https URL (or http on loopback) is left out, with a warning.
     let mut endpoint = |name: &'static str, url: Option<String>| {

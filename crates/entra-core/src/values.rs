@@ -123,31 +123,36 @@ pub fn parse_algorithm(value: &str) -> Result<Algorithm, ConfigError> {
     })
 }
 
-/// `https://` anywhere, `http://` only towards loopback (tests and the development IdP).
-/// Returns the URL without a trailing slash.
+/// `https://` anywhere, `http://` only towards loopback (tests and the development IdP): an IP
+/// literal in 127.0.0.0/8, `::1`, or the name `localhost`. Parsed by the HTTP client's own URI
+/// parser, and returned as it re-serialises it (without a trailing slash), so that what is
+/// checked here is what the client connects to. No userinfo (`http://127.0.0.1@evil.example/`
+/// would connect to `evil.example`), and a host of plain ASCII letters, digits, `.`, `-`, or an
+/// IP literal: no `%`-encoding, no `\\`.
 pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigError> {
     let bad = || ConfigError::BadUrl { directive, value: value.to_owned() };
-    let rest = if let Some(rest) = value.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = value.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-        };
-        let loopback =
-            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(bad());
-        }
-        rest
-    } else {
+    let uri: ureq::http::Uri = value.parse().map_err(|_| bad())?;
+    let (Some(scheme), Some(authority), Some(host)) = (uri.scheme_str(), uri.authority(), uri.host()) else {
         return Err(bad());
     };
-    if rest.is_empty() || rest.starts_with('/') || value.contains(char::is_whitespace) {
+    let scheme = scheme.to_ascii_lowercase();
+    let ip = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => Some(v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into()),
+        None => host.parse::<std::net::Ipv4Addr>().ok().map(std::net::IpAddr::from),
+    };
+    let plain_name =
+        |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let host_ok = ip.is_some() || plain_name(host);
+    let loopback = ip.is_some_and(|ip| ip.is_loopback()) || host.eq_ignore_ascii_case("localhost");
+    let allowed = match scheme.as_str() {
+        "https" => true,
+        "http" => loopback,
+        _ => false,
+    };
+    if authority.as_str().contains('@') || !host_ok || !allowed {
         return Err(bad());
     }
-    Ok(value.trim_end_matches('/').to_owned())
+    Ok(uri.to_string().trim_end_matches('/').to_owned())
 }
 
 /// An `issuer` line's value: an http(s) URL, `{tenantid}` allowed.

@@ -61,3 +61,51 @@ fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
     assert_eq!(provider().verify("a.b.c d.e.f", now()).unwrap_err(), Denial::Malformed);
     assert_eq!(judge(&provider(), b"\xff\xfe.a.b").unwrap_err(), Denial::Malformed);
 }
+
+#[test]
+fn urls_are_checked_as_the_http_client_reads_them() {
+    let accepted = [
+        ("https://login.microsoftonline.com/", "https://login.microsoftonline.com"),
+        ("HTTPS://Login.Example/meta?x=1", "https://Login.Example/meta?x=1"),
+        ("http://127.0.0.1:9400", "http://127.0.0.1:9400"),
+        ("http://127.8.9.10/keys", "http://127.8.9.10/keys"),
+        ("HTTP://127.0.0.1/keys", "http://127.0.0.1/keys"),
+        ("http://[::1]:9400/", "http://[::1]:9400"),
+        ("http://localhost:8080/x", "http://localhost:8080/x"),
+    ];
+    for (url, serialised) in accepted {
+        assert_eq!(parse_url("metadata_url", url).as_deref(), Ok(serialised), "{url}");
+    }
+    let refused = [
+        // userinfo: the client would connect to what follows the @
+        "http://127.0.0.1:80@evil.example/keys",
+        "http://127.0.0.1@evil.example/keys",
+        "https://user:pass@login.example/",
+        "http://localhost@evil.example/",
+        // backslashes, percent-encoding, non-ASCII, spaces
+        "http://127.0.0.1\\@evil.example/",
+        "http://evil.example\\@127.0.0.1/",
+        "http://%31%32%37.0.0.1/",
+        "https://login%2eexample/",
+        "https://lögin.example/",
+        "https://login.example /x",
+        // not loopback for plain http
+        "http://localhost.evil.example/",
+        "http://127.0.0.1.evil.example/",
+        "http://login.example/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0/",
+        "http://2130706433/",
+        "http://127.1/",
+        // not a URL this module fetches
+        "ftp://x",
+        "https://",
+        "//login.example/",
+        "login.example",
+        "http://[::1/",
+    ];
+    for url in refused {
+        assert!(parse_url("metadata_url", url).is_err(), "{url} must be refused");
+    }
+}
