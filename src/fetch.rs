@@ -16,7 +16,7 @@ use ngx::ffi::{
     ngx_quit, ngx_random, ngx_terminate, NGX_ERROR, NGX_OK,
 };
 
-use crate::clock::{now, now_ms};
+use crate::clock::{mono_s, now, now_ms};
 use crate::log::{debug, error, guard, info, warning};
 use crate::state::{Claim, StoreError};
 use crate::threads;
@@ -97,7 +97,7 @@ unsafe extern "C" fn on_tick(tick: *mut ngx_event_t) {
 pub fn refresh_for_unknown_kid(worker: &Worker, index: usize) -> bool {
     let state = &worker.providers[index];
     let (Some(slot), Some((discovery, schedule))) = (&state.slot, state.discovery()) else { return false };
-    if slot.ask_refresh(now(), schedule) {
+    if slot.ask_refresh(mono_s(), schedule) {
         start_if_due(worker, index);
     }
     slot.fetching(now_ms(), discovery.timeout)
@@ -110,7 +110,7 @@ pub fn start_if_due(worker: &Worker, index: usize) {
     if state.in_flight.get() {
         return;
     }
-    match slot.claim_fetch(pid(), now(), now_ms(), discovery.timeout) {
+    match slot.claim_fetch(pid(), mono_s(), now_ms(), discovery.timeout) {
         Claim::Taken => {}
         Claim::NotNow => return,
         // A worker that outlives a reload which gave its provider's slot away, before it ever
@@ -162,7 +162,7 @@ fn finish(state: &ProviderState, job: Job) {
     let (Some(slot), Some((_, schedule))) = (&state.slot, state.discovery()) else { return };
     let name = &state.provider.name;
     let log = cycle_log();
-    let next = schedule.next_refresh(now(), ngx_random() as u64);
+    let next = schedule.next_refresh(mono_s(), ngx_random() as u64);
     let stored = match job.result {
         Some(Ok(fetched)) => match slot.finish_with_keys(pid(), &fetched, now(), next) {
             Ok(generation) => Ok((fetched, generation)),
@@ -193,7 +193,8 @@ fn finish(state: &ProviderState, job: Job) {
             state.use_fetched(fetched, generation);
         }
         Err(reason) => {
-            let retry = slot.finish_with_error(pid(), &reason, now()).map(|s| format!(", next try in {s}s"));
+            let retry =
+                slot.finish_with_error(pid(), &reason, mono_s()).map(|s| format!(", next try in {s}s"));
             error!(
                 log,
                 "provider \"{}\": key fetch failed, keeping the keys in force{}: {}",

@@ -23,7 +23,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 use ring::rand::SystemRandom;
 
-use crate::clock::{epoch_ms, now, now_ms};
+use crate::clock::{epoch_ms, mono_s, now, now_ms};
 use crate::conf::LocationConf;
 use crate::log::{guard, info, request_log, WithoutRequestLine};
 use crate::outcome::{self, Outcome, Source};
@@ -715,7 +715,7 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
         sid,
         revoked.entries
     );
-    if revoked.evicted && slot.should_log_overflow(now()) {
+    if revoked.evicted && slot.should_log_overflow(mono_s()) {
         crate::log::warning!(
             log,
             "provider \"{}\": the front-channel logout deny-list is full: every session signed in before the oldest \

@@ -92,6 +92,7 @@ struct Slot {
     forced: AtomicU32,
     next_refresh: AtomicU64,
     last_forced: AtomicU64,
+    /// Wall clock, for the status (the schedule's fields are monotonic).
     last_success: AtomicU64,
     failures: AtomicU32,
     /// Sessions signed in at or before this time (ms) are refused: the deny-list overflowed.
@@ -562,8 +563,8 @@ impl SlotRef {
         });
     }
 
-    /// Stores what worker `pid` fetched; the next refresh is due at `next_refresh`. Returns the
-    /// new generation.
+    /// Stores what worker `pid` fetched at `now` (wall clock, for the status); the next refresh
+    /// is due at `next_refresh` (monotonic). Returns the new generation.
     pub fn finish_with_keys(
         &self,
         pid: u32,
@@ -726,7 +727,8 @@ impl SlotRef {
     /// `true` at most once a minute per provider: whether to log an overflow now.
     pub fn should_log_overflow(&self, now: u64) -> bool {
         let last = self.slot().overflow_logged.load(SeqCst);
-        now >= last + 60 && self.slot().overflow_logged.compare_exchange(last, now, SeqCst, SeqCst).is_ok()
+        (last == 0 || now >= last + 60)
+            && self.slot().overflow_logged.compare_exchange(last, now, SeqCst, SeqCst).is_ok()
     }
 
     /// This provider's part of the deny-list (a copy, under the lock).

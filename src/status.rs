@@ -12,6 +12,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use serde_json::{json, Value};
 
+use crate::clock::{mono_s, now};
 use crate::log::{guard, request_log, test_panic};
 use crate::state::CounterValues;
 use crate::worker::{self, Worker};
@@ -101,7 +102,12 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
             };
             if let Some(slot) = state.slot.as_ref().and_then(|s| s.status()) {
                 status.last_fetch = slot.last_success;
-                status.next_refresh = slot.next_refresh;
+                // Scheduled on the monotonic clock; shown on the wall clock.
+                status.next_refresh = if slot.next_refresh > 0 {
+                    now() + slot.next_refresh.saturating_sub(mono_s())
+                } else {
+                    0
+                };
                 status.last_error = slot.last_error;
                 status.counters = COUNTERS.iter().map(|counter| (counter.read)(&slot.counters)).collect();
                 status.denied = REASONS.iter().map(|r| r.word).zip(slot.counters.denied).collect();

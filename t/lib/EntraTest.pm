@@ -73,8 +73,8 @@ sub start_nginx {
 # For those suites: writes $prefix/conf/nginx.conf, one worker loading the module, a provider
 # block ($TEST_NGINX_* filled in), and a server on $port whose /api the provider guards (proxied
 # to /backend); `level` sets the error log's, `server` adds lines to the server, `workers` sets
-# worker_processes, `connections` worker_connections (64) and `listen` adds parameters to the
-# server's listen.
+# worker_processes, `connections` worker_connections (64), `listen` adds parameters to the
+# server's listen and `main` lines to the main context.
 sub write_nginx_conf {
     my ($prefix, $port, $provider, %opt) = @_;
     my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
@@ -85,6 +85,7 @@ sub write_nginx_conf {
     my $workers = $opt{workers} // 1;
     my $listen = $opt{listen} ? " $opt{listen}" : '';
     my $connections = $opt{connections} // 64;
+    my $main = $opt{main} // '';
     open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
     print $conf <<"CONF";
 load_module $module;
@@ -92,6 +93,7 @@ $user
 worker_processes $workers;
 error_log logs/error.log $level;
 pid logs/nginx.pid;
+$main
 events { worker_connections $connections; }
 http {
 $provider

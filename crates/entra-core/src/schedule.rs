@@ -38,8 +38,10 @@ impl Schedule {
 
     /// Whether a token with an unknown `kid` may force a refresh at `now`, the last forced one
     /// having been at `last` (seconds): at most once per interval, whoever sends such tokens.
+    /// `last` is 0 before the first: the clock (monotonic, from boot) may still be below the
+    /// interval.
     pub fn may_force(&self, last: u64, now: u64) -> bool {
-        now >= last.saturating_add(self.on_unknown_kid.as_secs())
+        last == 0 || now >= last.saturating_add(self.on_unknown_kid.as_secs())
     }
 }
 
