@@ -2,12 +2,14 @@
 //! location's requirements, and answer 401, 403 or 503 with the matching header. A request
 //! whose token names a key not yet known waits (parked) while the keys are fetched.
 
-use entra_core::{Denial, DenialClass, Provider};
+use std::sync::Arc;
+
+use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_add_timer, ngx_conf_t, ngx_handle_write_event, ngx_http_block_reading, ngx_http_core_run_phases,
     ngx_http_finalize_request, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t,
-    ngx_http_test_reading, ngx_int_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_SERVICE_UNAVAILABLE,
+    ngx_http_test_reading, ngx_int_t, ngx_log_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_SERVICE_UNAVAILABLE,
     NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, Request};
@@ -19,7 +21,7 @@ use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::{set_header, Known, INTERNAL_ERROR};
 use crate::signin;
-use crate::worker::{self, Worker};
+use crate::worker::{self, ProviderState, Worker};
 use crate::{fetch, EntraModule};
 
 /// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
@@ -82,12 +84,7 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
         _ => {
             // SAFETY: per the contract; the header, if any, is a valid table element.
             let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
-            let use_session = match lcf.mode {
-                AuthMode::Bearer => false,
-                AuthMode::Session => true,
-                AuthMode::Any => header.is_none(),
-            };
-            let judged = if use_session {
+            let judged = if proves_with(lcf.mode, header) == Source::Session {
                 // SAFETY: per the contract.
                 let judged = signin::judge_session(&unsafe { Incoming::new(r) }, state, log);
                 let cookies: Vec<_> =
@@ -106,18 +103,7 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
                     ..Outcome::denied(index, Denial::NoSession)
                 }
             } else {
-                let judgment = provider.judge(header, now());
-                if let Some(counters) = counters {
-                    counters.judged(judgment.checked_for, judgment.verdict.is_ok());
-                }
-                debug!(
-                    log,
-                    "judging the token with provider \"{}\": {} ({})",
-                    provider.name,
-                    judgment.verdict.as_ref().map_or_else(|d| d.reason(), |_| "valid"),
-                    if judgment.checked_for.is_some() { "checked" } else { "cached" }
-                );
-                let mut verified = judgment.verdict;
+                let mut verified = judge_token(state, header, log);
                 let mut wait_until = None;
                 if matches!(verified, Err(Denial::UnknownKid)) {
                     match wait_for_keys(&worker, index, previous_wait) {
@@ -188,6 +174,38 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     // SAFETY: per the contract.
     unsafe { deny(r, provider, denial) }
+}
+
+/// What proves the identity for a location of `mode`: a bearer token, or (`session`, and `any`
+/// without `Authorization`) the session.
+pub fn proves_with(mode: AuthMode, header: Option<&[u8]>) -> Source {
+    match mode {
+        AuthMode::Bearer => Source::Bearer,
+        AuthMode::Session => Source::Session,
+        AuthMode::Any if header.is_some() => Source::Bearer,
+        AuthMode::Any => Source::Session,
+    }
+}
+
+/// Judges the bearer token in `header` (the `Authorization` value, if any), counted and logged.
+pub fn judge_token(
+    state: &ProviderState,
+    header: Option<&[u8]>,
+    log: *mut ngx_log_t,
+) -> Result<Arc<VerifiedToken>, Denial> {
+    let provider = &state.provider;
+    let judgment = provider.judge(header, now());
+    if let Some(counters) = state.counters() {
+        counters.judged(judgment.checked_for, judgment.verdict.is_ok());
+    }
+    debug!(
+        log,
+        "judging the token with provider \"{}\": {} ({})",
+        provider.name,
+        judgment.verdict.as_ref().map_or_else(|d| d.reason(), |_| "valid"),
+        if judgment.checked_for.is_some() { "checked" } else { "cached" }
+    );
+    judgment.verdict
 }
 
 /// Until when (ms) a navigation waits for the provider's first metadata, or `None` when the
@@ -298,7 +316,7 @@ unsafe extern "C" fn resume(r: *mut ngx_http_request_t) {
 ///
 /// # Safety
 /// `r` is a valid request.
-unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) -> ngx_int_t {
+pub unsafe fn deny(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) -> ngx_int_t {
     let realm = &provider.name;
     let challenge = |error: &str| {
         format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", denial.reason())

@@ -27,6 +27,7 @@ mod response;
 mod signin;
 mod state;
 mod status;
+mod subrequest;
 mod threads;
 mod variables;
 mod worker;
@@ -79,6 +80,7 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
         threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
         signin::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     }
+    subrequest::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     access::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))
 }
 

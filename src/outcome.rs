@@ -102,23 +102,24 @@ pub unsafe fn get<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Outcome> {
 /// Stores a new outcome for this request, replacing the one that was there.
 ///
 /// # Safety
-/// `r` must be a valid main request.
+/// `r` must be a valid request (the outcome is its main request's).
 pub unsafe fn store<'a>(r: *mut ngx_http_request_t, outcome: Outcome) -> Option<&'a mut Outcome> {
     // SAFETY: per the contract.
     if let Some(existing) = unsafe { get(r) } {
         *existing = outcome;
         return Some(existing);
     }
-    // SAFETY: a valid main request has a pool and a ctx slot per module; the cleanup entry's
-    // data has room for an `Outcome` (8-byte aligned, asserted above).
+    // SAFETY: a valid request has a valid main request, with a pool and a ctx slot per module;
+    // the cleanup entry's data has room for an `Outcome` (8-byte aligned, asserted above).
     unsafe {
-        let cln = ngx_pool_cleanup_add((*r).pool, size_of::<Outcome>());
+        let main = (*r).main;
+        let cln = ngx_pool_cleanup_add((*main).pool, size_of::<Outcome>());
         if cln.is_null() {
             return None;
         }
         ptr::write((*cln).data as *mut Outcome, outcome);
         (*cln).handler = Some(drop_outcome);
-        *(*r).ctx.add(ctx_index()) = (*cln).data;
+        *(*main).ctx.add(ctx_index()) = (*cln).data;
         Some(&mut *((*cln).data as *mut Outcome))
     }
 }

@@ -300,7 +300,12 @@ pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
 }
 
 extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // A subrequest to the callback or logout path is no browser's: its location answers.
     // SAFETY: nginx calls phase handlers with a valid request.
+    if unsafe { (*r).main } != r {
+        return Status::NGX_DECLINED.into();
+    }
+    // SAFETY: as above.
     guard(unsafe { request_log(r) }, "the sign-in callback", INTERNAL_ERROR, || {
         // SAFETY: as above.
         let (req, request) = unsafe { (Incoming::new(r), ngx::http::Request::from_ngx_http_request(r)) };

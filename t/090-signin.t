@@ -58,6 +58,7 @@ write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', 
             proxy_pass http://127.0.0.1:$port/who;
         }
         location /who { return 200 "who=\$http_x_who\\n"; }
+        location /via-auth { auth_request /app/check; proxy_pass http://127.0.0.1:$port/who; }
 LOCATIONS
 my $pid = run_nginx($prefix, $port);
 
@@ -113,6 +114,10 @@ is($page->{status}, 200, 'the session lets the navigation in');
 is($page->{content}, "who=Alice Example (session) $ALICE_GROUP,5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20\n",
     'with the user, the source and the groups in variables');
 is(request('GET', '/app', $jar, Accept => 'application/json')->{status}, 200, 'and a script of the page');
+is(navigate('/via-auth', $jar)->{status}, 200, 'an auth_request subrequest into a session location passes with the session');
+my $unsigned = navigate('/via-auth', {});
+is($unsigned->{status}, 401, 'and without one gets a 401, never a redirect to sign in');
+ok(!grep({ /^entra-t\d=/ } set_cookies($unsigned)), 'with no transaction cookie');
 like(log_text(), qr/\[info\] .*entra: signed in: provider "live", oid [0-9a-f-]{36}, tid $TENANT, sid [0-9a-f-]{36}, 2 groups/,
     'one info line per sign-in');
 # The module's own lines, at every level it writes (nginx's own debug lines show requests whole).

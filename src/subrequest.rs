@@ -1,0 +1,102 @@
+//! Subrequests into an `entra_auth` location (`auth_request`, SSI `include virtual`, `mirror`,
+//! `slice`): nginx never runs the access phase for them, so they are judged here, in the rewrite
+//! phase, before `return` or `rewrite` can answer. The main request's outcome is reused when the
+//! same provider judged the same kind of proof; otherwise the main request's credentials are
+//! judged by the same rules. A subrequest never waits for keys and never redirects: without a
+//! session it gets a 401.
+
+use entra_core::Denial;
+use ngx::core::Status;
+use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, ngx_http_request_t, ngx_int_t};
+use ngx::http::{HttpModuleLocationConf, Request};
+
+use crate::access::{deny, judge_token, proves_with};
+use crate::log::{guard, request_log};
+use crate::outcome::{self, Outcome, Source};
+use crate::request::Incoming;
+use crate::response::INTERNAL_ERROR;
+use crate::{fetch, signin, worker, EntraModule};
+
+/// Registers the handler first in nginx's rewrite phase (postconfiguration).
+pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
+    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, crate::Order::First, rewrite_handler)
+}
+
+extern "C" fn rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a valid request.
+    if unsafe { (*r).main } == r {
+        return Status::NGX_DECLINED.into();
+    }
+    // SAFETY: as above.
+    guard(unsafe { request_log(r) }, "a subrequest's check", INTERNAL_ERROR, || unsafe { check(r) })
+}
+
+/// # Safety
+/// `r` is a valid subrequest.
+unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let request = unsafe { Request::from_ngx_http_request(r) };
+    let Some((lcf, index)) = EntraModule::location_conf(request).and_then(|lcf| Some((lcf, lcf.provider?)))
+    else {
+        return Status::NGX_DECLINED.into();
+    };
+    let Some(worker) = worker::current() else { return INTERNAL_ERROR };
+    let state = &worker.providers[index];
+    // SAFETY: per the contract.
+    let log = unsafe { request_log(r) };
+    state.sync_keys(log);
+    // A subrequest has its parent's request headers.
+    // SAFETY: per the contract; the header, if any, is a valid table element.
+    let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
+    let source = proves_with(lcf.mode, header);
+    // SAFETY: per the contract; the outcome is the main request's.
+    let main_outcome = unsafe { outcome::get(r) };
+    let reusable = main_outcome.as_ref().filter(|o| {
+        o.provider == index && o.source == source && o.wait_until.is_none() && o.pending.is_none()
+    });
+    let verified = match reusable {
+        Some(o) => o.verified.clone(),
+        None => {
+            let judged = match source {
+                // SAFETY: per the contract.
+                Source::Session => signin::judge_session(&unsafe { Incoming::new(r) }, state, log).verdict,
+                Source::Bearer => match judge_token(state, header, log) {
+                    // No waiting here: start what the main request would have waited for.
+                    Err(Denial::UnknownKid) if state.discovery().is_some() => {
+                        if state.provider.key_state().keys.is_empty() {
+                            fetch::start_if_due(&worker, index);
+                            Err(Denial::KeysUnavailable)
+                        } else {
+                            fetch::refresh_for_unknown_kid(&worker, index);
+                            Err(Denial::UnknownKid)
+                        }
+                    }
+                    judged => judged,
+                },
+            };
+            // Kept for the main request's variables and log when it has no outcome of its own
+            // (`auth_request` from an unguarded location); never replacing one.
+            if main_outcome.is_none() {
+                let kept =
+                    Outcome { verified: judged.clone(), source, ..Outcome::denied(index, Denial::NoToken) };
+                // SAFETY: per the contract.
+                if unsafe { outcome::store(r, kept) }.is_none() {
+                    return INTERNAL_ERROR;
+                }
+            }
+            judged
+        }
+    };
+    let decision = verified.as_ref().map_err(|d| *d).and_then(|token| lcf.policy.check(token));
+    if let Some(counters) = state.counters() {
+        counters.decided(decision);
+    }
+    match decision {
+        Ok(()) => Status::NGX_DECLINED.into(),
+        Err(denial) => {
+            crate::log::denial(log, &state.provider, denial, verified.as_deref().ok());
+            // SAFETY: per the contract.
+            unsafe { deny(r, &state.provider, denial) }
+        }
+    }
+}
