@@ -177,23 +177,32 @@ fn metadata(agent: &ureq::Agent, url: &str) -> Result<Metadata, FetchError> {
     crate::token::json_object(&get(agent, url)?).map_err(|e| bad(e.to_string()))
 }
 
-/// Fetches the metadata and the key set. Blocking: never call it on an event loop. No redirect
-/// is followed (the metadata names every URL, and Entra does not redirect): a 3xx is a failure.
-pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
-    let agent = agent(&d.ca_file, d.timeout, 0, None)?;
-    let v2 = metadata(&agent, &d.metadata_url)?;
-    let bad_metadata =
-        |reason: &str| FetchError::BadMetadata { url: d.metadata_url.clone(), reason: reason.into() };
-    let jwks_uri = v2.jwks_uri.ok_or_else(|| bad_metadata("no jwks_uri"))?;
-    let jwks_uri = parse_url("jwks_uri", &jwks_uri).map_err(|e| bad_metadata(&e.to_string()))?;
+/// What a v2 metadata document says, checked.
+#[derive(Debug)]
+pub struct MetadataDocument {
+    pub issuer: String,
+    /// Where the key set is, as the HTTP client will read it.
+    pub jwks_uri: String,
+    pub endpoints: Endpoints,
+    /// Endpoints left out for failing the URL check.
+    pub warnings: Vec<String>,
+}
+
+/// Reads the v2 metadata document fetched from `url`: a JSON object with an issuer and a
+/// `jwks_uri` that passes the URL check; a sign-in endpoint that fails it is left out, with a
+/// warning.
+pub fn read_metadata(url: &str, document: &[u8]) -> Result<MetadataDocument, FetchError> {
+    let bad = |reason: String| FetchError::BadMetadata { url: url.to_owned(), reason };
+    let v2: Metadata = crate::token::json_object(document).map_err(|e| bad(e.to_string()))?;
+    let jwks_uri = v2.jwks_uri.ok_or_else(|| bad("no jwks_uri".into()))?;
+    let jwks_uri = parse_url("jwks_uri", &jwks_uri).map_err(|e| bad(e.to_string()))?;
     let mut warnings = Vec::new();
-    // An endpoint that is not an https URL (or http on loopback) is left out, with a warning.
-    let mut endpoint = |name: &'static str, url: Option<String>| {
-        let url = url?;
-        match parse_url(name, &url) {
-            Ok(url) => Some(url),
+    let mut endpoint = |name: &'static str, value: Option<String>| {
+        let value = value?;
+        match parse_url(name, &value) {
+            Ok(value) => Some(value),
             Err(e) => {
-                warnings.push(format!("{}: {e} (left out)", d.metadata_url));
+                warnings.push(format!("{url}: {e} (left out)"));
                 None
             }
         }
@@ -203,6 +212,15 @@ pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
         token: endpoint("token_endpoint", v2.token_endpoint),
         end_session: endpoint("end_session_endpoint", v2.end_session_endpoint),
     };
+    Ok(MetadataDocument { issuer: v2.issuer, jwks_uri, endpoints, warnings })
+}
+
+/// Fetches the metadata and the key set. Blocking: never call it on an event loop. No redirect
+/// is followed (the metadata names every URL, and Entra does not redirect): a 3xx is a failure.
+pub fn fetch(d: &Discovery) -> Result<Fetched, FetchError> {
+    let agent = agent(&d.ca_file, d.timeout, 0, None)?;
+    let v2 = read_metadata(&d.metadata_url, &get(&agent, &d.metadata_url)?)?;
+    let (jwks_uri, endpoints, mut warnings) = (v2.jwks_uri, v2.endpoints, v2.warnings);
     let mut issuers = vec![v2.issuer];
     let mut metadata_requests = 1;
     if let Some(v1_url) = &d.v1_metadata_url {
