@@ -538,3 +538,19 @@ has no effect where no entra_auth is in force
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*entra_provider "contoso": "issuer" with \{tenantid\} accepts every tenant's tokens with tenant "contoso\.onmicrosoft\.com", a domain name: name its id in "allowed_tenants" \(or say "any"\) in \S+nginx\.conf:\d+/
+
+=== TEST 44: 64 entra_provider blocks are accepted (63 and the default dev)
+--- http_config eval: join '', map { EntraTest::provider("p$_") } 1 .. 63
+--- config
+    location /api {
+        entra_auth p63;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 200
+
+=== TEST 45: a 65th is refused
+--- http_config eval: join '', map { EntraTest::provider("p$_") } 1 .. 64
+--- must_die
+--- error_log
+more than 64 entra_provider blocks

@@ -342,3 +342,12 @@ WWW-Authenticate: Bearer realm="dev"
 === TEST 55: a huge header parameter is only JSON
 --- more_headers eval: bearer('--header', 'x="' . ('a' x 5000) . '"')
 --- error_code: 200
+
+=== TEST 56: the largest token judged is 64 KiB: a valid one of 65536 bytes passes, one byte more is malformed
+--- http_config
+    large_client_header_buffers 4 128k;
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval: ['Authorization: Bearer ' . token_of_length(65536), 'Authorization: Bearer ' . token_of_length(65537)]
+--- error_code eval: [200, 401]
+--- response_headers eval
+[undef, 'WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="malformed"']

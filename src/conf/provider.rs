@@ -12,8 +12,8 @@ use entra_core::provider::KeySource;
 use entra_core::seal::SealKeys;
 use entra_core::signin::{Credential, SignInConfig};
 use entra_core::values::{
-    parse_algorithm, parse_flag, parse_guid, parse_issuer, parse_token_cache, parse_url, AllowedTenants,
-    Tenant,
+    parse_algorithm, parse_audience, parse_flag, parse_guid, parse_issuer, parse_token_cache, parse_url,
+    AllowedTenants, Tenant,
 };
 use entra_core::{ConfigError, KeySet, ProviderConfig};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
@@ -72,7 +72,7 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
         Ok(())
     }),
     many("audience", |_, c, v| {
-        c.audiences = Some(v.iter().map(|s| s.to_string()).collect());
+        c.audiences = Some(v.iter().map(|s| parse_audience(s)).collect::<Result<_, _>>()?);
         Ok(())
     }),
     one("authority", |_, c, v| {

@@ -15,7 +15,7 @@ use IO::Socket::INET;
 use Time::HiRes qw(time);
 use parent 'Exporter';
 
-our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx send_api_request read_answer token bearer stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
+our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx send_api_request read_answer token bearer token_of_length stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
     live_idp live_bearer live_provider idp_admin $TENANT $CLIENT_ID $OTHER_TENANT use_defaults use_live_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -177,6 +177,24 @@ sub live_provider {
 }
 
 sub bearer { 'Authorization: Bearer ' . token(@_) }
+
+# A valid token exactly $length bytes long, padded with a claim (and, where base64 cannot reach
+# the length from the payload alone, a header parameter).
+sub token_of_length {
+    my ($length, @mint) = @_;
+    for my $extra (0 .. 3) {
+        my @header = $extra ? ('--header', 'x="' . ('h' x $extra) . '"') : ();
+        my $pad = 0;
+        for (1 .. 20) {
+            my $t = token(@mint, @header, '--claim', 'pad="' . ('p' x $pad) . '"');
+            return $t if length($t) == $length;
+            my $next = $pad + int(($length - length $t) * 3 / 4);
+            last if $next == $pad || $next < 0;
+            $pad = $next;
+        }
+    }
+    die "no token of $length bytes\n";
+}
 
 # A token from another IdP whose keys the module does not know (same tenant and audience).
 sub stranger_token {

@@ -145,6 +145,8 @@ pub enum ConfigError {
     BadUrl { directive: &'static str, value: String },
     #[error("\"issuer\" value \"{0}\" is not a URL")]
     BadIssuer(String),
+    #[error("\"{directive}\" value of {length} bytes: 1 to 512 bytes")]
+    ValueLength { directive: &'static str, length: usize },
     #[error("\"{directive}\" value \"{value}\" must be \"on\" or \"off\"")]
     NotAFlag { directive: &'static str, value: String },
     #[error("\"token_cache\" value \"{0}\" must be a number of tokens or \"off\"")]
@@ -176,4 +178,6 @@ pub enum KeySetError {
     NoKeysArray,
     #[error("no usable signing key ({0})")]
     NoUsableKeys(String),
+    #[error("{0} keys: at most 64")]
+    TooManyKeys(usize),
 }

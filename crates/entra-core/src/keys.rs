@@ -48,6 +48,9 @@ pub struct KeySet {
 
 /// The smallest RSA modulus accepted, in bytes (2048 bits, as Entra and ring require).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// The most keys a key set may list (Entra's has a handful; an app with custom signing keys a
+/// few more): a larger set is refused whole, and the keys in force stay.
+pub const MAX_KEYS: usize = 64;
 
 impl KeySet {
     /// Parses a JWKS document. Keys this module cannot use (symmetric keys, encryption keys,
@@ -57,6 +60,9 @@ impl KeySet {
         let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
             return Err(KeySetError::NoKeysArray);
         };
+        if entries.len() > MAX_KEYS {
+            return Err(KeySetError::TooManyKeys(entries.len()));
+        }
         let mut keys = Vec::with_capacity(entries.len());
         let mut skipped = Vec::new();
         for (i, entry) in entries.iter().enumerate() {

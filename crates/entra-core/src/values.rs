@@ -155,13 +155,30 @@ pub fn parse_url(directive: &'static str, value: &str) -> Result<String, ConfigE
     Ok(uri.to_string().trim_end_matches('/').to_owned())
 }
 
+/// The longest `issuer` or `audience` value (Entra's are under 100 bytes).
+pub const MAX_CLAIM_VALUE_LEN: usize = 512;
+
 /// An `issuer` line's value: an http(s) URL, `{tenantid}` allowed.
 pub fn parse_issuer(value: &str) -> Result<String, ConfigError> {
+    check_length("issuer", value)?;
     if value.starts_with("https://") || value.starts_with("http://") {
         Ok(value.to_owned())
     } else {
         Err(ConfigError::BadIssuer(value.to_owned()))
     }
+}
+
+/// An `audience` line's value: any text up to [`MAX_CLAIM_VALUE_LEN`] bytes.
+pub fn parse_audience(value: &str) -> Result<String, ConfigError> {
+    check_length("audience", value)?;
+    Ok(value.to_owned())
+}
+
+fn check_length(directive: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() || value.len() > MAX_CLAIM_VALUE_LEN {
+        return Err(ConfigError::ValueLength { directive, length: value.len() });
+    }
+    Ok(())
 }
 
 /// `on` or `off`.

@@ -109,3 +109,44 @@ fn urls_are_checked_as_the_http_client_reads_them() {
         assert!(parse_url("metadata_url", url).is_err(), "{url} must be refused");
     }
 }
+
+#[test]
+fn limits_hold_at_the_limit_and_refuse_past_it() {
+    use entra_core::keys::MAX_KEYS;
+    use entra_core::values::{parse_audience, parse_issuer, MAX_CLAIM_VALUE_LEN};
+    let set = |n: usize| {
+        let entry = idp().store.jwks().unwrap()["keys"][0].clone();
+        let keys: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut key = entry.clone();
+                key["kid"] = json!(format!("kid-{i}"));
+                key
+            })
+            .collect();
+        json!({ "keys": keys }).to_string()
+    };
+    assert_eq!(KeySet::from_jwks(set(MAX_KEYS).as_bytes()).unwrap().0.len(), MAX_KEYS);
+    assert_eq!(
+        KeySet::from_jwks(set(MAX_KEYS + 1).as_bytes()).unwrap_err(),
+        entra_core::KeySetError::TooManyKeys(MAX_KEYS + 1)
+    );
+
+    let issuer = |n: usize| format!("https://{}", "a".repeat(n - "https://".len()));
+    assert!(parse_issuer(&issuer(MAX_CLAIM_VALUE_LEN)).is_ok());
+    assert_eq!(
+        parse_issuer(&issuer(MAX_CLAIM_VALUE_LEN + 1)),
+        Err(ConfigError::ValueLength { directive: "issuer", length: MAX_CLAIM_VALUE_LEN + 1 })
+    );
+    assert!(parse_audience(&"a".repeat(MAX_CLAIM_VALUE_LEN)).is_ok());
+    assert!(parse_audience(&"a".repeat(MAX_CLAIM_VALUE_LEN + 1)).is_err());
+    assert!(parse_audience("").is_err());
+}
+
+#[test]
+fn a_return_url_is_kept_whole_up_to_1024_bytes() {
+    use entra_core::oidc::{return_url, MAX_RETURN_URL};
+    let at_limit = format!("/app?q={}", "x".repeat(MAX_RETURN_URL - "/app?q=".len()));
+    assert_eq!(return_url(&at_limit), at_limit);
+    assert_eq!(return_url(&format!("{at_limit}y")), "/app", "past it, the path alone");
+    assert_eq!(return_url(&format!("/{}", "p".repeat(MAX_RETURN_URL))), "/", "a path past it: /");
+}
