@@ -39,3 +39,39 @@ need_rust() {
 # Packages each nginx flavour needs to build the module.
 DISTRO_PACKAGES=(nginx nginx-dev libclang-dev pkg-config)
 VENDORED_PACKAGES=(libclang-dev libssl-dev libpcre2-dev zlib1g-dev make pkg-config)
+
+# The development IdPs the suites use: a key store for jwks_file providers and a live one (HTTP
+# and HTTPS on loopback) for providers that discover their keys; the live one stops with the
+# calling script. Exports what the suites read.
+start_test_idps() {
+    say "development IdP for the suites"
+    cargo build -p entra-dev-idp
+    export ENTRA_DEV_IDP="$ROOT/target/debug/entra-dev-idp"
+    export ENTRA_DEV_IDP_STATE="$ROOT/target/test-idp"
+    export TEST_NGINX_ENTRA_JWKS="$ENTRA_DEV_IDP_STATE/jwks.json"
+    rm -rf "$ENTRA_DEV_IDP_STATE"
+    "$ENTRA_DEV_IDP" init >/dev/null
+    "$ENTRA_DEV_IDP" add-key --kind ec >/dev/null
+    "$ENTRA_DEV_IDP" add-key --kind ed25519 >/dev/null
+    # A key that, like Entra's, names the one issuer it may sign for (another tenant's).
+    "$ENTRA_DEV_IDP" add-key --issuer "https://login.microsoftonline.com/0d8e5b2a-7c4f-4e19-b3a6-1f5d9c2e8a70/v2.0" >/dev/null
+    "$ENTRA_DEV_IDP" jwks --out "$TEST_NGINX_ENTRA_JWKS"
+
+    # A live IdP for the providers that discover their keys: HTTP and HTTPS on loopback.
+    export ENTRA_LIVE_IDP_STATE="$ROOT/target/test-idp-live"
+    export TEST_NGINX_IDP_URL="http://127.0.0.1:${TEST_NGINX_IDP_PORT:-1990}"
+    export TEST_NGINX_IDP_HTTPS_URL="https://127.0.0.1:$(( ${TEST_NGINX_IDP_PORT:-1990} + 1 ))"
+    export TEST_NGINX_IDP_CA="$ENTRA_LIVE_IDP_STATE/ca.pem"
+    rm -rf "$ENTRA_LIVE_IDP_STATE"
+    "$ENTRA_DEV_IDP" init --state "$ENTRA_LIVE_IDP_STATE" --authority "$TEST_NGINX_IDP_URL" >/dev/null
+    "$ENTRA_DEV_IDP" serve --state "$ENTRA_LIVE_IDP_STATE" --listen "${TEST_NGINX_IDP_URL#http://}" \
+        --https-listen "${TEST_NGINX_IDP_HTTPS_URL#https://}" >"$ROOT/target/test-idp-live.log" 2>&1 &
+    live_idp_pid=$!
+    trap 'kill $live_idp_pid 2>/dev/null' EXIT
+    for _ in $(seq 500); do
+        curl -sf "$TEST_NGINX_IDP_URL/_admin/stats" >/dev/null && break
+        sleep 0.02
+    done
+    curl -sf "$TEST_NGINX_IDP_URL/_admin/stats" >/dev/null && kill -0 "$live_idp_pid" 2>/dev/null ||
+        die "the live IdP did not start (port taken? see target/test-idp-live.log)"
+}

@@ -10,7 +10,10 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use entra_core::discovery::{fetch, Discovery, FetchError, Fetched};
+use entra_core::keycache::KeyCache;
 use ngx::ffi::{
     ngx_add_timer, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_pcalloc, ngx_pid,
     ngx_quit, ngx_random, ngx_terminate, NGX_ERROR, NGX_OK,
@@ -30,7 +33,12 @@ struct Job {
     /// The provider the job is for, checked again when it completes.
     identity: u64,
     discovery: Discovery,
+    /// Where to keep what comes (`entra_keys_cache_path`): the cache, the provider's name and
+    /// tenant.
+    cache: Option<(KeyCache, String, String)>,
     result: Option<Result<Fetched, FetchError>>,
+    /// Why the key cache could not be written.
+    cache_error: Option<String>,
 }
 
 fn pid() -> u32 {
@@ -119,7 +127,17 @@ pub fn start_if_due(worker: &Worker, index: usize) {
             if state.provider.key_state().keys.is_empty() && !state.fetched_alone.replace(true) => {}
         Claim::Reassigned => return,
     }
-    let job = Box::new(Job { index, identity: state.identity, discovery: discovery.clone(), result: None });
+    let provider = &state.provider;
+    let cache =
+        worker.keys_cache.clone().map(|c| (c, provider.name.clone(), provider.tenant.as_str().to_owned()));
+    let job = Box::new(Job {
+        index,
+        identity: state.identity,
+        discovery: discovery.clone(),
+        cache,
+        result: None,
+        cache_error: None,
+    });
     if threads::post(threads::DEFAULT_POOL, job) {
         state.in_flight.set(true);
         debug!(cycle_log(), "provider \"{}\": key fetch started", state.provider.name);
@@ -133,12 +151,19 @@ impl threads::Job for Job {
     /// On a pool thread: the blocking fetch, touching only the job.
     fn run(&mut self) {
         let result = catch_unwind(AssertUnwindSafe(|| fetch(&self.discovery)));
-        self.result = Some(result.unwrap_or_else(|_| {
+        let result = result.unwrap_or_else(|_| {
             Err(FetchError::Transport {
                 url: self.discovery.metadata_url.clone(),
                 reason: "the fetch panicked".into(),
             })
-        }));
+        });
+        if let (Ok(fetched), Some((cache, name, tenant))) = (&result, &self.cache) {
+            // The pool thread's own clock: nginx's cached time belongs to the event loop.
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let written = cache.write(name, tenant, &self.discovery.metadata_url, fetched, now);
+            self.cache_error = written.err().map(|e| format!("{}: {e}", cache.file(name).display()));
+        }
+        self.result = Some(result);
     }
 
     /// Back on the event loop: store what came, or keep the old keys and schedule a retry.
@@ -162,6 +187,9 @@ fn finish(state: &ProviderState, job: Job) {
     let (Some(slot), Some((_, schedule))) = (&state.slot, state.discovery()) else { return };
     let name = &state.provider.name;
     let log = cycle_log();
+    if let Some(why) = &job.cache_error {
+        warning!(log, "provider \"{}\": cannot write the key cache {}", name, why);
+    }
     let next = schedule.next_refresh(mono_s(), ngx_random() as u64);
     let stored = match job.result {
         Some(Ok(fetched)) => match slot.finish_with_keys(pid(), &fetched, now(), next) {

@@ -66,6 +66,7 @@ impl HttpModule for EntraModule {
 /// What the http block needs once it is parsed: the shared zone when there are providers,
 /// nginx's thread pool when one of them fetches its keys, and the access-phase handler.
 fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
+    main.cached_keys = conf::cache::read_cached(cf, main);
     if !main.providers.is_empty() {
         let (name, size) = main.zone.name_and_size();
         let name = cf.pool_str(name)?;
@@ -142,7 +143,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let cycle = unsafe { &*cycle };
     let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
     guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
-        match state::assign_slots(cycle.log, &main.providers, main.zone.shm) {
+        match state::assign_slots(cycle.log, &main.providers, &main.cached_keys, main.zone.shm) {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(e) => {
                 ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);

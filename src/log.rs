@@ -26,6 +26,10 @@ macro_rules! info {
     ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_INFO, $log, $($arg)+) };
 }
 
+macro_rules! notice {
+    ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_NOTICE, $log, $($arg)+) };
+}
+
 macro_rules! warning {
     ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_WARN, $log, $($arg)+) };
 }
@@ -34,7 +38,7 @@ macro_rules! error {
     ($log:expr, $($arg:tt)+) => { $crate::log::log_at!(ngx::ffi::NGX_LOG_ERR, $log, $($arg)+) };
 }
 
-pub(crate) use {debug, error, info, log_at, warning};
+pub(crate) use {debug, error, info, log_at, notice, warning};
 
 /// The request's connection log.
 ///

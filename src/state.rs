@@ -36,7 +36,7 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModule;
 
-use crate::log::{debug, guard};
+use crate::log::{debug, guard, notice, warning};
 use crate::EntraModule;
 
 /// Providers one zone can hold.
@@ -346,6 +346,7 @@ fn root(pool: &SlabPool) -> *mut Root {
 pub fn assign_slots(
     log: *mut ngx_log_t,
     providers: &[Arc<Provider>],
+    cached: &[Option<Fetched>],
     zone: *mut ngx_shm_zone_t,
 ) -> Result<(), String> {
     let Some(pool) = pool(zone) else { return Ok(()) };
@@ -367,7 +368,7 @@ pub fn assign_slots(
             debug!(log, "shared zone: slot {} freed", index);
         }
     }
-    for (provider, &id) in providers.iter().zip(&wanted) {
+    for (position, (provider, &id)) in providers.iter().zip(&wanted).enumerate() {
         if let Some(index) = (0..MAX_PROVIDERS).find(|&i| identity_of(i) == id) {
             // Its keys stay; a fetch a previous worker claimed is not waited for.
             // SAFETY: as above.
@@ -381,8 +382,54 @@ pub fn assign_slots(
         // SAFETY: as above.
         unsafe { (*slot(index)).identity.store(id, SeqCst) };
         debug!(log, "shared zone: slot {} given to provider \"{}\"", index, provider.name);
+        // A new slot has no keys: a start may serve with the cached ones until a fetch succeeds
+        // (its next_refresh stays 0: the first fetch is due at once).
+        if let Some(fetched) = cached.get(position).and_then(Option::as_ref) {
+            // SAFETY: as above; the guarded part is only touched under the lock.
+            let stored =
+                unsafe { store_keys(&locked, &*slot(index), &mut *(*slot(index)).guarded.get(), fetched) };
+            match stored {
+                Ok(_) => notice!(
+                    log,
+                    "provider \"{}\": serving with the {} cached keys until a fetch succeeds",
+                    provider.name,
+                    fetched.keys.len()
+                ),
+                Err(_) => warning!(
+                    log,
+                    "provider \"{}\": no room in the shared zone for the cached keys",
+                    provider.name
+                ),
+            }
+        }
     }
     Ok(())
+}
+
+/// Puts a key set, its issuers and endpoints in a slot, replacing what it had; returns the new
+/// generation. The caller holds the lock.
+fn store_keys(
+    locked: &LockedSlabPool,
+    slot: &Slot,
+    g: &mut Guarded,
+    fetched: &Fetched,
+) -> Result<u64, StoreError> {
+    let issuers = fetched.issuers.join("\n");
+    let endpoints = fetched.endpoints.to_lines();
+    let blobs = [&fetched.jwks[..], issuers.as_bytes(), endpoints.as_bytes()];
+    let copies = blobs.map(|b| copy_in(locked, b));
+    let [Some(jwks), Some(issuers_copy), Some(endpoints_copy)] = copies else {
+        for (copy, blob) in copies.into_iter().zip(blobs) {
+            release(locked, copy.unwrap_or(ptr::null_mut()), blob.len());
+        }
+        return Err(StoreError::NoRoom);
+    };
+    release(locked, g.jwks, g.jwks_len);
+    release(locked, g.issuers, g.issuers_len);
+    release(locked, g.endpoints, g.endpoints_len);
+    (g.jwks, g.jwks_len, g.issuers, g.issuers_len) = (jwks, fetched.jwks.len(), issuers_copy, issuers.len());
+    (g.endpoints, g.endpoints_len) = (endpoints_copy, endpoints.len());
+    Ok(slot.generation.fetch_add(1, SeqCst) + 1)
 }
 
 /// Frees a slot's memory and clears it.
@@ -572,30 +619,15 @@ impl SlotRef {
         now: u64,
         next_refresh: u64,
     ) -> Result<u64, StoreError> {
-        let issuers = fetched.issuers.join("\n");
-        let endpoints = fetched.endpoints.to_lines();
         self.locked(|locked, slot, g| {
             slot.counters.fetches.fetch_add(1, Relaxed);
-            let blobs = [&fetched.jwks[..], issuers.as_bytes(), endpoints.as_bytes()];
-            let copies = blobs.map(|b| copy_in(locked, b));
-            let [Some(jwks), Some(issuers_copy), Some(endpoints_copy)] = copies else {
-                for (copy, blob) in copies.into_iter().zip(blobs) {
-                    release(locked, copy.unwrap_or(ptr::null_mut()), blob.len());
-                }
-                return Err(StoreError::NoRoom);
-            };
-            release(locked, g.jwks, g.jwks_len);
-            release(locked, g.issuers, g.issuers_len);
-            release(locked, g.endpoints, g.endpoints_len);
-            (g.jwks, g.jwks_len, g.issuers, g.issuers_len) =
-                (jwks, fetched.jwks.len(), issuers_copy, issuers.len());
-            (g.endpoints, g.endpoints_len) = (endpoints_copy, endpoints.len());
+            let generation = store_keys(locked, slot, g, fetched)?;
             slot.counters.metadata_fetches.fetch_add(u64::from(fetched.metadata_requests), Relaxed);
             slot.failures.store(0, SeqCst);
             slot.last_success.store(now, SeqCst);
             slot.next_refresh.store(next_refresh, SeqCst);
             Self::end_fetch(slot, pid);
-            Ok(slot.generation.fetch_add(1, SeqCst) + 1)
+            Ok(generation)
         })
         .unwrap_or(Err(StoreError::Reassigned))
     }

@@ -10,6 +10,7 @@ use core::ffi::c_void;
 use core::ptr::addr_of_mut;
 use entra_core::browser::sid_key;
 use entra_core::discovery::{Discovery, Fetched};
+use entra_core::keycache::KeyCache;
 use entra_core::provider::{KeySource, KeyState};
 use entra_core::schedule::Schedule;
 use entra_core::{KeySet, Provider};
@@ -31,6 +32,8 @@ pub struct Worker {
     pub providers: Vec<ProviderState>,
     /// Sign-in callbacks parked for their code exchange.
     pub parked_callbacks: Cell<usize>,
+    /// `entra_keys_cache_path`, for the fetches.
+    pub keys_cache: Option<KeyCache>,
     /// Requests parked until a provider's keys or metadata come (main requests; each leaves
     /// when its wait ends or its pool is destroyed).
     key_waiters: RefCell<Vec<*mut ngx_http_request_t>>,
@@ -91,6 +94,7 @@ pub fn current() -> Option<Rc<Worker>> {
             cycle,
             providers,
             parked_callbacks: Cell::new(0),
+            keys_cache: main.keys_cache.clone(),
             key_waiters: RefCell::new(Vec::new()),
         });
         // A new worker judges with the keys in the zone from its first request on (a reload

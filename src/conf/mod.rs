@@ -2,12 +2,15 @@
 //!
 //! `entra_provider { ... }` is parsed in [`provider`], `entra_auth` and `entra_require_*` with
 //! their inheritance in [`location`], `entra_shared_zone` in [`zone`] (the zone itself belongs
-//! to [`crate::state`]) and `entra_status` by [`crate::status`]. Helpers are in [`ext`].
+//! to [`crate::state`]), `entra_keys_cache_path` in [`cache`] and `entra_status` by
+//! [`crate::status`]. Helpers are in [`ext`].
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
 use std::sync::Arc;
 
+use entra_core::discovery::Fetched;
+use entra_core::keycache::KeyCache;
 use entra_core::Provider;
 use ngx::core::Pool;
 use ngx::ffi::{
@@ -17,6 +20,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_string;
 
+pub mod cache;
 pub mod ext;
 pub mod location;
 pub mod provider;
@@ -36,6 +40,10 @@ pub struct MainConf {
     pub zone: ZoneConf,
     /// Some location signs browsers in (`entra_auth ... session|any`).
     pub sign_in_used: bool,
+    /// `entra_keys_cache_path`.
+    pub keys_cache: Option<KeyCache>,
+    /// The cached keys a start may serve with, per provider (read once the block is parsed).
+    pub cached_keys: Vec<Option<Fetched>>,
     /// Requirement lines (file, line) already warned about for want of `entra_auth`.
     pub unguarded_warned: std::collections::HashSet<(String, usize)>,
 }
@@ -58,7 +66,7 @@ const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 
 /// Every directive of the module.
-pub static mut COMMANDS: [ngx_command_t; 11] = [
+pub static mut COMMANDS: [ngx_command_t; 12] = [
     command(
         ngx_string!("entra_provider"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
@@ -66,6 +74,12 @@ pub static mut COMMANDS: [ngx_command_t; 11] = [
         provider::set_provider,
     ),
     command(ngx_string!("entra_shared_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, MAIN, zone::set_zone),
+    command(
+        ngx_string!("entra_keys_cache_path"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12,
+        MAIN,
+        cache::set_cache_path,
+    ),
     command(ngx_string!("entra_auth"), LOCATION_LEVELS | NGX_CONF_TAKE12, LOC, location::set_auth),
     command(
         ngx_string!("entra_require_group"),

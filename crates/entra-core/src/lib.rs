@@ -32,6 +32,7 @@ mod crypto;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod keycache;
 pub mod keys;
 pub mod oidc;
 pub mod policy;

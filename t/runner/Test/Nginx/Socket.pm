@@ -4,11 +4,13 @@ package Test::Nginx::Socket;
 # framework (not packaged by Debian) is not installed. It implements the subset of sections and
 # knobs the suites in t/ use, with the same meaning, so the .t files run unchanged under both.
 #
-# Knobs: TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_PORT, TEST_NGINX_SERVROOT,
+# Sections beyond the usual ones: skip_eval (as upstream). Knobs: TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_PORT, TEST_NGINX_SERVROOT,
 # $TEST_NGINX_* substitution in config sections and requests. Where the two could differ, this
 # follows upstream: nginx runs with `-e logs/error.log`, and the log checks of a block run after
-# each of its requests on the lines that request added. TEST_NGINX_USE_VALGRIND and
-# TEST_NGINX_USE_HUP are not supported by this runner and make it stop with a message.
+# each of its requests on the lines that request added. TEST_NGINX_USE_VALGRIND runs nginx under
+# valgrind as upstream does (a number: memcheck with upstream's options and ./valgrind.suppress
+# when it exists; other text: those valgrind options), its report on this process's stderr, with
+# longer waits. TEST_NGINX_USE_HUP is not supported and makes the runner stop with a message.
 
 use strict;
 use warnings;
@@ -65,10 +67,8 @@ sub import {
         elsif ($arg eq 'tests') { Test::More::plan(tests => shift @args); }
         else { push @rest, $arg; }
     }
-    for my $knob (qw(TEST_NGINX_USE_VALGRIND TEST_NGINX_USE_HUP)) {
-        die "$knob is not supported by the project's runner; install Test::Nginx::Socket\n"
-            if $ENV{$knob};
-    }
+    die "TEST_NGINX_USE_HUP is not supported by the project's runner; install Test::Nginx::Socket\n"
+        if $ENV{TEST_NGINX_USE_HUP};
     __PACKAGE__->export_to_level(1, $class, @rest);
 }
 
@@ -247,6 +247,21 @@ sub prepare_servroot {
 
 sub nginx_binary { $ENV{TEST_NGINX_BINARY} || 'nginx' }
 
+our $UseValgrind = $ENV{TEST_NGINX_USE_VALGRIND};
+# As upstream: valgrind's extra seconds on every wait.
+my $ValgrindExtraTimeout = $UseValgrind ? 60 : 0;
+
+# The command that runs nginx: itself, or under valgrind with upstream's options.
+sub nginx_command {
+    my @nginx = (nginx_binary(), @_);
+    return @nginx unless $UseValgrind;
+    return ('valgrind', '-q', split(' ', $UseValgrind), @nginx) unless $UseValgrind =~ /^\d+$/;
+    my @opts = qw(--num-callers=100 -q --tool=memcheck --leak-check=full --keep-debuginfo=yes
+        --show-possibly-lost=no --gen-suppressions=all);
+    push @opts, '--suppressions=valgrind.suppress' if -f 'valgrind.suppress';
+    return ('valgrind', @opts, @nginx);
+}
+
 # Runs `nginx -t`; returns (exit code, everything it printed).
 sub nginx_test_config {
     my $out = "$ServRoot/logs/stderr.log";
@@ -265,14 +280,15 @@ sub port_open {
 sub start_nginx {
     my $pid = fork // die "fork: $!\n";
     if ($pid == 0) {
-        open STDERR, '>', "$ServRoot/logs/stderr.log" or die;
+        # Under valgrind, as upstream, its report goes to the test's own stderr.
+        open STDERR, '>', "$ServRoot/logs/stderr.log" or die unless $UseValgrind;
         open STDOUT, '>&', \*STDERR or die;
         # As upstream: -e puts what nginx says while starting into error.log too.
-        exec nginx_binary(), '-e', "$ServRoot/logs/error.log", '-p', "$ServRoot/", '-c', 'conf/nginx.conf'
+        exec nginx_command('-e', "$ServRoot/logs/error.log", '-p', "$ServRoot/", '-c', 'conf/nginx.conf')
             or die "exec: $!\n";
     }
     # Ready means the listening socket answers; a dead child means nginx refused to start.
-    my $deadline = time + 10;
+    my $deadline = time + 10 + $ValgrindExtraTimeout;
     while (time < $deadline) {
         return $pid if port_open();
         if (waitpid($pid, WNOHANG) == $pid) {
@@ -281,13 +297,14 @@ sub start_nginx {
         select undef, undef, undef, 0.01;
     }
     stop_nginx($pid);
-    return (undef, "nginx did not listen on port $ServerPort within 10 s");
+    return (undef, "nginx did not listen on port $ServerPort within " . (10 + $ValgrindExtraTimeout) . " s");
 }
 
 sub stop_nginx {
     my ($pid) = @_;
-    kill 'TERM', $pid;
-    my $deadline = time + 10;
+    # QUIT lets valgrind see the workers exit the way nginx means them to.
+    kill $UseValgrind ? 'QUIT' : 'TERM', $pid;
+    my $deadline = time + 10 + $ValgrindExtraTimeout;
     while (time < $deadline) {
         return if waitpid($pid, WNOHANG) == $pid;
         select undef, undef, undef, 0.01;
@@ -473,7 +490,7 @@ sub run_block {
     for my $k (qw(error_code error_code_like response_headers response_headers_like response_body response_body_like)) {
         $expect{$k} = [as_list($block->value($k), $n)];
     }
-    my $timeout = $block->value('timeout') // 5;
+    my $timeout = ($block->value('timeout') // 5) + $ValgrindExtraTimeout;
     # As upstream: after each request, the log checks run on what error.log gained since the
     # previous check, with nginx still running (a request's own lines are written before the
     # connection closes).
@@ -496,6 +513,17 @@ sub run_block {
 sub run_tests {
     my $binary = nginx_binary();
     for my $block (blocks()) {
+        # As upstream: `--- skip_eval: COUNT: PERL` skips the block's COUNT tests when PERL is true.
+        my $skip = $block->value('skip_eval');
+        if (defined $skip && $skip =~ /^\s*(\d+)\s*:\s*(.*)/s) {
+            my ($count, $code) = ($1, $2);
+            my $should_skip = eval $code;
+            die $block->name . " - skip_eval - failed to eval \"$code\": $@" if $@;
+            if ($should_skip) {
+                SKIP: { Test::More::skip($block->name . " - skip_eval", $count) }
+                next;
+            }
+        }
         run_block($block);
     }
     Test::More::done_testing() if $no_plan;

@@ -1,0 +1,99 @@
+//! `entra_keys_cache_path dir [max_age=time];`: where fetched key sets are kept for a start while
+//! the IdP cannot be reached (the files themselves are entra-core's `keycache`), and reading them
+//! back once the configuration is parsed.
+
+use core::ffi::{c_char, c_void};
+use std::path::PathBuf;
+
+use entra_core::discovery::Fetched;
+use entra_core::keycache::KeyCache;
+use entra_core::provider::KeySource;
+use ngx::core::NGX_CONF_ERROR;
+use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_core_conf_t, ngx_core_module};
+
+use super::ext::{answer, time_value, Conf, ConfError};
+use super::MainConf;
+use crate::clock::now;
+use crate::log::guard;
+
+const DEFAULT_MAX_AGE: u64 = 72 * 3600;
+
+/// `entra_keys_cache_path`
+pub extern "C" fn set_cache_path(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
+    let (conf_ctx, main) = unsafe { (Conf::new(cf), &mut *(conf as *mut MainConf)) };
+    // SAFETY: as above.
+    guard(unsafe { (*cf).log }, "entra_keys_cache_path", NGX_CONF_ERROR, || {
+        answer(&conf_ctx, conf_ctx.args().and_then(|a| set(&conf_ctx, main, &a)))
+    })
+}
+
+fn set(cf: &Conf, main: &mut MainConf, a: &[&str]) -> Result<(), ConfError> {
+    if main.keys_cache.is_some() {
+        return Err(ConfError::Duplicate("entra_keys_cache_path".into()));
+    }
+    let max_age = match a.get(2) {
+        None => DEFAULT_MAX_AGE,
+        Some(option) => {
+            let value = option.strip_prefix("max_age=").ok_or_else(|| ConfError::Invalid {
+                directive: "entra_keys_cache_path",
+                value: (*option).to_owned(),
+                expected: "the only option is max_age=time",
+            })?;
+            time_value("entra_keys_cache_path max_age", value, true)?.as_secs()
+        }
+    };
+    let dir = PathBuf::from(cf.full_path(a[1])?);
+    KeyCache::check_dir(&dir, worker_uid(cf))
+        .map_err(|e| ConfError::Rule(format!("entra_keys_cache_path \"{}\": {e}", dir.display())))?;
+    main.keys_cache = Some(KeyCache { dir, max_age });
+    Ok(())
+}
+
+/// The user the workers will run as: the `user` directive's when it came first, else whoever
+/// runs nginx (a master started as root without `user` runs its workers as nginx's default
+/// user, which then must own the directory, or root).
+fn worker_uid(cf: &Conf) -> u32 {
+    // SAFETY: the core module's configuration exists once the main context is being parsed.
+    let ccf = unsafe {
+        let cycle = (*cf.as_ptr()).cycle;
+        *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t
+    };
+    // SAFETY: as above.
+    match unsafe { ccf.as_ref() }.map(|c| c.user) {
+        // nginx's "unset" is all bits set.
+        Some(user) if user != ngx::ffi::ngx_uid_t::MAX => user,
+        // SAFETY: geteuid cannot fail.
+        _ => unsafe { ngx::ffi::geteuid() },
+    }
+}
+
+/// The cached keys of each provider (in the configuration's order) that a start may serve with:
+/// read by the master once the configuration is parsed, used only where the shared zone has no
+/// keys for the provider yet. Files that do not fit are logged and left alone.
+pub fn read_cached(cf: &Conf, main: &MainConf) -> Vec<Option<Fetched>> {
+    let Some(cache) = &main.keys_cache else { return Vec::new() };
+    main.providers
+        .iter()
+        .map(|provider| {
+            let KeySource::Discovery { discovery, .. } = &provider.source else { return None };
+            let file = cache.file(&provider.name);
+            match cache.read(&provider.name, provider.tenant.as_str(), &discovery.metadata_url, now()) {
+                Ok(Some(cached)) => Some(cached.fetched),
+                Ok(None) => None,
+                Err(e) => {
+                    cf.warn_about(&format_args!(
+                        "entra: provider \"{}\": key cache \"{}\" is not used: {e}",
+                        provider.name,
+                        file.display()
+                    ));
+                    None
+                }
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,110 @@
+# entra_keys_cache_path: a restart while the IdP cannot be reached serves with the keys fetched
+# before (from the first request on), unless the cache file is another provider's, too old, or
+# the directory could be written by others (nginx -t refuses it).
+use strict;
+use warnings;
+
+use File::Path qw(make_path remove_tree);
+use File::Spec;
+use HTTP::Tiny;
+use JSON::PP;
+use Test::More;
+use EntraTest;
+
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 140;
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-keycache';
+my $dir = "$prefix/keys";
+my $file = "$dir/live.keys.json";
+my $http = HTTP::Tiny->new(timeout => 10);
+my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
+
+remove_tree($prefix);
+make_path("$prefix/conf", "$prefix/logs", $dir);
+chmod 0700, $dir;
+my $abs_dir = File::Spec->rel2abs($dir);
+write_nginx_conf($prefix, $port, "    entra_keys_cache_path $abs_dir;\n" . live_provider());
+
+# What nginx logged: while reading its configuration it writes to stderr, then to error.log.
+sub log_text {
+    my $text = '';
+    for my $name ('stderr.log', 'error.log') {
+        open my $in, '<', "$prefix/logs/$name" or next;
+        local $/;
+        $text .= <$in>;
+    }
+    return $text;
+}
+sub nginx_t { my $out = `$nginx -p $prefix/ -c conf/nginx.conf -t 2>&1`; ($? >> 8, $out) }
+sub api { $http->get("http://127.0.0.1:$port/api", { headers => { Authorization => 'Bearer ' . live_idp('mint') } }) }
+sub run_once {
+    my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+    my $res = api();
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    return $res;
+}
+# Polls `check` (every 20 ms, up to 10 s) until it holds.
+sub eventually {
+    my ($check) = @_;
+    my $deadline = time + 10;
+    until ($check->()) { return 0 if time > $deadline; select undef, undef, undef, 0.02 }
+    return 1;
+}
+END { idp_admin('mode?set=normal') }
+
+# --- A directory others could write, or another user's, is refused by nginx -t.
+chmod 0777, $dir;
+my ($code, $out) = nginx_t();
+isnt($code, 0, 'nginx -t refuses a directory others can write');
+like($out, qr/\[emerg\] .*entra_keys_cache_path "[^"]+": it is writable by group or others \(mode 777\).* in \S+nginx\.conf:\d+/,
+    'naming the directive, the reason, the file and the line');
+chmod 0700, $dir;
+SKIP: {
+    skip 'not root: cannot give the directory to another user', 2 unless $> == 0;
+    chown 65534, 65534, $dir;
+    ($code, $out) = nginx_t();
+    isnt($code, 0, 'nginx -t refuses a directory another user owns');
+    like($out, qr/entra_keys_cache_path "[^"]+": it is owned by uid 65534, neither root nor the worker user/, 'and says so');
+    chown 0, 0, $dir;
+}
+($code) = nginx_t();
+is($code, 0, 'a directory of the worker user, mode 0700, is accepted');
+
+# --- A fetch writes the cache: mode 0600.
+idp_admin('reset');
+my $pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+ok(eventually(sub { -s $file }), 'the worker that fetched wrote the key cache');
+is((stat $file)[2] & 0777, 0600, 'mode 0600');
+is(api()->{status}, 200, 'and serves');
+kill 'TERM', $pid;
+waitpid $pid, 0;
+my $cached = do { open my $in, '<', $file or die $!; local $/; decode_json(<$in>) };
+like($cached->{metadata_url}, qr{^http://127\.0\.0\.1:\d+/}, 'tied to the metadata URL');
+is($cached->{tenant}, $EntraTest::TENANT, 'and the tenant');
+
+# --- A restart with the IdP down serves with the cached keys from the first request on.
+idp_admin('mode?set=down');
+truncate "$prefix/logs/error.log", 0;
+is(run_once()->{status}, 200, 'the IdP down from the start: the first request gets in');
+like(log_text(), qr/\[notice\] .*entra: provider "live": serving with the \d+ cached keys until a fetch succeeds/,
+    'the log says nginx serves with cached keys');
+like(log_text(), qr/key fetch failed/, 'and that the fetch fails meanwhile');
+
+# --- A cache file of another tenant, or too old, is not used.
+sub rewrite_cache {
+    my (%change) = @_;
+    my %copy = (%$cached, %change);
+    open my $out, '>', $file or die $!;
+    print $out encode_json(\%copy);
+}
+rewrite_cache(tenant => $EntraTest::OTHER_TENANT);
+truncate "$prefix/logs/error.log", 0;
+is(run_once()->{status}, 503, "another tenant's cache file: 503 while the IdP is down");
+like(log_text(), qr/\[warn\] .*entra: provider "live": key cache "[^"]+" is not used: it is for tenant "$EntraTest::OTHER_TENANT"/,
+    'logged');
+rewrite_cache(fetched_at => time - 73 * 3600);
+truncate "$prefix/logs/error.log", 0;
+is(run_once()->{status}, 503, 'a cache file older than max_age (72h): 503');
+like(log_text(), qr/key cache "[^"]+" is not used: it was fetched \d+ s ago, more than max_age/, 'logged');
+
+done_testing();
