@@ -143,6 +143,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let cycle = unsafe { &*cycle };
     let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
     guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
+        keep_mapped(cycle.log);
         match state::assign_slots(cycle.log, &main.providers, &main.cached_keys, main.zone.shm) {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(e) => {
@@ -151,6 +152,23 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             }
         }
     })
+}
+
+/// Keeps the module mapped for the life of the process. nginx unloads it when a cycle ends (at a
+/// worker's exit, after a reload), but Rust code must outlive its threads and statics: a pool
+/// thread's thread-local destructor, or a one-time static of a library, would point into
+/// unmapped memory. A new module file still needs a restart, as it always did.
+fn keep_mapped(log: *mut ngx::ffi::ngx_log_t) {
+    let mut info = core::mem::MaybeUninit::<ngx::ffi::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads the address, which lies in this module, and fills `info`.
+    let found = unsafe { ngx::ffi::dladdr(keep_mapped as *const core::ffi::c_void, info.as_mut_ptr()) };
+    // SAFETY: dladdr filled `info` when it found the address.
+    let path = if found != 0 { unsafe { info.assume_init() }.dli_fname } else { core::ptr::null() };
+    let flags = (ngx::ffi::RTLD_NOW | ngx::ffi::RTLD_NOLOAD | ngx::ffi::RTLD_NODELETE) as core::ffi::c_int;
+    // SAFETY: `path` names this module, already loaded: NOLOAD only marks it NODELETE.
+    if path.is_null() || unsafe { ngx::ffi::dlopen(path, flags) }.is_null() {
+        log::warning!(log, "cannot keep the module mapped for the life of the process");
+    }
 }
 
 // SAFETY: MainConf is what create_main_conf allocates for this module.
@@ -190,5 +208,6 @@ pub static mut ngx_http_entra_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as _,
     init_module: Some(init_module),
     init_process: Some(fetch::init_process),
+    exit_process: Some(threads::exit_process),
     ..ngx_module_t::default()
 };

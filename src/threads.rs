@@ -103,6 +103,7 @@ pub fn post(name: &'static str, job: Box<dyn Job>) -> bool {
         give_back(task);
         return false;
     }
+    UNFINISHED.with(|jobs| jobs.borrow_mut().push(job));
     let allocated = TASKS.with(|tasks| tasks.borrow().allocated);
     debug!(cycle_log(), "{} posted to thread pool \"{}\" ({} tasks in this worker)", what, name, allocated);
     true
@@ -144,6 +145,24 @@ fn idle_task() -> Option<*mut ngx_thread_task_t> {
     })
 }
 
+thread_local! {
+    /// Jobs posted whose completion has not run: a worker that exits while a fetch or an exchange
+    /// runs never sees it complete.
+    static UNFINISHED: RefCell<Vec<*mut Box<dyn Job>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Module `exit_process`: frees the jobs that will never complete. nginx's thread pools stop
+/// first (their module exits before this one), each thread after the jobs queued before its
+/// exit task, so no thread holds one any more.
+pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    guard(cycle_log(), "the worker's exit", (), || {
+        for job in UNFINISHED.with(|jobs| std::mem::take(&mut *jobs.borrow_mut())) {
+            // SAFETY: posted by `post`, never completed, and no pool thread is left to touch it.
+            drop(unsafe { Box::from_raw(job) });
+        }
+    })
+}
+
 /// Keeps `task`, whose job is done (or was never posted), for the next job.
 fn give_back(task: *mut ngx_thread_task_t) {
     TASKS.with(|tasks| tasks.borrow_mut().idle.push(task));
@@ -162,7 +181,10 @@ unsafe extern "C" fn done(event: *mut ngx_event_t) {
     // the pool thread is done with the job.
     let task = unsafe { (*event).data } as *mut ngx_thread_task_t;
     // SAFETY: as above.
-    let job = unsafe { *Box::from_raw(*((*task).ctx as *mut *mut Box<dyn Job>)) };
+    let raw = unsafe { *((*task).ctx as *mut *mut Box<dyn Job>) };
+    UNFINISHED.with(|jobs| jobs.borrow_mut().retain(|j| !core::ptr::eq(*j, raw)));
+    // SAFETY: as above; the job was posted with this task and is ours again.
+    let job = unsafe { *Box::from_raw(raw) };
     // nginx has read what it needs of the task before calling this handler.
     give_back(task);
     let what = job.what();
