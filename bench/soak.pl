@@ -12,7 +12,7 @@ use JSON::PP;
 use List::Util qw(sum max);
 use Time::HiRes qw(time sleep);
 
-my ($dir, $seconds, $nginx, $idp, $module) = @ENV{qw(SOAK_DIR SECONDS_TOTAL NGINX IDP MODULE)};
+my ($dir, $seconds, $nginx, $idp, $module) = @ENV{qw(SOAK_DIR SECONDS_TOTAL NGINX_BINARY IDP MODULE)};
 my $enforce_memory = $ENV{ENFORCE_MEMORY};
 my ($idp_port, $port) = (9510, 9520);
 my $idp_url = "http://127.0.0.1:$idp_port";
@@ -21,13 +21,14 @@ my $http = HTTP::Tiny->new(timeout => 10);
 my ($connections, $threads, $delay_ms, $every) = (4, 2, 10, 10);
 
 sub run { my $out = `@_`; die "failed: @_\n$out" if $?; chomp $out; $out }
-sub idp { run($idp, '--state', "$dir/idp", @_) }
+sub idp { my $command = shift; run($idp, $command, '--state', "$dir/idp", @_) }
 sub admin { my $r = $http->get("$idp_url/_admin/$_[0]"); die "IdP admin $_[0]: $r->{status}\n" unless $r->{success} }
 sub status { decode_json($http->get("http://127.0.0.1:$port/status")->{content})->{providers}[0] }
 sub master_pid { open my $in, '<', "$prefix/logs/nginx.pid" or die $!; my $pid = <$in>; chomp $pid; $pid }
 sub workers { my $m = master_pid(); grep { $_ } map { /^\s*(\d+)\s+(\S+)/ && $2 eq $m ? $1 : () } `ps -eo pid=,ppid=` }
 sub rss_kb { my ($pid) = @_; my $kb = `ps -o rss= -p $pid`; $kb =~ s/\s//g; $kb || 0 }
 sub fds { my ($pid) = @_; opendir my $d, "/proc/$pid/fd" or return 0; scalar grep { /^\d+$/ } readdir $d }
+$main::started = time;
 sub say_now { printf STDERR "==> [soak %4.0fs] %s\n", time - $main::started, "@_" }
 
 # --- The IdP, tokens, nginx.
@@ -39,8 +40,8 @@ END { kill 'TERM', $idp_pid if $idp_pid; system("$nginx -p $prefix/ -c conf/ngin
 my $rate = $connections * 1000 / $delay_ms;
 my $first_sight = int($rate / $every * $seconds * 1.1) + 100;
 say_now("minting 50 repeated and $first_sight first-sight tokens");
-run("$idp --state $dir/idp mint --exp 86400 --count 50 > $dir/repeated.txt");
-run("$idp --state $dir/idp mint --exp 86400 --count $first_sight > $dir/first-sight.txt");
+idp('mint', "--exp 86400 --count 50 > $dir/repeated.txt");
+idp('mint', "--exp 86400 --count $first_sight > $dir/first-sight.txt");
 mkdir "$dir/rotated";
 open my $conf, '>', "$prefix/conf/nginx.conf" or die $!;
 my $user = $> == 0 ? 'user root;' : '';
@@ -70,7 +71,8 @@ http {
 }
 CONF
 close $conf;
-run("$nginx -p $prefix/ -c conf/nginx.conf");
+# The daemon must not hold the pipe that `run` reads until its end.
+run("$nginx -p $prefix/ -c conf/nginx.conf >$prefix/logs/start.log 2>&1");
 
 # --- The timetable (fractions of the run): disruptions in the first half, then a steady tail
 # whose workers are measured from the end of their warm-up to the end.
@@ -100,7 +102,7 @@ sub rotate {
         die "rotation $n: nginx did not show key $kid within 120 s\n" if time > $deadline;
         sleep 0.2;
     }
-    run("$idp --state $dir/idp mint --exp 86400 --count 200 --key $kid > $dir/rotated/$n.tmp");
+    idp('mint', "--exp 86400 --count 200 --key $kid > $dir/rotated/$n.tmp");
     rename "$dir/rotated/$n.tmp", "$dir/rotated/$n.txt" or die $!;
 }
 
