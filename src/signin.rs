@@ -25,7 +25,7 @@ use ring::rand::SystemRandom;
 
 use crate::clock::{epoch_ms, mono_s, now, now_ms};
 use crate::conf::LocationConf;
-use crate::log::{guard, info, request_log, WithoutRequestLine};
+use crate::log::{debug, guard, info, request_log, WithoutRequestLine};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::{escape, page, send, set_headers, INTERNAL_ERROR};
@@ -573,6 +573,12 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     let deadline = now_ms() + 2 * discovery.timeout.as_millis() as u64 + 1000;
     let pending =
         Pending { result, matched, deadline, waiting_for_keys: false, _parked: ParkedCallback::new(worker) };
+    debug!(
+        // SAFETY: per the contract.
+        unsafe { request_log(r) },
+        "sign-in callback waits for its code exchange ({} in this worker)",
+        worker.parked_callbacks.get()
+    );
     let parked =
         Outcome { provider: index, source: Source::Session, ..Outcome::denied(index, Denial::NoSession) };
     // SAFETY: per the contract.

@@ -175,8 +175,14 @@ mod tests {
 
     #[test]
     fn a_session_over_the_limits_is_refused() {
-        assert_eq!(split("entra", &"A".repeat(6200)), Err(TooLarge(6200)));
-        assert!(split("entra", &"A".repeat(6100)).is_ok());
+        // One cookie holds `entra=` and 4090 bytes; one more byte takes a second chunk.
+        let one = MAX_COOKIE_BYTES - "entra=".len();
+        assert_eq!(split("entra", &"A".repeat(one)).unwrap().len(), 1);
+        assert_eq!(split("entra", &"A".repeat(one + 1)).unwrap().len(), 2);
+        // Two chunks and the `; ` between them within 6144 bytes.
+        let most = MAX_SESSION_BYTES - "entra=".len() - "; entra-1=".len();
+        assert_eq!(split("entra", &"A".repeat(most)).unwrap().len(), 2);
+        assert_eq!(split("entra", &"A".repeat(most + 1)), Err(TooLarge(most + 1)));
     }
 
     #[test]

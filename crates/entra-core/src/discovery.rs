@@ -166,10 +166,19 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, FetchError> {
     if status != 200 {
         return Err(FetchError::Status { url: url.to_owned(), status });
     }
-    response.body_mut().with_config().limit(MAX_DOCUMENT_BYTES).read_to_vec().map_err(|e| match e {
+    read_at_most(&mut response, MAX_DOCUMENT_BYTES).map_err(|e| match e {
         ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge { url: url.to_owned() },
         other => transport(other),
     })
+}
+
+/// A response body of at most `max` bytes; `BodyExceedsLimit` past it. (ureq's own limit refuses
+/// a body of exactly its size: it asks for one more byte to see the end.)
+pub(crate) fn read_at_most(
+    response: &mut ureq::http::Response<ureq::Body>,
+    max: u64,
+) -> Result<Vec<u8>, ureq::Error> {
+    response.body_mut().with_config().limit(max + 1).read_to_vec()
 }
 
 fn metadata(agent: &ureq::Agent, url: &str) -> Result<Metadata, FetchError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::discovery::agent;
+use crate::discovery::{agent, read_at_most};
 
 /// The largest token endpoint answer read (an ID token with 200 groups is under 16 KiB).
 pub const MAX_ANSWER_BYTES: u64 = 256 * 1024;
@@ -50,12 +50,12 @@ pub fn exchange(
         .send(body)
         .map_err(|e| unavailable(e.to_string()))?;
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER_BYTES)
-        .read_to_vec()
-        .map_err(|e| unavailable(e.to_string()))?;
+    let text = read_at_most(&mut response, MAX_ANSWER_BYTES).map_err(|e| match e {
+        ureq::Error::BodyExceedsLimit(_) => {
+            unavailable(format!("an answer larger than {MAX_ANSWER_BYTES} bytes"))
+        }
+        other => unavailable(other.to_string()),
+    })?;
     let answer: Option<Answer> = crate::token::json_object(&text).ok();
     match status {
         200 => answer.and_then(|a| a.id_token).ok_or(ExchangeError::NoIdToken),

@@ -115,6 +115,18 @@ fn answers_that_are_not_key_sets_are_refused() {
 }
 
 #[test]
+fn documents_of_up_to_one_mebibyte_are_read() {
+    let idp = idp("limit");
+    let d = discovery(&idp.http);
+    let limit = entra_core::discovery::MAX_DOCUMENT_BYTES;
+    admin(&idp, &format!("mode?set=padded&bytes={limit}"));
+    assert_eq!(fetch(&d).unwrap().keys.len(), 1, "metadata and key set of exactly {limit} bytes");
+    admin(&idp, &format!("mode?set=padded&bytes={}", limit + 1));
+    let err = fetch(&d).unwrap_err();
+    assert!(matches!(err, FetchError::TooLarge { .. }), "one byte more: {err:?}");
+}
+
+#[test]
 fn a_down_or_slow_idp_fails_within_the_timeout() {
     let idp = idp("down");
     let mut d = discovery(&idp.http);

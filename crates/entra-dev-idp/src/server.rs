@@ -1,7 +1,7 @@
 //! Serves the IdP's metadata documents and key set over HTTP and HTTPS on loopback, with
 //! controls for tests under `/_admin/`: `stats` (requests counted for key sets and metadata),
 //! `reset`, `rotate`, `publish` (hidden keys), `open?gate=NAME`, `hold?path=PART` and `release`
-//! (see [`Control`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip`.
+//! (see [`Control`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip|padded&bytes=N`.
 //!
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
@@ -78,6 +78,9 @@ pub enum Mode {
     Slow(u64),
     /// Answer key-set requests with something that is not a usable key set.
     Garbage(Garbage),
+    /// Pad every JSON document (metadata, key sets, token endpoint answers) with trailing spaces
+    /// to this many bytes: still the same document, for tests of the size limits.
+    Padded(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +218,10 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
         ("/_admin/mode", Some("slow")) => {
             Mode::Slow(query(path, "ms").and_then(|v| v.parse().ok()).unwrap_or(3000))
         }
+        ("/_admin/mode", Some("padded")) => match query(path, "bytes").and_then(|v| v.parse().ok()) {
+            Some(bytes) => Mode::Padded(bytes),
+            None => return (400, json!({ "error": "padded needs bytes=N" })),
+        },
         ("/_admin/mode", Some("garbage")) => Mode::Garbage(match query(path, "kind") {
             Some("empty") => Garbage::Empty,
             Some("huge") => Garbage::Huge,
@@ -264,7 +271,7 @@ fn answer(control: &Control, dir: &Path, base_url: &str, req: &Request, path: &s
         match control.mode() {
             Mode::Down => return None,
             Mode::Slow(ms) => thread::sleep(Duration::from_millis(ms)),
-            Mode::Normal | Mode::Garbage(_) => {}
+            Mode::Normal | Mode::Garbage(_) | Mode::Padded(_) => {}
         }
         return browser_answer(control, dir, base_url, req)
             .or_else(|| Some(json_answer((404, json!({"error": "not_found", "path": req.path})))));
@@ -308,7 +315,7 @@ fn answer(control: &Control, dir: &Path, base_url: &str, req: &Request, path: &s
             };
             return Some(Reply { status: 200, content_type: "application/json", headers, body });
         }
-        Mode::Normal | Mode::Garbage(_) => {}
+        Mode::Normal | Mode::Garbage(_) | Mode::Padded(_) => {}
     }
     Some(json_answer(match KeyStore::open(dir) {
         Ok(store) => route(&store, base_url, path),
@@ -349,9 +356,14 @@ fn handle(
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let body = String::from_utf8_lossy(&body);
     let req = Request { method, path, query, cookie: cookie.as_deref(), body: &body };
-    let Some(answer) = answer(control, dir, base_url, &req, target) else {
+    let Some(mut answer) = answer(control, dir, base_url, &req, target) else {
         return Ok(());
     };
+    if let (Mode::Padded(bytes), false) = (control.mode(), target.starts_with("/_admin/")) {
+        if answer.content_type == "application/json" && answer.body.len() < bytes {
+            answer.body.resize(bytes, b' ');
+        }
+    }
     let reason = match answer.status {
         200 => "OK",
         302 => "Found",
