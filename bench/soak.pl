@@ -36,7 +36,8 @@ my $tenant = '9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93';
 idp('init', '--authority', $idp_url);
 my $idp_pid = fork // die;
 if (!$idp_pid) { exec $idp, 'serve', '--state', "$dir/idp", '--listen', "127.0.0.1:$idp_port" or die }
-END { kill 'TERM', $idp_pid if $idp_pid; system("$nginx -p $prefix/ -c conf/nginx.conf -s stop 2>/dev/null") if $prefix && -f "$prefix/logs/nginx.pid" }
+# `local $?`: what END runs must not replace the exit status it ends with.
+END { local $?; kill 'TERM', $idp_pid if $idp_pid; system("$nginx -p $prefix/ -c conf/nginx.conf -s stop 2>/dev/null") if $prefix && -f "$prefix/logs/nginx.pid" }
 my $rate = $connections * 1000 / $delay_ms;
 my $first_sight = int($rate / $every * $seconds * 1.1) + 100;
 say_now("minting 50 repeated and $first_sight first-sight tokens");
@@ -59,7 +60,7 @@ http {
         tenant        $tenant;
         client_id     6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64;
         authority     $idp_url;
-        refresh       5s;
+        refresh       1s;
         fetch_timeout 2s;
         token_cache   1000;
     }
@@ -75,7 +76,10 @@ close $conf;
 run("$nginx -p $prefix/ -c conf/nginx.conf >$prefix/logs/start.log 2>&1");
 
 # --- The timetable (fractions of the run): disruptions in the first half, then a steady tail
-# whose workers are measured from the end of their warm-up to the end.
+# whose workers are measured from the end of their warm-up to the end. A worker's warm-up fills
+# its token cache and lets its fetches settle: each pool thread that runs a fetch keeps a malloc
+# arena of its own, so a new worker's RSS climbs for its first minute or so of 1 s refreshes,
+# then holds.
 my $d = $seconds;
 my @events = (
     [0.10 * $d, 'rotation 1', sub { rotate(1) }],
@@ -85,8 +89,8 @@ my @events = (
     [0.28 * $d, 'IdP down', sub { admin('mode?set=down') }],
     [0.28 * $d + min(60, 0.2 * $d), 'IdP up', sub { admin('mode?set=normal') }],
     [0.28 * $d + min(60, 0.2 * $d) + 2, 'rotation 2', sub { rotate(2) }],
-    [0.56 * $d, 'kill -9 a worker', sub { my @w = workers(); $main::killed = $w[0]; kill 'KILL', $w[0] }],
-    [0.68 * $d, 'tail warmed up', sub { $main::tail = { map { $_ => [rss_kb($_), fds($_)] } workers() } }],
+    [0.50 * $d, 'kill -9 a worker', sub { my @w = workers(); $main::killed = $w[0]; kill 'KILL', $w[0] }],
+    [0.70 * $d, 'tail warmed up', sub { $main::tail = { map { $_ => [rss_kb($_), fds($_)] } workers() } }],
 );
 sub min { $_[0] < $_[1] ? $_[0] : $_[1] }
 @events = sort { $a->[0] <=> $b->[0] } @events;

@@ -2,6 +2,7 @@
 //! location's requirements, and answer 401, 403 or 503 with the matching header. A request
 //! whose token names a key not yet known waits (parked) while the keys are fetched.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
@@ -15,7 +16,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, Request};
 
 use crate::clock::{now, now_ms};
-use crate::conf::location::AuthMode;
+use crate::conf::location::{AuthMode, LocationConf};
 use crate::log::{debug, guard, request_log, test_panic};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
@@ -57,21 +58,38 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     rc
 }
 
+/// Where `entra_auth` is in force for `r`: its location configuration, the provider's index, the
+/// worker and the request's log, with the worker's copy of the provider's keys brought up to
+/// date. `Err` is the answer otherwise: declined where no `entra_auth` is in force.
+///
 /// # Safety
 /// `r` is a valid request.
-unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub unsafe fn guarded<'a>(
+    r: *mut ngx_http_request_t,
+) -> Result<(&'a LocationConf, usize, Rc<Worker>, *mut ngx_log_t), ngx_int_t> {
     // SAFETY: per the contract.
     let request = unsafe { Request::from_ngx_http_request(r) };
     let Some((lcf, index)) = EntraModule::location_conf(request).and_then(|lcf| Some((lcf, lcf.provider?)))
     else {
-        return Status::NGX_DECLINED.into();
+        return Err(Status::NGX_DECLINED.into());
     };
-    let Some(worker) = worker::current() else { return INTERNAL_ERROR };
-    let state = &worker.providers[index];
-    let provider = &state.provider;
+    let worker = worker::current().ok_or(INTERNAL_ERROR)?;
     // SAFETY: per the contract.
     let log = unsafe { request_log(r) };
-    state.sync_keys(log);
+    worker.providers[index].sync_keys(log);
+    Ok((lcf, index, worker, log))
+}
+
+/// # Safety
+/// `r` is a valid request.
+unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let (lcf, index, worker, log) = match unsafe { guarded(r) } {
+        Ok(guarded) => guarded,
+        Err(rc) => return rc,
+    };
+    let state = &worker.providers[index];
+    let provider = &state.provider;
     let counters = state.counters();
 
     // After an internal redirect the token was judged already; judge again only for another

@@ -8,14 +8,13 @@
 use entra_core::Denial;
 use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, ngx_http_request_t, ngx_int_t};
-use ngx::http::{HttpModuleLocationConf, Request};
 
-use crate::access::{deny, judge_token, proves_with};
+use crate::access::{deny, guarded, judge_token, proves_with};
 use crate::log::{guard, request_log};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::INTERNAL_ERROR;
-use crate::{fetch, signin, worker, EntraModule};
+use crate::{fetch, signin};
 
 /// Registers the handler first in nginx's rewrite phase (postconfiguration).
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
@@ -35,16 +34,11 @@ extern "C" fn rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// `r` is a valid subrequest.
 unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
-    let request = unsafe { Request::from_ngx_http_request(r) };
-    let Some((lcf, index)) = EntraModule::location_conf(request).and_then(|lcf| Some((lcf, lcf.provider?)))
-    else {
-        return Status::NGX_DECLINED.into();
+    let (lcf, index, worker, log) = match unsafe { guarded(r) } {
+        Ok(guarded) => guarded,
+        Err(rc) => return rc,
     };
-    let Some(worker) = worker::current() else { return INTERNAL_ERROR };
     let state = &worker.providers[index];
-    // SAFETY: per the contract.
-    let log = unsafe { request_log(r) };
-    state.sync_keys(log);
     // A subrequest has its parent's request headers.
     // SAFETY: per the contract; the header, if any, is a valid table element.
     let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());

@@ -61,17 +61,7 @@ __DATA__
 --- more_headers eval: ['', bearer()]
 --- error_code eval: [401, 200]
 
-=== TEST 5: satisfy all: a valid token from a denied address is refused
---- config
-    location /api {
-        deny all;
-        entra_auth dev;
-        proxy_pass http://backend;
-    }
---- more_headers eval: bearer()
---- error_code: 403
-
-=== TEST 6: satisfy any with auth_basic: either a password or a token
+=== TEST 5: satisfy any with auth_basic: either a password or a token
 --- user_files
 >>> htpasswd
 ops:{PLAIN}secret
@@ -91,7 +81,7 @@ ops:{PLAIN}secret
  '']
 --- error_code eval: [200, 200, 401, 401]
 
-=== TEST 7: auth_basic and entra_auth both required (satisfy all): a token alone is not enough
+=== TEST 6: auth_basic and entra_auth both required (satisfy all): a token alone is not enough
 --- user_files
 >>> htpasswd
 ops:{PLAIN}secret
@@ -106,7 +96,7 @@ ops:{PLAIN}secret
 --- more_headers eval: [bearer(), 'Authorization: Basic ' . MIME::Base64::encode_base64('ops:secret', '')]
 --- error_code eval: [401, 401]
 
-=== TEST 8: satisfy any: an allowed address gets in while the IdP is down, without waiting for keys
+=== TEST 7: satisfy any: an allowed address gets in while the IdP is down, without waiting for keys
 --- http_config
     entra_provider down {
         tenant        9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;

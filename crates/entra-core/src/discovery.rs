@@ -155,6 +155,11 @@ pub(crate) fn agent(
         .timeout_send_request(t)
         .timeout_recv_response(t)
         .timeout_recv_body(t)
+        // Smaller than ureq's 128 KiB buffers: the pool thread's malloc arena keeps what a fetch
+        // used, in every thread that ever ran one.
+        .max_response_header_size(16 * 1024)
+        .input_buffer_size(32 * 1024)
+        .output_buffer_size(16 * 1024)
         .build()
         .into())
 }
