@@ -85,18 +85,21 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b
 --- error_code eval: [200, 200, 401, 200, 200, 200]
 --- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*not a usable key set: not a JSON object/]
 === TEST 9: a key set that is empty is refused and the old keys kept
+--- skip_eval: 12: $ENV{TEST_NGINX_USE_VALGRIND} # timing: under valgrind the retry after the refused fetch can come before the counters are read
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
 --- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=empty', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
 --- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
 --- error_code eval: [200, 200, 401, 200, 200, 200]
 --- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*no usable signing key \(the set is empty\)/]
 === TEST 10: a key set that is 4 MiB is refused and the old keys kept
+--- skip_eval: 12: $ENV{TEST_NGINX_USE_VALGRIND} # timing: under valgrind the retry after the refused fetch can come before the counters are read
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
 --- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=huge', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
 --- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
 --- error_code eval: [200, 200, 401, 200, 200, 200]
 --- response_body_like eval: [qr/^backend/, qr/.*/, qr/401/, qr/^backend/, qr/"keys":2,/, qr/"fetch_errors":1.*"last_error":"[^"]*larger than 1048576 bytes/]
 === TEST 11: a key set that is gzip-encoded unasked is refused and the old keys kept
+--- skip_eval: 12: $ENV{TEST_NGINX_USE_VALGRIND} # timing: under valgrind the retry after the refused fetch can come before the counters are read
 --- http_config eval: live_provider('refresh_on_unknown_kid 1s;')
 --- request eval: ['GET /api', 'GET /idp/_admin/mode?set=garbage&kind=gzip', 'GET /api', 'GET /api', 'GET /idp/_admin/stats', 'GET /status']
 --- more_headers eval: my $t = live_bearer(); [$t, '', live_bearer('--header', 'kid="unknown"'), $t, '', '']
@@ -129,6 +132,7 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b
  qr/# TYPE entra_allowed_total counter\nentra_allowed_total\{provider="live"\} 1\nentra_allowed_total\{provider="dev"\} 1\n.*# TYPE entra_verify_microseconds_total counter\nentra_verify_microseconds_total\{provider="live"\} [1-9]\d*\nentra_verify_microseconds_total\{provider="dev"\} [1-9]\d*\n.*entra_fetches_total\{provider="live"\} 1\nentra_fetches_total\{provider="dev"\} 0\n.*entra_denied_total\{provider="dev",reason="expired"\} 0\n/s]
 
 === TEST 14: a redirect is not followed: the metadata names every URL, and Entra does not redirect
+--- skip_eval: 4: $ENV{TEST_NGINX_USE_VALGRIND} # timing: under valgrind the refused fetch can end after the 500 ms the request waits
 --- http_config eval
 live_provider('metadata_url $TEST_NGINX_IDP_URL/redirect?to=$TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93/v2.0/.well-known/openid-configuration;',
               'fetch_timeout 500ms;')
