@@ -30,6 +30,14 @@ ensure_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Puts a copy of $1 at $2 by writing a new file and renaming it over the old one: a running
+# nginx that has the old module (or binary) mapped keeps its own inode and never crashes.
+replace_file() {
+    local tmp
+    tmp="$(dirname "$2")/.$(basename "$2").new.$$"
+    cp "$1" "$tmp" && mv -f "$tmp" "$2"
+}
+
 need_rust() {
     # rustup's default place, for shells that did not source its profile.
     [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
