@@ -574,8 +574,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &worker::Worker, index: u
     let pending =
         Pending { result, matched, deadline, waiting_for_keys: false, _parked: ParkedCallback::new(worker) };
     debug!(
-        // SAFETY: per the contract.
-        unsafe { request_log(r) },
+        log,
         "sign-in callback waits for its code exchange ({} in this worker)",
         worker.parked_callbacks.get()
     );

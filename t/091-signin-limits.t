@@ -5,7 +5,6 @@
 use strict;
 use warnings;
 
-use IO::Socket::INET;
 use Test::More;
 use Time::HiRes qw(time);
 use EntraTest;
@@ -48,14 +47,8 @@ sub approved_callback {
     return ($authorize->{headers}{location}, $jar);
 }
 
-sub send_callback {
-    my ($url, $jar) = @_;
-    my ($path) = $url =~ m{^https?://[^/]+(/.*)$} or die "not a URL: $url\n";
-    my %headers = (%NAVIGATION, Host => "127.0.0.1:$port", Cookie => join '; ', map { "$_=$jar->{$_}" } sort keys %$jar);
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
-    print $sock "GET $path HTTP/1.1\r\n", (map { "$_: $headers{$_}\r\n" } sort keys %headers), "Connection: close\r\n\r\n";
-    return $sock;
-}
+# A callback sent without waiting for its answer.
+sub send_callback { my ($url, $jar) = @_; send_request('GET', $url, %NAVIGATION, Cookie => cookie_header(%$jar)) }
 
 SKIP: {
     # The module says at debug level how many callbacks wait: the place to know they all do.

@@ -13,8 +13,8 @@ use MIME::Base64 qw(encode_base64);
 use EntraTest;
 use parent 'Exporter';
 
-our @EXPORT = qw(%NAVIGATION browser_origin request navigate set_cookies apply_cookies query_of sign_in
-    signin_prefix run_nginx log_text);
+our @EXPORT = qw(%NAVIGATION browser_origin request navigate send_request cookie_header set_cookies apply_cookies
+    query_of sign_in signin_prefix run_nginx log_text);
 
 our %NAVIGATION = (
     Accept => 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
@@ -75,16 +75,23 @@ sub request {
     return $res;
 }
 
-# A request with a Host header of its own (HTTP::Tiny sets it from the URL), over a socket; the
-# answer in HTTP::Tiny's form.
-sub raw_request {
+# Sends a request on a connection of its own and returns the socket without waiting for the
+# answer (Host from the URL unless given).
+sub send_request {
     my ($method, $url, %headers) = @_;
     my ($hostport, $path) = $url =~ m{^http://([^/]+)(/.*)$} or die "not an http URL: $url\n";
     my ($host, $port) = split /:/, $hostport;
+    $headers{Host} //= $hostport;
     my $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp') or die $!;
     my $head = join '', map { "$_: $headers{$_}\r\n" } sort keys %headers;
     print $sock "$method $path HTTP/1.1\r\n${head}Connection: close\r\n\r\n";
-    my $answer = read_answer($sock, 20);
+    return $sock;
+}
+
+# A request with a Host header of its own (HTTP::Tiny sets it from the URL), over a socket; the
+# answer in HTTP::Tiny's form.
+sub raw_request {
+    my $answer = read_answer(send_request(@_), 20);
     my ($top, $body) = split /\r\n\r\n/, $answer, 2;
     my ($status_line, @lines) = split /\r\n/, $top // '';
     my %res = (status => ($status_line // '') =~ m{^HTTP/1\.\d (\d+)} ? $1 : 599, content => $body // '', headers => {});
