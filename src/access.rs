@@ -176,7 +176,10 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
         Err(_) if lcf.logout => return Status::NGX_OK.into(),
         Err(denial) => denial,
     };
-    crate::log::denial(log, provider, denial, outcome.verified.as_deref().ok());
+    // SAFETY: per the contract.
+    unsafe {
+        crate::log::denial(r, worker.request_id_index, provider, denial, outcome.verified.as_deref().ok())
+    };
     if outcome.source == Source::Session && denial.class() == DenialClass::SignIn && navigation {
         // SAFETY: per the contract.
         return unsafe { signin::start(r, state, denial == Denial::SessionInvalid, None) };

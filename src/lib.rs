@@ -68,6 +68,7 @@ impl HttpModule for EntraModule {
 fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     main.cached_keys = conf::cache::read_cached(cf, main);
     if !main.providers.is_empty() {
+        main.request_id_index = Some(log::index_request_id(cf.as_ptr())?);
         let (name, size) = main.zone.name_and_size();
         let name = cf.pool_str(name)?;
         main.zone.shm =

@@ -6,7 +6,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
-use ngx::ffi::{ngx_http_request_t, ngx_log_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_get_indexed_variable, ngx_http_get_variable_index, ngx_http_request_t, ngx_log_t,
+    ngx_str_t, NGX_LOG_ERR, NGX_LOG_INFO,
+};
 
 /// Writes at a level to a log (`*mut ngx_log_t`), prefixed with `entra: `.
 macro_rules! log_at {
@@ -103,16 +106,54 @@ pub fn test_panic(entry: &str) {
 #[inline(always)]
 pub fn test_panic(_entry: &str) {}
 
+/// Marks nginx's `$request_id` as indexed (postconfiguration): an indexed variable is computed
+/// once per request and cached, so the denial line and an access log's `$request_id` agree.
+pub fn index_request_id(cf: *mut ngx_conf_t) -> Result<usize, crate::conf::ext::ConfError> {
+    let mut name = ngx_str_t { len: "request_id".len(), data: c"request_id".as_ptr() as *mut u8 };
+    // SAFETY: nginx calls postconfiguration with a valid cf; it copies the name.
+    let index = unsafe { ngx_http_get_variable_index(cf, &mut name) };
+    usize::try_from(index).map_err(|_| crate::conf::ext::ConfError::Rule("cannot index $request_id".into()))
+}
+
+/// The request's `$request_id` (32 hex digits), "-" when nginx has none to give.
+///
+/// # Safety
+/// `r` is a valid request of the configuration `index` was taken from.
+unsafe fn request_id<'r>(r: *mut ngx_http_request_t, index: Option<usize>) -> &'r str {
+    let Some(index) = index else { return "-" };
+    // SAFETY: per the contract; the value lives in the request's pool, as long as the request.
+    let Some(value) = (unsafe { ngx_http_get_indexed_variable(r, index as _).as_ref() }) else { return "-" };
+    if value.not_found() != 0 || value.data.is_null() {
+        return "-";
+    }
+    // SAFETY: nginx's value is `len` bytes at `data`; the line is written before the request ends.
+    let bytes = unsafe { std::slice::from_raw_parts(value.data, value.len() as usize) };
+    std::str::from_utf8(bytes).unwrap_or("-")
+}
+
 /// One line per denial at `info` (at `error` when the provider has no keys: that is the
-/// operator's trouble, not the client's): the reason, the provider and, for a verified token,
-/// who it names and which key signed it. Never the token itself.
-pub fn denial(log: *mut ngx_log_t, provider: &Provider, denial: Denial, token: Option<&VerifiedToken>) {
+/// operator's trouble, not the client's): the reason, the provider, nginx's `$request_id` (to
+/// join it with the access log) and, for a verified token, who it names and which key signed
+/// it. Never the token itself.
+///
+/// # Safety
+/// `r` is a valid request; `request_id_index` is its configuration's (`Worker::request_id_index`).
+pub unsafe fn denial(
+    r: *mut ngx_http_request_t,
+    request_id_index: Option<usize>,
+    provider: &Provider,
+    denial: Denial,
+    token: Option<&VerifiedToken>,
+) {
+    // SAFETY: per the contract.
+    let (log, id) = unsafe { (request_log(r), request_id(r, request_id_index)) };
     match token {
         Some(t) => info!(
             log,
-            "access denied: {} (provider \"{}\", oid {}, tid {}, kid {})",
+            "access denied: {} (provider \"{}\", request_id {}, oid {}, tid {}, kid {})",
             denial.reason(),
             provider.name,
+            id,
             t.oid().unwrap_or("-"),
             t.tid().unwrap_or("-"),
             t.kid
@@ -126,9 +167,10 @@ pub fn denial(log: *mut ngx_log_t, provider: &Provider, denial: Denial, token: O
             log_at!(
                 level,
                 log,
-                "access denied: {} (provider \"{}\"{}): {}",
+                "access denied: {} (provider \"{}\", request_id {}{}): {}",
                 denial.reason(),
                 provider.name,
+                id,
                 claim,
                 denial
             );

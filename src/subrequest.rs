@@ -88,7 +88,16 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     match decision {
         Ok(()) => Status::NGX_DECLINED.into(),
         Err(denial) => {
-            crate::log::denial(log, &state.provider, denial, verified.as_deref().ok());
+            // SAFETY: per the contract.
+            unsafe {
+                crate::log::denial(
+                    r,
+                    worker.request_id_index,
+                    &state.provider,
+                    denial,
+                    verified.as_deref().ok(),
+                )
+            };
             // SAFETY: per the contract.
             unsafe { deny(r, &state.provider, denial) }
         }

@@ -37,6 +37,8 @@ pub struct Worker {
     /// Requests parked until a provider's keys or metadata come (main requests; each leaves
     /// when its wait ends or its pool is destroyed).
     key_waiters: RefCell<Vec<*mut ngx_http_request_t>>,
+    /// The index of `$request_id`, for the denial line.
+    pub request_id_index: Option<usize>,
 }
 
 /// Requests one worker keeps parked for keys or metadata at most: beyond, 503 at once, so that
@@ -96,6 +98,7 @@ pub fn current() -> Option<Rc<Worker>> {
             parked_callbacks: Cell::new(0),
             keys_cache: main.keys_cache.clone(),
             key_waiters: RefCell::new(Vec::new()),
+            request_id_index: main.request_id_index,
         });
         // A new worker judges with the keys in the zone from its first request on (a reload
         // keeps them), even if a later reload gives its slots away before that request.

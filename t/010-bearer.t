@@ -20,8 +20,8 @@ entra: access denied
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev"
---- error_log
-entra: access denied: no_token (provider "dev")
+--- error_log eval
+qr/entra: access denied: no_token \(provider "dev", request_id [0-9a-f]{32}\)/
 
 === TEST 3: another scheme is no token
 --- more_headers
@@ -43,8 +43,8 @@ WWW-Authenticate: Bearer realm="dev"
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="expired"
---- error_log
-entra: access denied: expired (provider "dev"): the token has expired
+--- error_log eval
+qr/entra: access denied: expired \(provider "dev", request_id [0-9a-f]{32}\): the token has expired/
 --- no_error_log
 [error]
 
@@ -58,7 +58,7 @@ entra: access denied: expired (provider "dev"): the token has expired
 --- more_headers eval: bearer('--user', 'carol', '--groups', 'staff')
 --- error_code: 403
 --- error_log eval
-qr/\[info\] .*entra: access denied: missing_group \(provider "dev", oid [0-9a-f-]{36}, tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93, kid \S+\)/
+qr/\[info\] .*entra: access denied: missing_group \(provider "dev", request_id [0-9a-f]{32}, oid [0-9a-f-]{36}, tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93, kid \S+\)/
 --- no_error_log eval
 qr/eyJ/
 

@@ -15,8 +15,8 @@ Authorization: Bearer abc
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="malformed"
---- error_log
-entra: access denied: malformed (provider "dev")
+--- error_log eval
+qr/entra: access denied: malformed \(provider "dev", request_id [0-9a-f]{32}\)/
 
 === TEST 2: two segments
 --- more_headers
@@ -116,8 +116,8 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="unknown_kid"
---- error_log
-entra: access denied: unknown_kid (provider "dev")
+--- error_log eval
+qr/entra: access denied: unknown_kid \(provider "dev", request_id [0-9a-f]{32}\)/
 
 === TEST 18: no kid
 --- more_headers eval: bearer('--unset-header', 'kid')
@@ -197,16 +197,16 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="invalid_claim"
---- error_log
-entra: access denied: invalid_claim (provider "dev", claim "exp")
+--- error_log eval
+qr/entra: access denied: invalid_claim \(provider "dev", request_id [0-9a-f]{32}, claim "exp"\)/
 
 === TEST 31: nbf is a string
 --- more_headers eval: bearer('--claim', 'nbf="0"')
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="invalid_claim"
---- error_log
-entra: access denied: invalid_claim (provider "dev", claim "nbf")
+--- error_log eval
+qr/entra: access denied: invalid_claim \(provider "dev", request_id [0-9a-f]{32}, claim "nbf"\)/
 
 === TEST 32: no exp
 --- more_headers eval: bearer('--unset', 'exp')

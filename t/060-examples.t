@@ -9,6 +9,7 @@ use HTTP::Tiny;
 use Test::More;
 use EntraTest;
 use MIME::Base64 ();
+use JSON::PP ();
 
 my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
 my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} || '')[0] or die "TEST_NGINX_LOAD_MODULES is not set\n";
@@ -62,8 +63,9 @@ my %cases = (
         ['/api/orders', [], 200, qr/"oid": "[0-9a-f-]{36}", "name": "alice\@contoso\.example"/],
         ['/api/orders', undef, 401],
         ['/api/admin/stats', [], 403],
-        ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200],
-        ['/health', undef, 200],
+        ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200,
+            qr/"oid": "[0-9a-f-]{36}", "name": "alice\@contoso\.example", "groups": "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1"/],
+        ['/health', undef, 200, qr/^\{"path": "\/health", "status": "ok"\}$/],
         [":2/status", undef, 200, qr/"name":"dev"/],
         ['/', { Accept => 'text/html' }, 302],
         ['/', { Accept => 'application/json' }, 401],
@@ -79,10 +81,39 @@ my %cases = (
         ['/admin', [], 403],
         ['/health', undef, 200],
     ],
+    'audit-log.conf' => [
+        ['/reports', ['--groups', '3d6f2a1b-9c8e-4f7a-b5d4-0e1f2a3b4c5d'], 200, qr/^\/reports for [0-9a-f-]{36}, request [0-9a-f]{32}$/],
+        ['/reports', [], 403],
+    ],
     'multi-tenant.conf' => [
         ['/', ['--tid', $EntraTest::OTHER_TENANT], 200, qr/^tenant \Q$EntraTest::OTHER_TENANT\E$/],
         ['/', ['--tid', 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'], 401],
     ],
+);
+
+# What an example leaves behind, checked once its nginx has stopped.
+my %afterwards = (
+    'audit-log.conf' => sub {
+        open my $fh, '<', "$prefix/logs/audit.log" or die "audit.log: $!";
+        my @lines = map { JSON::PP::decode_json($_) } <$fh>;
+        is(scalar @lines, 2, 'audit-log.conf: one JSON line per request');
+        # The cases' tokens name alice, signed in to the IdP's default client app.
+        my $claims = JSON::PP::decode_json(MIME::Base64::decode_base64url((split /\./, token())[1]));
+        my $oid = $claims->{oid};
+        my %common = (client => '127.0.0.1', method => 'GET', uri => '/reports', auth_source => 'bearer',
+            oid => $oid, upn => 'alice@contoso.example', tid => $EntraTest::TENANT, app_id => $claims->{azp});
+        my @expected = ({ %common, status => 200, error => '' }, { %common, status => 403, error => 'missing_group' });
+        for my $i (0, 1) {
+            my %got = %{ $lines[$i] || {} };
+            like(delete $got{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/, "audit-log.conf: line $i: time");
+            like(delete $got{request_id}, qr/^[0-9a-f]{32}$/, "audit-log.conf: line $i: request_id");
+            is_deeply(\%got, $expected[$i], "audit-log.conf: line $i: who, what and why");
+        }
+        my $refused = $lines[1]{request_id} // 'none';
+        my $error_log = do { open my $e, '<', "$prefix/logs/error.log" or die $!; local $/; <$e> };
+        like($error_log, qr/entra: access denied: missing_group \(provider "reports", request_id \Q$refused\E, oid \Q$oid\E/,
+            'audit-log.conf: the denial line carries the refused request\'s request_id');
+    },
 );
 
 opendir my $dir, 'nginx-conf' or die $!;
@@ -108,6 +139,7 @@ for my $name (@examples) {
     }
     kill 'TERM', $pid;
     waitpid $pid, 0;
+    $afterwards{$name}->() if $afterwards{$name};
 }
 
 done_testing();

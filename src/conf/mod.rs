@@ -46,6 +46,9 @@ pub struct MainConf {
     pub cached_keys: Vec<Option<Fetched>>,
     /// Requirement lines (file, line) already warned about for want of `entra_auth`.
     pub unguarded_warned: std::collections::HashSet<(String, usize)>,
+    /// nginx's `$request_id`, indexed so that the denial line and the access log read the
+    /// same cached value (postconfiguration).
+    pub request_id_index: Option<usize>,
 }
 
 impl MainConf {
