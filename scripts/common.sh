@@ -38,6 +38,32 @@ replace_file() {
     cp "$1" "$tmp" && mv -f "$tmp" "$2"
 }
 
+# Fetches nginx's upstream source $1 as Debian's archive ships it ($3 is the Debian release that
+# has it), checks it against the SHA-256 $2 and unpacks it at $4. The archive is the one this
+# machine's apt already uses (its Debian site), so no host is named here. Exits 3 when the
+# archive has no such file.
+fetch_nginx_source() {
+    local version=$1 sha256=$2 release=$3 dest=$4 site tarball
+    site=$(apt-get indextargets --format '$(SITE)' 'Target-Of: deb' 2>/dev/null | grep -v -- -security | head -n 1)
+    [ -n "$site" ] || die "fetching nginx $version: no Debian archive in this machine's apt sources"
+    tarball="target/nginx_$version.orig.tar.gz"
+    say "fetching nginx $version (Debian $release's source) from $site"
+    local status
+    status=$(curl -sS -o "$tarball.part" -w '%{http_code}' "$site/pool/main/n/nginx/nginx_$version.orig.tar.gz") ||
+        die "fetching nginx $version from $site failed"
+    if [ "$status" = 404 ]; then
+        rm -f "$tarball.part"
+        say "nginx $version: the archive answers 404 for its source"
+        exit 3
+    fi
+    [ "$status" = 200 ] || die "fetching nginx $version from $site: HTTP $status"
+    echo "$sha256  $tarball.part" | sha256sum -c --quiet >/dev/null ||
+        die "nginx $version: the tarball's SHA-256 is not the one in scripts/nginx-sources"
+    mv -f "$tarball.part" "$tarball"
+    rm -rf "$dest" && mkdir -p "$dest"
+    tar -xzf "$tarball" -C "$dest" --strip-components=1
+}
+
 need_rust() {
     # rustup's default place, for shells that did not source its profile.
     [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
