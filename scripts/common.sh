@@ -71,7 +71,7 @@ need_rust() {
 }
 
 # Packages each nginx flavour needs to build the module.
-DISTRO_PACKAGES=(nginx nginx-dev libclang-dev pkg-config)
+DISTRO_PACKAGES=(nginx nginx-dev libclang-dev pkg-config libssl-dev)
 VENDORED_PACKAGES=(libclang-dev libssl-dev libpcre2-dev zlib1g-dev make pkg-config)
 
 # The development IdPs the suites use: a key store for jwks_file providers and a live one (HTTP

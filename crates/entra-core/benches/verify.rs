@@ -1,7 +1,10 @@
 //! The request-path costs of the pure crate, and the crypto floor they stand on:
 //! - `judge_uncached`: parse and verify a never-seen Entra token (what `token_cache off` pays);
 //! - `judge_cached`: the verified-token cache hit;
-//! - `rsa_verify_only`: the RS256 signature check alone (ring), the floor of the first;
+//! - `rsa_verify_only`: the RS256 signature check alone with the module's library (aws-lc-rs,
+//!   key parsed once), the floor of the first; beside it the same check with ring
+//!   (`rsa_verify_only_ring`, which parses the key on every call) and with OpenSSL 3 through the
+//!   `openssl` crate (`rsa_verify_only_openssl`, an `EVP_PKEY` parsed once);
 //! - `open_session_uncached`: open a never-seen 200-group session cookie (base64, AES-256-GCM,
 //!   decode, the identity built), what `token_cache off` pays per browser request;
 //! - `open_session_cached`: the opened-session cache hit.
@@ -24,7 +27,6 @@ use entra_core::values::Tenant;
 use entra_core::{KeySet, Provider, ProviderConfig, VerifiedToken};
 use entra_dev_idp::keystore::{KeyStore, Settings, DEV_CLIENT_ID, DEV_TENANT, GLOBAL_AUTHORITY};
 use entra_dev_idp::mint::{mint, MintOptions};
-use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
 use std::hint::black_box;
 
 struct Counting;
@@ -66,6 +68,8 @@ struct Fixture {
     authorization: Vec<u8>,
     rsa_n: Vec<u8>,
     rsa_e: Vec<u8>,
+    rsa_aws_lc: aws_lc_rs::signature::ParsedPublicKey,
+    rsa_openssl: openssl::pkey::PKey<openssl::pkey::Public>,
     sessions: SignIn,
     sessions_uncached: SignIn,
     /// The sealed value of a 200-group session (both chunks joined).
@@ -118,7 +122,14 @@ fn fixture() -> Fixture {
         .iter()
         .flat_map(|c| c.split(';').next().unwrap().split_once('=').unwrap().1.bytes())
         .collect::<Vec<u8>>();
+    let bn = |bytes: &[u8]| openssl::bn::BigNum::from_slice(bytes).expect("number");
+    let rsa_openssl = openssl::rsa::Rsa::from_public_components(bn(&rsa_n), bn(&rsa_e)).expect("RSA key");
+    let rsa_aws_lc = aws_lc_rs::signature::RsaPublicKeyComponents { n: &rsa_n[..], e: &rsa_e[..] }
+        .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+        .expect("RSA key");
     Fixture {
+        rsa_aws_lc,
+        rsa_openssl: openssl::pkey::PKey::from_rsa(rsa_openssl).expect("RSA key"),
         cached: build(None),
         uncached: build(Some(0)),
         token,
@@ -139,12 +150,26 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn rsa_verify(f: &Fixture) {
+/// The signed part of the token and its decoded signature, outside what is timed.
+fn signed(f: &Fixture) -> (&[u8], Vec<u8>) {
     let (message, signature) = f.token.rsplit_once('.').expect("token");
-    let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
-    RsaPublicKeyComponents { n: &f.rsa_n, e: &f.rsa_e }
-        .verify(&RSA_PKCS1_2048_8192_SHA256, message.as_bytes(), &signature)
+    (message.as_bytes(), URL_SAFE_NO_PAD.decode(signature).expect("signature"))
+}
+
+fn rsa_verify_aws_lc(f: &Fixture, message: &[u8], signature: &[u8]) {
+    f.rsa_aws_lc.verify_sig(message, signature).expect("verifies");
+}
+
+fn rsa_verify_ring(f: &Fixture, message: &[u8], signature: &[u8]) {
+    ring::signature::RsaPublicKeyComponents { n: &f.rsa_n, e: &f.rsa_e }
+        .verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, message, signature)
         .expect("verifies");
+}
+
+fn rsa_verify_openssl(f: &Fixture, message: &[u8], signature: &[u8]) {
+    let mut verifier = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &f.rsa_openssl)
+        .expect("verifier");
+    assert!(verifier.verify_oneshot(signature, message).expect("verifies"));
 }
 
 fn judge(p: &Provider, authorization: &[u8]) -> Arc<VerifiedToken> {
@@ -155,11 +180,12 @@ fn main() {
     let f = fixture();
     judge(&f.cached, &f.authorization);
     judge(&f.uncached, &f.authorization);
+    let (message, signature) = signed(&f);
     println!(
         "allocations per call: judge_uncached {}, judge_cached {}, rsa_verify_only {} (token of {} bytes)",
         allocations_of(|| drop(judge(&f.uncached, &f.authorization))),
         allocations_of(|| drop(judge(&f.cached, &f.authorization))),
-        allocations_of(|| rsa_verify(&f)),
+        allocations_of(|| rsa_verify_aws_lc(&f, message, &signature)),
         f.token.len()
     );
     open(&f.sessions, &f.session_cookie);
@@ -173,7 +199,13 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     c.bench_function("judge_uncached", |b| b.iter(|| judge(&f.uncached, black_box(&f.authorization))));
     c.bench_function("judge_cached", |b| b.iter(|| judge(&f.cached, black_box(&f.authorization))));
-    c.bench_function("rsa_verify_only", |b| b.iter(|| rsa_verify(black_box(&f))));
+    c.bench_function("rsa_verify_only", |b| b.iter(|| rsa_verify_aws_lc(&f, black_box(message), &signature)));
+    c.bench_function("rsa_verify_only_ring", |b| {
+        b.iter(|| rsa_verify_ring(&f, black_box(message), &signature))
+    });
+    c.bench_function("rsa_verify_only_openssl", |b| {
+        b.iter(|| rsa_verify_openssl(&f, black_box(message), &signature))
+    });
     c.bench_function("open_session_uncached", |b| {
         b.iter(|| open(&f.sessions_uncached, black_box(&f.session_cookie)))
     });

@@ -2,10 +2,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use crate::error::KeySetError;
+use crate::signature::PublicKey;
 
 /// The key types a signature algorithm needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,8 @@ pub struct SigningKey {
     pub family: KeyFamily,
     /// The key's own `issuer` property (Entra publishes one); `{tenantid}` may appear in it.
     pub issuer: Option<String>,
-    pub(crate) decoding: DecodingKey,
+    /// Parsed once, here: verifying with it copies nothing.
+    pub(crate) public: PublicKey,
 }
 
 /// The keys of one provider. Order means nothing; lookup is by `kid`.
@@ -127,7 +129,7 @@ fn parse_key(entry: &Value) -> Result<SigningKey, String> {
         Some(_) => return Err(format!("kid \"{kid}\": \"issuer\" is not a string")),
     };
     let kty = str_field(entry, "kty")?;
-    let (family, decoding) = match kty {
+    let (family, public) = match kty {
         "RSA" => {
             let n = b64_field(entry, "n")?;
             let e = b64_field(entry, "e")?;
@@ -135,13 +137,13 @@ fn parse_key(entry: &Value) -> Result<SigningKey, String> {
             if significant < MIN_RSA_MODULUS_BYTES {
                 return Err(format!("kid \"{kid}\": RSA modulus shorter than 2048 bits"));
             }
-            (KeyFamily::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+            (KeyFamily::Rsa, PublicKey::rsa(&n, &e).map_err(|why| format!("kid \"{kid}\": {why}"))?)
         }
         "EC" => {
             let crv = str_field(entry, "crv")?;
-            let (family, width) = match crv {
-                "P-256" => (KeyFamily::EcP256, 32),
-                "P-384" => (KeyFamily::EcP384, 48),
+            let (family, width, alg) = match crv {
+                "P-256" => (KeyFamily::EcP256, 32, Algorithm::ES256),
+                "P-384" => (KeyFamily::EcP384, 48, Algorithm::ES384),
                 _ => return Err(format!("kid \"{kid}\": unsupported curve \"{crv}\"")),
             };
             let x = b64_field(entry, "x")?;
@@ -153,7 +155,7 @@ fn parse_key(entry: &Value) -> Result<SigningKey, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            (family, DecodingKey::from_ec_der(&point))
+            (family, PublicKey::single(alg, &point).map_err(|why| format!("kid \"{kid}\": {why}"))?)
         }
         "OKP" => {
             let crv = str_field(entry, "crv")?;
@@ -164,9 +166,12 @@ fn parse_key(entry: &Value) -> Result<SigningKey, String> {
             if x.len() != 32 {
                 return Err(format!("kid \"{kid}\": Ed25519 key of the wrong size"));
             }
-            (KeyFamily::Ed, DecodingKey::from_ed_der(&x))
+            (
+                KeyFamily::Ed,
+                PublicKey::single(Algorithm::EdDSA, &x).map_err(|why| format!("kid \"{kid}\": {why}"))?,
+            )
         }
         other => return Err(format!("kid \"{kid}\": key type \"{other}\" is not used for signatures")),
     };
-    Ok(SigningKey { kid, family, issuer, decoding })
+    Ok(SigningKey { kid, family, issuer, public })
 }

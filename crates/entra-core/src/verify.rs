@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::errors::ErrorKind;
 use serde_json::value::RawValue;
 
 use crate::error::Denial;
@@ -24,6 +23,17 @@ const GRAPH_AUDIENCES: [&str; 2] = ["00000003-0000-0000-c000-000000000000", "htt
 
 /// Longest token judged at all; nginx's own header limits normally stop larger ones first.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// Longest decoded JOSE header judged: Entra's are about a hundred bytes.
+const MAX_HEADER_LEN: usize = 1024;
+/// Longest decoded signature: RSA-8192's, the largest key accepted.
+const MAX_SIGNATURE_LEN: usize = 1024;
+
+/// Decodes base64url (no padding) into `buf`; what does not decode or does not fit is malformed.
+fn decode_into<'b>(text: &str, buf: &'b mut [u8]) -> Result<&'b [u8], Denial> {
+    let written = URL_SAFE_NO_PAD.decode_slice(text, buf).map_err(|_| Denial::Malformed)?;
+    Ok(&buf[..written])
+}
 
 /// What [`Provider::judge`] decided, and how.
 #[derive(Debug, Clone)]
@@ -78,8 +88,11 @@ impl Provider {
         else {
             return Err(Denial::Malformed);
         };
-        let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| Denial::Malformed)?;
-        let header: JoseHeader = json_object(&header_json).map_err(|_| Denial::Malformed)?;
+        // The header and the signature are decoded on the stack: a first sight allocates only
+        // what the verified token keeps.
+        let mut header_buf = [0u8; MAX_HEADER_LEN];
+        let header_json = decode_into(header_b64, &mut header_buf)?;
+        let header: JoseHeader = json_object(header_json).map_err(|_| Denial::Malformed)?;
 
         // A Graph token's signature covers a nonce only Graph can rebuild: say so before the
         // signature check would fail with a confusing reason.
@@ -102,18 +115,20 @@ impl Provider {
         }
 
         // The signature covers the encoded header and payload, exactly as received.
-        crate::crypto::install();
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(signature_b64, signing_input.as_bytes(), &key.decoding, alg) {
-            Ok(true) => {}
-            Ok(false) => return Err(Denial::BadSignature),
-            Err(e) if matches!(e.kind(), ErrorKind::Base64(_)) => return Err(Denial::Malformed),
-            Err(_) => return Err(Denial::AlgKeyMismatch),
+        let mut signature_buf = [0u8; MAX_SIGNATURE_LEN];
+        let signature = decode_into(signature_b64, &mut signature_buf)?;
+        if !key.public.verifies(alg, signing_input.as_bytes(), signature) {
+            return Err(Denial::BadSignature);
         }
 
         // The claims are parsed once, and their times checked here with strict JSON types: a
         // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
-        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Denial::Malformed)?;
+        // Sized exactly, so that the verified token keeps this buffer without a reallocation.
+        let mut payload = vec![0u8; payload_b64.len() * 3 / 4];
+        let written =
+            URL_SAFE_NO_PAD.decode_slice(payload_b64, &mut payload).map_err(|_| Denial::Malformed)?;
+        payload.truncate(written);
         let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed)?;
         let view: ClaimsView = json_object(payload.as_bytes()).map_err(|_| Denial::Malformed)?;
         let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;

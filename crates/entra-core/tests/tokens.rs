@@ -208,3 +208,42 @@ fn a_header_or_payload_that_is_not_an_object_is_malformed() {
         );
     }
 }
+
+/// One character of `part` (0 header, 1 payload, 2 signature) replaced by another base64url one.
+fn tampered(token: &str, part: usize) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let middle = parts[part].len() / 2;
+    let was = parts[part].as_bytes()[middle];
+    let by = if was == b'A' { "B" } else { "A" };
+    parts[part].replace_range(middle..=middle, by);
+    parts.join(".")
+}
+
+#[test]
+fn a_parsed_key_verifies_only_its_own_signatures_under_the_signed_algorithm() {
+    let mut cfg = config();
+    cfg.algorithms = Some(
+        ["RS256", "RS384", "PS256", "ES256", "EdDSA"].iter().map(|a| parse_algorithm(a).unwrap()).collect(),
+    );
+    let p = cfg.build("dev").unwrap();
+    let rsa = token(MintOptions::default());
+    let ec = token(MintOptions { key: Some(idp().ec_kid.clone()), ..Default::default() });
+    let ed = token(MintOptions { key: Some(idp().ed_kid.clone()), ..Default::default() });
+    for good in [&rsa, &ec, &ed] {
+        assert!(p.verify(good, now()).is_ok());
+        // A changed payload or signature never verifies.
+        assert_eq!(p.verify(&tampered(good, 1), now()).unwrap_err(), Denial::BadSignature);
+        assert_eq!(p.verify(&tampered(good, 2), now()).unwrap_err(), Denial::BadSignature);
+    }
+    // Another RSA key of the set does not verify this key's signature.
+    let other_key =
+        token(MintOptions { headers: vec![("kid".into(), json!(idp().issuer_kid))], ..Default::default() });
+    assert_eq!(p.verify(&other_key, now()).unwrap_err(), Denial::BadSignature);
+    // An RS256 signature relabelled as another RSA algorithm the provider allows does not verify.
+    for alg in ["RS384", "PS256"] {
+        let relabelled =
+            token(MintOptions { headers: vec![("alg".into(), json!(alg))], ..Default::default() });
+        assert!(header_of(&relabelled).contains(alg));
+        assert_eq!(p.verify(&relabelled, now()).unwrap_err(), Denial::BadSignature, "{alg}");
+    }
+}
