@@ -24,13 +24,17 @@ const GRAPH_AUDIENCES: [&str; 2] = ["00000003-0000-0000-c000-000000000000", "htt
 /// Longest token judged at all; nginx's own header limits normally stop larger ones first.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
-/// Longest decoded JOSE header judged: Entra's are about a hundred bytes.
-const MAX_HEADER_LEN: usize = 1024;
-/// Longest decoded signature: RSA-8192's, the largest key accepted.
-const MAX_SIGNATURE_LEN: usize = 1024;
+/// Stack space for a decoded JOSE header or signature: Entra's headers are about a hundred bytes,
+/// and RSA-8192's signature, the largest accepted, is 1,024.
+const DECODE_ON_STACK: usize = 1024;
 
-/// Decodes base64url (no padding) into `buf`; what does not decode or does not fit is malformed.
-fn decode_into<'b>(text: &str, buf: &'b mut [u8]) -> Result<&'b [u8], Denial> {
+/// Decodes base64url (no padding) into `buf`, or into `spill` when it would not fit there (a
+/// header with a large extra parameter is still a header).
+fn decode_into<'b>(text: &str, buf: &'b mut [u8], spill: &'b mut Vec<u8>) -> Result<&'b [u8], Denial> {
+    if text.len().div_ceil(4) * 3 > buf.len() {
+        *spill = URL_SAFE_NO_PAD.decode(text).map_err(|_| Denial::Malformed)?;
+        return Ok(spill);
+    }
     let written = URL_SAFE_NO_PAD.decode_slice(text, buf).map_err(|_| Denial::Malformed)?;
     Ok(&buf[..written])
 }
@@ -90,8 +94,8 @@ impl Provider {
         };
         // The header and the signature are decoded on the stack: a first sight allocates only
         // what the verified token keeps.
-        let mut header_buf = [0u8; MAX_HEADER_LEN];
-        let header_json = decode_into(header_b64, &mut header_buf)?;
+        let (mut header_buf, mut header_spill) = ([0u8; DECODE_ON_STACK], Vec::new());
+        let header_json = decode_into(header_b64, &mut header_buf, &mut header_spill)?;
         let header: JoseHeader = json_object(header_json).map_err(|_| Denial::Malformed)?;
 
         // A Graph token's signature covers a nonce only Graph can rebuild: say so before the
@@ -116,8 +120,8 @@ impl Provider {
 
         // The signature covers the encoded header and payload, exactly as received.
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        let mut signature_buf = [0u8; MAX_SIGNATURE_LEN];
-        let signature = decode_into(signature_b64, &mut signature_buf)?;
+        let (mut signature_buf, mut signature_spill) = ([0u8; DECODE_ON_STACK], Vec::new());
+        let signature = decode_into(signature_b64, &mut signature_buf, &mut signature_spill)?;
         if !key.public.verifies(alg, signing_input.as_bytes(), signature) {
             return Err(Denial::BadSignature);
         }
