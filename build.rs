@@ -20,9 +20,30 @@ fn main() {
         println!("cargo::rustc-cfg=ngx_cookie_list");
     }
     println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    if env::var_os("CARGO_FEATURE_SIGNATURES_OPENSSL").is_some() {
+        check_nginx_links_system_openssl();
+    }
     // nginx symbols are resolved when nginx loads the module.
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
         println!("cargo::rustc-link-arg=-undefined");
         println!("cargo::rustc-link-arg=dynamic_lookup");
+    }
+}
+
+/// The `signatures-openssl` build links the system's libssl. nginx exports its symbols to modules
+/// (`-Wl,-E`), so in an nginx with its own static OpenSSL (`--with-openssl=DIR`) the module's
+/// OpenSSL calls would bind to that copy, of another version than the headers the `openssl`
+/// crate was built for: refuse such an nginx here rather than crash it later.
+fn check_nginx_links_system_openssl() {
+    let Ok(build_dir) = env::var("DEP_NGINX_BUILD_DIR") else { return };
+    let makefile = std::path::Path::new(&build_dir).join("Makefile");
+    println!("cargo::rerun-if-changed={}", makefile.display());
+    let text = std::fs::read_to_string(&makefile).unwrap_or_default();
+    if text.contains("libssl.a") || text.contains("libcrypto.a") {
+        panic!(
+            "signatures-openssl: the nginx of {} links its own static OpenSSL; the module would \
+             call into it with the system's headers. Build without the feature (aws-lc-rs).",
+            makefile.display()
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The request-path costs of the pure crate, and the crypto floor they stand on:
-//! - `judge_uncached`: parse and verify a never-seen Entra token (what `token_cache off` pays);
+//! - `judge_uncached`: parse and verify a never-seen Entra token (what `token_cache off` pays),
+//!   with the library this build verifies with (`entra_core::signature::LIBRARY`; scripts/bench
+//!   runs it again built with `signatures-ring` and `signatures-openssl`);
 //! - `judge_cached`: the verified-token cache hit;
 //! - `rsa_verify_only`: the RS256 signature check alone with the module's library (aws-lc-rs,
 //!   key parsed once), the floor of the first; beside it the same check with ring
@@ -182,7 +184,8 @@ fn main() {
     judge(&f.uncached, &f.authorization);
     let (message, signature) = signed(&f);
     println!(
-        "allocations per call: judge_uncached {}, judge_cached {}, rsa_verify_only {} (token of {} bytes)",
+        "allocations per call ({} signatures): judge_uncached {}, judge_cached {}, rsa_verify_only {} (token of {} bytes)",
+        entra_core::signature::LIBRARY,
         allocations_of(|| drop(judge(&f.uncached, &f.authorization))),
         allocations_of(|| drop(judge(&f.cached, &f.authorization))),
         allocations_of(|| rsa_verify_aws_lc(&f, message, &signature)),
