@@ -9,13 +9,22 @@
 //!   `openssl` crate (`rsa_verify_only_openssl`, an `EVP_PKEY` parsed once);
 //! - `open_session_uncached`: open a never-seen 200-group session cookie (base64, AES-256-GCM,
 //!   decode, the identity built), what `token_cache off` pays per browser request;
-//! - `open_session_cached`: the opened-session cache hit.
+//! - `open_session_cached`: the opened-session cache hit;
+//! - `shared_index_*`: what a verified-token index in nginx's shared zone would cost (issue 12),
+//!   measured in the zone's shape without nginx: entries of (SHA-256 of the token, valid until) in
+//!   memory shared with a forked process, behind one spin lock as `ngx_shmtx` is. `_hit` is a
+//!   lookup that finds the token (SHA-256, lock, probe, unlock), `_miss_record` what it would add
+//!   to a first sight (a lookup that misses, then the record after verification); `_contended`
+//!   the same while the other process, on the other CPU, runs a worker's first-sight loop (an
+//!   RSA verification, a lookup and a record each time), `_hammered` while it only looks up and
+//!   records (the lock's worst case). Not in the module: docs/BENCHMARK.md says why.
 //!
 //! Before timing, it counts the heap allocations of one call of each (a counting global
 //! allocator), so the report can show which ones the request path makes outside nginx's pool.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -178,6 +187,182 @@ fn judge(p: &Provider, authorization: &[u8]) -> Arc<VerifiedToken> {
     p.judge(Some(authorization), now()).verdict.expect("valid")
 }
 
+/// Entries of the measured shared index: 4096, as the default `token_cache`.
+const INDEX_ENTRIES: usize = 4096;
+/// Slots looked at from a token's home slot.
+const INDEX_PROBE: usize = 4;
+
+#[derive(Clone, Copy)]
+struct IndexEntry {
+    digest: [u8; 32],
+    valid_until: u64,
+}
+
+/// The index as it would sit in the shared zone: one lock word, then the entries.
+struct SharedIndex {
+    lock: AtomicU64,
+    entries: UnsafeCell<[IndexEntry; INDEX_ENTRIES]>,
+}
+
+impl SharedIndex {
+    /// A zeroed index in anonymous memory that a forked child shares.
+    fn map() -> &'static SharedIndex {
+        let size = std::mem::size_of::<SharedIndex>();
+        // SAFETY: a fresh anonymous shared mapping, zero-filled, never unmapped; all-zero is a
+        // valid SharedIndex (unlocked, empty entries).
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "mmap");
+            &*(p as *const SharedIndex)
+        }
+    }
+
+    /// Spins as ngx_shmtx_lock does (a pause per try, the CPU yielded now and then).
+    fn with_lock<R>(&self, body: impl FnOnce(&mut [IndexEntry; INDEX_ENTRIES]) -> R) -> R {
+        let mut spins = 0u32;
+        while self.lock.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(2048) {
+                std::thread::yield_now();
+            }
+            std::hint::spin_loop();
+        }
+        // SAFETY: the lock is held: no other process or thread touches the entries.
+        let result = body(unsafe { &mut *self.entries.get() });
+        self.lock.store(0, Ordering::Release);
+        result
+    }
+
+    fn home(digest: &[u8; 32]) -> usize {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first) as usize % INDEX_ENTRIES
+    }
+
+    fn digest(token: &[u8]) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token).as_ref());
+        digest
+    }
+
+    /// Whether a token (its digest) was recorded as verified and still is at `now`.
+    fn knows(&self, digest: &[u8; 32], now: u64) -> bool {
+        let home = Self::home(digest);
+        self.with_lock(|entries| {
+            (0..INDEX_PROBE).any(|i| {
+                let e = &entries[(home + i) % INDEX_ENTRIES];
+                e.digest == *digest && e.valid_until > now
+            })
+        })
+    }
+
+    /// Records a verified token (its digest), over the probe's entry that expires first.
+    fn record(&self, digest: [u8; 32], valid_until: u64) {
+        let home = Self::home(&digest);
+        self.with_lock(|entries| {
+            let slot = (0..INDEX_PROBE)
+                .map(|i| (home + i) % INDEX_ENTRIES)
+                .min_by_key(|slot| entries[*slot].valid_until)
+                .expect("probe");
+            entries[slot] = IndexEntry { digest, valid_until };
+        });
+    }
+}
+
+/// A token with its last 8 bytes replaced by a counter: another index key of the same length.
+fn nth_token(token: &mut [u8], n: u64) {
+    let at = token.len() - 8;
+    token[at..].copy_from_slice(&n.to_le_bytes());
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a plain cpu_set_t on the stack, handed to the kernel for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// What a first sight would add: the token's digest, a lookup that misses, the record after
+/// verification.
+fn miss_and_record(index: &SharedIndex, token: &[u8]) {
+    let digest = SharedIndex::digest(token);
+    if !index.knows(&digest, now()) {
+        index.record(digest, now() + 3600);
+    }
+}
+
+/// Forks the second worker: on CPU 1, first sights without end: an RSA verification (unless
+/// `hammer`, the worst case of many workers) then a lookup that misses and a record. The caller
+/// kills it.
+fn spawn_second_worker(
+    f: &Fixture,
+    index: &'static SharedIndex,
+    message: &[u8],
+    signature: &[u8],
+    hammer: bool,
+) -> i32 {
+    // SAFETY: criterion runs no other threads here; the child only loops and never returns.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        pin_to_cpu(1);
+        let mut token = f.token.clone().into_bytes();
+        for n in (1u64 << 40).. {
+            if !hammer {
+                rsa_verify_aws_lc(f, message, signature);
+            }
+            nth_token(&mut token, n);
+            miss_and_record(index, &token);
+        }
+    }
+    pid
+}
+
+fn shared_index_benchmarks(c: &mut Criterion, f: &Fixture, message: &[u8], signature: &[u8]) {
+    let index = SharedIndex::map();
+    let token = f.token.as_bytes();
+    let mut fresh = token.to_vec();
+    let mut n = 0u64;
+    let mut run = |c: &mut Criterion, suffix: &str| {
+        index.record(SharedIndex::digest(token), now() + 3600);
+        assert!(index.knows(&SharedIndex::digest(token), now()), "the index finds what it recorded");
+        c.bench_function(&format!("shared_index_hit{suffix}"), |b| {
+            b.iter(|| index.knows(&SharedIndex::digest(black_box(token)), now()))
+        });
+        c.bench_function(&format!("shared_index_miss_record{suffix}"), |b| {
+            b.iter(|| {
+                n += 1;
+                nth_token(&mut fresh, n);
+                miss_and_record(index, black_box(&fresh));
+            })
+        });
+    };
+    run(c, "");
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("shared_index_*_contended: skipped, one CPU");
+        return;
+    }
+    pin_to_cpu(0);
+    for (hammer, suffix) in [(false, "_contended"), (true, "_hammered")] {
+        let worker = spawn_second_worker(f, index, message, signature, hammer);
+        run(c, suffix);
+        // SAFETY: our own child; reaped so that it leaves no zombie.
+        unsafe {
+            libc::kill(worker, libc::SIGKILL);
+            libc::waitpid(worker, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
 fn main() {
     let f = fixture();
     judge(&f.cached, &f.authorization);
@@ -213,5 +398,6 @@ fn main() {
         b.iter(|| open(&f.sessions_uncached, black_box(&f.session_cookie)))
     });
     c.bench_function("open_session_cached", |b| b.iter(|| open(&f.sessions, black_box(&f.session_cookie))));
+    shared_index_benchmarks(&mut c, &f, message, &signature);
     c.final_summary();
 }
