@@ -58,15 +58,17 @@ sub wrk {
     return { rps => $rps, p50 => $ms{50}, p99 => $ms{99}, non2xx => $non2xx // 0, requests => $requests };
 }
 
-# Time the worker spent judging tokens and opening session cookies the caches did not answer,
-# in µs, from entra_status.
-sub judging_us {
-    my ($base) = @_;
+# A counter summed over the providers, from entra_status.
+sub status_sum {
+    my ($base, $count) = @_;
     my $res = HTTP::Tiny->new->get(($base // $url) . "/status");
     die "entra_status: $res->{status}\n" unless $res->{success};
-    my @counters = map { $_->{counters} } @{ decode_json($res->{content})->{providers} };
-    return sum(map { $_->{verify_microseconds} + ($_->{session_microseconds} // 0) } @counters);
+    return sum(map { $count->($_->{counters}) } @{ decode_json($res->{content})->{providers} });
 }
+
+# Time the worker spent judging tokens and opening session cookies the caches did not answer,
+# in µs.
+sub judging_us { status_sum($_[0], sub { $_[0]{verify_microseconds} + ($_[0]{session_microseconds} // 0) }) }
 
 # Function-call and rescheduling interrupts taken by the load generator's CPU (1): a wake-up of
 # an idle vCPU, which the sending CPU (nginx's) pays for in exits to the hypervisor.
@@ -169,6 +171,15 @@ my $probe = wrk('/cached', 'tokens-memory.txt', 2, undef, STOP_AFTER => 1_000_00
 wrk('/cached', 'tokens-memory.txt', int(200_000 / $probe->{rps} * 1.2) + 2, undef, STOP_AFTER => 200_000);
 my $rss_after = worker_rss_kib();
 
+# Two workers with reuseport, 1,000 valid tokens cycled over 50 kept-alive connections through
+# the default cache: each worker verifies each token it is sent once.
+my $workers_url = $ENV{WORKERS_URL};
+my $verified = sub { status_sum($workers_url, sub { $_[0]{cache_misses} }) };
+my ($verified_before, $judged_before) = ($verified->(), judging_us($workers_url));
+my $spread = wrk('/cached', 'tokens-workers.txt', 4, $workers_url);
+my %workers = (tokens => 1000, requests => $spread->{requests}, verifications => $verified->() - $verified_before,
+    judging_us => judging_us($workers_url) - $judged_before);
+
 my $d = $result{distinct};
 my %targets = (
     repeated_throughput => [$result{repeated}{ratio}, '>=', 0.98],
@@ -218,6 +229,8 @@ printf "in the worker, a never-seen 200-group session cookie is opened in %.2f u
 printf "in the worker, a first-sight token is judged in %.2f us, %.2fx the signature check; "
     . "the rest of its %.2f us above the baseline is spent outside the module\n",
     $d->{module_us}, $d->{module_us} / $micro{rsa_verify_only}, $d->{extra_us};
+printf "two workers with reuseport: %d verifications of %d tokens in %d requests (%.2f per token), %.0f us judging\n",
+    @workers{qw(verifications tokens requests)}, $workers{verifications} / $workers{tokens}, $workers{judging_us};
 printf "fresh worker RSS: %.1f MiB before, %.1f MiB after 200,000 distinct tokens (default cache: 4096 tokens)\n\n",
     $rss_before / 1024, $rss_after / 1024;
 for my $c (@compared) {
@@ -246,6 +259,7 @@ my $report = {
     nginx => `/usr/sbin/nginx -v 2>&1` =~ s/\s+$//r, rounds => $rounds, duration_s => $duration,
     scenarios => \%result, micro_us => \%micro,
     worker_rss_kib => { before => $rss_before, after_200k_distinct => $rss_after },
+    two_workers_reuseport => \%workers,
     targets => { map { $_ => { value => $targets{$_}[0], limit => "$targets{$_}[1] $targets{$_}[2]" } } keys %targets },
 };
 open my $out, '>', "$dir/results.json" or die $!;
