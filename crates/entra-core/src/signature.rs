@@ -2,7 +2,8 @@
 //!
 //! The module verifies with aws-lc-rs: it keeps a parsed key (`ParsedPublicKey`, an `EVP_PKEY`
 //! with its Montgomery constants), so a verification is the RSA operation and little else, and it
-//! was the fastest of the three libraries measured (docs/BENCHMARK.md, "Signature library"). Its C
+//! was the fastest of the three libraries measured (docs/BENCHMARK.md, "Signature library and the
+//! first-sight path"). Its C
 //! symbols are prefixed, so it cannot clash with the OpenSSL an nginx is linked with. ring and
 //! OpenSSL stay selectable by a cargo feature (`signatures-ring`, `signatures-openssl`) so that
 //! `scripts/bench` measures all three with the same module in the same run.
@@ -55,7 +56,7 @@ mod ring;
 #[cfg(all(feature = "signatures-ring", not(feature = "signatures-openssl")))]
 use self::ring as library;
 
-/// The library this build verifies signatures with (benchmarks and `nginx -V`-style reports).
+/// The library this build verifies signatures with (the micro-benchmark names it).
 pub const LIBRARY: &str = library::NAME;
 
 /// The RSA signature algorithms a JWK of type RSA may be used with.
