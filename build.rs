@@ -35,10 +35,12 @@ fn main() {
 /// OpenSSL calls would bind to that copy, of another version than the headers the `openssl`
 /// crate was built for: refuse such an nginx here rather than crash it later.
 fn check_nginx_links_system_openssl() {
-    let Ok(build_dir) = env::var("DEP_NGINX_BUILD_DIR") else { return };
+    let build_dir = env::var("DEP_NGINX_BUILD_DIR").expect("nginx-sys names nginx's build directory");
     let makefile = std::path::Path::new(&build_dir).join("Makefile");
     println!("cargo::rerun-if-changed={}", makefile.display());
-    let text = std::fs::read_to_string(&makefile).unwrap_or_default();
+    let text = std::fs::read_to_string(&makefile).unwrap_or_else(|e| {
+        panic!("signatures-openssl: cannot read {} to check nginx's OpenSSL: {e}", makefile.display())
+    });
     if text.contains("libssl.a") || text.contains("libcrypto.a") {
         panic!(
             "signatures-openssl: the nginx of {} links its own static OpenSSL; the module would \
