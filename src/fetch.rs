@@ -21,9 +21,9 @@ use ngx::ffi::{
 
 use crate::clock::{mono_s, now, now_ms};
 use crate::log::{debug, error, guard, info, warning};
-use crate::state::{Claim, StoreError};
 use crate::threads;
-use crate::worker::{self, cycle_log, ProviderState, Worker};
+use crate::worker::{self, cycle_log, KeyFetch, ProviderState, Worker};
+use crate::zone::{Claim, StoreError};
 
 const TICK_MS: usize = 1000;
 
@@ -104,7 +104,7 @@ unsafe extern "C" fn on_tick(tick: *mut ngx_event_t) {
 /// request may wait for it.
 pub fn refresh_for_unknown_kid(worker: &Worker, index: usize) -> bool {
     let state = &worker.providers[index];
-    let (Some(slot), Some((discovery, schedule))) = (&state.slot, state.discovery()) else { return false };
+    let Some(KeyFetch { slot, discovery, schedule }) = state.key_fetch() else { return false };
     if slot.ask_refresh(mono_s(), schedule) {
         start_if_due(worker, index);
     }
@@ -114,7 +114,7 @@ pub fn refresh_for_unknown_kid(worker: &Worker, index: usize) -> bool {
 /// Starts a fetch when one is due and no worker is fetching already.
 pub fn start_if_due(worker: &Worker, index: usize) {
     let state = &worker.providers[index];
-    let (Some(slot), Some((discovery, _))) = (&state.slot, state.discovery()) else { return };
+    let Some(KeyFetch { slot, discovery, .. }) = state.key_fetch() else { return };
     if state.in_flight.get() {
         return;
     }
@@ -184,7 +184,7 @@ impl threads::Job for Job {
 }
 
 fn finish(state: &ProviderState, job: Job) {
-    let (Some(slot), Some((_, schedule))) = (&state.slot, state.discovery()) else { return };
+    let Some(KeyFetch { slot, schedule, .. }) = state.key_fetch() else { return };
     let name = &state.provider.name;
     let log = cycle_log();
     if let Some(why) = &job.cache_error {

@@ -17,25 +17,29 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
 mod access;
+mod callback;
 mod clock;
 mod conf;
+mod denial;
 mod fetch;
 mod log;
+mod logout;
+mod module;
 mod outcome;
+mod park;
 mod request;
 mod response;
-mod signin;
-mod state;
+mod session;
 mod status;
 mod subrequest;
 mod threads;
 mod variables;
 mod worker;
+mod zone;
 
 use conf::ext::{Conf, ConfError};
 use log::guard;
-
-pub struct EntraModule;
+use module::{keep_mapped, EntraModule};
 
 impl HttpModule for EntraModule {
     fn module() -> &'static ngx_module_t {
@@ -72,7 +76,7 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
         let (name, size) = main.zone.name_and_size();
         let name = cf.pool_str(name)?;
         main.zone.shm =
-            state::add_zone(cf.as_ptr(), name, size, main.providers.len()).map_err(ConfError::Rule)?;
+            zone::add_zone(cf.as_ptr(), name, size, main.providers.len()).map_err(ConfError::Rule)?;
     }
     if main.providers.iter().any(|p| matches!(p.source, entra_core::provider::KeySource::Discovery { .. })) {
         threads::add_pool(cf.as_ptr(), threads::DEFAULT_POOL).map_err(|e| ConfError::Rule(e.into()))?;
@@ -80,50 +84,10 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     if main.sign_in_used {
         conf::server::warn_without_host_prefix(cf, &main.providers);
         threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
-        signin::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
+        callback::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     }
     subrequest::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     access::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))
-}
-
-/// Where in a phase a handler goes. nginx runs a phase's handlers from the last added to the
-/// first, and a dynamic module adds its own after every built-in module.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Order {
-    /// Runs before the handlers already there.
-    First,
-    /// Runs after them: nginx's own `allow`/`deny`, `auth_basic` and `auth_request` decide first.
-    Last,
-}
-
-/// Adds `handler` to one of nginx's request phases (postconfiguration).
-fn add_phase_handler(
-    cf: *mut ngx_conf_t,
-    phase: ngx::ffi::ngx_http_phases,
-    order: Order,
-    handler: extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx_int_t,
-) -> Result<(), &'static str> {
-    // SAFETY: nginx calls postconfiguration with a valid cf of the http block.
-    let cmcf =
-        unsafe { ngx::http::NgxHttpCoreModule::main_conf_mut(&*cf) }.ok_or("no http core configuration")?;
-    let handlers = &mut cmcf.phases[phase as usize].handlers;
-    // SAFETY: the phase's handler array is a valid nginx array of handler pointers.
-    let slot = unsafe { ngx::ffi::ngx_array_push(handlers) } as *mut ngx::ffi::ngx_http_handler_pt;
-    if slot.is_null() {
-        return Err("out of memory");
-    }
-    let elts = handlers.elts as *mut ngx::ffi::ngx_http_handler_pt;
-    // SAFETY: the array now holds `nelts` handlers, the fresh one last; moving the others up by
-    // one stays within it.
-    unsafe {
-        if order == Order::Last {
-            core::ptr::copy(elts, elts.add(1), handlers.nelts - 1);
-            *elts = Some(handler);
-        } else {
-            *slot = Some(handler);
-        }
-    }
-    Ok(())
 }
 
 /// A configuration step's result for nginx, the error logged at `emerg`.
@@ -145,7 +109,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
     guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
         keep_mapped(cycle.log);
-        match state::assign_slots(cycle.log, &main.providers, &main.cached_keys, main.zone.shm) {
+        match zone::assign_slots(cycle.log, &main.providers, &main.cached_keys, main.zone.shm) {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(e) => {
                 ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);
@@ -153,23 +117,6 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             }
         }
     })
-}
-
-/// Keeps the module mapped for the life of the process. nginx unloads it when a cycle ends (at a
-/// worker's exit, after a reload), but Rust code must outlive its threads and statics: a pool
-/// thread's thread-local destructor, or a one-time static of a library, would point into
-/// unmapped memory. A new module file still needs a restart, as it always did.
-fn keep_mapped(log: *mut ngx::ffi::ngx_log_t) {
-    let mut info = core::mem::MaybeUninit::<ngx::ffi::Dl_info>::zeroed();
-    // SAFETY: dladdr only reads the address, which lies in this module, and fills `info`.
-    let found = unsafe { ngx::ffi::dladdr(keep_mapped as *const core::ffi::c_void, info.as_mut_ptr()) };
-    // SAFETY: dladdr filled `info` when it found the address.
-    let path = if found != 0 { unsafe { info.assume_init() }.dli_fname } else { core::ptr::null() };
-    let flags = (ngx::ffi::RTLD_NOW | ngx::ffi::RTLD_NOLOAD | ngx::ffi::RTLD_NODELETE) as core::ffi::c_int;
-    // SAFETY: `path` names this module, already loaded: NOLOAD only marks it NODELETE.
-    if path.is_null() || unsafe { ngx::ffi::dlopen(path, flags) }.is_null() {
-        log::warning!(log, "cannot keep the module mapped for the life of the process");
-    }
 }
 
 // SAFETY: MainConf is what create_main_conf allocates for this module.

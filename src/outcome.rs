@@ -15,8 +15,8 @@ use entra_core::{Denial, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
 use ngx::http::HttpModule;
 
-use crate::signin::Pending;
-use crate::EntraModule;
+use crate::module::EntraModule;
+use crate::park::Pending;
 
 pub struct Outcome {
     /// The index of the provider that judged the token: another provider must judge it again.

@@ -4,6 +4,7 @@
 
 use entra_core::browser::RequestHeaders;
 use entra_core::cookie::Jar;
+use entra_core::signin::{SessionRequest, SignIn};
 use ngx::ffi::ngx_http_request_t;
 
 /// A request, read-only, for as long as the handler that got it runs.
@@ -93,6 +94,30 @@ impl<'a> Incoming<'a> {
         return !unsafe { (*self.0.connection).ssl }.is_null();
         #[cfg(not(ngx_feature = "http_ssl"))]
         false
+    }
+
+    /// Whether the module's cookies are `Secure` for this request ([`SignIn::is_secure`]).
+    pub fn is_secure_for(&self, sign_in: &SignIn) -> bool {
+        sign_in.is_secure(self.is_tls())
+    }
+
+    /// `scheme://host[:port]` of this request, as the browser sees it.
+    pub fn origin_for(&self, sign_in: &SignIn) -> String {
+        sign_in.own_origin(self.is_tls(), self.host_header())
+    }
+
+    /// What the session check reads of this request, with its cookies `jar`, at `now`.
+    pub fn session_request<'j>(&self, jar: &'j Jar<'a>, now: u64) -> SessionRequest<'j>
+    where
+        'a: 'j,
+    {
+        SessionRequest {
+            cookies: jar,
+            headers: self.browser(),
+            tls: self.is_tls(),
+            host_header: self.host_header(),
+            now,
+        }
     }
 
     /// The `Host` header as sent (port included); empty when there is none.

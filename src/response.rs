@@ -13,6 +13,14 @@ use ngx::http::{HTTPStatus, Request};
 
 pub const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
+/// A response header the module adds: its name and value.
+pub type Header = (&'static [u8], String);
+
+/// A `Set-Cookie` header for each of `cookies`.
+pub fn set_cookies(cookies: impl IntoIterator<Item = String>) -> impl Iterator<Item = Header> {
+    cookies.into_iter().map(|c| (&b"Set-Cookie"[..], c))
+}
+
 /// How a header added by [`set_header`] is also known to nginx.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Known {
@@ -58,7 +66,7 @@ pub unsafe fn set_header(
 ///
 /// # Safety
 /// `r` is a valid request.
-pub unsafe fn set_headers(r: *mut ngx_http_request_t, headers: &[(&'static [u8], String)]) -> Option<()> {
+pub unsafe fn set_headers(r: *mut ngx_http_request_t, headers: &[Header]) -> Option<()> {
     for (name, value) in headers {
         // SAFETY: per the contract.
         unsafe { set_header(r, name, value, Known::None) }?;
@@ -74,7 +82,7 @@ pub unsafe fn set_headers(r: *mut ngx_http_request_t, headers: &[(&'static [u8],
 pub unsafe fn send(
     r: *mut ngx_http_request_t,
     status: u16,
-    headers: &[(&'static [u8], String)],
+    headers: &[Header],
     content_type: &str,
     body: &str,
 ) -> ngx_int_t {

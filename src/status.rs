@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::clock::{mono_s, now};
 use crate::log::{guard, request_log, test_panic};
-use crate::state::CounterValues;
 use crate::worker::{self, Worker};
+use crate::zone::CounterValues;
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 

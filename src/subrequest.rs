@@ -5,20 +5,28 @@
 //! judged by the same rules. A subrequest never waits for keys and never redirects: without a
 //! session it gets a 401.
 
-use entra_core::Denial;
+use std::sync::Arc;
+
+use entra_core::{Denial, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, ngx_http_request_t, ngx_int_t};
 
-use crate::access::{deny, guarded, judge_token, proves_with};
+use crate::access::{judge_token, proves_with, requirements, settle, Asker, Protected};
+use crate::fetch;
 use crate::log::{guard, request_log};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::INTERNAL_ERROR;
-use crate::{fetch, signin};
+use crate::session;
 
 /// Registers the handler first in nginx's rewrite phase (postconfiguration).
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
-    crate::add_phase_handler(cf, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, crate::Order::First, rewrite_handler)
+    crate::module::add_phase_handler(
+        cf,
+        ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
+        crate::module::Order::First,
+        rewrite_handler,
+    )
 }
 
 extern "C" fn rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -34,45 +42,29 @@ extern "C" fn rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// `r` is a valid subrequest.
 unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
-    let (lcf, index, worker, log) = match unsafe { guarded(r) } {
-        Ok(guarded) => guarded,
+    let p = match unsafe { Protected::of(r) } {
+        Ok(p) => p,
         Err(rc) => return rc,
     };
-    let state = &worker.providers[index];
     // A subrequest has its parent's request headers.
     // SAFETY: per the contract; the header, if any, is a valid table element.
     let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
-    let source = proves_with(lcf.mode, header);
+    let source = proves_with(p.lcf.mode, header);
     // SAFETY: per the contract; the outcome is the main request's.
     let main_outcome = unsafe { outcome::get(r) };
     let reusable = main_outcome.as_ref().filter(|o| {
-        o.provider == index && o.source == source && o.wait_until.is_none() && o.pending.is_none()
+        o.provider == p.index && o.source == source && o.wait_until.is_none() && o.pending.is_none()
     });
     let verified = match reusable {
         Some(o) => o.verified.clone(),
         None => {
-            let judged = match source {
-                // SAFETY: per the contract.
-                Source::Session => signin::judge_session(&unsafe { Incoming::new(r) }, state, log).verdict,
-                Source::Bearer => match judge_token(state, header, log) {
-                    // No waiting here: start what the main request would have waited for.
-                    Err(Denial::UnknownKid) if state.discovery().is_some() => {
-                        if state.provider.key_state().keys.is_empty() {
-                            fetch::start_if_due(&worker, index);
-                            Err(Denial::KeysUnavailable)
-                        } else {
-                            fetch::refresh_for_unknown_kid(&worker, index);
-                            Err(Denial::UnknownKid)
-                        }
-                    }
-                    judged => judged,
-                },
-            };
+            // SAFETY: per the contract.
+            let judged = unsafe { judge(r, &p, source, header) };
             // Kept for the main request's variables and log when it has no outcome of its own
             // (`auth_request` from an unguarded location); never replacing one.
             if main_outcome.is_none() {
                 let kept =
-                    Outcome { verified: judged.clone(), source, ..Outcome::denied(index, Denial::NoToken) };
+                    Outcome { verified: judged.clone(), source, ..Outcome::denied(p.index, Denial::NoToken) };
                 // SAFETY: per the contract.
                 if unsafe { outcome::store(r, kept) }.is_none() {
                     return INTERNAL_ERROR;
@@ -81,25 +73,37 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
             judged
         }
     };
-    let decision = verified.as_ref().map_err(|d| *d).and_then(|token| lcf.policy.check(token));
-    if let Some(counters) = state.counters() {
-        counters.decided(decision);
-    }
-    match decision {
-        Ok(()) => Status::NGX_DECLINED.into(),
-        Err(denial) => {
-            // SAFETY: per the contract.
-            unsafe {
-                crate::log::denial(
-                    r,
-                    worker.request_id_index,
-                    &state.provider,
-                    denial,
-                    verified.as_deref().ok(),
-                )
-            };
-            // SAFETY: per the contract.
-            unsafe { deny(r, &state.provider, denial) }
-        }
+    let decision = requirements(p.lcf, &verified);
+    // SAFETY: per the contract.
+    unsafe { settle(r, &p, decision, &verified, source, Asker::Subrequest) }
+}
+
+/// Judges the main request's credentials for the subrequest's location, without waiting: what
+/// the main request would have waited for is started.
+///
+/// # Safety
+/// `r` is a valid subrequest.
+unsafe fn judge(
+    r: *mut ngx_http_request_t,
+    p: &Protected,
+    source: Source,
+    header: Option<&[u8]>,
+) -> Result<Arc<VerifiedToken>, Denial> {
+    let state = p.state();
+    match source {
+        // SAFETY: per the contract.
+        Source::Session => session::judge(&unsafe { Incoming::new(r) }, state, p.log).verdict,
+        Source::Bearer => match judge_token(state, header, p.log) {
+            Err(Denial::UnknownKid) if state.discovery().is_some() => {
+                if state.provider.key_state().keys.is_empty() {
+                    fetch::start_if_due(&p.worker, p.index);
+                    Err(Denial::KeysUnavailable)
+                } else {
+                    fetch::refresh_for_unknown_kid(&p.worker, p.index);
+                    Err(Denial::UnknownKid)
+                }
+            }
+            judged => judged,
+        },
     }
 }

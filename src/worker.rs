@@ -22,8 +22,8 @@ use ngx::ffi::{
 use ngx::http::HttpModuleMainConf;
 
 use crate::log::{debug, guard};
-use crate::state::{identity, Counters, DenyView, SlotRef};
-use crate::EntraModule;
+use crate::module::EntraModule;
+use crate::zone::{identity, Counters, DenyView, SlotRef};
 
 pub struct Worker {
     /// The cycle this was built for: a single-process nginx reloads in place.
@@ -175,7 +175,26 @@ pub fn cycle_log() -> *mut ngx_log_t {
     ngx::log::ngx_cycle_log().as_ptr()
 }
 
+/// What a fetch of a provider's keys goes by: its slot, where the keys come from, and when.
+pub struct KeyFetch<'a> {
+    pub slot: &'a SlotRef,
+    pub discovery: &'a Discovery,
+    pub schedule: &'a Schedule,
+}
+
 impl ProviderState {
+    /// Its slot and fetch settings, for a discovery provider that has a slot.
+    pub fn key_fetch(&self) -> Option<KeyFetch<'_>> {
+        let (Some(slot), Some((discovery, schedule))) = (&self.slot, self.discovery()) else { return None };
+        Some(KeyFetch { slot, discovery, schedule })
+    }
+
+    /// Whether a fetch of its keys runs now: asked for or claimed in the zone, or this worker's
+    /// own (after a reload gave the slot away, the only one).
+    pub fn fetch_running(&self, now_ms: u64) -> bool {
+        self.key_fetch().is_some_and(|f| f.slot.fetching(now_ms, f.discovery.timeout)) || self.in_flight.get()
+    }
+
     /// Where and when its keys are fetched, for a discovery provider.
     pub fn discovery(&self) -> Option<(&Discovery, &Schedule)> {
         match &self.provider.source {
@@ -191,7 +210,7 @@ impl ProviderState {
     /// Brings this worker's keys up to the zone's generation (discovery providers; a key file's
     /// keys never come from the zone).
     pub fn sync_keys(&self, log: *mut ngx_log_t) {
-        let (Some(slot), Some(_)) = (&self.slot, self.discovery()) else { return };
+        let Some(KeyFetch { slot, .. }) = self.key_fetch() else { return };
         let generation = slot.generation();
         if generation == 0 || generation == self.generation.get() {
             return;

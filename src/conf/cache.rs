@@ -12,7 +12,7 @@ use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_core_conf_t, ngx_core_module};
 
 use super::ext::{answer, time_value, Conf, ConfError};
-use super::MainConf;
+use super::main::MainConf;
 use crate::clock::now;
 use crate::log::guard;
 

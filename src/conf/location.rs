@@ -13,7 +13,7 @@ use ngx::http::{HttpModuleMainConf, HttpModuleServerConf};
 
 use super::ext::{answer, Conf, ConfError, Origin};
 use crate::log::guard;
-use crate::EntraModule;
+use crate::module::EntraModule;
 
 #[derive(Clone, Debug, Default)]
 enum AuthSetting {

@@ -7,11 +7,6 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
-use std::sync::Arc;
-
-use entra_core::discovery::Fetched;
-use entra_core::keycache::KeyCache;
-use entra_core::Provider;
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
@@ -23,45 +18,33 @@ use ngx::ngx_string;
 pub mod cache;
 pub mod ext;
 pub mod location;
+pub mod main;
 pub mod provider;
 pub mod server;
 pub mod zone;
 
 pub use location::LocationConf;
+pub use main::MainConf;
 pub use server::ServerConf;
 
 use crate::log::guard;
-use zone::ZoneConf;
-
-/// http-level configuration: the providers, in the order written, and the shared zone.
-#[derive(Default)]
-pub struct MainConf {
-    pub providers: Vec<Arc<Provider>>,
-    pub zone: ZoneConf,
-    /// Some location signs browsers in (`entra_auth ... session|any`).
-    pub sign_in_used: bool,
-    /// `entra_keys_cache_path`.
-    pub keys_cache: Option<KeyCache>,
-    /// The cached keys a start may serve with, per provider (read once the block is parsed).
-    pub cached_keys: Vec<Option<Fetched>>,
-    /// Requirement lines (file, line) already warned about for want of `entra_auth`.
-    pub unguarded_warned: std::collections::HashSet<(String, usize)>,
-    /// nginx's `$request_id`, indexed so that the denial line and the access log read the
-    /// same cached value (postconfiguration).
-    pub request_id_index: Option<usize>,
-}
-
-impl MainConf {
-    /// The provider a location names, by its index in `providers`.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.providers.iter().position(|p| p.name == name)
-    }
-}
 
 type Handler = extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
 
 const fn command(name: ngx::ffi::ngx_str_t, type_: u32, conf: usize, set: Handler) -> ngx_command_t {
-    ngx_command_t { name, type_: type_ as ngx_uint_t, set: Some(set), conf, offset: 0, post: ptr::null_mut() }
+    command_at(name, type_, conf, 0, set)
+}
+
+/// A directive whose handler sets the field at `offset` of the configuration, as nginx's own
+/// `ngx_conf_set_*` handlers do: its file needs no knowledge of the whole configuration.
+const fn command_at(
+    name: ngx::ffi::ngx_str_t,
+    type_: u32,
+    conf: usize,
+    offset: usize,
+    set: Handler,
+) -> ngx_command_t {
+    ngx_command_t { name, type_: type_ as ngx_uint_t, set: Some(set), conf, offset, post: ptr::null_mut() }
 }
 
 const LOCATION_LEVELS: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -76,7 +59,13 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
         MAIN,
         provider::set_provider,
     ),
-    command(ngx_string!("entra_shared_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, MAIN, zone::set_zone),
+    command_at(
+        ngx_string!("entra_shared_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        MAIN,
+        core::mem::offset_of!(MainConf, zone),
+        zone::set_zone,
+    ),
     command(
         ngx_string!("entra_keys_cache_path"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12,
@@ -110,7 +99,7 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
     ),
     command(ngx_string!("entra_require_claim"), LOCATION_LEVELS | NGX_CONF_1MORE, LOC, location::set_claim),
     command(ngx_string!("entra_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::status::set_status),
-    command(ngx_string!("entra_logout"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::signin::set_logout),
+    command(ngx_string!("entra_logout"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::logout::set_logout),
     ngx_command_t::empty(),
 ];
 

@@ -20,7 +20,7 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_parse, ngx_conf_t, NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE2};
 
 use super::ext::{answer, time_value, Conf, ConfError};
-use super::MainConf;
+use super::main::MainConf;
 use crate::log::guard;
 
 /// What the block's lines have said so far.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use entra_core::Provider;
 
 use super::ext::{Conf, ConfError, Origin};
-use crate::EntraModule;
+use crate::module::EntraModule;
 
 /// One provider used in a session mode by some location of the server.
 pub struct SignInUse {

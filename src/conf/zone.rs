@@ -8,7 +8,6 @@ use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_shm_zone_t};
 
 use super::ext::{answer, size_value, Conf, ConfError};
-use super::MainConf;
 use crate::log::guard;
 
 const DEFAULT_ZONE_NAME: &str = "entra";
@@ -31,12 +30,14 @@ impl Default for ZoneConf {
 }
 
 /// `entra_shared_zone zone=name:size;`
-pub extern "C" fn set_zone(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with a valid cf and this module's main conf.
-    let (conf_ctx, main) = unsafe { (Conf::new(cf), &mut *(conf as *mut MainConf)) };
+pub extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf, the command, and this module's
+    // main conf, whose `ZoneConf` is at the command's offset.
+    let (conf_ctx, zone) =
+        unsafe { (Conf::new(cf), &mut *((conf as *mut u8).add((*cmd).offset) as *mut ZoneConf)) };
     // SAFETY: as above.
     guard(unsafe { (*cf).log }, "entra_shared_zone", NGX_CONF_ERROR, || {
-        answer(&conf_ctx, conf_ctx.args().and_then(|a| main.zone.set(a[1])))
+        answer(&conf_ctx, conf_ctx.args().and_then(|a| zone.set(a[1])))
     })
 }
 

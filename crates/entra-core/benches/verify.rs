@@ -117,7 +117,7 @@ fn fixture() -> Fixture {
     let authorization = format!("Bearer {token}").into_bytes();
     let sign_in = |cache: usize| {
         let keys = SealKeys::parse(&URL_SAFE_NO_PAD.encode([7u8; 32])).expect("key");
-        SignInConfig { keys: Some(keys), ..Default::default() }.build(cache)
+        SignInConfig { keys: Some(keys), ..Default::default() }.build("bench", cache)
     };
     let (sessions, sessions_uncached) = (sign_in(1024), sign_in(0));
     let session = Session {
@@ -128,7 +128,7 @@ fn fixture() -> Fixture {
         groups: (0..200).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}")).collect(),
         ..Default::default()
     };
-    let cookies = sessions.session_cookies("bench", &session, &Default::default(), false).expect("fits");
+    let cookies = sessions.session_cookies(&session, &Default::default(), false).expect("fits");
     let session_cookie = cookies
         .iter()
         .flat_map(|c| c.split(';').next().unwrap().split_once('=').unwrap().1.bytes())
@@ -154,7 +154,7 @@ fn fixture() -> Fixture {
 }
 
 fn open(s: &SignIn, cookie: &[u8]) -> Arc<OpenedSession> {
-    s.open_cached("bench", cookie, false, now()).0.expect("opens")
+    s.open_cached(cookie, false, now()).0.expect("opens")
 }
 
 fn now() -> u64 {

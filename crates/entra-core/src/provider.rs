@@ -165,7 +165,7 @@ impl ProviderConfig {
             algorithms,
             require_permission: self.require_permission.unwrap_or(true),
             // Sessions weigh more than tokens (a 200-group one about 30 KiB opened): a quarter.
-            sign_in: self.sign_in.build(self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE).div_ceil(4)),
+            sign_in: self.sign_in.build(name, self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE).div_ceil(4)),
             cache: TokenCache::new(self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE)),
         })
     }

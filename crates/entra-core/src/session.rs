@@ -251,7 +251,7 @@ pub const TOUCH_INTERVAL: u64 = 60;
 
 /// The session settings of a provider that decide whether a session still holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Lifetimes {
+pub struct Freshness {
     /// `session_idle_timeout`: unused this long, a session ends.
     pub idle_timeout: Option<u64>,
     /// `session_revalidate`: this long after the last check, a navigation checks with Entra again.
@@ -271,16 +271,16 @@ impl Session {
     /// Judges the session at `now`: past its expiry, unused for longer than the idle timeout, or
     /// overdue for revalidation by more than another interval (a script's requests then get 401
     /// so that the page reloads and its navigation revalidates).
-    pub fn standing(&self, now: u64, lifetimes: Lifetimes, navigation: bool) -> Result<Standing, Denial> {
+    pub fn standing(&self, now: u64, freshness: Freshness, navigation: bool) -> Result<Standing, Denial> {
         if now >= self.expires {
             return Err(Denial::SessionExpired);
         }
-        if let Some(idle) = lifetimes.idle_timeout {
+        if let Some(idle) = freshness.idle_timeout {
             if now >= self.last_used.saturating_add(idle) {
                 return Err(Denial::SessionIdle);
             }
         }
-        if let Some(every) = lifetimes.revalidate {
+        if let Some(every) = freshness.revalidate {
             let due = self.revalidated.saturating_add(every);
             if now >= due && navigation {
                 return Ok(Standing::Revalidate);
@@ -289,7 +289,7 @@ impl Session {
                 return Err(Denial::SessionStale);
             }
         }
-        let touch = lifetimes.idle_timeout.is_some() && now >= self.last_used.saturating_add(TOUCH_INTERVAL);
+        let touch = freshness.idle_timeout.is_some() && now >= self.last_used.saturating_add(TOUCH_INTERVAL);
         Ok(Standing::Valid { touch })
     }
 }
@@ -360,9 +360,9 @@ mod tests {
     #[test]
     fn a_session_ends_at_its_expiry_or_when_idle() {
         let s = Session { expires: 1000, last_used: 100, revalidated: 100, ..alice(0) };
-        let idle = Lifetimes { idle_timeout: Some(300), revalidate: None };
-        assert_eq!(s.standing(999, Lifetimes::default(), false), Ok(Standing::Valid { touch: false }));
-        assert_eq!(s.standing(1000, Lifetimes::default(), false), Err(Denial::SessionExpired));
+        let idle = Freshness { idle_timeout: Some(300), revalidate: None };
+        assert_eq!(s.standing(999, Freshness::default(), false), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(1000, Freshness::default(), false), Err(Denial::SessionExpired));
         assert_eq!(s.standing(399, idle, false), Ok(Standing::Valid { touch: true }));
         assert_eq!(
             s.standing(159, idle, false),
@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn a_navigation_revalidates_when_due_and_scripts_go_stale_an_interval_later() {
         let s = Session { expires: 100_000, last_used: 0, revalidated: 1000, ..alice(0) };
-        let every = Lifetimes { idle_timeout: None, revalidate: Some(900) };
+        let every = Freshness { idle_timeout: None, revalidate: Some(900) };
         assert_eq!(s.standing(1899, every, true), Ok(Standing::Valid { touch: false }));
         assert_eq!(s.standing(1900, every, true), Ok(Standing::Revalidate));
         assert_eq!(

@@ -13,6 +13,7 @@ use ring::rand::SystemRandom;
 use thiserror::Error;
 
 use crate::assertion::ClientCertificate;
+use crate::browser::RequestHeaders;
 use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
 use crate::cookie::{self, Found, Jar};
@@ -21,7 +22,7 @@ use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
 };
 use crate::seal::{OpenError, Purpose, SealKeys};
-use crate::session::{self, Lifetimes, Session};
+use crate::session::{self, Freshness, Session, Standing};
 use crate::token::VerifiedToken;
 
 pub const DEFAULT_REDIRECT_URI: &str = "/.entra/callback";
@@ -110,6 +111,8 @@ impl RedirectUri {
 /// A provider's sign-in settings, with their defaults.
 #[derive(Debug)]
 pub struct SignIn {
+    /// The provider's name (`entra_provider NAME`): sealed values open only for it.
+    pub provider: String,
     pub credential: Option<Credential>,
     pub redirect_uri: RedirectUri,
     pub scopes: String,
@@ -117,8 +120,10 @@ pub struct SignIn {
     pub keys: Option<SealKeys>,
     /// `session_cookie` as written, if it was.
     cookie: Option<String>,
-    pub lifetime: u64,
-    pub lifetimes: Lifetimes,
+    /// `session_lifetime`, in seconds.
+    pub session_lifetime: u64,
+    /// What else decides whether a session still holds.
+    pub freshness: Freshness,
     /// `session_claims`: extra top-level claims kept in the session.
     pub claims: Vec<String>,
     pub post_logout_redirect: Option<String>,
@@ -138,16 +143,18 @@ pub struct OpenedSession {
 }
 
 impl SignInConfig {
-    /// The settings with their defaults; `cache` opened sessions kept per worker.
-    pub fn build(self, cache: usize) -> SignIn {
+    /// The settings of provider `provider` with their defaults; `cache` opened sessions kept
+    /// per worker.
+    pub fn build(self, provider: &str, cache: usize) -> SignIn {
         SignIn {
+            provider: provider.to_owned(),
             credential: self.credential,
             redirect_uri: RedirectUri::new(self.redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI)),
             scopes: self.scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_owned()),
             keys: self.keys,
             cookie: self.cookie,
-            lifetime: self.lifetime.unwrap_or(DEFAULT_LIFETIME),
-            lifetimes: Lifetimes { idle_timeout: self.idle_timeout, revalidate: self.revalidate },
+            session_lifetime: self.lifetime.unwrap_or(DEFAULT_LIFETIME),
+            freshness: Freshness { idle_timeout: self.idle_timeout, revalidate: self.revalidate },
             claims: self.claims,
             post_logout_redirect: self.post_logout_redirect,
             frontchannel_logout_uri: self
@@ -236,8 +243,8 @@ impl SignIn {
 
     /// Associated data of a sealed value: the cookie's name, the provider and the format version,
     /// so a value opens neither under another name nor for another provider.
-    fn aad(name: &str, provider: &str, version: u8) -> Vec<u8> {
-        [name.as_bytes(), b"\0", provider.as_bytes(), b"\0", &[version]].concat()
+    fn aad(&self, name: &str, version: u8) -> Vec<u8> {
+        [name.as_bytes(), b"\0", self.provider.as_bytes(), b"\0", &[version]].concat()
     }
 
     fn keys(&self) -> Result<&SealKeys, OpenError> {
@@ -249,7 +256,6 @@ impl SignIn {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
-        provider: &str,
         client_id: &str,
         authorize_endpoint: &str,
         redirect_uri: String,
@@ -263,9 +269,7 @@ impl SignIn {
         let keys = self.keys()?;
         let created: [Option<u64>; TRANSACTION_COOKIES] =
             core::array::from_fn(|i| match cookies.find(&self.transaction_name(secure, i)) {
-                Found::One(value) => {
-                    Some(self.open_transaction(provider, secure, i, value).map_or(0, |t| t.created))
-                }
+                Found::One(value) => Some(self.open_transaction(secure, i, value).map_or(0, |t| t.created)),
                 Found::Twice => Some(0),
                 Found::Absent => None,
             });
@@ -284,37 +288,21 @@ impl SignIn {
         let name = self.transaction_name(secure, index);
         // The return URL is at most 1024 bytes: a transaction always encodes.
         let plain = transaction.encode().map_err(|_| OpenError::Malformed)?;
-        let sealed = keys.seal(
-            Purpose::Transaction,
-            &Self::aad(&name, provider, crate::oidc::TRANSACTION_VERSION),
-            &plain,
-        );
+        let sealed =
+            keys.seal(Purpose::Transaction, &self.aad(&name, crate::oidc::TRANSACTION_VERSION), &plain);
         Ok(Start { location, cookie: cookie::set_cookie(&name, &sealed, secure, Some(TRANSACTION_LIFETIME)) })
     }
 
-    fn open_transaction(
-        &self,
-        provider: &str,
-        secure: bool,
-        index: usize,
-        value: &[u8],
-    ) -> Option<Transaction> {
+    fn open_transaction(&self, secure: bool, index: usize, value: &[u8]) -> Option<Transaction> {
         let name = self.transaction_name(secure, index);
-        let aad = Self::aad(&name, provider, crate::oidc::TRANSACTION_VERSION);
+        let aad = self.aad(&name, crate::oidc::TRANSACTION_VERSION);
         let plain = self.keys().ok()?.open(Purpose::Transaction, &aad, value).ok()?;
         Transaction::decode(&plain).ok()
     }
 
     /// Matches a callback's query to the transaction cookie whose state it names. A cookie
     /// name sent twice (planted by a sibling subdomain) is used by nobody and cleared.
-    pub fn callback(
-        &self,
-        provider: &str,
-        query: &str,
-        cookies: &Jar,
-        secure: bool,
-        now: u64,
-    ) -> Result<Matched, Refused> {
+    pub fn callback(&self, query: &str, cookies: &Jar, secure: bool, now: u64) -> Result<Matched, Refused> {
         let mut clear = Vec::new();
         let mut transactions = Vec::new();
         for index in 0..TRANSACTION_COOKIES {
@@ -337,7 +325,7 @@ impl SignIn {
                 // The attempt is over either way: its cookie goes.
                 let mut ask_user = None;
                 for (index, value) in &transactions {
-                    let Some(t) = self.open_transaction(provider, secure, *index, value) else { continue };
+                    let Some(t) = self.open_transaction(secure, *index, value) else { continue };
                     if Some(&t.attempt.state) == state.as_ref() {
                         let name = self.transaction_name(secure, *index);
                         clear.push(cookie::set_cookie(&name, "", secure, Some(0)));
@@ -354,7 +342,7 @@ impl SignIn {
             Err(e) => return Err(refuse(Denial::StateMismatch, e.to_string(), clear)),
         };
         for (index, value) in transactions {
-            let Some(transaction) = self.open_transaction(provider, secure, index, value) else { continue };
+            let Some(transaction) = self.open_transaction(secure, index, value) else { continue };
             if transaction.attempt.state != state {
                 continue;
             }
@@ -407,7 +395,6 @@ impl SignIn {
     /// larger session had. `Err` when it does not fit.
     pub fn session_cookies(
         &self,
-        provider: &str,
         session: &Session,
         cookies: &Jar,
         secure: bool,
@@ -415,7 +402,7 @@ impl SignIn {
         let keys = self.keys().map_err(|_| Denial::SessionTooLarge)?;
         let name = self.cookie_name(secure);
         let plain = session.encode().map_err(|_| Denial::SessionTooLarge)?;
-        let sealed = keys.seal(Purpose::Session, &Self::aad(name, provider, session::FORMAT_VERSION), &plain);
+        let sealed = keys.seal(Purpose::Session, &self.aad(name, session::FORMAT_VERSION), &plain);
         let chunks = cookie::split(name, &sealed).map_err(|_| Denial::SessionTooLarge)?;
         let mut out: Vec<SetCookie> =
             chunks.iter().map(|(chunk, value)| cookie::set_cookie(chunk, value, secure, None)).collect();
@@ -460,8 +447,8 @@ impl SignIn {
     }
 
     /// Opens a reassembled session cookie.
-    pub fn open_session(&self, provider: &str, sealed: &[u8], secure: bool) -> Result<Session, SessionFault> {
-        let aad = Self::aad(self.cookie_name(secure), provider, session::FORMAT_VERSION);
+    pub fn open_session(&self, sealed: &[u8], secure: bool) -> Result<Session, SessionFault> {
+        let aad = self.aad(self.cookie_name(secure), session::FORMAT_VERSION);
         let plain = self.keys()?.open(Purpose::Session, &aad, sealed)?;
         Session::decode(&plain).map_err(|_| SessionFault::Undecodable)
     }
@@ -471,7 +458,6 @@ impl SignIn {
     /// hit; else how long opening took.
     pub fn open_cached(
         &self,
-        provider: &str,
         sealed: &[u8],
         secure: bool,
         now: u64,
@@ -480,7 +466,7 @@ impl SignIn {
             return (Ok(hit), None);
         }
         let started = Instant::now();
-        let opened = self.open_session(provider, sealed, secure).map(|session| {
+        let opened = self.open_session(sealed, secure).map(|session| {
             let identity = Arc::new(session.identity());
             let expires = session.expires;
             let opened = Arc::new(OpenedSession { session, identity, secure });
@@ -488,5 +474,145 @@ impl SignIn {
             opened
         });
         (opened, Some(started.elapsed()))
+    }
+}
+
+/// What the session check reads of a request: the glue's view of it.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRequest<'a> {
+    pub cookies: &'a Jar<'a>,
+    pub headers: RequestHeaders<'a>,
+    /// The connection is TLS.
+    pub tls: bool,
+    /// The `Host` header as sent (port included).
+    pub host_header: &'a str,
+    /// Now, in seconds.
+    pub now: u64,
+}
+
+/// A session due for revalidation with Entra (`session_revalidate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revalidate {
+    pub login_hint: String,
+    pub oid: String,
+    pub tid: String,
+}
+
+impl Revalidate {
+    /// The silent attempt that revalidates it: `prompt=none` with the session's `login_hint`.
+    pub fn attempt(&self) -> AttemptKind<'_> {
+        AttemptKind {
+            extra: vec![("prompt", "none"), ("login_hint", &self.login_hint)],
+            revalidating: Some((self.oid.clone(), self.tid.clone())),
+        }
+    }
+}
+
+/// How a session cookie was opened, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    /// `None`: found opened in this worker's cache; else how long opening took.
+    pub took: Option<Duration>,
+    pub accepted: bool,
+}
+
+/// The verdict on a request's session, with what the answer must carry.
+#[derive(Debug)]
+pub struct SessionJudgment {
+    pub verdict: Result<Arc<VerifiedToken>, Denial>,
+    /// Cookies to set with the answer (a session in use re-sealed).
+    pub set_cookies: Vec<SetCookie>,
+    /// A navigation whose session is due for revalidation.
+    pub revalidate: Option<Revalidate>,
+    /// The request carried a session cookie: how it opened.
+    pub opening: Option<Opening>,
+    /// Why the cookie did not open, for the log.
+    pub fault: Option<SessionFault>,
+}
+
+impl SignIn {
+    /// Cookies are `Secure` (and `__Host-` by default) when the connection is TLS or the
+    /// redirect URI says `https://` (TLS ends at a load balancer in front).
+    pub fn is_secure(&self, tls: bool) -> bool {
+        tls || self.redirect_uri.is_https()
+    }
+
+    /// `scheme://host[:port]` of a request, as the browser sees it.
+    pub fn own_origin(&self, tls: bool, host_header: &str) -> String {
+        let scheme = if self.is_secure(tls) { "https" } else { "http" };
+        format!("{scheme}://{host_header}")
+    }
+
+    /// Judges a request's session cookie, opened or found opened in this worker's cache. A
+    /// cookie that does not open is no session (the fault says why); `is_revoked(sid,
+    /// signed_in_ms)` is the deny-list, asked on every request like the session's times; a
+    /// session in use with an idle timeout is re-sealed at most once a minute; a session from
+    /// another site that would change something is refused.
+    pub fn judge_session(
+        &self,
+        request: &SessionRequest,
+        is_revoked: impl FnOnce(&str, u64) -> bool,
+    ) -> SessionJudgment {
+        let mut judgment = SessionJudgment {
+            verdict: Err(Denial::NoSession),
+            set_cookies: Vec::new(),
+            revalidate: None,
+            opening: None,
+            fault: None,
+        };
+        let secure = self.is_secure(request.tls);
+        let Some(sealed) = self.session_cookie(request.cookies, secure) else { return judgment };
+        let (opened, took) = match sealed {
+            Ok(sealed) => self.open_cached(&sealed, secure, request.now),
+            Err(fault) => (Err(fault), Some(Duration::ZERO)),
+        };
+        judgment.opening = Some(Opening { took, accepted: opened.is_ok() });
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(fault) => {
+                judgment.fault = Some(fault);
+                judgment.verdict = Err(Denial::SessionInvalid);
+                return judgment;
+            }
+        };
+        judgment.verdict = self.hold(&opened, request, is_revoked, &mut judgment);
+        judgment
+    }
+
+    /// Whether an opened session holds for this request.
+    fn hold(
+        &self,
+        opened: &OpenedSession,
+        request: &SessionRequest,
+        is_revoked: impl FnOnce(&str, u64) -> bool,
+        judgment: &mut SessionJudgment,
+    ) -> Result<Arc<VerifiedToken>, Denial> {
+        let session = &opened.session;
+        if is_revoked(&session.sid, session.signed_in) {
+            return Err(Denial::SessionRevoked);
+        }
+        let headers = &request.headers;
+        match session.standing(request.now, self.freshness, headers.is_navigation())? {
+            Standing::Valid { touch: true } => {
+                let touched = Session { last_used: request.now, ..session.clone() };
+                if let Ok(cookies) = self.session_cookies(&touched, request.cookies, opened.secure) {
+                    judgment.set_cookies = cookies;
+                }
+            }
+            Standing::Revalidate => {
+                judgment.revalidate = Some(Revalidate {
+                    login_hint: session.login_hint.clone(),
+                    oid: session.oid.clone(),
+                    tid: session.tid.clone(),
+                })
+            }
+            Standing::Valid { touch: false } => {}
+        }
+        if headers.may_change_something()
+            && headers.is_cross_origin(&self.own_origin(request.tls, request.host_header))
+        {
+            return Err(Denial::CrossOrigin);
+        }
+        Ok(opened.identity.clone())
     }
 }

@@ -148,7 +148,7 @@ fn main() -> Result<()> {
     let mut sealed = Vec::new();
     let mut cookie_seeds = Vec::new();
     for groups in [0, 3, 200] {
-        let cookies = sign_in.session_cookies(PROVIDER, &session(groups), &Jar::default(), false)?;
+        let cookies = sign_in.session_cookies(&session(groups), &Jar::default(), false)?;
         let pairs: Vec<&str> = cookies.iter().filter_map(|c| c.split(';').next()).collect();
         let header = pairs.join("; ");
         let jar = Jar::parse([header.as_bytes()]);
@@ -165,7 +165,6 @@ fn main() -> Result<()> {
     for return_url in ["/app", "/app/page?x=1"] {
         let jar = Jar::parse([jar_text.as_bytes()]);
         let start = sign_in.start(
-            PROVIDER,
             CLIENT_ID,
             &format!("{GLOBAL_AUTHORITY}/{TENANT}/oauth2/v2.0/authorize"),
             "https://app.example/.entra/callback".into(),

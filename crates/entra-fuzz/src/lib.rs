@@ -104,7 +104,7 @@ fn fixtures() -> &'static Fixtures {
 /// The sign-in settings of the fixtures, with `keys` (a `session_key_file`'s text).
 pub fn sign_in(keys: &str) -> SignIn {
     SignInConfig { keys: Some(SealKeys::parse(keys).expect("the fixture session key")), ..Default::default() }
-        .build(0)
+        .build(PROVIDER, 0)
 }
 
 /// A token's signed part: its header and payload as sent.
@@ -198,7 +198,7 @@ pub fn session_cookie(data: &[u8]) {
     let f = fixtures();
     let jar = Jar::parse(data.split(|b| *b == b'\n'));
     let Some(Ok(sealed)) = f.sign_in.session_cookie(&jar, false) else { return };
-    if f.sign_in.open_session(PROVIDER, &sealed, false).is_ok() {
+    if f.sign_in.open_session(&sealed, false).is_ok() {
         assert!(
             f.sessions.contains(&sealed),
             "opened a session cookie that was never sealed: {}",
@@ -214,7 +214,7 @@ pub fn callback(data: &[u8]) {
     let mut input = data.splitn(2, |b| *b == b'\n');
     let Ok(query) = std::str::from_utf8(input.next().unwrap_or_default()) else { return };
     let jar = Jar::parse(input.next().unwrap_or_default().split(|b| *b == b'\n'));
-    let Ok(matched) = f.sign_in.callback(PROVIDER, query, &jar, false, NOW) else { return };
+    let Ok(matched) = f.sign_in.callback(query, &jar, false, NOW) else { return };
     let sent = jar.pairs();
     assert!(
         f.transactions.iter().any(|(name, value, state)| {
@@ -234,7 +234,7 @@ pub fn accepted_tokens(tokens: &str) -> usize {
 /// How many of the fixture sessions open.
 pub fn opened_sessions() -> usize {
     let f = fixtures();
-    f.sessions.iter().filter(|s| f.sign_in.open_session(PROVIDER, s, false).is_ok()).count()
+    f.sessions.iter().filter(|s| f.sign_in.open_session(s, false).is_ok()).count()
 }
 
 /// How many of the fixture attempts match a callback naming their state.
@@ -245,7 +245,7 @@ pub fn matched_callbacks() -> usize {
         .filter(|(name, value, state)| {
             let cookie = [name.as_bytes(), b"=", value].concat();
             let jar = Jar::parse([cookie.as_slice()]);
-            f.sign_in.callback(PROVIDER, &format!("code=c&state={state}"), &jar, false, NOW).is_ok()
+            f.sign_in.callback(&format!("code=c&state={state}"), &jar, false, NOW).is_ok()
         })
         .count()
 }

@@ -24,7 +24,7 @@ fn main() -> Result<(), String> {
         cookie: arg(&args, "--cookie"),
         ..SignInConfig::default()
     }
-    .build(0);
+    .build(&provider, 0);
     let (groups, count) = (number("--groups", 200)?, number("--count", 1)?);
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
@@ -47,9 +47,8 @@ fn main() -> Result<(), String> {
             roles: vec!["Orders.Read".into()],
             ..Session::default()
         };
-        let cookies = sign_in
-            .session_cookies(&provider, &session, &Default::default(), false)
-            .map_err(|e| e.to_string())?;
+        let cookies =
+            sign_in.session_cookies(&session, &Default::default(), false).map_err(|e| e.to_string())?;
         let pairs: Vec<&str> = cookies.iter().filter_map(|c| c.split(';').next()).collect();
         println!("{}", pairs.join("; "));
     }

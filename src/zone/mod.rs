@@ -37,7 +37,7 @@ use ngx::ffi::{
 use ngx::http::HttpModule;
 
 use crate::log::{debug, guard, notice, warning};
-use crate::EntraModule;
+use crate::module::EntraModule;
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;

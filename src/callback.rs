@@ -1,0 +1,427 @@
+//! The server-rewrite phase of browser sign-in: the redirect URI's callback, answered before any
+//! location of the operator's could shadow it, with its code exchanged on the `entra_signin`
+//! thread pool while the request is parked; and Entra's front-channel logout call.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entra_core::browser::{is_valid_sid, sid_key};
+use entra_core::exchange::{exchange, ExchangeError};
+use entra_core::oidc::token_request;
+use entra_core::provider::KeySource;
+use entra_core::session::Session;
+use entra_core::signin::{AttemptKind, Matched, SetCookie};
+use entra_core::Denial;
+use ngx::core::Status;
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t,
+};
+use ngx::http::HttpModuleServerConf;
+use ring::rand::SystemRandom;
+
+use crate::clock::{epoch_ms, mono_s, now, now_ms};
+use crate::denial::{sign_in_failed, RETRY_AFTER, RETRY_SECONDS};
+use crate::log::{debug, guard, info, request_log, WithoutRequestLine};
+use crate::module::EntraModule;
+use crate::outcome::{self, Outcome, Source};
+use crate::park::{park, ExchangeAnswer, Pending};
+use crate::request::Incoming;
+use crate::response::{page, send, set_cookies, INTERNAL_ERROR};
+use crate::session::{clear_session, redirect_to_sign_in};
+use crate::threads;
+use crate::worker::{self, ProviderState, Worker};
+use crate::zone::SignInEvent;
+
+/// Callbacks one worker keeps parked for their code exchange at most.
+const MAX_PARKED_CALLBACKS: usize = 64;
+
+/// Registers the handler in nginx's server-rewrite phase (postconfiguration).
+pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
+    crate::module::add_phase_handler(
+        cf,
+        ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE,
+        crate::module::Order::First,
+        server_rewrite_handler,
+    )
+}
+
+extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // A subrequest to the callback or logout path is no browser's: its location answers.
+    // SAFETY: nginx calls phase handlers with a valid request.
+    if unsafe { (*r).main } != r {
+        return Status::NGX_DECLINED.into();
+    }
+    // SAFETY: as above.
+    guard(unsafe { request_log(r) }, "the sign-in callback", INTERNAL_ERROR, || {
+        // SAFETY: as above.
+        let (req, request) = unsafe { (Incoming::new(r), ngx::http::Request::from_ngx_http_request(r)) };
+        let Some(server) = EntraModule::server_conf(request) else { return Status::NGX_DECLINED.into() };
+        let Some(worker) = worker::current() else { return INTERNAL_ERROR };
+        let uri = req.uri();
+        for used in &server.sign_in {
+            let Some(state) = worker.providers.get(used.provider) else { continue };
+            if uri == state.provider.sign_in.redirect_uri.path().as_bytes() {
+                // SAFETY: as above.
+                return unsafe { callback(r, &worker, used.provider) };
+            }
+            if uri == state.provider.sign_in.frontchannel_logout_uri.as_bytes() {
+                // SAFETY: as above.
+                return unsafe { frontchannel_logout(r, state) };
+            }
+        }
+        Status::NGX_DECLINED.into()
+    })
+}
+
+/// The exchange as a pool job: its own data only.
+struct ExchangeJob {
+    endpoint: String,
+    body: String,
+    ca_file: Option<std::path::PathBuf>,
+    timeout: Duration,
+    answer: ExchangeAnswer,
+}
+
+impl threads::Job for ExchangeJob {
+    fn run(&mut self) {
+        let answer = exchange(&self.endpoint, &self.body, &self.ca_file, self.timeout);
+        *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
+    }
+
+    fn done(self: Box<Self>) {
+        // The parked request polls the answer; a job outliving its request just ends here.
+    }
+
+    fn what(&self) -> &'static str {
+        "a code exchange"
+    }
+}
+
+/// The redirect URI's callback: match it to its transaction and start the code exchange, or,
+/// run again while parked, finish what the exchange answered.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn callback(r: *mut ngx_http_request_t, worker: &Worker, index: usize) -> ngx_int_t {
+    let state = &worker.providers[index];
+    // SAFETY: per the contract.
+    let log = unsafe { request_log(r) };
+    // SAFETY: the request's log outlives this call.
+    let _no_code_in_the_log = unsafe { WithoutRequestLine::new(log) };
+    // The endpoints may have come to the zone through another worker's fetch.
+    state.sync_keys(log);
+    // SAFETY: per the contract.
+    match unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
+        // SAFETY: per the contract.
+        Some(pending) => unsafe { poll_exchange(r, worker, state, pending, log) },
+        // SAFETY: per the contract.
+        None => unsafe { start_exchange(r, worker, state) },
+    }
+}
+
+/// Matches the callback to its transaction and posts the code exchange, parking the request.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn start_exchange(r: *mut ngx_http_request_t, worker: &Worker, state: &ProviderState) -> ngx_int_t {
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
+    let secure = req.is_secure_for(sign_in);
+    let matched = match sign_in.callback(req.args(), &req.cookies(), secure, now()) {
+        Ok(matched) => matched,
+        Err(refused) => {
+            if let Some(return_url) = refused.ask_user {
+                // A silent revalidation needs the user: one interactive attempt, never a second
+                // silent one.
+                info!(
+                    log,
+                    "provider \"{}\": silent revalidation answered {}: signing in again",
+                    provider.name,
+                    refused.detail
+                );
+                // SAFETY: per the contract.
+                return unsafe { restart(r, state, return_url, refused.clear) };
+            }
+            // SAFETY: per the contract.
+            return unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) };
+        }
+    };
+    let key_state = provider.key_state();
+    let (Some(endpoint), KeySource::Discovery { discovery, .. }) =
+        (key_state.endpoints.token.clone(), &provider.source)
+    else {
+        // SAFETY: per the contract.
+        return unsafe {
+            sign_in_failed(r, state, Denial::IdpUnavailable, "no token endpoint yet", vec![matched.clear])
+        };
+    };
+    if worker.parked_callbacks.get() >= MAX_PARKED_CALLBACKS {
+        let why = "too many sign-ins at once";
+        // SAFETY: per the contract.
+        return unsafe { sign_in_failed(r, state, Denial::IdpUnavailable, why, vec![matched.clear]) };
+    }
+    let mut assertion = String::new();
+    let random = SystemRandom::new();
+    let Some(credential) =
+        sign_in.client_credential(&provider.client_id, &endpoint, now(), &random, &mut assertion)
+    else {
+        return INTERNAL_ERROR;
+    };
+    let t = &matched.transaction;
+    let body =
+        token_request(&matched.code, &t.redirect_uri, &provider.client_id, &t.attempt.verifier, credential);
+    let answer = Arc::new(Mutex::new(None));
+    let job = ExchangeJob {
+        endpoint,
+        body,
+        ca_file: discovery.ca_file.clone(),
+        timeout: discovery.timeout,
+        answer: answer.clone(),
+    };
+    if !threads::post(threads::SIGNIN_POOL, Box::new(job)) {
+        let why = "the entra_signin thread pool is full";
+        // SAFETY: per the contract.
+        return unsafe { sign_in_failed(r, state, Denial::IdpUnavailable, why, vec![matched.clear]) };
+    }
+    let deadline = now_ms() + 2 * discovery.timeout.as_millis() as u64 + 1000;
+    let pending = Pending::new(worker, answer, matched, deadline);
+    debug!(
+        log,
+        "sign-in callback waits for its code exchange ({} in this worker)",
+        worker.parked_callbacks.get()
+    );
+    let index = state.index;
+    let parked =
+        Outcome { provider: index, source: Source::Session, ..Outcome::denied(index, Denial::NoSession) };
+    // SAFETY: per the contract.
+    match unsafe { outcome::store(r, parked) } {
+        // SAFETY: per the contract.
+        Some(_) => unsafe { wait(r, pending) },
+        None => INTERNAL_ERROR,
+    }
+}
+
+/// A parked callback's poll: waits on, or answers with what the exchange gave.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn poll_exchange(
+    r: *mut ngx_http_request_t,
+    worker: &Worker,
+    state: &ProviderState,
+    mut pending: Pending,
+    log: *mut ngx_log_t,
+) -> ngx_int_t {
+    let fail = |denial, detail: &str, pending: Pending| {
+        // SAFETY: per the contract.
+        unsafe { sign_in_failed(r, state, denial, detail, vec![pending.matched.clear]) }
+    };
+    let id_token = match pending.take_answer() {
+        // SAFETY: per the contract.
+        None if now_ms() < pending.deadline => return unsafe { wait(r, pending) },
+        None => return fail(Denial::IdpUnavailable, "the code exchange took too long", pending),
+        Some(Err(e)) => {
+            let denial = match e {
+                ExchangeError::Rejected { .. } => Denial::CodeRejected,
+                _ => Denial::IdpUnavailable,
+            };
+            return fail(denial, &e.to_string(), pending);
+        }
+        Some(Ok(id_token)) => id_token,
+    };
+    state.sync_keys(log);
+    let verified =
+        state.provider.verify_id_token(&id_token, now(), &pending.matched.transaction.attempt.nonce);
+    if verified.as_ref().is_err_and(|d| *d == Denial::UnknownKid) && now_ms() < pending.deadline {
+        // A key rotated since the last fetch: refresh (once) and judge again.
+        let fetching = if pending.waiting_for_keys {
+            state.fetch_running(now_ms())
+        } else {
+            pending.waiting_for_keys = true;
+            crate::fetch::refresh_for_unknown_kid(worker, state.index)
+        };
+        if fetching {
+            pending.keep_answer(Ok(id_token));
+            // SAFETY: per the contract.
+            return unsafe { wait(r, pending) };
+        }
+    }
+    match verified {
+        // SAFETY: per the contract.
+        Ok(token) => unsafe { signed_in(r, state, &token, pending.matched, log) },
+        Err(denial) => fail(denial, "the ID token is refused", pending),
+    }
+}
+
+/// The ID token is good: seal the session into its cookies and send the browser back.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn signed_in(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    token: &entra_core::VerifiedToken,
+    matched: Matched,
+    log: *mut ngx_log_t,
+) -> ngx_int_t {
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    let Matched { transaction, clear, .. } = matched;
+    let session = Session::from_id_token(token, epoch_ms(), sign_in.session_lifetime, &sign_in.claims);
+    if let Some((oid, tid)) = &transaction.revalidating {
+        if (oid, tid) != (&session.oid, &session.tid) {
+            // Entra's own session is another user's now: this one ends.
+            info!(
+                log,
+                "provider \"{}\": revalidation answered for another user: signing in again", provider.name
+            );
+            let mut cleared = clear_session(&req, sign_in);
+            cleared.push(clear);
+            // SAFETY: per the contract.
+            return unsafe { restart(r, state, transaction.return_url, cleared) };
+        }
+    }
+    let mut cookies = match sign_in.session_cookies(&session, &req.cookies(), req.is_secure_for(sign_in)) {
+        Ok(cookies) => cookies,
+        Err(denial) => {
+            let detail = format!("{} groups", session.groups.len());
+            // SAFETY: per the contract.
+            return unsafe { sign_in_failed(r, state, denial, &detail, vec![clear]) };
+        }
+    };
+    cookies.push(clear);
+    let sid = if session.sid.is_empty() { "-" } else { &session.sid };
+    info!(
+        log,
+        "signed in: provider \"{}\", oid {}, tid {}, sid {}, {} groups",
+        provider.name,
+        session.oid,
+        session.tid,
+        sid,
+        session.groups.len()
+    );
+    if session.sid.is_empty() {
+        crate::log::warning!(
+            log,
+            "provider \"{}\": the ID token has no sid: front-channel logout cannot end this session (add the optional claim sid)",
+            provider.name
+        );
+    }
+    if let Some(counters) = state.counters() {
+        counters.sign_in(SignInEvent::Completed);
+    }
+    let location = format!("{}{}", origin_of(&transaction.redirect_uri), transaction.return_url);
+    let mut headers = vec![(&b"Location"[..], location)];
+    headers.extend(set_cookies(cookies));
+    // SAFETY: per the contract.
+    unsafe { send(r, 302, &headers, "", "") }
+}
+
+/// The origin part of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..].find('/').map_or(url, |i| &url[..after_scheme + i])
+}
+
+/// Answers a callback with a new interactive attempt for `return_url`, clearing `clear`.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn restart(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    return_url: String,
+    clear: Vec<SetCookie>,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    match redirect_to_sign_in(&req, state, Some(return_url), AttemptKind::default(), clear) {
+        // SAFETY: per the contract.
+        Some(headers) => unsafe { send(r, 302, &headers, "", "") },
+        None => INTERNAL_ERROR,
+    }
+}
+
+/// Parks the callback until its exchange is done (or its deadline passes).
+///
+/// # Safety
+/// `r` is a valid request with an outcome.
+unsafe fn wait(r: *mut ngx_http_request_t, pending: Pending) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let Some(outcome) = (unsafe { outcome::get(r) }) else { return INTERNAL_ERROR };
+    outcome.pending = Some(pending);
+    // SAFETY: per the contract.
+    unsafe { park(r) };
+    // The server-rewrite phase stops here; the timer runs the phases again.
+    Status::NGX_DONE.into()
+}
+
+/// Entra's front-channel logout call, `GET <frontchannel_logout_uri>?sid=...` (in a hidden
+/// iframe, usually without cookies): the `sid` goes into the shared zone's deny-list, so that
+/// every worker refuses its sessions signed in up to now, across reloads.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    if !matches!(req.method(), "GET" | "HEAD") {
+        // SAFETY: per the contract.
+        return unsafe { send(r, 405, &[(b"Allow", "GET, HEAD".into())], "", "") };
+    }
+    let sids: Vec<&str> = req.args().split('&').filter_map(|p| p.strip_prefix("sid=")).collect();
+    let refused = match sids[..] {
+        [sid] if is_valid_sid(sid) => None,
+        [_] => Some("the sid is not of Entra's form".to_owned()),
+        _ => Some(format!("{} sid parameters", sids.len())),
+    };
+    if let Some(why) = refused {
+        info!(log, "front-channel logout refused: provider \"{}\": {}", provider.name, why);
+        // SAFETY: per the contract.
+        return unsafe { send(r, 400, &[], "", "") };
+    }
+    let sid = sids[0];
+    let lifetime_ms = sign_in.session_lifetime.saturating_mul(1000);
+    let Some((slot, revoked)) = state
+        .slot
+        .as_ref()
+        .and_then(|slot| Some((slot, slot.revoke(sid_key(sid), epoch_ms(), lifetime_ms)?)))
+    else {
+        crate::log::error!(
+            log,
+            "front-channel logout: provider \"{}\" has no deny-list in the shared zone",
+            provider.name
+        );
+        // SAFETY: per the contract.
+        return unsafe { send(r, 503, &[(RETRY_AFTER, RETRY_SECONDS.into())], "", "") };
+    };
+    info!(
+        log,
+        "front-channel logout: provider \"{}\", sid {} ({} in the deny-list)",
+        provider.name,
+        sid,
+        revoked.entries
+    );
+    if revoked.evicted && slot.should_log_overflow(mono_s()) {
+        crate::log::warning!(
+            log,
+            "provider \"{}\": the front-channel logout deny-list is full: every session signed in before the oldest \
+             logout it dropped is refused (enlarge entra_shared_zone)",
+            provider.name
+        );
+    }
+    if let Some(counters) = state.counters() {
+        counters.sign_in(SignInEvent::FrontChannelLogout);
+    }
+    // Cookies come along only when the browser allows third-party ones: clear them then too.
+    let clear: Vec<_> = set_cookies(sign_in.clear_all(&req.cookies(), req.is_secure_for(sign_in))).collect();
+    let body = page("Signed out", &["You are signed out of this application.".into()]);
+    // SAFETY: per the contract.
+    unsafe { send(r, 200, &clear, "text/html; charset=utf-8", &body) }
+}

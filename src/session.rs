@@ -1,0 +1,198 @@
+//! The browser session in the access phase: the session cookie judged (by entra-core's
+//! [`SignIn::judge_session`]), and for a navigation without a session the redirect that starts
+//! a sign-in, or for a signed-in user who may not pass, the page that says why.
+
+use entra_core::signin::{AttemptKind, Revalidate, SessionJudgment, SignIn, Start};
+use entra_core::{Denial, VerifiedToken};
+use ngx::core::Status;
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ring::rand::SystemRandom;
+
+use crate::clock::now;
+use crate::log::info;
+use crate::request::Incoming;
+use crate::response::{escape, page, send, set_cookies, set_headers, Header, INTERNAL_ERROR};
+use crate::worker::ProviderState;
+use crate::zone::SignInEvent;
+
+/// Judges the request's session cookie for `state`'s provider, counted; a cookie that does not
+/// open is logged once at `info` with the reason.
+pub fn judge(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t) -> SessionJudgment {
+    let jar = req.cookies();
+    let judgment = state
+        .provider
+        .sign_in
+        .judge_session(&req.session_request(&jar, now()), |sid, signed_in| state.is_revoked(sid, signed_in));
+    if let (Some(counters), Some(opening)) = (state.counters(), judgment.opening) {
+        counters.session_opened(opening.took, opening.accepted);
+    }
+    if let Some(fault) = judgment.fault {
+        info!(log, "provider \"{}\": the session cookie counts as none: {}", state.provider.name, fault);
+    }
+    judgment
+}
+
+/// `true` once the provider's authorize endpoint is known.
+pub fn can_start(state: &ProviderState) -> bool {
+    state.provider.key_state().endpoints.authorize.is_some()
+}
+
+/// A new sign-in attempt for this request: the authorize URL and its transaction cookie, or
+/// `None` before the authorize endpoint is known. `return_url` defaults to the request's own.
+fn new_attempt(
+    req: &Incoming,
+    state: &ProviderState,
+    return_url: Option<String>,
+    kind: AttemptKind,
+) -> Option<Start> {
+    let provider = &state.provider;
+    let sign_in = &provider.sign_in;
+    let endpoint = provider.key_state().endpoints.authorize.clone()?;
+    let secure = req.is_secure_for(sign_in);
+    let redirect_uri =
+        sign_in.redirect_uri.resolve(if secure { "https" } else { "http" }, req.host_header(), req.host());
+    let started = sign_in
+        .start(
+            &provider.client_id,
+            &endpoint,
+            redirect_uri,
+            return_url.unwrap_or_else(|| entra_core::oidc::return_url(req.unparsed_uri())),
+            &req.cookies(),
+            secure,
+            kind,
+            now(),
+            &SystemRandom::new(),
+        )
+        .ok()?;
+    if let Some(counters) = state.counters() {
+        counters.sign_in(SignInEvent::Started);
+    }
+    Some(started)
+}
+
+/// The headers of a redirect that starts a sign-in, clearing `clear` too.
+pub fn redirect_to_sign_in(
+    req: &Incoming,
+    state: &ProviderState,
+    return_url: Option<String>,
+    kind: AttemptKind,
+    clear: Vec<String>,
+) -> Option<Vec<Header>> {
+    let started = new_attempt(req, state, return_url, kind)?;
+    let mut headers = vec![(&b"Location"[..], started.location), (&b"Set-Cookie"[..], started.cookie)];
+    headers.extend(set_cookies(clear));
+    Some(headers)
+}
+
+/// The session cookies (not the transactions) of the request, cleared.
+pub fn clear_session(req: &Incoming, sign_in: &SignIn) -> Vec<String> {
+    sign_in.clear_session(&req.cookies(), req.is_secure_for(sign_in))
+}
+
+/// Why a sign-in starts from the access phase.
+pub enum Attempt {
+    /// No session (`Leftover::Clear`: clear the session cookies that did not open).
+    SignIn(Leftover),
+    /// A session due for revalidation: silently (`prompt=none`, with its `login_hint`).
+    Revalidate(Revalidate),
+}
+
+/// What to do with the session cookies the request carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    Keep,
+    Clear,
+}
+
+/// The 302 to the authorize endpoint from the access phase, with a new transaction cookie.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, attempt: Attempt) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    let (kind, cleared) = match &attempt {
+        Attempt::Revalidate(revalidate) => (revalidate.attempt(), Vec::new()),
+        Attempt::SignIn(Leftover::Clear) => {
+            (AttemptKind::default(), clear_session(&req, &state.provider.sign_in))
+        }
+        Attempt::SignIn(Leftover::Keep) => (AttemptKind::default(), Vec::new()),
+    };
+    let Some(headers) = redirect_to_sign_in(&req, state, None, kind, cleared) else { return INTERNAL_ERROR };
+    // SAFETY: per the contract.
+    match unsafe { set_headers(r, &headers) } {
+        Some(()) => 302,
+        None => INTERNAL_ERROR,
+    }
+}
+
+/// Whether nginx would answer `status` with an `error_page` of the location (or must, with
+/// `satisfy any`, where another access module may still let the request in).
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn nginx_answers(r: *mut ngx_http_request_t, status: u16) -> bool {
+    // SAFETY: per the contract.
+    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
+    let Some(clcf) = NgxHttpCoreModule::location_conf(request) else { return true };
+    if clcf.satisfy != ngx::ffi::NGX_HTTP_SATISFY_ALL as ngx::ffi::ngx_uint_t {
+        return true;
+    }
+    // SAFETY: nginx keeps the location's error pages in an array of ngx_http_err_page_t, or null.
+    let pages = unsafe { clcf.error_pages.as_ref() }.map_or(&[][..], |a| unsafe {
+        core::slice::from_raw_parts(a.elts as *const ngx::ffi::ngx_http_err_page_t, a.nelts)
+    });
+    pages.iter().any(|p| p.status == status as ngx_int_t)
+}
+
+/// A navigation refused with 403 for a signed-in user: a small page naming the reason and the
+/// user, with a link to sign in as someone else (`prompt=select_account`, its transaction
+/// cookie set here) and one to sign out of Entra. `None` when the location's `error_page`
+/// answers instead, or nginx must (`satisfy any`).
+///
+/// # Safety
+/// `r` is a valid request in the access phase.
+pub unsafe fn forbidden_page(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    denial: Denial,
+    who: Option<&VerifiedToken>,
+) -> Option<ngx_int_t> {
+    // SAFETY: per the contract.
+    if unsafe { nginx_answers(r, 403) } {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let req = unsafe { Incoming::new(r) };
+    let key_state = state.provider.key_state();
+    let mut headers: Vec<Header> = Vec::new();
+    let mut links = Vec::new();
+    let kind = AttemptKind { extra: vec![("prompt", "select_account")], revalidating: None };
+    if let Some(again) = new_attempt(&req, state, None, kind) {
+        links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&again.location)));
+        headers.push((b"Set-Cookie", again.cookie));
+    }
+    if let Some(end_session) = key_state.endpoints.end_session.as_deref() {
+        links.push(format!("<a href=\"{}\">Sign out</a>", escape(end_session)));
+    }
+    let user = who.and_then(|t| t.upn().or_else(|| t.str("name"))).unwrap_or("you");
+    let body = page(
+        "Access denied",
+        &[
+            format!(
+                "You are signed in as <b>{}</b>, but this page is not for you: {}.",
+                escape(user),
+                escape(&denial.to_string())
+            ),
+            format!("Reason: <code>{}</code>", denial.reason()),
+            links.join(" &middot; "),
+        ],
+    );
+    // SAFETY: per the contract.
+    let sent = unsafe { send(r, 403, &headers, "text/html; charset=utf-8", &body) };
+    // The answer is complete: finish the request here and stop the phases.
+    // SAFETY: per the contract.
+    unsafe { ngx::ffi::ngx_http_finalize_request(r, sent) };
+    Some(Status::NGX_DONE.into())
+}
