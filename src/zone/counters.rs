@@ -1,0 +1,129 @@
+//! What `entra_status` counts per provider: atomics in the provider's slot, counted without the
+//! zone's lock.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use entra_core::error::REASONS;
+use entra_core::Denial;
+
+/// What `entra_status` counts per provider.
+#[repr(C)]
+pub struct Counters {
+    pub(super) allowed: AtomicU64,
+    pub(super) denied: [AtomicU64; REASONS.len()],
+    pub(super) cache_hits: AtomicU64,
+    /// Tokens the cache did not answer that verified and passed (a cache miss that failed is
+    /// counted among the denials).
+    pub(super) tokens_verified: AtomicU64,
+    /// Time spent judging tokens the cache did not answer (signature and claims, passed or
+    /// refused): the worker's crypto load, and the benchmark's in-worker measure of it.
+    pub(super) verify_nanoseconds: AtomicU64,
+    pub(super) fetches: AtomicU64,
+    pub(super) fetch_errors: AtomicU64,
+    pub(super) metadata_fetches: AtomicU64,
+    pub(super) signins_started: AtomicU64,
+    pub(super) signins_completed: AtomicU64,
+    pub(super) sessions_accepted: AtomicU64,
+    /// Time spent opening session cookies, like `verify_nanoseconds` for tokens.
+    pub(super) session_nanoseconds: AtomicU64,
+    pub(super) logouts: AtomicU64,
+    pub(super) frontchannel_logouts: AtomicU64,
+    pub(super) deny_evictions: AtomicU64,
+}
+
+/// A sign-in event `entra_status` counts.
+#[derive(Clone, Copy)]
+pub enum SignInEvent {
+    Started,
+    Completed,
+    Logout,
+    FrontChannelLogout,
+}
+
+/// A reading of [`Counters`].
+pub struct CounterValues {
+    pub allowed: u64,
+    pub denied: Vec<u64>,
+    pub cache_hits: u64,
+    pub tokens_verified: u64,
+    pub verify_microseconds: u64,
+    pub fetches: u64,
+    pub fetch_errors: u64,
+    pub metadata_fetches: u64,
+    pub signins_started: u64,
+    pub signins_completed: u64,
+    pub sessions_accepted: u64,
+    pub session_microseconds: u64,
+    pub logouts: u64,
+    pub frontchannel_logouts: u64,
+    pub deny_evictions: u64,
+}
+
+impl Counters {
+    /// A judged token: from the cache, or checked for `checked_for`.
+    pub fn judged(&self, checked_for: Option<Duration>, passed: bool) {
+        let Some(took) = checked_for else {
+            self.cache_hits.fetch_add(1, Relaxed);
+            return;
+        };
+        self.verify_nanoseconds.fetch_add(nanoseconds(took), Relaxed);
+        if passed {
+            self.tokens_verified.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A session cookie opened (or refused) in `took`, or found opened in the cache (`None`).
+    pub fn session_opened(&self, took: Option<Duration>, accepted: bool) {
+        match took {
+            None => self.cache_hits.fetch_add(1, Relaxed),
+            Some(took) => self.session_nanoseconds.fetch_add(nanoseconds(took), Relaxed),
+        };
+        if accepted {
+            self.sessions_accepted.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn sign_in(&self, event: SignInEvent) {
+        match event {
+            SignInEvent::Started => &self.signins_started,
+            SignInEvent::Completed => &self.signins_completed,
+            SignInEvent::Logout => &self.logouts,
+            SignInEvent::FrontChannelLogout => &self.frontchannel_logouts,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// The access decision of one check.
+    pub fn decided(&self, decision: Result<(), Denial>) {
+        match decision {
+            Ok(()) => &self.allowed,
+            Err(denial) => &self.denied[denial.index()],
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn read(&self) -> CounterValues {
+        CounterValues {
+            allowed: self.allowed.load(Relaxed),
+            denied: self.denied.iter().map(|n| n.load(Relaxed)).collect(),
+            cache_hits: self.cache_hits.load(Relaxed),
+            tokens_verified: self.tokens_verified.load(Relaxed),
+            verify_microseconds: self.verify_nanoseconds.load(Relaxed) / 1000,
+            fetches: self.fetches.load(Relaxed),
+            fetch_errors: self.fetch_errors.load(Relaxed),
+            metadata_fetches: self.metadata_fetches.load(Relaxed),
+            signins_started: self.signins_started.load(Relaxed),
+            signins_completed: self.signins_completed.load(Relaxed),
+            sessions_accepted: self.sessions_accepted.load(Relaxed),
+            session_microseconds: self.session_nanoseconds.load(Relaxed) / 1000,
+            logouts: self.logouts.load(Relaxed),
+            frontchannel_logouts: self.frontchannel_logouts.load(Relaxed),
+            deny_evictions: self.deny_evictions.load(Relaxed),
+        }
+    }
+}
+
+fn nanoseconds(took: Duration) -> u64 {
+    u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
+}

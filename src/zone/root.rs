@@ -1,0 +1,166 @@
+//! What the zone holds, as laid out in shared memory: the root with its provider slots and the
+//! deny-list's entries, and the copies of key sets in and out of slab memory. Plain atomics for
+//! what is read without the lock; the rest only under the slab pool's own mutex.
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+
+use entra_core::discovery::Fetched;
+use ngx::allocator::Allocator;
+use ngx::core::slab::LockedSlabPool;
+use ngx::core::SlabPool;
+use ngx::ffi::ngx_shm_zone_t;
+
+use super::counters::Counters;
+
+/// Providers one zone can hold.
+pub const MAX_PROVIDERS: usize = 64;
+pub(super) const ERROR_BYTES: usize = 240;
+
+/// The zone's slab pool, once nginx mapped it.
+pub(super) fn pool(zone: *mut ngx_shm_zone_t) -> Option<SlabPool> {
+    // SAFETY: a non-null zone is the one nginx made for this configuration; its mapping lives
+    // as long as the process (a worker) or the cycle (the master).
+    unsafe { zone.as_ref().and_then(|shm| SlabPool::from_shm_zone(shm)) }
+}
+
+/// One provider's shared state.
+#[repr(C)]
+pub(super) struct Slot {
+    /// Which provider and key source this slot belongs to (0: free). Changed only under the
+    /// lock, by [`assign_slots`].
+    pub(super) identity: AtomicU64,
+    /// Bumped on every new key set; 0 while none was ever fetched.
+    pub(super) generation: AtomicU64,
+    /// The pid of the worker fetching now (0: nobody), and since when (ms).
+    pub(super) fetch_owner: AtomicU32,
+    pub(super) fetch_started_ms: AtomicU64,
+    /// A refresh was asked for (unknown `kid`); cleared by the fetch that follows.
+    pub(super) forced: AtomicU32,
+    pub(super) next_refresh: AtomicU64,
+    pub(super) last_forced: AtomicU64,
+    /// Wall clock, for the status (the schedule's fields are monotonic).
+    pub(super) last_success: AtomicU64,
+    pub(super) failures: AtomicU32,
+    /// Sessions signed in at or before this time (ms) are refused: the deny-list overflowed.
+    pub(super) revoked_before_ms: AtomicU64,
+    /// When (s) an overflow was last logged.
+    pub(super) overflow_logged: AtomicU64,
+    pub(super) counters: Counters,
+    /// What only the pool's mutex guards.
+    pub(super) guarded: UnsafeCell<Guarded>,
+}
+
+#[repr(C)]
+pub(super) struct Guarded {
+    pub(super) jwks: *mut u8,
+    pub(super) jwks_len: usize,
+    pub(super) issuers: *mut u8,
+    pub(super) issuers_len: usize,
+    /// The sign-in endpoints, one per line (`Endpoints::to_lines`).
+    pub(super) endpoints: *mut u8,
+    pub(super) endpoints_len: usize,
+    pub(super) last_error: [u8; ERROR_BYTES],
+    pub(super) last_error_len: usize,
+}
+
+#[repr(C)]
+pub(super) struct Root {
+    pub(super) slots: [Slot; MAX_PROVIDERS],
+    /// The front-channel logout deny-list: `deny_capacity` entries at `deny` (guarded by the
+    /// pool's mutex), and a generation bumped on every change, which workers watch.
+    pub(super) deny: *mut DenyEntry,
+    pub(super) deny_capacity: usize,
+    pub(super) deny_generation: AtomicU64,
+}
+
+/// One front-channel logout: sessions of this provider with this `sid` signed in at or before
+/// `at_ms` are refused until `expires_ms` (the provider's `session_lifetime` later).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(super) struct DenyEntry {
+    /// The provider's identity (0: a free entry).
+    pub(super) identity: u64,
+    /// SHA-256 of the `sid`, cut to 16 bytes.
+    pub(super) sid: [u8; 16],
+    pub(super) at_ms: u64,
+    pub(super) expires_ms: u64,
+}
+
+/// The zone's slots (set once by init_zone, before any worker starts).
+pub(super) fn root(pool: &SlabPool) -> *mut Root {
+    pool.as_ref().data as *mut Root
+}
+
+/// Why a fetched key set was not stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// A reload gave the slot to another provider.
+    Reassigned,
+    /// The zone has no room for it (the old keys stay).
+    NoRoom,
+}
+
+/// Puts a key set, its issuers and endpoints in a slot, replacing what it had; returns the new
+/// generation. The caller holds the lock.
+pub(super) fn store_keys(
+    locked: &LockedSlabPool,
+    slot: &Slot,
+    g: &mut Guarded,
+    fetched: &Fetched,
+) -> Result<u64, StoreError> {
+    let issuers = fetched.issuers.join("\n");
+    let endpoints = fetched.endpoints.to_lines();
+    let blobs = [&fetched.jwks[..], issuers.as_bytes(), endpoints.as_bytes()];
+    let copies = blobs.map(|b| copy_in(locked, b));
+    let [Some(jwks), Some(issuers_copy), Some(endpoints_copy)] = copies else {
+        for (copy, blob) in copies.into_iter().zip(blobs) {
+            release(locked, copy.unwrap_or(ptr::null_mut()), blob.len());
+        }
+        return Err(StoreError::NoRoom);
+    };
+    release(locked, g.jwks, g.jwks_len);
+    release(locked, g.issuers, g.issuers_len);
+    release(locked, g.endpoints, g.endpoints_len);
+    (g.jwks, g.jwks_len, g.issuers, g.issuers_len) = (jwks, fetched.jwks.len(), issuers_copy, issuers.len());
+    (g.endpoints, g.endpoints_len) = (endpoints_copy, endpoints.len());
+    Ok(slot.generation.fetch_add(1, SeqCst) + 1)
+}
+
+/// Frees a slot's memory and clears it.
+///
+/// # Safety
+/// The lock is held and no reference into the slot exists in this process.
+pub(super) unsafe fn free(locked: &LockedSlabPool, slot: *mut Slot) {
+    // SAFETY: per the contract.
+    let g = unsafe { &*(*slot).guarded.get() };
+    for (p, len) in [(g.jwks, g.jwks_len), (g.issuers, g.issuers_len), (g.endpoints, g.endpoints_len)] {
+        release(locked, p, len);
+    }
+    // SAFETY: per the contract; zero is a valid value of every field.
+    unsafe { ptr::write_bytes(slot, 0, 1) };
+}
+
+fn release(locked: &LockedSlabPool, p: *mut u8, len: usize) {
+    if let Some(p) = NonNull::new(p) {
+        // SAFETY: `p` was allocated from this pool with this length, by `copy_in`.
+        unsafe { locked.deallocate(p, Layout::array::<u8>(len.max(1)).expect("small")) };
+    }
+}
+
+fn copy_in(locked: &LockedSlabPool, bytes: &[u8]) -> Option<*mut u8> {
+    let p = locked.allocate(Layout::array::<u8>(bytes.len().max(1)).ok()?).ok()?.as_ptr() as *mut u8;
+    // SAFETY: `p` has room for `bytes.len()` bytes.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    Some(p)
+}
+
+pub(super) fn copy_out(p: *const u8, len: usize) -> Vec<u8> {
+    if p.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `p` holds `len` bytes written by `copy_in`; the caller holds the lock.
+    unsafe { core::slice::from_raw_parts(p, len) }.to_vec()
+}
