@@ -1,10 +1,16 @@
 //! `ngx_http_entra_module`: Microsoft Entra ID authentication inside nginx.
 //!
-//! The nginx glue only; every rule about tokens lives in the `entra-core` crate. Directives are
-//! parsed in [`conf`], the access-phase check and its responses are in [`access`], the
-//! per-request result in [`outcome`], `$entra_*` in [`variables`], the shared zone in [`state`],
-//! this worker's view of it in [`worker`], key fetches in [`fetch`], `entra_status` in
-//! [`status`], log lines and the panic guard in [`log`]. docs/ARCHITECTURE.md draws the whole.
+//! The nginx glue only; every rule lives in the `entra-core` crate. This file wires the module:
+//! its files, its tables, and what pre/postconfiguration and `init_module` register. By nginx
+//! phase: directives in [`conf`]; subrequests judged in the rewrite phase ([`subrequest`]); the
+//! sign-in callback and front-channel logout in the server-rewrite phase ([`callback`]); the
+//! access check in [`access`], with the session in [`session`], parking in [`park`] and the
+//! answers to refusals in [`denial`]; `entra_logout` and `entra_status` are content handlers
+//! ([`logout`], [`status`]). Beside them: the result kept per request ([`outcome`]), `$entra_*`
+//! ([`variables`]), the shared zone ([`zone`]), this worker's view of it ([`worker`]), key
+//! fetches ([`fetch`]) on nginx's thread pools ([`threads`]), what is read of a request
+//! ([`request`]) and made of a response ([`response`]), the module's identity ([`module`]),
+//! clocks ([`clock`]) and log lines ([`log`]). docs/ARCHITECTURE.md draws the whole.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -72,7 +78,8 @@ impl HttpModule for EntraModule {
 fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     main.cached_keys = conf::cache::read_cached(cf, main);
     if !main.providers.is_empty() {
-        main.request_id_index = Some(log::index_request_id(cf.as_ptr())?);
+        main.request_id_index =
+            Some(log::index_request_id(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?);
         let (name, size) = main.zone.name_and_size();
         let name = cf.pool_str(name)?;
         main.zone.shm =

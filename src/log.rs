@@ -108,11 +108,11 @@ pub fn test_panic(_entry: &str) {}
 
 /// Marks nginx's `$request_id` as indexed (postconfiguration): an indexed variable is computed
 /// once per request and cached, so the denial line and an access log's `$request_id` agree.
-pub fn index_request_id(cf: *mut ngx_conf_t) -> Result<usize, crate::conf::ext::ConfError> {
+pub fn index_request_id(cf: *mut ngx_conf_t) -> Result<usize, &'static str> {
     let mut name = ngx_str_t { len: "request_id".len(), data: c"request_id".as_ptr() as *mut u8 };
     // SAFETY: nginx calls postconfiguration with a valid cf; it copies the name.
     let index = unsafe { ngx_http_get_variable_index(cf, &mut name) };
-    usize::try_from(index).map_err(|_| crate::conf::ext::ConfError::Rule("cannot index $request_id".into()))
+    usize::try_from(index).map_err(|_| "cannot index $request_id")
 }
 
 /// The request's `$request_id` (32 hex digits), "-" when nginx has none to give.

@@ -1,6 +1,12 @@
 //! What the zone holds, as laid out in shared memory: the root with its provider slots and the
 //! deny-list's entries, and the copies of key sets in and out of slab memory. Plain atomics for
 //! what is read without the lock; the rest only under the slab pool's own mutex.
+//!
+//! A key set, its issuers and its endpoints are byte blobs allocated and freed by hand under that
+//! mutex, not ngx's allocator-aware `Vec`: with `LockedSlabPool` as its allocator every growth
+//! and drop would take the pool's mutex again from code that already holds it (`ngx_shmtx` is not
+//! re-entrant), and with the bare `SlabPool` nothing would check that it is held. A blob is only
+//! ever written once and replaced whole, so a `Vec`'s growth buys nothing.
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;

@@ -55,7 +55,8 @@ pub fn add_zone(
 /// [`assign_slots`] runs for a committed configuration.
 ///
 /// # Safety
-/// Called by nginx with a valid zone whose `data` is this module's main configuration.
+/// Called by nginx with a valid zone that [`add_zone`] marked as this module's (its `data` points
+/// to the zone itself; nothing is read from it).
 pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
     let log = ngx::log::ngx_cycle_log().as_ptr();
     guard(log, "the shared zone's init", NGX_ERROR as ngx_int_t, || {

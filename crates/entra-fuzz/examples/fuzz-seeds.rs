@@ -12,7 +12,7 @@ use entra_core::session::Session;
 use entra_core::signin::AttemptKind;
 use entra_dev_idp::keystore::{KeyKind, KeyStore, Settings, GLOBAL_AUTHORITY};
 use entra_dev_idp::mint::{mint, MintOptions};
-use entra_fuzz::{fuzz_dir, sign_in, CLIENT_ID, NOW, PROVIDER, TENANT};
+use entra_fuzz::{fuzz_dir, sign_in, CLIENT_ID, NOW, TENANT};
 use serde_json::json;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

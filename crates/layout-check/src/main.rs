@@ -1,4 +1,4 @@
-//! `layout-check [--doc FILE] ROOT...`: fails (exit 1) when two files of a ROOT (a crate's `src/`)
+//! `layout-check [--doc FILE] [--edges] ROOT...`: fails (exit 1) when two files of a ROOT (a crate's `src/`)
 //! depend on each other through any chain, or FILE names a source file the repository lacks.
 //! Run from the repository's top folder (scripts/test does).
 
@@ -8,15 +8,17 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut doc = None;
+    let mut show_edges = false;
     let mut roots = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--doc" => doc = args.next().map(PathBuf::from),
+            "--edges" => show_edges = true,
             _ => roots.push(PathBuf::from(arg)),
         }
     }
     if roots.is_empty() {
-        eprintln!("usage: layout-check [--doc FILE] ROOT...");
+        eprintln!("usage: layout-check [--doc FILE] [--edges] ROOT...");
         return ExitCode::from(2);
     }
     let mut failed = false;
@@ -37,6 +39,12 @@ fn main() -> ExitCode {
             edges,
             circles.len()
         );
+        if show_edges {
+            for (from, to) in &graph.edges {
+                let names: Vec<String> = to.keys().map(|&t| graph.files[t].display().to_string()).collect();
+                println!("  {} -> {}", graph.files[*from].display(), names.join(", "));
+            }
+        }
         for circle in &circles {
             print!("{}", layout_check::describe(&graph, circle, Path::new(".")));
         }
