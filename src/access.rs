@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use entra_core::signin::Leftover;
 use entra_core::{Denial, DenialClass, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t};
@@ -21,7 +22,7 @@ use crate::outcome::{self, Outcome, Source};
 use crate::park::park_for_keys;
 use crate::request::Incoming;
 use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
-use crate::session::{self, Attempt, Leftover};
+use crate::session;
 use crate::worker::{self, KeyFetch, ProviderState, Worker};
 
 /// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
@@ -162,9 +163,13 @@ unsafe fn judge_anew<'a>(
         if !cookies.is_empty() && unsafe { set_headers(r, &cookies) }.is_none() {
             return Err(INTERNAL_ERROR);
         }
-        if let Some(revalidate) = judged.revalidate.filter(|_| session::can_start(state)) {
+        match judged.revalidation {
             // SAFETY: per the contract.
-            return Err(unsafe { session::start(r, state, Attempt::Revalidate(revalidate)) });
+            Some(Ok(silent)) => {
+                return Err(unsafe { session::redirect(r, &session::redirect_headers(silent, Vec::new())) })
+            }
+            Some(Err(_)) => return Err(INTERNAL_ERROR),
+            None => {}
         }
         Outcome {
             verified: judged.verdict,
@@ -247,7 +252,7 @@ pub unsafe fn settle(
     if signs_in(source, denial, navigation) {
         let leftover = if denial == Denial::SessionInvalid { Leftover::Clear } else { Leftover::Keep };
         // SAFETY: per the contract.
-        return unsafe { session::start(r, state, Attempt::SignIn(leftover)) };
+        return unsafe { session::start(r, state, leftover) };
     }
     let forbidden = matches!(denial.class(), DenialClass::InsufficientScope | DenialClass::Forbidden);
     if source == Source::Session && forbidden && navigation {

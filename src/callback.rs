@@ -10,7 +10,7 @@ use entra_core::exchange::{exchange, ExchangeError};
 use entra_core::oidc::token_request;
 use entra_core::provider::KeySource;
 use entra_core::session::Session;
-use entra_core::signin::{AttemptKind, Matched, SetCookie};
+use entra_core::signin::{Leftover, Matched, SetCookie};
 use entra_core::Denial;
 use ngx::core::Status;
 use ngx::ffi::{
@@ -27,7 +27,7 @@ use crate::outcome::{self, Outcome, Source};
 use crate::park::{park, ExchangeAnswer, Pending};
 use crate::request::Incoming;
 use crate::response::{page, send, set_cookies, INTERNAL_ERROR};
-use crate::session::{clear_session, redirect_to_sign_in};
+use crate::session::sign_in_headers;
 use crate::threads;
 use crate::worker::{self, ProviderState, Worker};
 use crate::zone::SignInEvent;
@@ -142,7 +142,7 @@ unsafe fn start_exchange(r: *mut ngx_http_request_t, worker: &Worker, state: &Pr
                     refused.detail
                 );
                 // SAFETY: per the contract.
-                return unsafe { restart(r, state, return_url, refused.clear) };
+                return unsafe { restart(r, state, return_url, Leftover::Keep, refused.clear) };
             }
             // SAFETY: per the contract.
             return unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) };
@@ -279,10 +279,8 @@ unsafe fn signed_in(
                 log,
                 "provider \"{}\": revalidation answered for another user: signing in again", provider.name
             );
-            let mut cleared = clear_session(&req, sign_in);
-            cleared.push(clear);
             // SAFETY: per the contract.
-            return unsafe { restart(r, state, transaction.return_url, cleared) };
+            return unsafe { restart(r, state, transaction.return_url, Leftover::Clear, vec![clear]) };
         }
     }
     let mut cookies = match sign_in.session_cookies(&session, &req.cookies(), req.is_secure_for(sign_in)) {
@@ -327,7 +325,8 @@ fn origin_of(url: &str) -> &str {
     url[after_scheme..].find('/').map_or(url, |i| &url[..after_scheme + i])
 }
 
-/// Answers a callback with a new interactive attempt for `return_url`, clearing `clear`.
+/// Answers a callback with a new interactive attempt for `return_url`, clearing the session
+/// cookies as `leftover` says and `clear`.
 ///
 /// # Safety
 /// `r` is a valid request.
@@ -335,11 +334,12 @@ unsafe fn restart(
     r: *mut ngx_http_request_t,
     state: &ProviderState,
     return_url: String,
+    leftover: Leftover,
     clear: Vec<SetCookie>,
 ) -> ngx_int_t {
     // SAFETY: per the contract.
     let req = unsafe { Incoming::new(r) };
-    match redirect_to_sign_in(&req, state, Some(return_url), AttemptKind::default(), clear) {
+    match sign_in_headers(&req, state, Some(return_url), leftover, clear) {
         // SAFETY: per the contract.
         Some(headers) => unsafe { send(r, 302, &headers, "", "") },
         None => INTERNAL_ERROR,

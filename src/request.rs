@@ -106,16 +106,15 @@ impl<'a> Incoming<'a> {
         sign_in.own_origin(self.is_tls(), self.host_header())
     }
 
-    /// What the session check reads of this request, with its cookies `jar`, at `now`.
-    pub fn session_request<'j>(&self, jar: &'j Jar<'a>, now: u64) -> SessionRequest<'j>
-    where
-        'a: 'j,
-    {
+    /// What browser sign-in reads of this request, at `now`.
+    pub fn session_request(&self, now: u64) -> SessionRequest<'a> {
         SessionRequest {
-            cookies: jar,
+            cookie_lines: self.cookie_lines(),
             headers: self.browser(),
             tls: self.is_tls(),
             host_header: self.host_header(),
+            host: self.host(),
+            unparsed_uri: self.unparsed_uri(),
             now,
         }
     }

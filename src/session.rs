@@ -1,13 +1,12 @@
-//! The browser session in the access phase: the session cookie judged (by entra-core's
-//! [`SignIn::judge_session`]), and for a navigation without a session the redirect that starts
-//! a sign-in, or for a signed-in user who may not pass, the page that says why.
+//! The browser session in the access phase: the session cookie judged (by one call into
+//! entra-core, `Provider::judge_session`), and for a navigation without a session the redirect
+//! that starts a sign-in, or for a signed-in user who may not pass, the page that says why.
 
-use entra_core::signin::{AttemptKind, Revalidate, SessionJudgment, SignIn, Start};
+use entra_core::signin::{AttemptKind, Leftover, Redirect, SessionJudgment, SetCookie};
 use entra_core::{Denial, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t};
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
-use ring::rand::SystemRandom;
 
 use crate::clock::now;
 use crate::log::info;
@@ -19,16 +18,18 @@ use crate::zone::SignInEvent;
 /// Judges the request's session cookie for `state`'s provider, counted; a cookie that does not
 /// open is logged once at `info` with the reason.
 pub fn judge(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t) -> SessionJudgment {
-    let jar = req.cookies();
-    let judgment = state
-        .provider
-        .sign_in
-        .judge_session(&req.session_request(&jar, now()), |sid, signed_in| state.is_revoked(sid, signed_in));
-    if let (Some(counters), Some(opening)) = (state.counters(), judgment.opening) {
-        counters.session_opened(opening.took, opening.accepted);
+    let provider = &state.provider;
+    let judgment = provider.judge_session(&req.session_request(now()), |sid, at| state.is_revoked(sid, at));
+    if let Some(counters) = state.counters() {
+        if let Some(opening) = judgment.opening {
+            counters.session_opened(opening.took, opening.accepted);
+        }
+        if matches!(judgment.revalidation, Some(Ok(_))) {
+            counters.sign_in(SignInEvent::Started);
+        }
     }
     if let Some(fault) = judgment.fault {
-        info!(log, "provider \"{}\": the session cookie counts as none: {}", state.provider.name, fault);
+        info!(log, "provider \"{}\": the session cookie counts as none: {}", provider.name, fault);
     }
     judgment
 }
@@ -38,90 +39,64 @@ pub fn can_start(state: &ProviderState) -> bool {
     state.provider.key_state().endpoints.authorize.is_some()
 }
 
-/// A new sign-in attempt for this request: the authorize URL and its transaction cookie, or
-/// `None` before the authorize endpoint is known. `return_url` defaults to the request's own.
-fn new_attempt(
+/// A new sign-in attempt for this request, counted; `None` before the authorize endpoint is
+/// known. `return_url` defaults to the request's own.
+fn attempt(
     req: &Incoming,
     state: &ProviderState,
-    return_url: Option<String>,
     kind: AttemptKind,
-) -> Option<Start> {
-    let provider = &state.provider;
-    let sign_in = &provider.sign_in;
-    let endpoint = provider.key_state().endpoints.authorize.clone()?;
-    let secure = req.is_secure_for(sign_in);
-    let redirect_uri =
-        sign_in.redirect_uri.resolve(if secure { "https" } else { "http" }, req.host_header(), req.host());
-    let started = sign_in
-        .start(
-            &provider.client_id,
-            &endpoint,
-            redirect_uri,
-            return_url.unwrap_or_else(|| entra_core::oidc::return_url(req.unparsed_uri())),
-            &req.cookies(),
-            secure,
-            kind,
-            now(),
-            &SystemRandom::new(),
-        )
-        .ok()?;
+    return_url: Option<String>,
+    leftover: Leftover,
+) -> Option<Redirect> {
+    let redirect =
+        state.provider.sign_in_redirect(&req.session_request(now()), kind, return_url, leftover)?.ok()?;
     if let Some(counters) = state.counters() {
         counters.sign_in(SignInEvent::Started);
     }
-    Some(started)
+    Some(redirect)
 }
 
 /// The headers of a redirect that starts a sign-in, clearing `clear` too.
-pub fn redirect_to_sign_in(
+pub fn redirect_headers(redirect: Redirect, clear: Vec<SetCookie>) -> Vec<Header> {
+    let mut headers = vec![(&b"Location"[..], redirect.location)];
+    headers.extend(set_cookies(redirect.set_cookies).chain(set_cookies(clear)));
+    headers
+}
+
+/// The headers of a redirect that starts an interactive sign-in returning to `return_url` (the
+/// request's own by default), clearing the session cookies as `leftover` says and `clear`.
+pub fn sign_in_headers(
     req: &Incoming,
     state: &ProviderState,
     return_url: Option<String>,
-    kind: AttemptKind,
-    clear: Vec<String>,
+    leftover: Leftover,
+    clear: Vec<SetCookie>,
 ) -> Option<Vec<Header>> {
-    let started = new_attempt(req, state, return_url, kind)?;
-    let mut headers = vec![(&b"Location"[..], started.location), (&b"Set-Cookie"[..], started.cookie)];
-    headers.extend(set_cookies(clear));
-    Some(headers)
-}
-
-/// The session cookies (not the transactions) of the request, cleared.
-pub fn clear_session(req: &Incoming, sign_in: &SignIn) -> Vec<String> {
-    sign_in.clear_session(&req.cookies(), req.is_secure_for(sign_in))
-}
-
-/// Why a sign-in starts from the access phase.
-pub enum Attempt {
-    /// No session (`Leftover::Clear`: clear the session cookies that did not open).
-    SignIn(Leftover),
-    /// A session due for revalidation: silently (`prompt=none`, with its `login_hint`).
-    Revalidate(Revalidate),
-}
-
-/// What to do with the session cookies the request carries.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Leftover {
-    Keep,
-    Clear,
+    let redirect = attempt(req, state, AttemptKind::default(), return_url, leftover)?;
+    Some(redirect_headers(redirect, clear))
 }
 
 /// The 302 to the authorize endpoint from the access phase, with a new transaction cookie.
 ///
 /// # Safety
 /// `r` is a valid request.
-pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, attempt: Attempt) -> ngx_int_t {
+pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, leftover: Leftover) -> ngx_int_t {
     // SAFETY: per the contract.
     let req = unsafe { Incoming::new(r) };
-    let (kind, cleared) = match &attempt {
-        Attempt::Revalidate(revalidate) => (revalidate.attempt(), Vec::new()),
-        Attempt::SignIn(Leftover::Clear) => {
-            (AttemptKind::default(), clear_session(&req, &state.provider.sign_in))
-        }
-        Attempt::SignIn(Leftover::Keep) => (AttemptKind::default(), Vec::new()),
+    let Some(headers) = sign_in_headers(&req, state, None, leftover, Vec::new()) else {
+        return INTERNAL_ERROR;
     };
-    let Some(headers) = redirect_to_sign_in(&req, state, None, kind, cleared) else { return INTERNAL_ERROR };
     // SAFETY: per the contract.
-    match unsafe { set_headers(r, &headers) } {
+    unsafe { redirect(r, &headers) }
+}
+
+/// Answers with the 302 of `headers` from a phase handler.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn redirect(r: *mut ngx_http_request_t, headers: &[Header]) -> ngx_int_t {
+    // SAFETY: per the contract.
+    match unsafe { set_headers(r, headers) } {
         Some(()) => 302,
         None => INTERNAL_ERROR,
     }
@@ -169,9 +144,9 @@ pub unsafe fn forbidden_page(
     let mut headers: Vec<Header> = Vec::new();
     let mut links = Vec::new();
     let kind = AttemptKind { extra: vec![("prompt", "select_account")], revalidating: None };
-    if let Some(again) = new_attempt(&req, state, None, kind) {
+    if let Some(again) = attempt(&req, state, kind, None, Leftover::Keep) {
         links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&again.location)));
-        headers.push((b"Set-Cookie", again.cookie));
+        headers.extend(set_cookies(again.set_cookies));
     }
     if let Some(end_session) = key_state.endpoints.end_session.as_deref() {
         links.push(format!("<a href=\"{}\">Sign out</a>", escape(end_session)));

@@ -5,13 +5,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+use ring::rand::SystemRandom;
 
 use crate::cache::TokenCache;
 use crate::discovery::{Discovery, Endpoints};
 use crate::error::ConfigError;
 use crate::keys::{KeyFamily, KeySet};
 use crate::schedule::Schedule;
-use crate::signin::{SignIn, SignInConfig};
+use crate::seal::OpenError;
+use crate::signin::{
+    AttemptKind, Authorize, Leftover, Redirect, SessionJudgment, SessionRequest, SignIn, SignInConfig,
+};
 use crate::values::{AllowedTenants, Tenant, CONSUMERS_TENANT_ID, TENANT_PLACEHOLDER};
 
 /// Default size of the verified-token cache, in tokens (each takes about 4 KiB).
@@ -172,6 +176,35 @@ impl ProviderConfig {
 }
 
 impl Provider {
+    /// Judges a request's browser session ([`SignIn::judge_session`]), with this provider's
+    /// endpoints for a revalidation due.
+    pub fn judge_session(
+        &self,
+        request: &SessionRequest,
+        is_revoked: impl FnOnce(&str, u64) -> bool,
+    ) -> SessionJudgment {
+        self.sign_in.judge_session(request, || self.authorize(), is_revoked)
+    }
+
+    /// The redirect that starts a sign-in for `request` ([`SignIn::redirect`]); `None` before
+    /// the authorize endpoint is known.
+    pub fn sign_in_redirect(
+        &self,
+        request: &SessionRequest,
+        kind: AttemptKind,
+        return_url: Option<String>,
+        leftover: Leftover,
+    ) -> Option<Result<Redirect, OpenError>> {
+        let authorize = self.authorize()?;
+        Some(self.sign_in.redirect(request, authorize, kind, return_url, leftover, &SystemRandom::new()))
+    }
+
+    /// Where its sign-ins start, once the metadata named the authorize endpoint.
+    fn authorize(&self) -> Option<Authorize<'_>> {
+        let endpoint = self.key_state().endpoints.authorize.clone()?;
+        Some(Authorize { client_id: &self.client_id, endpoint })
+    }
+
     /// The keys in force (a cheap shared copy).
     pub fn key_state(&self) -> Arc<KeyState> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()

@@ -477,35 +477,61 @@ impl SignIn {
     }
 }
 
-/// What the session check reads of a request: the glue's view of it.
-#[derive(Debug, Clone, Copy)]
+/// What browser sign-in reads of a request: the glue's view of it.
+#[derive(Debug, Clone)]
 pub struct SessionRequest<'a> {
-    pub cookies: &'a Jar<'a>,
+    /// The value of each `Cookie` line, in order.
+    pub cookie_lines: Vec<&'a [u8]>,
     pub headers: RequestHeaders<'a>,
     /// The connection is TLS.
     pub tls: bool,
     /// The `Host` header as sent (port included).
     pub host_header: &'a str,
+    /// The host nginx validated (no port, lowercase): `$host`.
+    pub host: &'a str,
+    /// The path and query as the client sent them: where a sign-in returns to.
+    pub unparsed_uri: &'a str,
     /// Now, in seconds.
     pub now: u64,
 }
 
-/// A session due for revalidation with Entra (`session_revalidate`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revalidate {
-    pub login_hint: String,
-    pub oid: String,
-    pub tid: String,
+impl<'a> SessionRequest<'a> {
+    /// The request's cookies.
+    pub fn jar(&self) -> Jar<'a> {
+        Jar::parse(self.cookie_lines.iter().copied())
+    }
 }
 
-impl Revalidate {
-    /// The silent attempt that revalidates it: `prompt=none` with the session's `login_hint`.
-    pub fn attempt(&self) -> AttemptKind<'_> {
-        AttemptKind {
-            extra: vec![("prompt", "none"), ("login_hint", &self.login_hint)],
-            revalidating: Some((self.oid.clone(), self.tid.clone())),
-        }
-    }
+/// Where a sign-in starts: the app's client id and the provider's authorize endpoint.
+#[derive(Debug, Clone)]
+pub struct Authorize<'a> {
+    pub client_id: &'a str,
+    pub endpoint: String,
+}
+
+/// What a sign-in redirect does with the session cookies the request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    Keep,
+    /// Clears them (a session that did not open, or that another user's sign-in ends).
+    Clear,
+}
+
+/// A redirect that starts a sign-in: where to, and the cookies it sets (its transaction cookie,
+/// and the session cookies it clears).
+#[derive(Debug)]
+pub struct Redirect {
+    pub location: String,
+    pub set_cookies: Vec<SetCookie>,
+}
+
+/// What [`SignIn::hold`] found of an opened session.
+struct Held {
+    verdict: Result<Arc<VerifiedToken>, Denial>,
+    /// The session re-sealed with this request as its last use.
+    touched: Vec<SetCookie>,
+    /// A navigation due for revalidation.
+    revalidate: bool,
 }
 
 /// How a session cookie was opened, for the counters.
@@ -522,8 +548,9 @@ pub struct SessionJudgment {
     pub verdict: Result<Arc<VerifiedToken>, Denial>,
     /// Cookies to set with the answer (a session in use re-sealed).
     pub set_cookies: Vec<SetCookie>,
-    /// A navigation whose session is due for revalidation.
-    pub revalidate: Option<Revalidate>,
+    /// A navigation whose session is due for revalidation: the silent sign-in to answer with
+    /// (`prompt=none`, with the session's `login_hint`).
+    pub revalidation: Option<Result<Redirect, OpenError>>,
     /// The request carried a session cookie: how it opened.
     pub opening: Option<Opening>,
     /// Why the cookie did not open, for the log.
@@ -547,21 +574,24 @@ impl SignIn {
     /// cookie that does not open is no session (the fault says why); `is_revoked(sid,
     /// signed_in_ms)` is the deny-list, asked on every request like the session's times; a
     /// session in use with an idle timeout is re-sealed at most once a minute; a session from
-    /// another site that would change something is refused.
-    pub fn judge_session(
+    /// another site that would change something is refused. A navigation due for revalidation
+    /// gets its silent sign-in, once `authorize` (asked only then) knows where.
+    pub fn judge_session<'p>(
         &self,
         request: &SessionRequest,
+        authorize: impl FnOnce() -> Option<Authorize<'p>>,
         is_revoked: impl FnOnce(&str, u64) -> bool,
     ) -> SessionJudgment {
         let mut judgment = SessionJudgment {
             verdict: Err(Denial::NoSession),
             set_cookies: Vec::new(),
-            revalidate: None,
+            revalidation: None,
             opening: None,
             fault: None,
         };
+        let jar = request.jar();
         let secure = self.is_secure(request.tls);
-        let Some(sealed) = self.session_cookie(request.cookies, secure) else { return judgment };
+        let Some(sealed) = self.session_cookie(&jar, secure) else { return judgment };
         let (opened, took) = match sealed {
             Ok(sealed) => self.open_cached(&sealed, secure, request.now),
             Err(fault) => (Err(fault), Some(Duration::ZERO)),
@@ -575,7 +605,18 @@ impl SignIn {
                 return judgment;
             }
         };
-        judgment.verdict = self.hold(&opened, request, is_revoked, &mut judgment);
+        let held = self.hold(&opened, request, &jar, is_revoked);
+        (judgment.verdict, judgment.set_cookies) = (held.verdict, held.touched);
+        if let Some(authorize) = authorize().filter(|_| held.revalidate) {
+            let session = &opened.session;
+            let kind = AttemptKind {
+                extra: vec![("prompt", "none"), ("login_hint", &session.login_hint)],
+                revalidating: Some((session.oid.clone(), session.tid.clone())),
+            };
+            let random = SystemRandom::new();
+            judgment.revalidation =
+                Some(self.redirect_with(request, &jar, authorize, kind, None, Leftover::Keep, &random));
+        }
         judgment
     }
 
@@ -584,35 +625,80 @@ impl SignIn {
         &self,
         opened: &OpenedSession,
         request: &SessionRequest,
+        jar: &Jar,
         is_revoked: impl FnOnce(&str, u64) -> bool,
-        judgment: &mut SessionJudgment,
-    ) -> Result<Arc<VerifiedToken>, Denial> {
+    ) -> Held {
+        let mut held = Held { verdict: Err(Denial::SessionRevoked), touched: Vec::new(), revalidate: false };
         let session = &opened.session;
         if is_revoked(&session.sid, session.signed_in) {
-            return Err(Denial::SessionRevoked);
+            return held;
         }
         let headers = &request.headers;
-        match session.standing(request.now, self.freshness, headers.is_navigation())? {
-            Standing::Valid { touch: true } => {
+        match session.standing(request.now, self.freshness, headers.is_navigation()) {
+            Err(denial) => {
+                held.verdict = Err(denial);
+                return held;
+            }
+            Ok(Standing::Valid { touch: true }) => {
                 let touched = Session { last_used: request.now, ..session.clone() };
-                if let Ok(cookies) = self.session_cookies(&touched, request.cookies, opened.secure) {
-                    judgment.set_cookies = cookies;
+                if let Ok(cookies) = self.session_cookies(&touched, jar, opened.secure) {
+                    held.touched = cookies;
                 }
             }
-            Standing::Revalidate => {
-                judgment.revalidate = Some(Revalidate {
-                    login_hint: session.login_hint.clone(),
-                    oid: session.oid.clone(),
-                    tid: session.tid.clone(),
-                })
-            }
-            Standing::Valid { touch: false } => {}
+            Ok(Standing::Revalidate) => held.revalidate = true,
+            Ok(Standing::Valid { touch: false }) => {}
         }
-        if headers.may_change_something()
-            && headers.is_cross_origin(&self.own_origin(request.tls, request.host_header))
-        {
-            return Err(Denial::CrossOrigin);
+        let own_origin = || self.own_origin(request.tls, request.host_header);
+        held.verdict = if headers.may_change_something() && headers.is_cross_origin(&own_origin()) {
+            Err(Denial::CrossOrigin)
+        } else {
+            Ok(opened.identity.clone())
+        };
+        held
+    }
+
+    /// The redirect that starts a sign-in for `request`, returning to `return_url` (the
+    /// request's own by default).
+    pub fn redirect(
+        &self,
+        request: &SessionRequest,
+        authorize: Authorize,
+        kind: AttemptKind,
+        return_url: Option<String>,
+        leftover: Leftover,
+        random: &SystemRandom,
+    ) -> Result<Redirect, OpenError> {
+        self.redirect_with(request, &request.jar(), authorize, kind, return_url, leftover, random)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn redirect_with(
+        &self,
+        request: &SessionRequest,
+        jar: &Jar,
+        authorize: Authorize,
+        kind: AttemptKind,
+        return_url: Option<String>,
+        leftover: Leftover,
+        random: &SystemRandom,
+    ) -> Result<Redirect, OpenError> {
+        let secure = self.is_secure(request.tls);
+        let scheme = if secure { "https" } else { "http" };
+        let started = self.start(
+            authorize.client_id,
+            &authorize.endpoint,
+            self.redirect_uri.resolve(scheme, request.host_header, request.host),
+            return_url.unwrap_or_else(|| crate::oidc::return_url(request.unparsed_uri)),
+            jar,
+            secure,
+            kind,
+            request.now,
+            random,
+        )?;
+        let mut set_cookies = vec![started.cookie];
+        if leftover == Leftover::Clear {
+            set_cookies.extend(self.clear_session(jar, secure));
         }
-        Ok(opened.identity.clone())
+        Ok(Redirect { location: started.location, set_cookies })
     }
 }
