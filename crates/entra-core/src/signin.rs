@@ -607,7 +607,8 @@ impl SignIn {
         };
         let held = self.hold(&opened, request, &jar, is_revoked);
         (judgment.verdict, judgment.set_cookies) = (held.verdict, held.touched);
-        if let Some(authorize) = authorize().filter(|_| held.revalidate) {
+        // The endpoint is looked up only for the rare session due for revalidation.
+        if let Some(authorize) = held.revalidate.then(authorize).flatten() {
             let session = &opened.session;
             let kind = AttemptKind {
                 extra: vec![("prompt", "none"), ("login_hint", &session.login_hint)],

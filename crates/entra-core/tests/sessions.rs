@@ -1,0 +1,165 @@
+//! A browser session judged in one call (`SignIn::judge_session`): what the access phase hands
+//! the core of a request, and what it gets back.
+
+use std::cell::Cell;
+
+use entra_core::browser::RequestHeaders;
+use entra_core::seal::SealKeys;
+use entra_core::session::Session;
+use entra_core::signin::{Authorize, SessionRequest, SignIn, SignInConfig};
+use entra_core::Denial;
+
+const NOW: u64 = 1_790_000_600;
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn sign_in(revalidate: Option<u64>) -> SignIn {
+    SignInConfig {
+        keys: Some(SealKeys::parse(KEY).expect("a 32-byte key")),
+        revalidate,
+        ..Default::default()
+    }
+    .build("web", 16)
+}
+
+fn alice() -> Session {
+    Session {
+        token_version: 2,
+        signed_in: 1_790_000_000_000,
+        expires: NOW + 3600,
+        revalidated: NOW - 600,
+        last_used: NOW - 600,
+        oid: "00000000-0000-0000-0000-00000000a11c".into(),
+        tid: "9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93".into(),
+        sid: "0027c5e2-4c19".into(),
+        login_hint: "O.hint".into(),
+        ..Default::default()
+    }
+}
+
+/// The `Cookie` line that carries `session` for `sign_in` over plain HTTP.
+fn cookie_line(sign_in: &SignIn, session: &Session) -> String {
+    let set = sign_in.session_cookies(session, &Default::default(), false).expect("fits");
+    set.iter().map(|c| c.split(';').next().unwrap()).collect::<Vec<_>>().join("; ")
+}
+
+fn navigation() -> RequestHeaders<'static> {
+    RequestHeaders { method: "GET", accept: Some("text/html"), ..Default::default() }
+}
+
+fn request<'a>(line: &'a str, headers: RequestHeaders<'a>) -> SessionRequest<'a> {
+    SessionRequest {
+        cookie_lines: vec![line.as_bytes()],
+        headers,
+        tls: false,
+        host_header: "app.example:8080",
+        host: "app.example",
+        unparsed_uri: "/orders?page=2",
+        now: NOW,
+    }
+}
+
+fn authorize() -> Option<Authorize<'static>> {
+    Some(Authorize {
+        client_id: "11111111-2222-3333-4444-555555555555",
+        endpoint: "https://idp.example/authorize".into(),
+    })
+}
+
+#[test]
+fn a_sealed_session_opens_once_then_comes_from_the_cache() {
+    let s = sign_in(None);
+    let line = cookie_line(&s, &alice());
+    let first = s.judge_session(&request(&line, navigation()), authorize, |_, _| false);
+    let identity = first.verdict.expect("the session holds");
+    assert_eq!(identity.oid(), Some("00000000-0000-0000-0000-00000000a11c"));
+    assert!(first.opening.is_some_and(|o| o.accepted && o.took.is_some()), "opened: {:?}", first.opening);
+    let again = s.judge_session(&request(&line, navigation()), authorize, |_, _| false);
+    assert!(
+        again.opening.is_some_and(|o| o.accepted && o.took.is_none()),
+        "a cache hit: {:?}",
+        again.opening
+    );
+    assert!(again.set_cookies.is_empty() && again.revalidation.is_none() && again.fault.is_none());
+}
+
+#[test]
+fn no_cookie_a_tampered_one_and_a_revoked_sid_are_told_apart() {
+    let s = sign_in(None);
+    let none = s.judge_session(&request("other=1", navigation()), authorize, |_, _| false);
+    assert_eq!(none.verdict.unwrap_err(), Denial::NoSession);
+    assert!(none.opening.is_none());
+
+    let mut line = cookie_line(&s, &alice());
+    let last = line.pop().unwrap();
+    line.push(if last == 'A' { 'B' } else { 'A' });
+    let tampered = s.judge_session(&request(&line, navigation()), authorize, |_, _| false);
+    assert_eq!(tampered.verdict.unwrap_err(), Denial::SessionInvalid);
+    assert!(tampered.fault.is_some() && tampered.opening.is_some_and(|o| !o.accepted));
+
+    let line = cookie_line(&s, &alice());
+    let asked = Cell::new(None);
+    let revoked = s.judge_session(&request(&line, navigation()), authorize, |sid, at| {
+        asked.set(Some((sid.to_owned(), at)));
+        true
+    });
+    assert_eq!(revoked.verdict.unwrap_err(), Denial::SessionRevoked);
+    assert_eq!(
+        asked.take(),
+        Some(("0027c5e2-4c19".to_owned(), 1_790_000_000_000)),
+        "the deny-list is asked with the sid and sign-in time"
+    );
+}
+
+#[test]
+fn another_site_may_not_change_anything_with_the_session() {
+    let s = sign_in(None);
+    let line = cookie_line(&s, &alice());
+    let post = RequestHeaders { method: "POST", origin: Some("https://evil.example"), ..Default::default() };
+    let judged = s.judge_session(&request(&line, post), authorize, |_, _| false);
+    assert_eq!(judged.verdict.unwrap_err(), Denial::CrossOrigin);
+    let own =
+        RequestHeaders { method: "POST", origin: Some("http://app.example:8080"), ..Default::default() };
+    assert!(s.judge_session(&request(&line, own), authorize, |_, _| false).verdict.is_ok());
+}
+
+#[test]
+fn a_navigation_due_for_revalidation_gets_its_silent_sign_in_and_only_then_asks_where() {
+    let s = sign_in(Some(300));
+    let line = cookie_line(&s, &alice());
+    let judged = s.judge_session(&request(&line, navigation()), authorize, |_, _| false);
+    assert!(judged.verdict.is_ok(), "the session still holds");
+    let redirect = judged.revalidation.expect("due").expect("made");
+    assert!(redirect.location.starts_with("https://idp.example/authorize?"), "{}", redirect.location);
+    assert!(redirect.location.contains("prompt=none") && redirect.location.contains("login_hint=O.hint"));
+    assert_eq!(redirect.set_cookies.len(), 1, "its transaction cookie only: {:?}", redirect.set_cookies);
+
+    let not_yet = s.judge_session(&request(&line, navigation()), || None, |_, _| false);
+    assert!(
+        not_yet.revalidation.is_none() && not_yet.verdict.is_ok(),
+        "no authorize endpoint yet: served as it is"
+    );
+
+    let fresh = sign_in(None);
+    let line = cookie_line(&fresh, &alice());
+    let asked = Cell::new(0);
+    let judged = fresh.judge_session(
+        &request(&line, navigation()),
+        || {
+            asked.set(asked.get() + 1);
+            authorize()
+        },
+        |_, _| false,
+    );
+    assert!(judged.verdict.is_ok() && judged.revalidation.is_none());
+    assert_eq!(asked.get(), 0, "the endpoint is not looked up for a session that needs no sign-in");
+}
+
+#[test]
+fn a_session_opens_only_for_the_provider_it_was_sealed_for() {
+    let web = sign_in(None);
+    let line = cookie_line(&web, &alice());
+    let other =
+        SignInConfig { keys: Some(SealKeys::parse(KEY).unwrap()), ..Default::default() }.build("api", 16);
+    let judged = other.judge_session(&request(&line, navigation()), authorize, |_, _| false);
+    assert_eq!(judged.verdict.unwrap_err(), Denial::SessionInvalid);
+}
