@@ -112,9 +112,10 @@ impl<'a> Incoming<'a> {
             cookie_lines: self.cookie_lines(),
             headers: self.browser(),
             tls: self.is_tls(),
-            host_header: self.host_header(),
-            host: self.host(),
-            unparsed_uri: self.unparsed_uri(),
+            // SAFETY: nginx sets `host` to the request's `Host` element, or null.
+            host_header: unsafe { self.0.headers_in.host.as_ref() }.map_or(&[][..], |h| h.value.as_bytes()),
+            host: self.0.headers_in.server.as_bytes(),
+            unparsed_uri: self.0.unparsed_uri.as_bytes(),
             now,
         }
     }
@@ -123,11 +124,6 @@ impl<'a> Incoming<'a> {
     pub fn host_header(&self) -> &'a str {
         // SAFETY: nginx sets `host` to the request's `Host` element, or null.
         unsafe { self.0.headers_in.host.as_ref() }.map_or("", |h| text(&h.value))
-    }
-
-    /// The host nginx validated (no port, lowercase): `$host`.
-    pub fn host(&self) -> &'a str {
-        text(&self.0.headers_in.server)
     }
 
     /// The path the request was routed by (decoded, normalised).

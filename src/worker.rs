@@ -49,7 +49,7 @@ pub struct ProviderState {
     /// Its place in `Worker::providers` (and the configuration's).
     pub index: usize,
     pub provider: Arc<Provider>,
-    /// `state::identity` of the provider: what its slot and its fetches are for.
+    /// `zone::identity` of the provider: what its slot and its fetches are for.
     pub identity: u64,
     /// Its slot in the shared zone.
     pub slot: Option<SlotRef>,

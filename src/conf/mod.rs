@@ -1,9 +1,10 @@
-//! Directives: the configuration types and the one command table.
+//! Directives: the one command table, and the configurations' creation.
 //!
-//! `entra_provider { ... }` is parsed in [`provider`], `entra_auth` and `entra_require_*` with
-//! their inheritance in [`location`], `entra_shared_zone` in [`zone`] (the zone itself belongs
-//! to [`crate::state`]), `entra_keys_cache_path` in [`cache`] and `entra_status` by
-//! [`crate::status`]. Helpers are in [`ext`].
+//! The http block's configuration is [`main`]; `entra_provider { ... }` is parsed in
+//! [`provider`], `entra_auth` and `entra_require_*` with their inheritance in [`location`],
+//! `entra_shared_zone` in [`zone`] (the zone itself belongs to `crate::zone`),
+//! `entra_keys_cache_path` in [`cache`]; `entra_status` and `entra_logout` beside the content
+//! handlers they install, in `crate::status` and `crate::logout`. Helpers are in [`ext`].
 
 use core::ffi::{c_char, c_void};
 use core::ptr;

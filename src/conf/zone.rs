@@ -1,5 +1,5 @@
 //! `entra_shared_zone zone=name:size;`: the shared zone's name and size. The zone itself is
-//! registered and owned by [`crate::state`].
+//! registered and owned by `crate::zone`.
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -19,7 +19,7 @@ const MIN_ZONE_SIZE: usize = 64 * 1024;
 pub struct ZoneConf {
     name: Option<String>,
     size: usize,
-    /// The zone nginx made for it (set by `state::add_zone`).
+    /// The zone nginx made for it (set by `zone::add_zone`).
     pub shm: *mut ngx_shm_zone_t,
 }
 

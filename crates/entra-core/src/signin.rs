@@ -485,12 +485,13 @@ pub struct SessionRequest<'a> {
     pub headers: RequestHeaders<'a>,
     /// The connection is TLS.
     pub tls: bool,
+    // The three below are read as text only when needed (a redirect, a cross-origin check).
     /// The `Host` header as sent (port included).
-    pub host_header: &'a str,
+    pub host_header: &'a [u8],
     /// The host nginx validated (no port, lowercase): `$host`.
-    pub host: &'a str,
+    pub host: &'a [u8],
     /// The path and query as the client sent them: where a sign-in returns to.
-    pub unparsed_uri: &'a str,
+    pub unparsed_uri: &'a [u8],
     /// Now, in seconds.
     pub now: u64,
 }
@@ -500,6 +501,11 @@ impl<'a> SessionRequest<'a> {
     pub fn jar(&self) -> Jar<'a> {
         Jar::parse(self.cookie_lines.iter().copied())
     }
+}
+
+/// Bytes of a request as text; empty when they are not UTF-8.
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
 }
 
 /// Where a sign-in starts: the app's client id and the provider's authorize endpoint.
@@ -649,7 +655,7 @@ impl SignIn {
             Ok(Standing::Revalidate) => held.revalidate = true,
             Ok(Standing::Valid { touch: false }) => {}
         }
-        let own_origin = || self.own_origin(request.tls, request.host_header);
+        let own_origin = || self.own_origin(request.tls, text(request.host_header));
         held.verdict = if headers.may_change_something() && headers.is_cross_origin(&own_origin()) {
             Err(Denial::CrossOrigin)
         } else {
@@ -688,8 +694,8 @@ impl SignIn {
         let started = self.start(
             authorize.client_id,
             &authorize.endpoint,
-            self.redirect_uri.resolve(scheme, request.host_header, request.host),
-            return_url.unwrap_or_else(|| crate::oidc::return_url(request.unparsed_uri)),
+            self.redirect_uri.resolve(scheme, text(request.host_header), text(request.host)),
+            return_url.unwrap_or_else(|| crate::oidc::return_url(text(request.unparsed_uri))),
             jar,
             secure,
             kind,

@@ -51,9 +51,9 @@ fn request<'a>(line: &'a str, headers: RequestHeaders<'a>) -> SessionRequest<'a>
         cookie_lines: vec![line.as_bytes()],
         headers,
         tls: false,
-        host_header: "app.example:8080",
-        host: "app.example",
-        unparsed_uri: "/orders?page=2",
+        host_header: b"app.example:8080",
+        host: b"app.example",
+        unparsed_uri: b"/orders?page=2",
         now: NOW,
     }
 }
