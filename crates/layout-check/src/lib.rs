@@ -460,9 +460,9 @@ pub fn describe(graph: &Graph, circle: &[usize], base: &Path) -> String {
     text
 }
 
-/// The source files (`*.rs`) that `doc` names but `repo` does not have. A name with a folder
-/// (`src/conf/zone.rs`, `conf/zone.rs`) must be a file of the repository, or end one; a bare
-/// name (`zone.rs`) must be the name of one.
+/// The source files (`*.rs`) that `doc` names but `repo` does not have. A path from a top
+/// folder of the repository (`src/conf/zone.rs`) must be a file of it; a shorter one
+/// (`conf/zone.rs`) or a bare name (`zone.rs`) must end the path of one.
 pub fn missing_in_doc(repo: &Path, doc: &str, sources: &[PathBuf]) -> Vec<String> {
     let known: Vec<String> = sources
         .iter()
@@ -474,7 +474,11 @@ pub fn missing_in_doc(repo: &Path, doc: &str, sources: &[PathBuf]) -> Vec<String
         if !word.ends_with(".rs") || word.len() <= 3 {
             continue;
         }
-        let exists = known.iter().any(|k| k == word || k.ends_with(&format!("/{word}")));
+        // A name that starts at a top folder of the repository (`src/`, `crates/`) is a whole
+        // path; another (`conf/zone.rs`, `zone.rs`) is the end of one.
+        let top = word.split('/').next().filter(|_| word.contains('/')).map(|t| format!("{t}/"));
+        let whole = top.is_some_and(|t| known.iter().any(|k| k.starts_with(&t)));
+        let exists = known.iter().any(|k| k == word || (!whole && k.ends_with(&format!("/{word}"))));
         if !exists {
             missing.insert(word.to_owned());
         }

@@ -104,7 +104,12 @@ fn braces_self_and_super_in_folders_resolve() {
 #[test]
 fn the_doc_may_name_only_files_that_exist() {
     let repo = Path::new("/r");
-    let sources = [PathBuf::from("/r/src/conf/zone.rs"), PathBuf::from("/r/src/lib.rs")];
-    let doc = "`src/conf/zone.rs` and conf/zone.rs and lib.rs; `src/state.rs` and signin.rs.";
-    assert_eq!(missing_in_doc(repo, doc, &sources), ["signin.rs", "src/state.rs"]);
+    let sources = [
+        PathBuf::from("/r/src/conf/zone.rs"),
+        PathBuf::from("/r/src/lib.rs"),
+        PathBuf::from("/r/crates/core/src/token.rs"),
+    ];
+    let doc = "`src/conf/zone.rs` and conf/zone.rs and lib.rs; `src/state.rs` and signin.rs; \
+               `crates/core/src/token.rs` is not `src/token.rs`.";
+    assert_eq!(missing_in_doc(repo, doc, &sources), ["signin.rs", "src/state.rs", "src/token.rs"]);
 }
