@@ -127,26 +127,11 @@ unsafe fn start_exchange(r: *mut ngx_http_request_t, worker: &Worker, state: &Pr
     let provider = &state.provider;
     let sign_in = &provider.sign_in;
     // SAFETY: per the contract.
-    let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
-    let secure = req.is_secure_for(sign_in);
-    let matched = match sign_in.callback(req.args(), &req.cookies(), secure, now()) {
+    let log = unsafe { request_log(r) };
+    // SAFETY: per the contract.
+    let matched = match unsafe { transaction(r, state) } {
         Ok(matched) => matched,
-        Err(refused) => {
-            if let Some(return_url) = refused.ask_user {
-                // A silent revalidation needs the user: one interactive attempt, never a second
-                // silent one.
-                info!(
-                    log,
-                    "provider \"{}\": silent revalidation answered {}: signing in again",
-                    provider.name,
-                    refused.detail
-                );
-                // SAFETY: per the contract.
-                return unsafe { restart(r, state, return_url, Leftover::Keep, refused.clear) };
-            }
-            // SAFETY: per the contract.
-            return unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) };
-        }
+        Err(answered) => return answered,
     };
     let key_state = provider.key_state();
     let (Some(endpoint), KeySource::Discovery { discovery, .. }) =
@@ -201,6 +186,35 @@ unsafe fn start_exchange(r: *mut ngx_http_request_t, worker: &Worker, state: &Pr
         Some(_) => unsafe { wait(r, pending) },
         None => INTERNAL_ERROR,
     }
+}
+
+/// The sign-in attempt the callback answers, by the `state` it names; `Err` is the answer when
+/// there is none to go on with (a page, or one interactive attempt after a silent one).
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn transaction(r: *mut ngx_http_request_t, state: &ProviderState) -> Result<Matched, ngx_int_t> {
+    let sign_in = &state.provider.sign_in;
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
+    let refused = match sign_in.callback(req.args(), &req.cookies(), req.is_secure_for(sign_in), now()) {
+        Ok(matched) => return Ok(matched),
+        Err(refused) => refused,
+    };
+    Err(match refused.ask_user {
+        // A silent revalidation needs the user: one interactive attempt, never a second silent one.
+        Some(return_url) => {
+            let name = &state.provider.name;
+            info!(
+                log,
+                "provider \"{}\": silent revalidation answered {}: signing in again", name, refused.detail
+            );
+            // SAFETY: per the contract.
+            unsafe { restart(r, state, return_url, Leftover::Keep, refused.clear) }
+        }
+        // SAFETY: per the contract.
+        None => unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) },
+    })
 }
 
 /// A parked callback's poll: waits on, or answers with what the exchange gave.
