@@ -131,7 +131,7 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
                 Some(until) => {
                     outcome.wait_until = Some(until);
                     // SAFETY: per the contract.
-                    return unsafe { park_for_keys(r, &p.worker, previous_wait.is_none()) };
+                    return unsafe { park_for_keys(r, &p.worker, previous_wait) };
                 }
                 None => decision = Err(Denial::KeysUnavailable),
             }
@@ -191,9 +191,7 @@ unsafe fn judge_anew<'a>(
     // SAFETY: per the contract.
     match unsafe { outcome::store(r, judged) } {
         // SAFETY: per the contract.
-        Some(o) if o.wait_until.is_some() => {
-            Err(unsafe { park_for_keys(r, &p.worker, previous_wait.is_none()) })
-        }
+        Some(o) if o.wait_until.is_some() => Err(unsafe { park_for_keys(r, &p.worker, previous_wait) }),
         Some(o) => Ok(o),
         None => Err(INTERNAL_ERROR),
     }

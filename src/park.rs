@@ -39,13 +39,17 @@ pub unsafe fn park(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 /// Parks a request waiting for keys or metadata, counted among the worker's waiters from its
-/// first wait on (`first`).
+/// first wait on (when it had no `previous_wait`).
 ///
 /// # Safety
 /// `r` is a valid request.
-pub unsafe fn park_for_keys(r: *mut ngx_http_request_t, worker: &Worker, first: bool) -> ngx_int_t {
+pub unsafe fn park_for_keys(
+    r: *mut ngx_http_request_t,
+    worker: &Worker,
+    previous_wait: Option<u64>,
+) -> ngx_int_t {
     // SAFETY: per the contract.
-    if first && unsafe { worker.wait_for_keys((*r).main) }.is_err() {
+    if previous_wait.is_none() && unsafe { worker.wait_for_keys((*r).main) }.is_err() {
         return INTERNAL_ERROR;
     }
     // SAFETY: per the contract.
