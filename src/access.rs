@@ -22,7 +22,7 @@ use crate::outcome::{self, Outcome, Source};
 use crate::park::park_for_keys;
 use crate::request::Incoming;
 use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
-use crate::session;
+use crate::session::{self, Revalidation};
 use crate::worker::{self, KeyFetch, ProviderState, Worker};
 
 /// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
@@ -157,7 +157,7 @@ unsafe fn judge_anew<'a>(
     let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
     let judged = if proves_with(p.lcf.mode, header) == Source::Session {
         // SAFETY: per the contract.
-        let judged = session::judge(&unsafe { Incoming::new(r) }, state, p.log);
+        let judged = session::judge(&unsafe { Incoming::new(r) }, state, p.log, Revalidation::Offered);
         let cookies: Vec<_> = set_cookies(judged.set_cookies).collect();
         // SAFETY: per the contract.
         if !cookies.is_empty() && unsafe { set_headers(r, &cookies) }.is_none() {

@@ -15,11 +15,30 @@ use crate::response::{escape, page, send, set_cookies, set_headers, Header, INTE
 use crate::worker::ProviderState;
 use crate::zone::SignInEvent;
 
+/// Whether a session due for revalidation is answered with its silent sign-in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Revalidation {
+    /// A main request's: the access phase redirects.
+    Offered,
+    /// A subrequest's, which never redirects: the session is judged as it is.
+    Never,
+}
+
 /// Judges the request's session cookie for `state`'s provider, counted; a cookie that does not
 /// open is logged once at `info` with the reason.
-pub fn judge(req: &Incoming, state: &ProviderState, log: *mut ngx_log_t) -> SessionJudgment {
+pub fn judge(
+    req: &Incoming,
+    state: &ProviderState,
+    log: *mut ngx_log_t,
+    revalidation: Revalidation,
+) -> SessionJudgment {
     let provider = &state.provider;
-    let judgment = provider.judge_session(&req.session_request(now()), |sid, at| state.is_revoked(sid, at));
+    let request = req.session_request(now());
+    let is_revoked = |sid: &str, at| state.is_revoked(sid, at);
+    let judgment = match revalidation {
+        Revalidation::Offered => provider.judge_session(&request, is_revoked),
+        Revalidation::Never => provider.sign_in.judge_session(&request, || None, is_revoked),
+    };
     if let Some(counters) = state.counters() {
         if let Some(opening) = judgment.opening {
             counters.session_opened(opening.took, opening.accepted);

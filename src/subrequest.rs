@@ -17,7 +17,7 @@ use crate::log::{guard, request_log};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
 use crate::response::INTERNAL_ERROR;
-use crate::session;
+use crate::session::{self, Revalidation};
 
 /// Registers the handler first in nginx's rewrite phase (postconfiguration).
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
@@ -92,7 +92,9 @@ unsafe fn judge(
     let state = p.state();
     match source {
         // SAFETY: per the contract.
-        Source::Session => session::judge(&unsafe { Incoming::new(r) }, state, p.log).verdict,
+        Source::Session => {
+            session::judge(&unsafe { Incoming::new(r) }, state, p.log, Revalidation::Never).verdict
+        }
         Source::Bearer => match judge_token(state, header, p.log) {
             Err(Denial::UnknownKid) if state.discovery().is_some() => {
                 if state.provider.key_state().keys.is_empty() {
