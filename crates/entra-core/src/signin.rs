@@ -622,7 +622,7 @@ impl SignIn {
             };
             let random = SystemRandom::new();
             judgment.revalidation =
-                Some(self.redirect_with(request, &jar, authorize, kind, None, Leftover::Keep, &random));
+                Some(self.redirect(request, authorize, kind, None, Leftover::Keep, &random));
         }
         judgment
     }
@@ -675,20 +675,7 @@ impl SignIn {
         leftover: Leftover,
         random: &SystemRandom,
     ) -> Result<Redirect, OpenError> {
-        self.redirect_with(request, &request.jar(), authorize, kind, return_url, leftover, random)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn redirect_with(
-        &self,
-        request: &SessionRequest,
-        jar: &Jar,
-        authorize: Authorize,
-        kind: AttemptKind,
-        return_url: Option<String>,
-        leftover: Leftover,
-        random: &SystemRandom,
-    ) -> Result<Redirect, OpenError> {
+        let jar = request.jar();
         let secure = self.is_secure(request.tls);
         let scheme = if secure { "https" } else { "http" };
         let started = self.start(
@@ -696,7 +683,7 @@ impl SignIn {
             &authorize.endpoint,
             self.redirect_uri.resolve(scheme, text(request.host_header), text(request.host)),
             return_url.unwrap_or_else(|| crate::oidc::return_url(text(request.unparsed_uri))),
-            jar,
+            &jar,
             secure,
             kind,
             request.now,
@@ -704,7 +691,7 @@ impl SignIn {
         )?;
         let mut set_cookies = vec![started.cookie];
         if leftover == Leftover::Clear {
-            set_cookies.extend(self.clear_session(jar, secure));
+            set_cookies.extend(self.clear_session(&jar, secure));
         }
         Ok(Redirect { location: started.location, set_cookies })
     }
