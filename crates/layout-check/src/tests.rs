@@ -2,11 +2,10 @@ use super::*;
 
 /// A tree in a fresh folder: (path, source) pairs.
 fn tree(files: &[(&str, &str)]) -> (PathBuf, Graph) {
-    let dir = std::env::temp_dir().join(format!(
-        "layout-check-{}-{}",
-        std::process::id(),
-        files.iter().map(|(p, s)| p.len() + s.len()).sum::<usize>()
-    ));
+    // Tests run in parallel: each tree gets a folder of its own.
+    static TREES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = TREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("layout-check-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     for (path, source) in files {
         let file = dir.join(path);
