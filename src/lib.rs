@@ -89,6 +89,7 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
         threads::add_pool(cf.as_ptr(), threads::DEFAULT_POOL).map_err(|e| ConfError::Rule(e.into()))?;
     }
     if main.sign_in_used {
+        conf::server::refuse_shared_cookie_per_host(&main.providers, cf)?;
         conf::server::warn_without_host_prefix(cf, &main.providers);
         threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
         callback::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;

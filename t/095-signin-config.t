@@ -264,3 +264,91 @@ GET /a
 --- error_log eval
 qr/\[warn\] .*session_cookie "appsession" of entra_provider "live" \(used in \S+nginx\.conf:\d+\) lacks the __Host- prefix on a server with an ssl listener/
 
+
+=== TEST 22: session_revalidate 0 would loop through prompt=none forever
+--- http_config eval
+live_provider($main::SIGNIN, 'session_revalidate 0;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"session_revalidate" value "0" must be at least 1s in \S+nginx\.conf:\d+/
+
+=== TEST 23: a session_lifetime of 0
+--- http_config eval
+live_provider($main::SIGNIN, 'session_lifetime 0s;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"session_lifetime" value "0s" must be at least 1s in \S+nginx\.conf:\d+/
+
+=== TEST 24: a session_idle_timeout of 0
+--- http_config eval
+live_provider($main::SIGNIN, 'session_idle_timeout 0;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"session_idle_timeout" value "0" must be at least 1s in \S+nginx\.conf:\d+/
+
+=== TEST 25: a redirect_uri with a query string would never be matched
+--- http_config eval
+live_provider($main::SIGNIN, 'redirect_uri /.entra/callback?x=1;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"redirect_uri" value "\/\.entra\/callback\?x=1" .*no query string.* in \S+nginx\.conf:\d+/
+
+=== TEST 26: nor a frontchannel_logout_uri with one
+--- http_config eval
+live_provider($main::SIGNIN, 'frontchannel_logout_uri /.entra/logout?from=entra;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"frontchannel_logout_uri" value "\/\.entra\/logout\?from=entra" .*no query string.* in \S+nginx\.conf:\d+/
+
+=== TEST 27: http://$host is not a loopback address: any Host header could name it
+--- http_config eval
+live_provider($main::SIGNIN, 'redirect_uri http://$host/.entra/callback;')
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"redirect_uri" value "http:\/\/\$host\/\.entra\/callback" must be an https:\/\/ URL, or http:\/\/ on a loopback address in \S+nginx\.conf:\d+/
+
+=== TEST 28: two providers with one cookie name on one host name, on different ports
+--- http_config eval
+live_provider($main::SIGNIN) . (live_provider($main::SIGNIN, 'redirect_uri /second/callback;',
+    'frontchannel_logout_uri /second/logout;') =~ s/entra_provider live/entra_provider second/r) . <<'CONF'
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SSL_PORT;
+        server_name localhost;
+        location / { entra_auth second session; return 204; }
+    }
+CONF
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*entra_providers "(live|second)" \(\S+nginx\.conf:\d+\) and "(live|second)" \(\S+nginx\.conf:\d+\) sign in on host name "localhost" with the same session_cookie "__Host-entra"/
+
+=== TEST 29: on another host name they may
+--- http_config eval
+live_provider($main::SIGNIN) . (live_provider($main::SIGNIN, 'redirect_uri /second/callback;',
+    'frontchannel_logout_uri /second/logout;') =~ s/entra_provider live/entra_provider second/r) . <<'CONF'
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SSL_PORT;
+        server_name second.example;
+        location / { entra_auth second session; return 204; }
+    }
+CONF
+--- config
+    location /a { entra_auth live session; proxy_pass http://backend; }
+--- request
+GET /a
+--- error_code: 401
+--- no_error_log
+[emerg]

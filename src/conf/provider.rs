@@ -202,15 +202,19 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
         Ok(())
     }),
     one("session_lifetime", |_, c, v| {
-        c.sign_in.lifetime = Some(time_value("session_lifetime", v[0], true)?.as_secs());
+        c.sign_in.lifetime =
+            Some(bounded("session_lifetime", v[0], true, Duration::from_secs(1), None)?.as_secs());
         Ok(())
     }),
     one("session_idle_timeout", |_, c, v| {
-        c.sign_in.idle_timeout = Some(time_value("session_idle_timeout", v[0], true)?.as_secs());
+        c.sign_in.idle_timeout =
+            Some(bounded("session_idle_timeout", v[0], true, Duration::from_secs(1), None)?.as_secs());
         Ok(())
     }),
     one("session_revalidate", |_, c, v| {
-        c.sign_in.revalidate = Some(time_value("session_revalidate", v[0], true)?.as_secs());
+        // 0 would answer every navigation with another `prompt=none` round trip, forever.
+        c.sign_in.revalidate =
+            Some(bounded("session_revalidate", v[0], true, Duration::from_secs(1), None)?.as_secs());
         Ok(())
     }),
     many("session_claims", |_, c, v| {
@@ -225,6 +229,7 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
         if !v[0].starts_with('/') {
             return Err(invalid("frontchannel_logout_uri", v[0], "a path"));
         }
+        without_query("frontchannel_logout_uri", v[0])?;
         c.sign_in.frontchannel_logout_uri = Some(v[0].to_owned());
         Ok(())
     }),
@@ -264,13 +269,28 @@ fn set_credential(sign_in: &mut SignInConfig, credential: Credential) -> Result<
     Ok(())
 }
 
-/// A path, or an absolute https URL (http on loopback) that may name `$host`.
+/// A path, or an absolute https URL (http on loopback) that may name `$host`; no query string.
 fn uri_or_path(directive: &'static str, value: &str) -> Result<String, ConfError> {
+    without_query(directive, value)?;
     if value.starts_with('/') && !value.starts_with("//") {
         return Ok(value.to_owned());
     }
-    parse_url(directive, &value.replace("$host", "localhost"))?;
+    // `$host` is whatever the client sends: never a loopback address for the plain-http rule.
+    parse_url(directive, &value.replace("$host", "host.invalid")).map_err(|_| {
+        ConfError::Provider(entra_core::ConfigError::BadUrl { directive, value: value.to_owned() })
+    })?;
     Ok(value.to_owned())
+}
+
+/// A path the module answers on is compared with the request's path alone: a query string or
+/// fragment in it would never match.
+fn without_query(directive: &'static str, value: &str) -> Result<(), ConfError> {
+    if value.contains(['?', '#']) {
+        return Err(ConfError::Rule(format!(
+            "\"{directive}\" value \"{value}\" must have no query string or fragment: the callback is matched on its path"
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a file of secrets at configuration time; warns when other users may read it.

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use entra_core::Provider;
 
+use ngx::ffi::{ngx_array_t, ngx_http_core_srv_conf_t, ngx_http_server_name_t};
+use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+
 use super::ext::{Conf, ConfError, Origin};
 use crate::module::EntraModule;
 
@@ -54,23 +57,63 @@ impl ServerConf {
     }
 }
 
+/// The elements of an nginx array.
+///
+/// # Safety
+/// `a` holds `nelts` elements of type `T` (or none, with null `elts`).
+unsafe fn items<T>(a: &ngx_array_t) -> &[T] {
+    if a.elts.is_null() {
+        return &[];
+    }
+    // SAFETY: per the function's contract.
+    unsafe { core::slice::from_raw_parts(a.elts as *const T, a.nelts) }
+}
+
+/// Refuses, once the http block is parsed, two providers that sign in with one cookie name on
+/// servers sharing a host name: browsers keep cookies per host name, not per port, so each
+/// would overwrite the other's session.
+pub fn refuse_shared_cookie_per_host(providers: &[Arc<Provider>], cf: &Conf) -> Result<(), ConfError> {
+    // SAFETY: postconfiguration: the http block's core main conf is complete.
+    let Some(cmcf) = (unsafe { NgxHttpCoreModule::main_conf(&*cf.as_ptr()) }) else { return Ok(()) };
+    // (host name, provider, where it is used)
+    let mut seen: Vec<(String, &SignInUse)> = Vec::new();
+    // SAFETY: `servers` is an array of pointers to every server's core conf.
+    for &cscf in unsafe { items::<*mut ngx_http_core_srv_conf_t>(&cmcf.servers) } {
+        // SAFETY: a server's core conf points at its context, with this module's conf.
+        let Some(cscf) = (unsafe { cscf.as_ref() }) else { continue };
+        let Some(server) = EntraModule::server_conf(cscf) else { continue };
+        // SAFETY: a server's names are ngx_http_server_name_t.
+        for name in unsafe { items::<ngx_http_server_name_t>(&cscf.server_names) } {
+            let host = name.name.to_string().to_ascii_lowercase();
+            for used in &server.sign_in {
+                let cookie = providers[used.provider].sign_in.cookie_name(true);
+                let clash = seen.iter().find(|(h, other)| {
+                    *h == host
+                        && other.provider != used.provider
+                        && providers[other.provider].sign_in.cookie_name(true) == cookie
+                });
+                if let Some((_, other)) = clash {
+                    return Err(ConfError::Rule(format!(
+                        "entra_providers \"{}\" ({}) and \"{}\" ({}) sign in on host name \"{host}\" with the same \
+                         session_cookie \"{cookie}\": give one of them its own",
+                        providers[other.provider].name, other.origin, providers[used.provider].name, used.origin
+                    )));
+                }
+                seen.push((host.clone(), used));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Warns, once the http block is parsed, about a `session_cookie` without the `__Host-` prefix
 /// used on a server that has an `ssl` listener: browsers then let a sibling subdomain overwrite
 /// it. Walks nginx's table of listening addresses, which knows which servers each one serves.
 pub fn warn_without_host_prefix(cf: &Conf, providers: &[Arc<Provider>]) {
     #[cfg(ngx_feature = "http_ssl")]
     {
-        use ngx::ffi::{ngx_array_t, ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_srv_conf_t};
-        use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+        use ngx::ffi::{ngx_http_conf_addr_t, ngx_http_conf_port_t};
 
-        // SAFETY: nginx's arrays hold `nelts` elements of the type their users put in them.
-        unsafe fn items<T>(a: &ngx_array_t) -> &[T] {
-            if a.elts.is_null() {
-                return &[];
-            }
-            // SAFETY: per the function's contract.
-            unsafe { core::slice::from_raw_parts(a.elts as *const T, a.nelts) }
-        }
         // SAFETY: postconfiguration: the http block's core main conf is complete.
         let Some(cmcf) = (unsafe { NgxHttpCoreModule::main_conf(&*cf.as_ptr()) }) else { return };
         // SAFETY: `ports` is null or an array of ngx_http_conf_port_t made by `listen` lines.
