@@ -26,7 +26,7 @@ use crate::module::EntraModule;
 use crate::outcome::{self, Outcome, Source};
 use crate::park::{park, ExchangeAnswer, Pending};
 use crate::request::Incoming;
-use crate::response::{page, send, set_cookies, INTERNAL_ERROR};
+use crate::response::{page, send, send_framed, set_cookies, Framing, INTERNAL_ERROR};
 use crate::session::sign_in_headers;
 use crate::threads;
 use crate::worker::{self, ProviderState, Worker};
@@ -437,5 +437,5 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
     let clear: Vec<_> = set_cookies(sign_in.clear_all(&req.cookies(), req.is_secure_for(sign_in))).collect();
     let body = page("Signed out", &["You are signed out of this application.".into()]);
     // SAFETY: per the contract.
-    unsafe { send(r, 200, &clear, "text/html; charset=utf-8", &body) }
+    unsafe { send_framed(r, Framing::Allowed, 200, &clear, "text/html; charset=utf-8", &body) }
 }

@@ -76,7 +76,7 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
     if !post && !same_origin {
         let form = format!(
             "<form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>",
-            escape(req.unparsed_uri())
+            escape(form_action(req.uri()))
         );
         let body = page("Sign out", &["Sign out of this application?".into(), form]);
         // SAFETY: per the contract.
@@ -105,4 +105,14 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
     out.push((b"Location", location));
     // SAFETY: per the contract.
     unsafe { send(r, 302, &out, "", "") }
+}
+
+/// Where the confirmation page's button posts: the normalised path nginx matched, when it is a
+/// path of this site; else the empty action (the page's own URL). Never the raw request line,
+/// which for a prefix location may read `//other.example`, a URL of another site.
+fn form_action(path: &[u8]) -> &str {
+    match core::str::from_utf8(path) {
+        Ok(p) if entra_core::oidc::is_local_path(p) => p,
+        _ => "",
+    }
 }

@@ -75,7 +75,18 @@ pub unsafe fn set_headers(r: *mut ngx_http_request_t, headers: &[Header]) -> Opt
     unsafe { set_header(r, b"Cache-Control", "no-store", Known::None) }
 }
 
-/// Sends a whole answer: status, headers, and `body` of `content_type` (none when empty).
+/// Whether a page the module sends may be shown inside another site's frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Security-Policy: frame-ancestors 'none'`: every page but one.
+    Refused,
+    /// The front-channel logout answer, which Entra loads in an iframe.
+    Allowed,
+}
+
+/// Sends a whole answer: status, headers, and `body` of `content_type` (none when empty), with
+/// `Referrer-Policy: no-referrer` (the callback's URL holds the code) and, unless `framing`
+/// allows it, a policy that refuses frames.
 ///
 /// # Safety
 /// `r` is a valid request, in a content handler or a phase handler that finishes it.
@@ -87,11 +98,31 @@ pub unsafe fn send(
     body: &str,
 ) -> ngx_int_t {
     // SAFETY: per the contract.
+    unsafe { send_framed(r, Framing::Refused, status, headers, content_type, body) }
+}
+
+/// [`send`], with the framing said.
+///
+/// # Safety
+/// As [`send`].
+pub unsafe fn send_framed(
+    r: *mut ngx_http_request_t,
+    framing: Framing,
+    status: u16,
+    headers: &[Header],
+    content_type: &str,
+    body: &str,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
     let request = unsafe { Request::from_ngx_http_request(r) };
     request.discard_request_body();
     request.set_status(HTTPStatus(status.into()));
+    let mut protective: Vec<Header> = vec![(b"Referrer-Policy", "no-referrer".into())];
+    if framing == Framing::Refused {
+        protective.push((b"Content-Security-Policy", "frame-ancestors 'none'".into()));
+    }
     // SAFETY: per the contract.
-    if unsafe { set_headers(r, headers) }.is_none() {
+    if unsafe { set_headers(r, &[headers, &protective].concat()) }.is_none() {
         return INTERNAL_ERROR;
     }
     if !body.is_empty() && request.add_header_out("Content-Type", content_type).is_none() {

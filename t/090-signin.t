@@ -52,6 +52,7 @@ write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', 
             proxy_pass http://127.0.0.1:$port/who;
         }
         location = /logout { entra_auth live session; entra_logout; }
+        location /signout { entra_auth live session; entra_logout; }
         location /lb/ {
             entra_auth lb session;
             proxy_set_header X-Who "\$entra_name (\$entra_auth_source)";
@@ -135,6 +136,8 @@ like($other_account // '', qr/^\Q$ENV{TEST_NGINX_IDP_URL}\E\/$TENANT\/oauth2\/v2
 ok((grep { /^entra-t\d=/ } set_cookies($admin)), 'whose attempt has its transaction cookie');
 like($admin->{content}, qr/<a href="[^"]+\/oauth2\/v2\.0\/logout">Sign out<\/a>/, 'and a link to sign out');
 is($admin->{headers}{'cache-control'}, 'no-store', 'not cached');
+is($admin->{headers}{'referrer-policy'}, 'no-referrer', 'the 403 page sends no Referer onwards');
+is($admin->{headers}{'content-security-policy'}, "frame-ancestors 'none'", 'and is never framed');
 is(request('GET', '/admin', $jar, Accept => 'application/json')->{status}, 403, 'a script gets the bare 403');
 my $guarded = navigate('/guarded', $jar);
 is($guarded->{status}, 403, 'with error_page 403, still a 403');
@@ -151,6 +154,8 @@ my $reuse = navigate($used, $jar2);
 is($reuse->{status}, 401, 'a code of another attempt is refused');
 is($reuse->{headers}{location}, undef, 'with a page, not a redirect');
 like($reuse->{content}, qr/state_mismatch/, 'the page names the reason');
+is($reuse->{headers}{'referrer-policy'}, 'no-referrer', 'the failure page, whose URL holds the code, sends no Referer');
+is($reuse->{headers}{'content-security-policy'}, "frame-ancestors 'none'", 'and is never framed');
 my ($state) = $used =~ /state=([^&]+)/;
 
 my $fresh = {};
@@ -255,6 +260,10 @@ my $ask = navigate('/logout', $jar, 'Sec-Fetch-Site' => 'cross-site');
 is($ask->{status}, 200, 'a GET from elsewhere gets a page');
 like($ask->{content}, qr{<form method="post" action="/logout">}, 'with a button that posts the logout');
 is(scalar(set_cookies($ask)), 0, 'and logs nobody out');
+is($ask->{headers}{'content-security-policy'}, "frame-ancestors 'none'", 'the page is never framed (no clickjacking)');
+my $offsite = navigate('//signout.evil.example', $jar, 'Sec-Fetch-Site' => 'cross-site');
+is($offsite->{status}, 200, 'a prefix logout location answers //signout.evil.example with its page');
+like($offsite->{content}, qr{<form method="post" action="(/signout\.evil\.example)?">}, 'whose button posts to this site');
 is(request('POST', '/logout', $jar, 'Sec-Fetch-Site' => 'cross-site')->{status}, 403, 'a cross-site POST is refused');
 my $out = request('POST', '/logout', $jar, Origin => $origin);
 is($out->{status}, 302, 'a same-origin POST logs out');

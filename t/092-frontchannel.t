@@ -65,6 +65,8 @@ is($frontchannel, "$origin/.entra/logout?sid=$sid", "the IdP's end-session page 
 my $call = request('GET', $frontchannel);
 is($call->{status}, 200, 'Entra gets its 200');
 is($call->{headers}{'cache-control'}, 'no-store', 'not cached');
+is($call->{headers}{'referrer-policy'}, 'no-referrer', 'sends no Referer onwards');
+is($call->{headers}{'content-security-policy'}, undef, 'and may be framed: Entra calls it from an iframe');
 like(log_text(), qr/\[info\] .*front-channel logout: provider "live", sid \Q$sid\E \(1 in the deny-list\)/, 'logged at info');
 is(from_every_worker($alice), '401', 'every worker refuses the session now');
 like(log_text(), qr/access denied: session_revoked/, 'as session_revoked');
