@@ -351,3 +351,15 @@ WWW-Authenticate: Bearer realm="dev"
 --- error_code eval: [200, 401]
 --- response_headers eval
 [undef, 'WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="malformed"']
+
+=== TEST 57: an ID token of this app (a nonce, roles, aud = the client id) is no access token
+--- more_headers eval: bearer('--claim', 'nonce="n-1"', '--roles', 'Orders.Read.All')
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="not_an_access_token"
+
+=== TEST 58: nor one that names no client (neither azp nor appid)
+--- more_headers eval: bearer('--unset', 'azp', '--unset', 'appid')
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="not_an_access_token"

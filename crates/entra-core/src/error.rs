@@ -81,6 +81,8 @@ denials! {
     KeyIssuerMismatch => "key_issuer_mismatch", InvalidToken, "the signing key may not sign for this issuer";
     GraphToken => "graph_token", InvalidToken, "the token is for Microsoft Graph, not for this API";
     NoPermissionClaims => "no_permission_claims", InvalidToken, "the token carries neither scp nor roles";
+    NotAnAccessToken => "not_an_access_token", InvalidToken,
+        "the token is an ID token, not an access token (it has a nonce, or neither azp nor appid)";
     NonceMismatch => "nonce_mismatch", InvalidToken, "the ID token's nonce is not the sign-in attempt's";
     NoSession => "no_session", SignIn, "no session cookie";
     SessionInvalid => "session_invalid", SignIn, "the session cookie does not open (tampered, truncated, foreign or sealed with a removed key)";

@@ -157,18 +157,19 @@ impl Provider {
         if let Some(key_issuer) = &key.issuer {
             self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
         }
-        for (raw, name) in [
-            (view.oid, "oid"),
-            (view.sub, "sub"),
-            (view.ver, "ver"),
-            (view.azp, "azp"),
-            (view.appid, "appid"),
-        ] {
+        for (raw, name) in [(view.oid, "oid"), (view.sub, "sub"), (view.ver, "ver")] {
             typed::<JsonStr>(raw, name)?;
         }
+        let client = [typed::<JsonStr>(view.azp, "azp")?, typed::<JsonStr>(view.appid, "appid")?];
         let scp = typed::<JsonStr>(view.scp, "scp")?;
         let roles = typed::<StringArray>(view.roles, "roles")?;
         typed::<StringArray>(view.groups, "groups")?;
+        // An ID token of this app has `aud` = the client id, a default audience: only its form
+        // tells it apart. Every Entra access token names its client (`azp` in v2, `appid` in v1),
+        // and only ID tokens carry a `nonce` (those from refresh or device-code flows may not).
+        if matches!(usage, TokenUse::Access) && (view.nonce.is_some() || client.iter().all(Option::is_none)) {
+            return Err(Denial::NotAnAccessToken);
+        }
         match usage {
             TokenUse::Access if self.require_permission && scp.is_none() && roles.is_none() => {
                 return Err(Denial::NoPermissionClaims)

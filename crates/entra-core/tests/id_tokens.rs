@@ -24,7 +24,7 @@ fn an_id_token_with_the_attempts_nonce_passes_without_permission_claims() {
     let t = id_token(Some("n-123"), None);
     let verified = p.verify_id_token(&t, now(), "n-123").unwrap();
     assert_eq!(verified.str("nonce"), Some("n-123"));
-    assert_eq!(p.verify(&t, now()).unwrap_err(), Denial::NoPermissionClaims, "not an access token");
+    assert_eq!(p.verify(&t, now()).unwrap_err(), Denial::NotAnAccessToken, "not an access token");
 }
 
 #[test]
@@ -46,8 +46,8 @@ fn the_audience_of_an_id_token_is_the_client_id_only() {
     let app_id_uri = format!("api://{DEV_CLIENT_ID}");
     let t = id_token(Some("n"), Some(&app_id_uri));
     assert!(
-        p.verify(&t, now()).is_err_and(|d| d == Denial::NoPermissionClaims),
-        "an accepted access-token audience"
+        p.verify(&t, now()).is_err_and(|d| d == Denial::NotAnAccessToken),
+        "an accepted access-token audience (refused later, for its nonce)"
     );
     assert_eq!(
         p.verify_id_token(&t, now(), "n").unwrap_err(),
@@ -66,4 +66,23 @@ fn the_bearer_rules_still_hold() {
     let mut forged = MintOptions { signing: Signing::Corrupt, ..Default::default() };
     forged.claims.push(("nonce".into(), json!("n")));
     assert_eq!(p.verify_id_token(&token(forged), now(), "n").unwrap_err(), Denial::BadSignature);
+}
+
+#[test]
+fn an_id_token_with_roles_is_no_bearer_token() {
+    let p = provider();
+    let mut o = MintOptions { roles: Some(vec!["Orders.Read.All".into()]), ..Default::default() };
+    o.claims.push(("nonce".into(), json!("n-1")));
+    assert_eq!(p.verify(&token(o), now()).unwrap_err(), Denial::NotAnAccessToken, "a nonce: an ID token");
+    // An ID token from a refresh or device-code flow has no nonce, and no azp or appid either.
+    let o = MintOptions {
+        roles: Some(vec!["Orders.Read.All".into()]),
+        unset_claims: vec!["azp".into(), "appid".into()],
+        ..Default::default()
+    };
+    assert_eq!(p.verify(&token(o), now()).unwrap_err(), Denial::NotAnAccessToken, "no client named");
+    for version in [1, 2] {
+        let o = MintOptions { version: Some(version), ..Default::default() };
+        assert!(p.verify(&token(o), now()).is_ok(), "a v{version} access token names its client");
+    }
 }
