@@ -107,15 +107,19 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
         Ok(p) => p,
         Err(rc) => return rc,
     };
-    // After an internal redirect the request was judged already; judge again only for another
-    // provider, whose keys, audiences and issuers differ, or after waiting for keys.
+    // After an internal redirect the request was judged already; judge again for another
+    // provider, whose keys, audiences and issuers differ, for a location that accepts another
+    // proof (a session never satisfies a bearer-only location), or after waiting for keys.
     // SAFETY: per the contract.
     let previous = unsafe { outcome::get(r) };
     let previous_wait = previous.as_ref().and_then(|o| o.wait_until);
+    // SAFETY: per the contract; the header, if any, is a valid table element.
+    let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
+    let source = proves_with(p.lcf.mode, header);
     let outcome = match previous {
-        Some(o) if o.provider == p.index && o.wait_until.is_none() => o,
+        Some(o) if o.provider == p.index && o.source == source && o.wait_until.is_none() => o,
         // SAFETY: per the contract.
-        _ => match unsafe { judge_anew(r, &p, previous_wait) } {
+        _ => match unsafe { judge_anew(r, &p, header, previous_wait) } {
             Ok(outcome) => outcome,
             Err(rc) => return rc,
         },
@@ -142,7 +146,8 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
     unsafe { settle(r, &p, decision, &outcome.verified, outcome.source, Asker::Access { navigation }) }
 }
 
-/// Judges the request's proof anew and stores the outcome; `Err` is the answer when the request
+/// Judges the request's proof (`header`, the `Authorization` value, or the session) anew and
+/// stores the outcome; `Err` is the answer when the request
 /// was parked for keys or sent to revalidate its session.
 ///
 /// # Safety
@@ -150,11 +155,10 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
 unsafe fn judge_anew<'a>(
     r: *mut ngx_http_request_t,
     p: &Protected,
+    header: Option<&[u8]>,
     previous_wait: Option<u64>,
 ) -> Result<&'a mut Outcome, ngx_int_t> {
     let state = p.state();
-    // SAFETY: per the contract; the header, if any, is a valid table element.
-    let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
     let judged = if proves_with(p.lcf.mode, header) == Source::Session {
         // SAFETY: per the contract.
         let judged = session::judge(&unsafe { Incoming::new(r) }, state, p.log, Revalidation::Offered);

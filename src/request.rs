@@ -64,8 +64,12 @@ impl<'a> Incoming<'a> {
 
     /// What decides between a sign-in redirect and a 401, and whether another site may have sent
     /// it: one pass over the request's headers.
+    /// The method is the main request's: nginx gives an `auth_request` subrequest the method
+    /// GET, and a POST judged through one must still count as one that may change something.
     pub fn browser(&self) -> RequestHeaders<'a> {
-        let mut h = RequestHeaders { method: self.method(), ..RequestHeaders::default() };
+        // SAFETY: a valid request's main request is valid for at least as long.
+        let main: &'a ngx_http_request_t = unsafe { &*self.0.main };
+        let mut h = RequestHeaders { method: text(&main.method_name), ..RequestHeaders::default() };
         // SAFETY: the request's header list is a valid nginx list of table elements.
         for (name, value) in unsafe { ngx::http::list_iterator(&self.0.headers_in.headers) } {
             let is = |wanted: &str| name.as_bytes().eq_ignore_ascii_case(wanted.as_bytes());
@@ -134,10 +138,5 @@ impl<'a> Incoming<'a> {
     /// The query string, without the `?`.
     pub fn args(&self) -> &'a str {
         text(&self.0.args)
-    }
-
-    /// The path and query as the client sent them.
-    pub fn unparsed_uri(&self) -> &'a str {
-        text(&self.0.unparsed_uri)
     }
 }

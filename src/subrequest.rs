@@ -2,8 +2,8 @@
 //! `slice`): nginx never runs the access phase for them, so they are judged here, in the rewrite
 //! phase, before `return` or `rewrite` can answer. The main request's outcome is reused when the
 //! same provider judged the same kind of proof; otherwise the main request's credentials are
-//! judged by the same rules. A subrequest never waits for keys and never redirects: without a
-//! session it gets a 401.
+//! judged by the same rules, with the main request's method. A subrequest never waits for keys
+//! and never redirects: without a session, or with one due for revalidation, it gets a 401.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use crate::fetch;
 use crate::log::{guard, request_log};
 use crate::outcome::{self, Outcome, Source};
 use crate::request::Incoming;
-use crate::response::INTERNAL_ERROR;
+use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
 use crate::session::{self, Revalidation};
 
 /// Registers the handler first in nginx's rewrite phase (postconfiguration).
@@ -91,9 +91,17 @@ unsafe fn judge(
 ) -> Result<Arc<VerifiedToken>, Denial> {
     let state = p.state();
     match source {
-        // SAFETY: per the contract.
         Source::Session => {
-            session::judge(&unsafe { Incoming::new(r) }, state, p.log, Revalidation::Never).verdict
+            // SAFETY: per the contract.
+            let judged = session::judge(&unsafe { Incoming::new(r) }, state, p.log, Revalidation::Never);
+            // A session re-sealed for its idle timeout reaches the browser with the main
+            // request's answer (the subrequest's own headers are never sent).
+            let cookies: Vec<_> = set_cookies(judged.set_cookies).collect();
+            // SAFETY: per the contract: a subrequest's main request is valid.
+            if !cookies.is_empty() && unsafe { set_headers((*r).main, &cookies) }.is_none() {
+                return Err(Denial::SessionInvalid);
+            }
+            judged.verdict
         }
         Source::Bearer => match judge_token(state, header, p.log) {
             Err(Denial::UnknownKid) if state.discovery().is_some() => {

@@ -60,6 +60,13 @@ write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', 
         }
         location /who { return 200 "who=\$http_x_who\\n"; }
         location /via-auth { auth_request /app/check; proxy_pass http://127.0.0.1:$port/who; }
+        location /both {
+            auth_request /app/check;
+            entra_auth live session;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
+        location /to-bearer { entra_auth live session; try_files /no-such-file \@bearer; }
+        location \@bearer { entra_auth live; rewrite ^ /who break; proxy_pass http://127.0.0.1:$port; }
 LOCATIONS
 my $pid = run_nginx($prefix, $port);
 
@@ -254,6 +261,17 @@ is(request('GET', '/mixed', $jar, Origin => 'http://evil.example')->{status}, 20
 is(request('POST', '/mixed', undef, Origin => 'http://evil.example', Authorization => 'Bearer ' . live_idp('mint'))->{status}, 200,
     'bearer requests are not checked for their origin');
 like(log_text(), qr/access denied: cross_origin/, 'refused with cross_origin');
+# nginx gives an auth_request subrequest the method GET: the session is judged with the main request's.
+is(request('POST', '/via-auth', $jar, Origin => 'http://evil.example')->{status}, 403,
+    'a cross-origin POST through auth_request is refused');
+is(request('POST', '/both', $jar, Origin => 'http://evil.example')->{status}, 403,
+    'and where auth_request and entra_auth guard one location, the main request does not reuse a GET\'s verdict');
+is(request('POST', '/both', $jar, Origin => $origin)->{status}, 200, 'a same-origin POST there passes');
+# An outcome reused after an internal redirect must be one the location accepts.
+is(request('GET', '/to-bearer', $jar, Accept => 'application/json')->{status}, 401,
+    'a session does not satisfy a bearer-only location reached by try_files');
+is(request('GET', '/to-bearer', $jar, Accept => 'application/json',
+    Authorization => 'Bearer ' . live_idp('mint'))->{status}, 200, 'a bearer token there does');
 
 # --- Logout.
 my $ask = navigate('/logout', $jar, 'Sec-Fetch-Site' => 'cross-site');

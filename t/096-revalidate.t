@@ -25,6 +25,7 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
             proxy_pass http://127.0.0.1:$port/who;
         }
         location /who { return 200 "who=\$http_x_who\\n"; }
+        location /via-auth { auth_request /app/check; proxy_pass http://127.0.0.1:$port/who; }
 LOCATIONS
 my $pid = run_nginx($prefix, $port, 'approve?user=alice');
 
@@ -43,6 +44,9 @@ my (undef, $jar) = sign_in('/app');
 is(script($jar)->{status}, 200, 'a fresh session');
 wait_until($signed_in, 1.1);
 is(script($jar)->{status}, 200, 'a script is still served once the revalidation is due');
+# A subrequest cannot redirect: a navigation whose session is due gets 401 there, never 200.
+is(navigate('/via-auth', $jar)->{status}, 401, 'an auth_request subrequest of a due navigation gets 401');
+like(log_text(), qr/access denied: session_stale/, 'as session_stale');
 
 # --- A due navigation revalidates silently.
 my $nav = navigate('/app/page', $jar);

@@ -581,7 +581,8 @@ impl SignIn {
     /// signed_in_ms)` is the deny-list, asked on every request like the session's times; a
     /// session in use with an idle timeout is re-sealed at most once a minute; a session from
     /// another site that would change something is refused. A navigation due for revalidation
-    /// gets its silent sign-in, once `authorize` (asked only then) knows where.
+    /// gets its silent sign-in, once `authorize` (asked only then) knows where; when it cannot
+    /// say, the session is stale.
     pub fn judge_session<'p>(
         &self,
         request: &SessionRequest,
@@ -613,17 +614,24 @@ impl SignIn {
         };
         let held = self.hold(&opened, request, &jar, is_revoked);
         (judgment.verdict, judgment.set_cookies) = (held.verdict, held.touched);
-        // The endpoint is looked up only for the rare session due for revalidation.
-        if let Some(authorize) = held.revalidate.then(authorize).flatten() {
-            let session = &opened.session;
-            let kind = AttemptKind {
-                extra: vec![("prompt", "none"), ("login_hint", &session.login_hint)],
-                revalidating: Some((session.oid.clone(), session.tid.clone())),
-            };
-            let random = SystemRandom::new();
-            judgment.revalidation =
-                Some(self.redirect(request, authorize, kind, None, Leftover::Keep, &random));
+        if !held.revalidate {
+            return judgment;
         }
+        // The endpoint is looked up only for the rare session due for revalidation. Without
+        // one (a subrequest, which cannot redirect, or no metadata yet) the session is stale:
+        // it is never let in unrevalidated.
+        let Some(authorize) = authorize() else {
+            judgment.verdict = Err(Denial::SessionStale);
+            judgment.set_cookies.clear();
+            return judgment;
+        };
+        let session = &opened.session;
+        let kind = AttemptKind {
+            extra: vec![("prompt", "none"), ("login_hint", &session.login_hint)],
+            revalidating: Some((session.oid.clone(), session.tid.clone())),
+        };
+        let random = SystemRandom::new();
+        judgment.revalidation = Some(self.redirect(request, authorize, kind, None, Leftover::Keep, &random));
         judgment
     }
 
@@ -657,6 +665,8 @@ impl SignIn {
         }
         let own_origin = || self.own_origin(request.tls, text(request.host_header));
         held.verdict = if headers.may_change_something() && headers.is_cross_origin(&own_origin()) {
+            // Refused: its use is no use, and nothing is re-sealed for another site's request.
+            held.touched.clear();
             Err(Denial::CrossOrigin)
         } else {
             Ok(opened.identity.clone())

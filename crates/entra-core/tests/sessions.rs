@@ -133,10 +133,12 @@ fn a_navigation_due_for_revalidation_gets_its_silent_sign_in_and_only_then_asks_
     assert!(redirect.location.contains("prompt=none") && redirect.location.contains("login_hint=O.hint"));
     assert_eq!(redirect.set_cookies.len(), 1, "its transaction cookie only: {:?}", redirect.set_cookies);
 
-    let not_yet = s.judge_session(&request(&line, navigation()), || None, |_, _| false);
-    assert!(
-        not_yet.revalidation.is_none() && not_yet.verdict.is_ok(),
-        "no authorize endpoint yet: served as it is"
+    let cannot = s.judge_session(&request(&line, navigation()), || None, |_, _| false);
+    assert!(cannot.revalidation.is_none(), "nowhere to send it");
+    assert_eq!(
+        cannot.verdict.unwrap_err(),
+        Denial::SessionStale,
+        "a due session that cannot revalidate (a subrequest, no metadata yet) is never let in as it is"
     );
 
     let fresh = sign_in(None);
