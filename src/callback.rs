@@ -5,10 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entra_core::browser::{is_valid_sid, sid_key};
+use entra_core::browser::is_valid_sid;
 use entra_core::exchange::{exchange, ExchangeError};
 use entra_core::oidc::token_request;
 use entra_core::provider::KeySource;
+use entra_core::revocation::{sid_key, Revocation};
 use entra_core::session::Session;
 use entra_core::signin::{Leftover, Matched, SetCookie};
 use entra_core::Denial;
@@ -285,7 +286,8 @@ unsafe fn signed_in(
     // SAFETY: per the contract.
     let req = unsafe { Incoming::new(r) };
     let Matched { transaction, clear, .. } = matched;
-    let session = Session::from_id_token(token, epoch_ms(), sign_in.session_lifetime, &sign_in.claims);
+    let now_ms = epoch_ms();
+    let mut session = Session::from_id_token(token, now_ms, sign_in.session_lifetime, &sign_in.claims);
     if let Some((oid, tid)) = &transaction.revalidating {
         if (oid, tid) != (&session.oid, &session.tid) {
             // Entra's own session is another user's now: this one ends.
@@ -297,6 +299,8 @@ unsafe fn signed_in(
             return unsafe { restart(r, state, transaction.return_url, Leftover::Clear, vec![clear]) };
         }
     }
+    // Recorded for single sign-out; a session the record cannot take says so in its cookie.
+    session.unrecorded = !state.record.as_ref().is_some_and(|record| record.record_session(&session, now_ms));
     let mut cookies = match sign_in.session_cookies(&session, &req.cookies(), req.is_secure_for(sign_in)) {
         Ok(cookies) => cookies,
         Err(denial) => {
@@ -309,12 +313,13 @@ unsafe fn signed_in(
     let sid = if session.sid.is_empty() { "-" } else { &session.sid };
     info!(
         log,
-        "signed in: provider \"{}\", oid {}, tid {}, sid {}, {} groups",
+        "signed in: provider \"{}\", oid {}, tid {}, sid {}, {} groups{}",
         provider.name,
         session.oid,
         session.tid,
         sid,
-        session.groups.len()
+        session.groups.len(),
+        if session.unrecorded { " (unrecorded: the session record is full)" } else { "" }
     );
     if session.sid.is_empty() {
         crate::log::warning!(
@@ -401,34 +406,38 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
         return unsafe { send(r, 400, &[], "", "") };
     }
     let sid = sids[0];
-    let lifetime_ms = sign_in.session_lifetime.saturating_mul(1000);
-    let Some((slot, revoked)) = state
-        .slot
-        .as_ref()
-        .and_then(|slot| Some((slot, slot.revoke(sid_key(sid), epoch_ms(), lifetime_ms)?)))
+    let Some(revocation) = state.record.as_ref().and_then(|record| record.revoke(sid_key(sid), epoch_ms()))
     else {
         crate::log::error!(
             log,
-            "front-channel logout: provider \"{}\" has no deny-list in the shared zone",
+            "front-channel logout: provider \"{}\" has no record of sessions in the shared zone",
             provider.name
         );
         // SAFETY: per the contract.
         return unsafe { send(r, 503, &[(RETRY_AFTER, RETRY_SECONDS.into())], "", "") };
     };
-    info!(
-        log,
-        "front-channel logout: provider \"{}\", sid {} ({} in the deny-list)",
-        provider.name,
-        sid,
-        revoked.entries
-    );
-    if revoked.evicted && slot.should_log_overflow(mono_s()) {
-        crate::log::warning!(
-            log,
-            "provider \"{}\": the front-channel logout deny-list is full: every session signed in before the oldest \
-             logout it dropped is refused (enlarge entra_shared_zone)",
-            provider.name
-        );
+    match revocation {
+        Revocation::Recorded => {
+            info!(log, "front-channel logout: provider \"{}\", sid {}: its sessions end", provider.name, sid)
+        }
+        Revocation::Unknown => {
+            info!(
+                log,
+                "front-channel logout: provider \"{}\", sid {} is not one this instance signed in: \
+                 only unrecorded sessions signed in before now end",
+                provider.name,
+                sid
+            );
+            if state.record.as_ref().is_some_and(|record| record.should_warn(mono_s())) {
+                crate::log::warning!(
+                    log,
+                    "provider \"{}\": a front-channel logout named a sid this instance never recorded: its watermark \
+                     rose, ending the unrecorded sessions (signed in before the record began, or while it was full; \
+                     see session_record)",
+                    provider.name
+                );
+            }
+        }
     }
     if let Some(counters) = state.counters() {
         counters.sign_in(SignInEvent::FrontChannelLogout);

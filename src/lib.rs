@@ -80,6 +80,8 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     if !main.providers.is_empty() {
         main.request_id_index =
             Some(log::index_request_id(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?);
+        let size = main.zone.name_and_size().1;
+        main.size_records(size).map_err(ConfError::Rule)?;
         let (name, size) = main.zone.name_and_size();
         let name = cf.pool_str(name)?;
         main.zone.shm =
@@ -117,7 +119,8 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
     guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
         keep_mapped(cycle.log);
-        match zone::assign_slots(cycle.log, &main.providers, &main.cached_keys, main.zone.shm) {
+        match zone::assign_slots(cycle.log, &main.providers, &main.cached_keys, &main.records, main.zone.shm)
+        {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(e) => {
                 ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);

@@ -1,5 +1,6 @@
 //! `entra_logout`: the directive, and the content handler it installs, which ends the browser's
-//! session and sends it to Entra's end-session endpoint.
+//! session (its cookies, and in the record of sessions) and sends it to Entra's end-session
+//! endpoint.
 
 use core::ffi::{c_char, c_void};
 
@@ -8,6 +9,7 @@ use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t};
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
+use crate::clock::{epoch_ms, now};
 use crate::conf::location::LocationConf;
 use crate::denial::sign_in_failed;
 use crate::log::{guard, info, request_log};
@@ -85,8 +87,22 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let hint = unsafe { outcome::get(r) }
         .and_then(|o| o.verified.as_ref().ok().and_then(|t| t.str("login_hint").map(str::to_owned)));
-    let mut out: Vec<Header> =
-        set_cookies(sign_in.clear_all(&req.cookies(), req.is_secure_for(sign_in))).collect();
+    let (jar, secure) = (req.cookies(), req.is_secure_for(sign_in));
+    // The session ends in the record too: a copy of its cookie no longer opens.
+    if let Some(Ok(sealed)) = sign_in.session_cookie(&jar, secure) {
+        if let (Ok(opened), _) = sign_in.open_cached(&sealed, secure, now()) {
+            let ended =
+                state.record.as_ref().is_some_and(|record| record.end_session(&opened.session, epoch_ms()));
+            if !ended {
+                crate::log::error!(
+                    log,
+                    "provider \"{}\": no record of sessions to end this one in",
+                    provider.name
+                );
+            }
+        }
+    }
+    let mut out: Vec<Header> = set_cookies(sign_in.clear_all(&jar, secure)).collect();
     let after = sign_in.post_logout_redirect.clone().unwrap_or_else(|| format!("{origin}/"));
     let location = match provider.key_state().endpoints.end_session.as_deref() {
         Some(end_session) => {

@@ -34,7 +34,7 @@ pub fn judge(
 ) -> SessionJudgment {
     let provider = &state.provider;
     let request = req.session_request(now());
-    let is_revoked = |sid: &str, at| state.is_revoked(sid, at);
+    let is_revoked = |session: &_| state.is_revoked(session);
     let judgment = match revalidation {
         Revalidation::Offered => provider.judge_session(&request, is_revoked),
         Revalidation::Never => provider.sign_in.judge_session(&request, || None, is_revoked),

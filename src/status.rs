@@ -5,6 +5,7 @@ use core::ffi::{c_char, c_void};
 use core::fmt::Write;
 
 use entra_core::error::REASONS;
+use entra_core::revocation::RecordStatus;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -56,7 +57,7 @@ macro_rules! counter {
 }
 
 /// Every provider's counters, in the order shown.
-const COUNTERS: [Counter; 14] = [
+const COUNTERS: [Counter; 13] = [
     counter!(allowed, "Requests let in."),
     counter!(cache_hits, "Tokens and sessions found in the worker's caches."),
     // Shown under its first name, which dashboards read.
@@ -71,7 +72,19 @@ const COUNTERS: [Counter; 14] = [
     counter!(session_microseconds, "Time spent opening session cookies."),
     counter!(logouts, "Logouts through entra_logout."),
     counter!(frontchannel_logouts, "Front-channel logouts from Entra."),
-    counter!(deny_evictions, "Deny-list entries dropped to make room (the provider's watermark rose)."),
+];
+
+/// What Prometheus is shown of a record of sessions: name, type, help and reading.
+type RecordMetric = (&'static str, &'static str, &'static str, fn(&RecordStatus) -> u64);
+const RECORD_METRICS: [RecordMetric; 6] = [
+    ("session_record_entries", "gauge", "Sessions recorded for single sign-out.", |r| r.entries),
+    ("session_record_capacity", "gauge", "Sessions the record can hold (session_record).", |r| r.capacity),
+    ("session_record_revoked", "gauge", "Recorded sessions a logout ended.", |r| r.revoked),
+    ("unrecorded_sign_ins_total", "counter", "Sign-ins the full record could not take.", |r| r.unrecorded),
+    ("unknown_logouts_total", "counter", "Front-channel calls for a sid never recorded.", |r| r.unknown),
+    ("session_watermark_seconds", "gauge", "Unrecorded sessions signed in before this are refused.", |r| {
+        r.watermark_ms / 1000
+    }),
 ];
 
 struct ProviderStatus {
@@ -84,6 +97,8 @@ struct ProviderStatus {
     /// Readings of [`COUNTERS`], in its order; empty without a shared zone.
     counters: Vec<u64>,
     denied: Vec<(&'static str, u64)>,
+    /// Single sign-out's record (session providers).
+    record: Option<RecordStatus>,
 }
 
 fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
@@ -103,6 +118,7 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 next_refresh: 0,
                 counters: Vec::new(),
                 denied: Vec::new(),
+                record: state.record.as_ref().and_then(|r| r.status()),
             };
             if let Some(slot) = state.slot.as_ref().and_then(|s| s.status()) {
                 status.last_fetch = slot.last_success;
@@ -132,7 +148,7 @@ fn as_json(providers: &[ProviderStatus]) -> String {
                 .collect();
             let denied: serde_json::Map<String, Value> =
                 p.denied.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.to_string(), json!(n))).collect();
-            json!({
+            let mut provider = json!({
                 "name": p.name,
                 "key_source": p.source,
                 "kids": p.kids,
@@ -141,7 +157,19 @@ fn as_json(providers: &[ProviderStatus]) -> String {
                 "next_refresh": (p.next_refresh > 0).then_some(p.next_refresh),
                 "counters": counters,
                 "denied": denied,
-            })
+            });
+            // Providers that sign browsers in.
+            if let Some(r) = p.record {
+                provider["session_record"] = json!({
+                    "entries": r.entries,
+                    "capacity": r.capacity,
+                    "revoked": r.revoked,
+                    "unrecorded_sign_ins": r.unrecorded,
+                    "unknown_logouts": r.unknown,
+                    "watermark": (r.watermark_ms > 0).then_some(r.watermark_ms / 1000),
+                });
+            }
+            provider
         })
         .collect();
     json!({ "providers": providers }).to_string() + "\n"
@@ -166,6 +194,14 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
     for (i, counter) in COUNTERS.iter().enumerate() {
         let name = format!("{}_total", counter.name);
         family(&mut out, &name, "counter", counter.help, &|p| p.counters.get(i).copied().unwrap_or(0));
+    }
+    for (name, kind, help, read) in RECORD_METRICS {
+        metric(&mut out, name, kind, help);
+        for p in providers {
+            if let Some(record) = &p.record {
+                let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.name, read(record));
+            }
+        }
     }
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");
     for p in providers {

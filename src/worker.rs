@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use core::ffi::c_void;
 use core::ptr::addr_of_mut;
-use entra_core::browser::sid_key;
 use entra_core::discovery::{Discovery, Fetched};
 use entra_core::keycache::KeyCache;
 use entra_core::provider::{KeySource, KeyState};
 use entra_core::schedule::Schedule;
+use entra_core::session::Session;
 use entra_core::{KeySet, Provider};
 
 use ngx::ffi::{
@@ -23,7 +23,7 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::log::{debug, guard};
 use crate::module::EntraModule;
-use crate::zone::{identity, Counters, DenyView, SlotRef};
+use crate::zone::{identity, Counters, RecordRef, SlotRef};
 
 pub struct Worker {
     /// The cycle this was built for: a single-process nginx reloads in place.
@@ -59,8 +59,8 @@ pub struct ProviderState {
     pub in_flight: Cell<bool>,
     /// This worker fetched for itself once, its slot having been given away by a reload.
     pub fetched_alone: Cell<bool>,
-    /// This worker's copy of the provider's part of the deny-list.
-    deny: RefCell<Option<DenyView>>,
+    /// Its record of sessions issued and ended, for single sign-out (session providers).
+    pub record: Option<RecordRef>,
 }
 
 thread_local! {
@@ -89,7 +89,7 @@ pub fn current() -> Option<Rc<Worker>> {
                 generation: Cell::new(0),
                 in_flight: Cell::new(false),
                 fetched_alone: Cell::new(false),
-                deny: RefCell::new(None),
+                record: RecordRef::find(main.zone.shm, &provider.name),
             })
             .collect();
         let worker = Rc::new(Worker {
@@ -231,21 +231,10 @@ impl ProviderState {
         self.generation.set(snapshot.generation);
     }
 
-    /// Whether a front-channel logout ended the session of `sid` signed in at `signed_in_ms`: its
-    /// `sid` was logged out at or after that time, or the deny-list overflowed after it. The
-    /// copy is taken again whenever the zone's deny-list changed.
-    pub fn is_revoked(&self, sid: &str, signed_in_ms: u64) -> bool {
-        let Some(slot) = &self.slot else { return false };
-        let generation = slot.deny_generation();
-        let mut deny = self.deny.borrow_mut();
-        if deny.as_ref().is_none_or(|d| d.generation != generation) {
-            *deny = slot.deny_view();
-        }
-        let Some(view) = deny.as_ref() else { return false };
-        signed_in_ms <= view.watermark_ms
-            || (!sid.is_empty()
-                && !view.revoked.is_empty()
-                && view.revoked.get(&sid_key(sid)).is_some_and(|at| signed_in_ms <= *at))
+    /// Whether a logout ended `session`. Without a record (a worker that outlived the reload
+    /// that gave it away) every session counts as ended: it fails closed.
+    pub fn is_revoked(&self, session: &Session) -> bool {
+        self.record.as_ref().is_none_or(|record| record.is_revoked(session))
     }
 
     /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept

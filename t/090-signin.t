@@ -283,8 +283,12 @@ my $offsite = navigate('//signout.evil.example', $jar, 'Sec-Fetch-Site' => 'cros
 is($offsite->{status}, 200, 'a prefix logout location answers //signout.evil.example with its page');
 like($offsite->{content}, qr{<form method="post" action="(/signout\.evil\.example)?">}, 'whose button posts to this site');
 is(request('POST', '/logout', $jar, 'Sec-Fetch-Site' => 'cross-site')->{status}, 403, 'a cross-site POST is refused');
+my %copied = %$jar;
+is(request('GET', '/app', \%copied, Accept => 'application/json')->{status}, 200, 'a copy of the session cookie works');
 my $out = request('POST', '/logout', $jar, Origin => $origin);
 is($out->{status}, 302, 'a same-origin POST logs out');
+is(request('GET', '/app', \%copied, Accept => 'application/json')->{status}, 401,
+    'and the copy no longer opens: the session ended in the record too');
 like($out->{headers}{location}, qr{^\Q$ENV{TEST_NGINX_IDP_URL}\E/$TENANT/oauth2/v2\.0/logout\?post_logout_redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A$port%2Fbye&logout_hint=\S+},
     'to the end-session endpoint with the post-logout redirect and the login hint');
 ok((grep { /^entra=; .*Max-Age=0/ } set_cookies($out)), 'clearing the session cookie');

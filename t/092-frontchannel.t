@@ -1,7 +1,9 @@
 # Single sign-out: Entra's front-channel logout call names only a `sid`, usually without cookies.
-# It goes into a deny-list in the shared zone: every worker refuses that sid's sessions signed in
-# up to the call, across a reload; a later sign-in with the same sid is accepted; a flood of
-# random sids overflows the list into a watermark, which fails closed.
+# Each provider records the sids it signed sessions in with, in the shared zone: a call for one
+# makes every worker refuse that sid's sessions signed in up to the call, across a reload; a
+# later sign-in with the same sid is accepted. A flood of sids never issued signs out no recorded
+# session, and one provider's traffic never touches another's record; a sign-in the full record
+# cannot take is "unrecorded", and a call for an unknown sid ends the unrecorded sessions.
 use strict;
 use warnings;
 
@@ -15,15 +17,21 @@ my $origin = "http://127.0.0.1:$port";
 
 signin_prefix($prefix);
 browser_origin($origin);
-# A small zone, so that a flood overflows the deny-list quickly.
 my $provider = "    entra_shared_zone zone=signout:128k;\n"
-    . live_provider('client_secret_file secret;', 'session_key_file session.keys;');
+    . live_provider('client_secret_file secret;', 'session_key_file session.keys;')
+    . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /other/callback;',
+        'frontchannel_logout_uri /other/logout;', 'session_cookie other;') =~ s/entra_provider live/entra_provider other/r)
+    . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /tiny/callback;',
+        'frontchannel_logout_uri /tiny/logout;', 'session_cookie tiny;', 'session_record 16;')
+        =~ s/entra_provider live/entra_provider tiny/r);
 write_nginx_conf($prefix, $port, $provider, workers => 2, listen => 'reuseport', server => <<"LOCATIONS");
         add_header X-Worker \$pid always;
         location /app {
             entra_auth live session;
             proxy_pass http://127.0.0.1:$port/who;
         }
+        location /other { entra_auth other session; proxy_pass http://127.0.0.1:$port/who; }
+        location /tiny { entra_auth tiny session; proxy_pass http://127.0.0.1:$port/who; }
         location /who { return 200 "who=\$entra_oid\\n"; }
         location = /status { entra_status; }
 LOCATIONS
@@ -32,10 +40,10 @@ my $pid = run_nginx($prefix, $port, 'approve?user=alice');
 
 # Sends the request until each of the two workers has answered it; returns the statuses seen.
 sub from_every_worker {
-    my ($jar) = @_;
+    my ($jar, $path) = @_;
     my (%workers, %statuses);
     for (1 .. 200) {
-        my $res = request('GET', '/app', $jar, Accept => 'application/json');
+        my $res = request('GET', $path // '/app', $jar, Accept => 'application/json');
         $workers{ $res->{headers}{'x-worker'} // '?' } = 1;
         $statuses{ $res->{status} } = 1;
         last if keys %workers >= 2;
@@ -67,7 +75,7 @@ is($call->{status}, 200, 'Entra gets its 200');
 is($call->{headers}{'cache-control'}, 'no-store', 'not cached');
 is($call->{headers}{'referrer-policy'}, 'no-referrer', 'sends no Referer onwards');
 is($call->{headers}{'content-security-policy'}, undef, 'and may be framed: Entra calls it from an iframe');
-like(log_text(), qr/\[info\] .*front-channel logout: provider "live", sid \Q$sid\E \(1 in the deny-list\)/, 'logged at info');
+like(log_text(), qr/\[info\] .*front-channel logout: provider "live", sid \Q$sid\E: its sessions end/, 'logged at info');
 is(from_every_worker($alice), '401', 'every worker refuses the session now');
 like(log_text(), qr/access denied: session_revoked/, 'as session_revoked');
 is(navigate('/app', $alice)->{status}, 302, 'a navigation is sent to sign in again');
@@ -83,23 +91,57 @@ reload_nginx($pid, $prefix, 1);
 is(from_every_worker($alice), '401', 'the revoked session stays refused after a reload');
 is(from_every_worker($again), '200', 'the later one stays accepted');
 
-# --- A flood of random sids overflows the list into a watermark: it fails closed.
+# --- Another provider's record is its own.
+my (undef, $other) = sign_in('/other');
+is(from_every_worker($other, '/other'), '200', 'a session of the other provider');
+is(request('GET', "/other/logout?sid=$sid")->{status}, 200, 'its own front-channel URL ends it');
+is(from_every_worker($other, '/other'), '401', 'refused');
+is(from_every_worker($again), '200', 'and the first provider\'s session with the same sid is untouched');
+
+# --- A flood of sids this instance never issued signs out nobody.
 my $flooded = 0;
 for my $n (1 .. 600) {
     $flooded++ if request('GET', "/.entra/logout?sid=flood-$n")->{status} == 200;
 }
 is($flooded, 600, 'the flood is answered');
-like(log_text(), qr/\[warn\] .*provider "live": the front-channel logout deny-list is full/, 'the overflow is logged at warn');
-is(scalar(() = log_text() =~ /deny-list is full/g), 1, 'once a minute at most');
+like(log_text(), qr/\[warn\] .*provider "live": a front-channel logout named a sid this instance never recorded: its watermark rose/,
+    'the watermark that rose is logged at warn, naming the provider');
+is(scalar(() = log_text() =~ /never recorded: its watermark rose/g), 1, 'once a minute at most');
 is(from_every_worker($alice), '401', 'the revoked session is not revived');
-is(from_every_worker($again), '401', 'sessions signed in before the watermark are refused too');
-my (undef, $after) = sign_in('/app');
-is(from_every_worker($after), '200', 'a session signed in after the flood is accepted');
+is(from_every_worker($again), '200', 'a recorded session survives the flood');
+is(from_every_worker($other, '/other'), '401', 'the other provider\'s revoked session stays refused');
 my $status = request('GET', '/status')->{content};
 like($status, qr/"frontchannel_logouts":601\b/, 'entra_status counts the front-channel logouts');
-like($status, qr/"deny_evictions":[1-9]/, 'and the evictions');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"capacity":256\b/, 'and the record\'s capacity (half the 128k zone shared by three providers, in a power of two)');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"unknown_logouts":600\b/, 'and the calls for unknown sids');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"entries":1\b/, 'one sid recorded');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"revoked":1\b/, 'one revoked');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"watermark":\d+/, 'with the watermark');
+like($status, qr/"name":"other".*?"session_record":\{[^}]*"unknown_logouts":0\b/, 'the other provider saw none of the flood');
 like($status, qr/"cache_hits":[1-9]\d*,/, 'sessions seen again were found opened in the worker\'s cache');
 like($status, qr/"sessions_accepted":[1-9]/, 'and counted as accepted');
+my $metrics = request('GET', '/status?format=prometheus')->{content};
+like($metrics, qr/^entra_unknown_logouts_total\{provider="live"\} 600$/m, 'in Prometheus\' format too');
+
+# --- A full record: the sign-in is unrecorded, and a call for its sid ends the unrecorded ones only.
+my %tiny;
+for my $n (1 .. 17) {
+    idp_admin("approve?user=user$n");
+    (undef, $tiny{$n}) = sign_in('/tiny');
+}
+idp_admin('approve?user=alice');
+like(log_text(), qr/signed in: provider "tiny", .* \(unrecorded: the session record is full\)/, 'the 17th sign-in is unrecorded');
+is(from_every_worker($tiny{17}, '/tiny'), '200', 'and still gets its session');
+like(request('GET', '/status')->{content}, qr/"name":"tiny".*?"unrecorded_sign_ins":1\b/, 'counted');
+my @sids = log_text() =~ /signed in: provider "tiny", oid \S+, tid \S+, sid ([0-9a-f-]{36})/g;
+is(scalar(@sids), 17, 'seventeen sids');
+is(request('GET', "/tiny/logout?sid=$sids[0]")->{status}, 200, 'a recorded sid is called');
+is(from_every_worker($tiny{1}, '/tiny'), '401', 'its session ends');
+is(from_every_worker($tiny{2}, '/tiny'), '200', 'the others stay');
+is(from_every_worker($tiny{17}, '/tiny'), '200', 'the unrecorded one too, until a call could be its');
+is(request('GET', "/tiny/logout?sid=$sids[16]")->{status}, 200, 'the unrecorded one\'s sid is called');
+is(from_every_worker($tiny{17}, '/tiny'), '401', 'it ends (with every unrecorded session signed in before)');
+is(from_every_worker($tiny{2}, '/tiny'), '200', 'a recorded one stays');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

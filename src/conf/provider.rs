@@ -62,7 +62,7 @@ const fn two(
 }
 
 /// Every directive of the block (the README documents each).
-const PROVIDER_COMMANDS: [BlockCommand; 28] = [
+const PROVIDER_COMMANDS: [BlockCommand; 29] = [
     one("tenant", |_, c, v| {
         c.tenant = Some(Tenant::parse(v[0])?);
         Ok(())
@@ -223,6 +223,14 @@ const PROVIDER_COMMANDS: [BlockCommand; 28] = [
     }),
     one("post_logout_redirect", |_, c, v| {
         c.sign_in.post_logout_redirect = Some(parse_url("post_logout_redirect", v[0])?);
+        Ok(())
+    }),
+    one("session_record", |_, c, v| {
+        let sessions = v[0].parse::<u64>().ok().filter(|n| (16..=4_000_000).contains(n));
+        c.sign_in.session_record = Some(
+            sessions
+                .ok_or_else(|| invalid("session_record", v[0], "a number of sessions from 16 to 4000000"))?,
+        );
         Ok(())
     }),
     one("frontchannel_logout_uri", |_, c, v| {

@@ -29,7 +29,6 @@ pub struct Counters {
     pub(super) session_nanoseconds: AtomicU64,
     pub(super) logouts: AtomicU64,
     pub(super) frontchannel_logouts: AtomicU64,
-    pub(super) deny_evictions: AtomicU64,
 }
 
 /// A sign-in event `entra_status` counts.
@@ -57,7 +56,6 @@ pub struct CounterValues {
     pub session_microseconds: u64,
     pub logouts: u64,
     pub frontchannel_logouts: u64,
-    pub deny_evictions: u64,
 }
 
 impl Counters {
@@ -119,7 +117,6 @@ impl Counters {
             session_microseconds: self.session_nanoseconds.load(Relaxed) / 1000,
             logouts: self.logouts.load(Relaxed),
             frontchannel_logouts: self.frontchannel_logouts.load(Relaxed),
-            deny_evictions: self.deny_evictions.load(Relaxed),
         }
     }
 }

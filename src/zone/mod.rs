@@ -1,6 +1,7 @@
 //! The shared zone (`entra_shared_zone`), and the only code that changes it.
 //!
-//! One slot per provider holds, for every worker to see: the key set and issuers last fetched
+//! One record per session provider holds the sessions issued and ended, for single sign-out
+//! (`record.rs`, by provider name). One slot per provider holds, for every worker to see: the key set and issuers last fetched
 //! (discovery providers only), the refresh schedule, which worker is fetching, and the counters
 //! that `entra_status` reports. Slots are given to providers by [`assign_slots`], which nginx
 //! runs in the master once a new configuration is committed; a reload that fails never touches
@@ -15,14 +16,14 @@
 
 mod claim;
 mod counters;
-mod deny;
+mod record;
 mod root;
 mod setup;
 mod slot;
 
 pub use claim::Claim;
 pub use counters::{CounterValues, Counters, SignInEvent};
-pub use deny::DenyView;
+pub use record::{record_bytes, RecordRef};
 pub use root::StoreError;
 pub use setup::{add_zone, assign_slots};
 pub use slot::{identity, SlotRef};

@@ -1,5 +1,5 @@
-//! What the zone holds, as laid out in shared memory: the root with its provider slots and the
-//! deny-list's entries, and the copies of key sets in and out of slab memory. Plain atomics for
+//! What the zone holds, as laid out in shared memory: the root with its provider slots and
+//! records of sessions, and the copies of key sets in and out of slab memory. Plain atomics for
 //! what is read without the lock; the rest only under the slab pool's own mutex.
 //!
 //! A key set, its issuers and its endpoints are byte blobs allocated and freed by hand under that
@@ -11,9 +11,10 @@
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 
 use entra_core::discovery::Fetched;
+use entra_core::revocation::{Entry, Header};
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
@@ -50,10 +51,6 @@ pub(super) struct Slot {
     /// Wall clock, for the status (the schedule's fields are monotonic).
     pub(super) last_success: AtomicU64,
     pub(super) failures: AtomicU32,
-    /// Sessions signed in at or before this time (ms) are refused: the deny-list overflowed.
-    pub(super) revoked_before_ms: AtomicU64,
-    /// When (s) an overflow was last logged.
-    pub(super) overflow_logged: AtomicU64,
     pub(super) counters: Counters,
     /// What only the pool's mutex guards.
     pub(super) guarded: UnsafeCell<Guarded>,
@@ -75,24 +72,21 @@ pub(super) struct Guarded {
 #[repr(C)]
 pub(super) struct Root {
     pub(super) slots: [Slot; MAX_PROVIDERS],
-    /// The front-channel logout deny-list: `deny_capacity` entries at `deny` (guarded by the
-    /// pool's mutex), and a generation bumped on every change, which workers watch.
-    pub(super) deny: *mut DenyEntry,
-    pub(super) deny_capacity: usize,
-    pub(super) deny_generation: AtomicU64,
+    /// Single sign-out's record of each session provider, by provider name.
+    pub(super) records: [RecordSlot; MAX_PROVIDERS],
 }
 
-/// One front-channel logout: sessions of this provider with this `sid` signed in at or before
-/// `at_ms` are refused until `expires_ms` (the provider's `session_lifetime` later).
+/// One provider's record of sessions issued and ended (`entra_core::revocation`).
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub(super) struct DenyEntry {
-    /// The provider's identity (0: a free entry).
-    pub(super) identity: u64,
-    /// SHA-256 of the `sid`, cut to 16 bytes.
-    pub(super) sid: [u8; 16],
-    pub(super) at_ms: u64,
-    pub(super) expires_ms: u64,
+pub(super) struct RecordSlot {
+    /// Which provider (`record_name`; 0: free). Changed only under the lock.
+    pub(super) name: AtomicU64,
+    pub(super) header: Header,
+    /// `table_len` entries in slab memory, or null.
+    pub(super) table: AtomicPtr<Entry>,
+    pub(super) table_len: AtomicUsize,
+    /// When (s) a watermark that rose was last logged.
+    pub(super) warned: AtomicU64,
 }
 
 /// The zone's slots (set once by init_zone, before any worker starts).

@@ -17,8 +17,8 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModule;
 
-use super::deny::deny_capacity;
-use super::root::{free, pool, root, store_keys, DenyEntry, Root, MAX_PROVIDERS};
+use super::record::assign_records;
+use super::root::{free, pool, root, store_keys, Root, MAX_PROVIDERS};
 use super::slot::identity;
 use crate::log::{debug, guard, notice, warning};
 use crate::module::EntraModule;
@@ -70,20 +70,8 @@ pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void)
             let Ok(root) = locked.allocate_zeroed(Layout::new::<Root>()) else {
                 return NGX_ERROR as ngx_int_t;
             };
-            // SAFETY: nginx passes the zone it mapped.
-            let capacity = deny_capacity(unsafe { (*zone).shm.size });
-            let Ok(deny) = locked.allocate_zeroed(Layout::array::<DenyEntry>(capacity).expect("small"))
-            else {
-                return NGX_ERROR as ngx_int_t;
-            };
-            let root = root.as_ptr() as *mut Root;
-            // SAFETY: fresh zeroed memory of the root's layout.
-            unsafe { ((*root).deny, (*root).deny_capacity) = (deny.as_ptr() as *mut DenyEntry, capacity) };
-            pool.as_mut().data = root as *mut c_void;
-            debug!(
-                log,
-                "shared zone ready: {} provider slots, {} deny-list entries", MAX_PROVIDERS, capacity
-            );
+            pool.as_mut().data = root.as_ptr() as *mut c_void;
+            debug!(log, "shared zone ready: {} provider slots", MAX_PROVIDERS);
         }
         NGX_OK as ngx_int_t
     })
@@ -91,11 +79,13 @@ pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void)
 
 /// Gives every provider of a committed configuration its slot (module `init_module`, in the
 /// master): a provider whose identity has a slot keeps it, the others take a free one, and the
-/// slots no provider uses any more are freed.
+/// slots no provider uses any more are freed. Session providers (name, capacity in `records`)
+/// get their record of sessions likewise, by name.
 pub fn assign_slots(
     log: *mut ngx_log_t,
     providers: &[Arc<Provider>],
     cached: &[Option<Fetched>],
+    records: &[(String, u64)],
     zone: *mut ngx_shm_zone_t,
 ) -> Result<(), String> {
     let Some(pool) = pool(zone) else { return Ok(()) };
@@ -104,6 +94,7 @@ pub fn assign_slots(
         return Err("the shared zone has no slots".into());
     }
     let locked = pool.lock();
+    assign_records(&locked, root, records, crate::clock::epoch_ms())?;
     // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };
     // SAFETY: as above.

@@ -72,14 +72,6 @@ pub fn is_valid_sid(sid: &str) -> bool {
         && sid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// How a `sid` is kept in the deny-list: the first 16 bytes of its SHA-256.
-pub fn sid_key(sid: &str) -> [u8; 16] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, sid.as_bytes());
-    let mut key = [0; 16];
-    key.copy_from_slice(&digest.as_ref()[..16]);
-    key
-}
-
 /// How many sign-in attempts a browser may have under way: `<cookie>-t0` to `-t3`.
 pub const TRANSACTION_COOKIES: usize = 4;
 

@@ -15,6 +15,7 @@
 //! - [`schedule`]: when keys are fetched again.
 //! - [`seal`]: sealed cookie values (AES-256-GCM) for browser sign-in.
 //! - [`session`]: a browser session in its compact binary form.
+//! - [`revocation`]: single sign-out's record of the sessions issued and ended, per provider.
 //! - [`signin`]: a provider's sign-in settings and the code flow's steps without I/O.
 //! - [`exchange`]: the code exchange at the token endpoint (blocking).
 //! - [`error`]: the denial vocabulary and configuration errors.
@@ -36,6 +37,7 @@ pub mod keys;
 pub mod oidc;
 pub mod policy;
 pub mod provider;
+pub mod revocation;
 pub mod schedule;
 pub mod seal;
 pub mod session;

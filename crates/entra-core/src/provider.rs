@@ -181,7 +181,7 @@ impl Provider {
     pub fn judge_session(
         &self,
         request: &SessionRequest,
-        is_revoked: impl FnOnce(&str, u64) -> bool,
+        is_revoked: impl FnOnce(&crate::session::Session) -> bool,
     ) -> SessionJudgment {
         self.sign_in.judge_session(request, || self.authorize(), is_revoked)
     }

@@ -3,7 +3,7 @@
 //! groups still fits two cookies.
 //!
 //! Layout (all integers big-endian): the format version (1 byte), the token version (1), flags
-//! (1: bit 0 group overage), sign-in time, expiry, last revalidation and last use (8 each, seconds
+//! (1: bit 0 group overage, bit 1 unrecorded), sign-in time, expiry, last revalidation and last use (8 each, seconds
 //! since the epoch), then the text fields `oid tid sub sid login_hint name username email` (each a 2-byte
 //! length and UTF-8), the groups (2-byte count, then per group a tag: 0 and 16 bytes for a
 //! canonical GUID, 1 and a text field for any other form Entra emits), the roles (2-byte count
@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 /// The version of the layout above; part of the sealing's associated data too.
 pub const FORMAT_VERSION: u8 = 1;
 const OVERAGE: u8 = 1;
+const UNRECORDED: u8 = 2;
 const GUID_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
 
@@ -29,6 +30,10 @@ pub struct Session {
     pub token_version: u8,
     /// The ID token had `_claim_names.groups` or `hasgroups`: membership cannot be decided.
     pub group_overage: bool,
+    /// The record of sessions issued was full at sign-in ([`crate::revocation`]): a logout
+    /// cannot name this session alone. Older releases never set it (their sessions predate any
+    /// record, so count as unrecorded all the same).
+    pub unrecorded: bool,
     /// When the user signed in, in milliseconds since the epoch: a front-channel logout refuses
     /// the sessions of its `sid` signed in up to the moment of the call, not a second later.
     pub signed_in: u64,
@@ -86,7 +91,7 @@ impl Session {
         out.extend_from_slice(&[
             FORMAT_VERSION,
             self.token_version,
-            if self.group_overage { OVERAGE } else { 0 },
+            if self.group_overage { OVERAGE } else { 0 } | if self.unrecorded { UNRECORDED } else { 0 },
         ]);
         for time in [self.signed_in, self.expires, self.revalidated, self.last_used] {
             put_u64(&mut out, time);
@@ -129,7 +134,8 @@ impl Session {
         let mut r = Reader(bytes);
         r.version(FORMAT_VERSION)?;
         let token_version = r.byte()?;
-        let group_overage = r.byte()? & OVERAGE != 0;
+        let flags = r.byte()?;
+        let (group_overage, unrecorded) = (flags & OVERAGE != 0, flags & UNRECORDED != 0);
         let (signed_in, expires, revalidated, last_used) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
         let mut texts = [(); 8].map(|_| String::new());
         for text in &mut texts {
@@ -149,6 +155,7 @@ impl Session {
         Ok(Session {
             token_version,
             group_overage,
+            unrecorded,
             signed_in,
             expires,
             revalidated,
@@ -169,6 +176,11 @@ impl Session {
 }
 
 impl Session {
+    /// Its key in the record of sessions issued ([`crate::revocation::session_key`]).
+    pub fn record_key(&self) -> crate::revocation::Key {
+        crate::revocation::session_key(&self.sid, &self.oid, &self.tid, self.signed_in)
+    }
+
     /// The session of a verified ID token, signed in at `now_ms` for `lifetime` seconds, keeping
     /// the top-level `claims` named (as JSON text).
     pub fn from_id_token(token: &VerifiedToken, now_ms: u64, lifetime: u64, claims: &[String]) -> Session {
@@ -177,6 +189,7 @@ impl Session {
         Session {
             token_version: if token.str("ver") == Some("1.0") { 1 } else { 2 },
             group_overage: token.has_group_overage(),
+            unrecorded: false,
             signed_in: now_ms,
             expires: now.saturating_add(lifetime),
             revalidated: now,

@@ -67,6 +67,7 @@ pub struct SignInConfig {
     pub claims: Vec<String>,
     pub post_logout_redirect: Option<String>,
     pub frontchannel_logout_uri: Option<String>,
+    pub session_record: Option<u64>,
 }
 
 /// Where Entra sends the browser back: a path on the server that was asked, or an absolute URL
@@ -128,6 +129,8 @@ pub struct SignIn {
     pub claims: Vec<String>,
     pub post_logout_redirect: Option<String>,
     pub frontchannel_logout_uri: String,
+    /// `session_record`: sessions recorded for single sign-out (`None`: a share of the zone).
+    pub session_record: Option<u64>,
     /// Sessions opened in this worker, by their cookie (`token_cache` sizes it; off turns it off).
     cache: TokenCache<OpenedSession>,
 }
@@ -160,6 +163,7 @@ impl SignInConfig {
             frontchannel_logout_uri: self
                 .frontchannel_logout_uri
                 .unwrap_or_else(|| DEFAULT_FRONTCHANNEL_LOGOUT_URI.to_owned()),
+            session_record: self.session_record,
             cache: TokenCache::new(cache),
         }
     }
@@ -577,8 +581,8 @@ impl SignIn {
     }
 
     /// Judges a request's session cookie, opened or found opened in this worker's cache. A
-    /// cookie that does not open is no session (the fault says why); `is_revoked(sid,
-    /// signed_in_ms)` is the deny-list, asked on every request like the session's times; a
+    /// cookie that does not open is no session (the fault says why); `is_revoked` is the record
+    /// of sessions ended ([`crate::revocation`]), asked on every request like the session's times; a
     /// session in use with an idle timeout is re-sealed at most once a minute; a session from
     /// another site that would change something is refused. A navigation due for revalidation
     /// gets its silent sign-in, once `authorize` (asked only then) knows where; when it cannot
@@ -587,7 +591,7 @@ impl SignIn {
         &self,
         request: &SessionRequest,
         authorize: impl FnOnce() -> Option<Authorize<'p>>,
-        is_revoked: impl FnOnce(&str, u64) -> bool,
+        is_revoked: impl FnOnce(&Session) -> bool,
     ) -> SessionJudgment {
         let mut judgment = SessionJudgment {
             verdict: Err(Denial::NoSession),
@@ -641,11 +645,11 @@ impl SignIn {
         opened: &OpenedSession,
         request: &SessionRequest,
         jar: &Jar,
-        is_revoked: impl FnOnce(&str, u64) -> bool,
+        is_revoked: impl FnOnce(&Session) -> bool,
     ) -> Held {
         let mut held = Held { verdict: Err(Denial::SessionRevoked), touched: Vec::new(), revalidate: false };
         let session = &opened.session;
-        if is_revoked(&session.sid, session.signed_in) {
+        if is_revoked(session) {
             return held;
         }
         let headers = &request.headers;

@@ -1,0 +1,192 @@
+//! Single sign-out's record of each provider ([`entra_core::revocation`]) in the zone: a fixed
+//! place per provider beside the slots, given by provider name (so a reload that changes a
+//! provider's tenant or metadata keeps its record and its logouts), with its table in slab
+//! memory. Writers hold the zone's mutex; session requests read without it.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering::SeqCst;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use entra_core::revocation::{table_len, Entry, Key, Record, RecordStatus, Revocation};
+use entra_core::session::Session;
+use ngx::allocator::Allocator;
+use ngx::core::slab::LockedSlabPool;
+use ngx::core::SlabPool;
+use ngx::ffi::ngx_shm_zone_t;
+
+use super::root::{pool, root, RecordSlot, Root};
+
+/// Which provider a record belongs to: its name alone.
+pub fn record_name(provider: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    ("record", provider).hash(&mut h);
+    h.finish() | 1
+}
+
+fn table_layout(len: usize) -> Layout {
+    Layout::array::<Entry>(len).expect("a table of a configured size")
+}
+
+/// Bytes of the zone a record of `capacity` entries takes.
+pub fn record_bytes(capacity: u64) -> usize {
+    table_layout(table_len(capacity)).size()
+}
+
+/// The record of `slot`, if it has a table. The caller holds the lock, or reads only through
+/// [`Record::is_revoked`] (whose generation check covers a table given up meanwhile).
+fn record_of(slot: &RecordSlot) -> Option<Record<'_>> {
+    let (table, len) = (slot.table.load(SeqCst), slot.table_len.load(SeqCst));
+    // SAFETY: a non-null table holds `len` entries allocated by `give`; a table given up stays
+    // mapped (slab memory), so a reader that raced with it reads stale atomics, which the
+    // generation check then discards.
+    (!table.is_null() && len.is_power_of_two())
+        .then(|| Record::new(&slot.header, unsafe { core::slice::from_raw_parts(table, len) }))
+}
+
+/// Gives every session provider of a committed configuration (name and capacity) its record,
+/// in the master: a provider keeps its record when its name stays, taken over into a new table
+/// when its capacity changed; the records no provider uses any more are freed. The lock is held.
+pub(super) fn assign_records(
+    locked: &LockedSlabPool,
+    root: *mut Root,
+    wanted: &[(String, u64)],
+    now_ms: u64,
+) -> Result<(), String> {
+    // SAFETY: the root holds MAX_PROVIDERS records; the lock is held.
+    let records = unsafe { &(*root).records };
+    let names: Vec<u64> = wanted.iter().map(|(name, _)| record_name(name)).collect();
+    for slot in records.iter().filter(|s| s.name.load(SeqCst) != 0) {
+        if !names.contains(&slot.name.load(SeqCst)) {
+            give_up(locked, slot);
+        }
+    }
+    for ((provider, capacity), &name) in wanted.iter().zip(&names) {
+        let existing = records.iter().find(|s| s.name.load(SeqCst) == name);
+        if let Some(slot) = existing {
+            if record_of(slot).is_some_and(|r| r.status().capacity == *capacity) {
+                continue;
+            }
+        }
+        let fresh = records
+            .iter()
+            .find(|s| s.name.load(SeqCst) == 0)
+            .ok_or_else(|| format!("the shared zone has no free record for provider \"{provider}\""))?;
+        let len = table_len(*capacity);
+        let table = locked.allocate_zeroed(table_layout(len)).map_err(|_| {
+            format!("no room in the shared zone for provider \"{provider}\"'s session record")
+        })?;
+        fresh.table.store(table.as_ptr() as *mut Entry, SeqCst);
+        fresh.table_len.store(len, SeqCst);
+        let record = record_of(fresh).expect("a table was just given");
+        record.start(*capacity, now_ms);
+        if let Some(previous) = existing.and_then(record_of) {
+            record.take_over(&previous, now_ms);
+        }
+        fresh.name.store(name, SeqCst);
+        if let Some(old) = existing {
+            give_up(locked, old);
+        }
+    }
+    Ok(())
+}
+
+/// Frees a record's table and its place; readers still holding it see its generation move and
+/// its name go, and fail closed.
+fn give_up(locked: &LockedSlabPool, slot: &RecordSlot) {
+    if let Some(record) = record_of(slot) {
+        record.retire();
+    }
+    slot.name.store(0, SeqCst);
+    let (table, len) = (slot.table.swap(ptr::null_mut(), SeqCst), slot.table_len.swap(0, SeqCst));
+    if let Some(table) = NonNull::new(table) {
+        // SAFETY: allocated by assign_records from this pool with this layout.
+        unsafe { locked.deallocate(table.cast(), table_layout(len)) };
+    }
+}
+
+/// One worker's handle on its provider's record.
+pub struct RecordRef {
+    pool: SlabPool,
+    slot: NonNull<RecordSlot>,
+    name: u64,
+}
+
+// SAFETY: the record lives in shared memory mapped for the whole life of the process; it is
+// atomics throughout, changed only under the pool's lock.
+unsafe impl Send for RecordRef {}
+// SAFETY: as above.
+unsafe impl Sync for RecordRef {}
+
+impl RecordRef {
+    /// The record [`assign_records`] gave provider `name`, if any.
+    pub fn find(zone: *mut ngx_shm_zone_t, name: &str) -> Option<RecordRef> {
+        let pool = pool(zone)?;
+        let root = NonNull::new(root(&pool))?;
+        let name = record_name(name);
+        let slot = {
+            let _locked = pool.lock();
+            // SAFETY: the root init_zone made, read under the lock.
+            let records = unsafe { &root.as_ref().records };
+            NonNull::from(records.iter().find(|s| s.name.load(SeqCst) == name)?)
+        };
+        Some(RecordRef { pool, slot, name })
+    }
+
+    fn slot(&self) -> &RecordSlot {
+        // SAFETY: see the Send impl.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// The record, while it is still this provider's.
+    fn record(&self) -> Option<Record<'_>> {
+        let slot = self.slot();
+        (slot.name.load(SeqCst) == self.name).then(|| record_of(slot)).flatten()
+    }
+
+    /// Runs a write with the lock held, while the record is this provider's.
+    fn write<R>(&self, change: impl FnOnce(Record) -> R) -> Option<R> {
+        let _locked = self.pool.lock();
+        self.record().map(change)
+    }
+
+    /// Whether a logout ended `session`: read without the lock while no writer is at work; a
+    /// record given up or given away (a worker that outlived a reload) refuses every session.
+    pub fn is_revoked(&self, session: &Session) -> bool {
+        let (key, recorded) = (session.record_key(), !session.unrecorded);
+        let read = || self.record()?.is_revoked(key, session.signed_in, recorded);
+        let answer = read().or_else(|| {
+            let _locked = self.pool.lock();
+            read()
+        });
+        // Still this provider's after the read, or the answer may be another table's.
+        answer.filter(|_| self.slot().name.load(SeqCst) == self.name).unwrap_or(true)
+    }
+
+    /// Records a session signed in now; `false` when the record could not take it.
+    pub fn record_session(&self, session: &Session, now_ms: u64) -> bool {
+        let expires_ms = session.expires.saturating_mul(1000);
+        self.write(|r| r.record(session.record_key(), expires_ms, now_ms)).unwrap_or(false)
+    }
+
+    /// A front-channel logout of `key`; `None` without a record.
+    pub fn revoke(&self, key: Key, now_ms: u64) -> Option<Revocation> {
+        self.write(|r| r.revoke(key, now_ms))
+    }
+
+    /// `entra_logout` of `session`; `false` without a record.
+    pub fn end_session(&self, session: &Session, now_ms: u64) -> bool {
+        self.write(|r| r.end_session(session.record_key(), !session.unrecorded, now_ms)).is_some()
+    }
+
+    pub fn status(&self) -> Option<RecordStatus> {
+        self.record().map(|r| r.status())
+    }
+
+    /// `true` at most once a minute per provider: whether to log a watermark that rose.
+    pub fn should_warn(&self, now_s: u64) -> bool {
+        let warned = &self.slot().warned;
+        let last = warned.load(SeqCst);
+        (last == 0 || now_s >= last + 60) && warned.compare_exchange(last, now_s, SeqCst, SeqCst).is_ok()
+    }
+}
