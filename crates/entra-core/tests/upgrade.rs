@@ -1,0 +1,68 @@
+//! An upgrade signs nobody out: cookies sealed by the release before issue 22 (kept in
+//! `fixtures/sealed-before-issue-22.txt` with their key) still open, as sessions and as
+//! transactions, with every field as it was sealed.
+
+use entra_core::browser::RequestHeaders;
+use entra_core::cookie::Jar;
+use entra_core::seal::SealKeys;
+use entra_core::signin::{SessionRequest, SignIn, SignInConfig};
+
+const FIXTURE: &str = include_str!("fixtures/sealed-before-issue-22.txt");
+
+/// The fixture's lines of `kind`, each split into its words.
+fn lines(kind: &str) -> Vec<Vec<&'static str>> {
+    FIXTURE.lines().filter(|l| l.starts_with(kind)).map(|l| l.split(' ').skip(1).collect()).collect()
+}
+
+fn sign_in() -> SignIn {
+    let key = lines("KEY")[0][0];
+    SignInConfig { keys: Some(SealKeys::parse(key).expect("the fixture's key")), ..Default::default() }
+        .build("live", 16)
+}
+
+#[test]
+fn a_session_sealed_by_the_previous_release_still_opens() {
+    let s = sign_in();
+    let sessions = lines("SESSION");
+    assert_eq!(sessions.len(), 2, "one over plain HTTP, one over HTTPS");
+    for words in sessions {
+        let (secure, cookie) = (words[0] == "true", words[1]);
+        let line = cookie.as_bytes();
+        let jar = Jar::parse([line]);
+        let sealed = s.session_cookie(&jar, secure).expect("the cookie").expect("one value");
+        let session = s.open_session(&sealed, secure).expect("it opens");
+        assert_eq!(session.oid, "00000000-0000-0000-0000-00000000a11c");
+        assert_eq!(session.sid, "0027c5e2-4c19-5a5f-6e19-1f1e7a1b8c2d");
+        assert_eq!(session.signed_in, 1_796_000_000_000);
+        assert_eq!(session.groups, ["0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1", "Finance"]);
+        assert_eq!(session.roles, ["Orders.Read"]);
+        assert_eq!(session.claims, [("department".to_owned(), "\"Finance\"".to_owned())]);
+        assert!(!session.unrecorded, "the previous release set no such flag");
+
+        let request = SessionRequest {
+            cookie_lines: vec![line],
+            headers: RequestHeaders { method: "GET", ..Default::default() },
+            tls: secure,
+            host_header: b"app.example",
+            host: b"app.example",
+            unparsed_uri: b"/",
+            now: 1_796_000_100,
+        };
+        let judged = s.judge_session(&request, || None, |_| false);
+        assert_eq!(judged.verdict.expect("a session").oid(), Some("00000000-0000-0000-0000-00000000a11c"));
+    }
+}
+
+#[test]
+fn a_transaction_sealed_by_the_previous_release_still_matches_its_callback() {
+    let s = sign_in();
+    let cookie = lines("TRANSACTION")[0][0];
+    let location = lines("LOCATION")[0][0];
+    let state = location.split(['?', '&']).find_map(|p| p.strip_prefix("state=")).expect("a state");
+    let jar = Jar::parse([cookie.as_bytes()]);
+    let matched = s
+        .callback(&format!("code=abc&state={state}"), &jar, false, 1_796_000_060)
+        .expect("the callback matches its transaction");
+    assert_eq!(matched.transaction.return_url, "/orders?page=2");
+    assert_eq!(matched.transaction.redirect_uri, "https://app.example/.entra/callback");
+}
