@@ -37,7 +37,9 @@ pub fn judge(
     let is_revoked = |session: &_| state.is_revoked(session);
     let judgment = match revalidation {
         Revalidation::Offered => provider.judge_session(&request, is_revoked),
-        Revalidation::Never => provider.sign_in.judge_session(&request, || None, is_revoked),
+        Revalidation::Never => {
+            provider.sign_in.judge_session(&request, || None, |s| provider.admits(s, is_revoked))
+        }
     };
     if let Some(counters) = state.counters() {
         if let Some(opening) = judgment.opening {

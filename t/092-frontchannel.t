@@ -17,14 +17,17 @@ my $origin = "http://127.0.0.1:$port";
 
 signin_prefix($prefix);
 browser_origin($origin);
-my $provider = "    entra_shared_zone zone=signout:128k;\n"
-    . live_provider('client_secret_file secret;', 'session_key_file session.keys;')
-    . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /other/callback;',
-        'frontchannel_logout_uri /other/logout;', 'session_cookie other;') =~ s/entra_provider live/entra_provider other/r)
-    . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /tiny/callback;',
-        'frontchannel_logout_uri /tiny/logout;', 'session_cookie tiny;', 'session_record 16;')
-        =~ s/entra_provider live/entra_provider tiny/r);
-write_nginx_conf($prefix, $port, $provider, workers => 2, listen => 'reuseport', server => <<"LOCATIONS");
+# The configuration, with extra lines for the provider "live" (a reload rewrites it).
+sub configure {
+    my @live = @_;
+    my $provider = "    entra_shared_zone zone=signout:128k;\n"
+        . live_provider('client_secret_file secret;', 'session_key_file session.keys;', @live)
+        . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /other/callback;',
+            'frontchannel_logout_uri /other/logout;', 'session_cookie other;') =~ s/entra_provider live/entra_provider other/r)
+        . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /tiny/callback;',
+            'frontchannel_logout_uri /tiny/logout;', 'session_cookie tiny;', 'session_record 16;')
+            =~ s/entra_provider live/entra_provider tiny/r);
+    write_nginx_conf($prefix, $port, $provider, workers => 2, listen => 'reuseport', server => <<"LOCATIONS");
         add_header X-Worker \$pid always;
         location /app {
             entra_auth live session;
@@ -35,6 +38,8 @@ write_nginx_conf($prefix, $port, $provider, workers => 2, listen => 'reuseport',
         location /who { return 200 "who=\$entra_oid\\n"; }
         location = /status { entra_status; }
 LOCATIONS
+}
+configure();
 my $pid = run_nginx($prefix, $port, 'approve?user=alice');
 
 
@@ -86,10 +91,25 @@ my ($second_sid) = log_text() =~ /.*signed in: provider "live", oid \S+, tid \S+
 is($second_sid, $sid, 'the new session has the same sid');
 is(from_every_worker($again), '200', 'and is accepted');
 
-# --- Across a reload: the deny-list lives in the shared zone.
+# --- Across a reload: the record lives in the shared zone.
 reload_nginx($pid, $prefix, 1);
 is(from_every_worker($alice), '401', 'the revoked session stays refused after a reload');
 is(from_every_worker($again), '200', 'the later one stays accepted');
+
+# --- A reload that changes the provider's metadata URL (its keys get a new slot) keeps its record.
+configure("metadata_url $ENV{TEST_NGINX_IDP_URL}/$TENANT/v2.0/.well-known/openid-configuration?reloaded=1;");
+reload_nginx($pid, $prefix, 1);
+is(from_every_worker($alice), '401', 'the revoked session stays refused when metadata_url changes');
+is(from_every_worker($again), '200', 'the later one stays accepted');
+
+# --- A reload that narrows allowed_tenants ends the sessions of the tenants it leaves out.
+configure("allowed_tenants $OTHER_TENANT;");
+reload_nginx($pid, $prefix, 1);
+is(from_every_worker($again), '401', 'a session of a tenant no longer allowed is refused');
+like(log_text(), qr/access denied: tenant_not_allowed \(provider "live"/, 'as tenant_not_allowed');
+configure();
+reload_nginx($pid, $prefix, 1);
+is(from_every_worker($again), '200', 'and accepted again once it is allowed: nothing was bound into the seal');
 
 # --- Another provider's record is its own.
 my (undef, $other) = sign_in('/other');
@@ -111,7 +131,7 @@ is(from_every_worker($alice), '401', 'the revoked session is not revived');
 is(from_every_worker($again), '200', 'a recorded session survives the flood');
 is(from_every_worker($other, '/other'), '401', 'the other provider\'s revoked session stays refused');
 my $status = request('GET', '/status')->{content};
-like($status, qr/"frontchannel_logouts":601\b/, 'entra_status counts the front-channel logouts');
+like($status, qr/"frontchannel_logouts":600\b/, 'entra_status counts the front-channel logouts (since the metadata_url change renewed the counters)');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"capacity":256\b/, 'and the record\'s capacity (half the 128k zone shared by three providers, in a power of two)');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"unknown_logouts":600\b/, 'and the calls for unknown sids');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"entries":1\b/, 'one sid recorded');

@@ -9,10 +9,11 @@ use ring::rand::SystemRandom;
 
 use crate::cache::TokenCache;
 use crate::discovery::{Discovery, Endpoints};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Denial};
 use crate::keys::{KeyFamily, KeySet};
 use crate::schedule::Schedule;
 use crate::seal::OpenError;
+use crate::session::Session;
 use crate::signin::{
     AttemptKind, Authorize, Leftover, Redirect, SessionJudgment, SessionRequest, SignIn, SignInConfig,
 };
@@ -181,9 +182,26 @@ impl Provider {
     pub fn judge_session(
         &self,
         request: &SessionRequest,
-        is_revoked: impl FnOnce(&crate::session::Session) -> bool,
+        is_revoked: impl FnOnce(&Session) -> bool,
     ) -> SessionJudgment {
-        self.sign_in.judge_session(request, || self.authorize(), is_revoked)
+        self.sign_in.judge_session(request, || self.authorize(), |session| self.admits(session, is_revoked))
+    }
+
+    /// Whether a session that opened still holds under this provider's configuration as it is
+    /// now (a reload may have narrowed `allowed_tenants` or changed `client_id`; nothing is bound
+    /// into the seal, so a reload that widens them signs nobody out), and no logout ended it.
+    pub fn admits(&self, session: &Session, is_revoked: impl FnOnce(&Session) -> bool) -> Result<(), Denial> {
+        if !self.allowed_tenants.allows(&session.tid, &self.key_state().issuers) {
+            return Err(Denial::TenantNotAllowed);
+        }
+        // Sessions sealed before the client id was kept have none.
+        if !session.client_id.is_empty() && !session.client_id.eq_ignore_ascii_case(&self.client_id) {
+            return Err(Denial::SessionInvalid);
+        }
+        if is_revoked(session) {
+            return Err(Denial::SessionRevoked);
+        }
+        Ok(())
     }
 
     /// The redirect that starts a sign-in for `request` ([`SignIn::redirect`]); `None` before

@@ -7,7 +7,10 @@
 //! since the epoch), then the text fields `oid tid sub sid login_hint name username email` (each a 2-byte
 //! length and UTF-8), the groups (2-byte count, then per group a tag: 0 and 16 bytes for a
 //! canonical GUID, 1 and a text field for any other form Entra emits), the roles (2-byte count
-//! and text fields) and the kept claims (2-byte count, then name and JSON text fields).
+//! and text fields) and the kept claims (2-byte count, then name and JSON text fields), then
+//! extensions to the end, each a tag (1 byte) and a text field: tag 1 the app's client id (the
+//! ID token's `aud`). A tag this release does not know is skipped, so later fields never make a
+//! cookie of this version undecodable; sessions sealed before an extension existed lack it.
 //! Decoding checks every length against what is left: garbage is an error, never a panic.
 
 use crate::binary::{put_len, put_text, put_u64, Reader};
@@ -23,6 +26,7 @@ const OVERAGE: u8 = 1;
 const UNRECORDED: u8 = 2;
 const GUID_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
+const CLIENT_ID_EXTENSION: u8 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
@@ -58,6 +62,9 @@ pub struct Session {
     pub roles: Vec<String>,
     /// `session_claims`: name and the claim's JSON text.
     pub claims: Vec<(String, String)>,
+    /// The app it was signed in to (the ID token's `aud`); empty in sessions sealed before it
+    /// was kept.
+    pub client_id: String,
 }
 
 /// 16 bytes of a canonical GUID (8-4-4-4-12 hexadecimal).
@@ -127,6 +134,10 @@ impl Session {
             put_text(&mut out, name)?;
             put_text(&mut out, json)?;
         }
+        if !self.client_id.is_empty() {
+            out.push(CLIENT_ID_EXTENSION);
+            put_text(&mut out, &self.client_id)?;
+        }
         Ok(out)
     }
 
@@ -151,6 +162,13 @@ impl Session {
             .collect::<Result<_, _>>()?;
         let roles = (0..r.len()?).map(|_| r.text()).collect::<Result<_, _>>()?;
         let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
+        let mut client_id = String::new();
+        while !r.0.is_empty() {
+            let (tag, text) = (r.byte()?, r.text()?);
+            if tag == CLIENT_ID_EXTENSION {
+                client_id = text;
+            }
+        }
         r.finish()?;
         Ok(Session {
             token_version,
@@ -171,6 +189,7 @@ impl Session {
             groups,
             roles,
             claims,
+            client_id,
         })
     }
 }
@@ -208,6 +227,7 @@ impl Session {
                 .iter()
                 .filter_map(|name| Some((name.clone(), token.claim(name)?.to_string())))
                 .collect(),
+            client_id: text("aud"),
         }
     }
 
@@ -351,6 +371,18 @@ mod tests {
     }
 
     #[test]
+    fn extensions_carry_the_client_id_and_unknown_ones_are_skipped() {
+        let with = Session { client_id: "6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64".into(), ..alice(2) };
+        let mut bytes = with.encode().unwrap();
+        assert_eq!(Session::decode(&bytes).unwrap(), with);
+        // A later release's extension: tag 9, a text field.
+        bytes.extend_from_slice(&[9, 0, 3, b'a', b'b', b'c']);
+        assert_eq!(Session::decode(&bytes).unwrap(), with, "skipped");
+        let without = alice(2);
+        assert_eq!(Session::decode(&without.encode().unwrap()).unwrap().client_id, "", "none kept");
+    }
+
+    #[test]
     fn garbage_is_an_error_never_a_panic() {
         let bytes = alice(5).encode().unwrap();
         for n in 0..bytes.len() {
@@ -358,7 +390,7 @@ mod tests {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(Session::decode(&longer), Err(DecodeError::TrailingBytes));
+        assert_eq!(Session::decode(&longer), Err(DecodeError::Truncated), "an extension's tag alone");
         let mut other = bytes.clone();
         other[0] = 9;
         assert_eq!(Session::decode(&other), Err(DecodeError::Version(9)));

@@ -581,8 +581,9 @@ impl SignIn {
     }
 
     /// Judges a request's session cookie, opened or found opened in this worker's cache. A
-    /// cookie that does not open is no session (the fault says why); `is_revoked` is the record
-    /// of sessions ended ([`crate::revocation`]), asked on every request like the session's times; a
+    /// cookie that does not open is no session (the fault says why); `admits` says whether an
+    /// opened session still holds (the provider's rules now, the record of sessions ended),
+    /// asked on every request like the session's times; a
     /// session in use with an idle timeout is re-sealed at most once a minute; a session from
     /// another site that would change something is refused. A navigation due for revalidation
     /// gets its silent sign-in, once `authorize` (asked only then) knows where; when it cannot
@@ -591,7 +592,7 @@ impl SignIn {
         &self,
         request: &SessionRequest,
         authorize: impl FnOnce() -> Option<Authorize<'p>>,
-        is_revoked: impl FnOnce(&Session) -> bool,
+        admits: impl FnOnce(&Session) -> Result<(), Denial>,
     ) -> SessionJudgment {
         let mut judgment = SessionJudgment {
             verdict: Err(Denial::NoSession),
@@ -616,7 +617,7 @@ impl SignIn {
                 return judgment;
             }
         };
-        let held = self.hold(&opened, request, &jar, is_revoked);
+        let held = self.hold(&opened, request, &jar, admits);
         (judgment.verdict, judgment.set_cookies) = (held.verdict, held.touched);
         if !held.revalidate {
             return judgment;
@@ -645,11 +646,12 @@ impl SignIn {
         opened: &OpenedSession,
         request: &SessionRequest,
         jar: &Jar,
-        is_revoked: impl FnOnce(&Session) -> bool,
+        admits: impl FnOnce(&Session) -> Result<(), Denial>,
     ) -> Held {
-        let mut held = Held { verdict: Err(Denial::SessionRevoked), touched: Vec::new(), revalidate: false };
         let session = &opened.session;
-        if is_revoked(session) {
+        let mut held = Held { verdict: Err(Denial::NoSession), touched: Vec::new(), revalidate: false };
+        if let Err(denial) = admits(session) {
+            held.verdict = Err(denial);
             return held;
         }
         let headers = &request.headers;

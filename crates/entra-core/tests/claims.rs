@@ -124,3 +124,33 @@ fn denial_classes_map_to_the_documented_responses() {
     assert_eq!(Denial::SessionTooLarge.class(), DenialClass::Forbidden);
     assert_eq!(Denial::InvalidClaim("exp").index(), 11);
 }
+
+/// A session that opened is judged by the provider's configuration as it is now: a reload that
+/// narrows the tenants or changes the client id ends it; nothing of the configuration is sealed.
+#[test]
+fn a_session_holds_only_under_the_providers_tenants_and_client_id_now() {
+    use entra_core::session::Session;
+    use entra_core::values::AllowedTenants;
+    let session = Session {
+        tid: DEV_TENANT.into(),
+        client_id: DEV_CLIENT_ID.into(),
+        sid: "s".into(),
+        ..Default::default()
+    };
+    let p = provider();
+    assert_eq!(p.admits(&session, |_| false), Ok(()));
+    assert_eq!(p.admits(&session, |_| true), Err(Denial::SessionRevoked), "the record says it ended");
+    let narrowed =
+        ProviderConfig { allowed_tenants: Some(AllowedTenants::Only(vec![OTHER_TENANT.into()])), ..config() }
+            .build("dev")
+            .unwrap();
+    assert_eq!(narrowed.admits(&session, |_| false), Err(Denial::TenantNotAllowed));
+    let other_app = ProviderConfig { client_id: Some(OTHER_TENANT.into()), ..config() }.build("dev").unwrap();
+    assert_eq!(other_app.admits(&session, |_| false), Err(Denial::SessionInvalid), "another app's session");
+    let sealed_before = Session { client_id: String::new(), ..session };
+    assert_eq!(
+        other_app.admits(&sealed_before, |_| false),
+        Ok(()),
+        "one sealed before the client id was kept"
+    );
+}
