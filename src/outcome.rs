@@ -15,6 +15,7 @@ use entra_core::{Denial, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
 use ngx::http::HttpModule;
 
+use crate::log::guard;
 use crate::module::EntraModule;
 use crate::park::Pending;
 
@@ -58,8 +59,10 @@ impl Outcome {
 const _: () = assert!(align_of::<Outcome>() <= 8);
 
 unsafe extern "C" fn drop_outcome(data: *mut c_void) {
+    // A panic must not unwind into nginx: a drop that panics (a bug) is logged and leaks.
+    let log = ngx::log::ngx_cycle_log().as_ptr();
     // SAFETY: nginx calls this once, with the cleanup entry's data, an `Outcome` written by store.
-    unsafe { ptr::drop_in_place(data as *mut Outcome) };
+    guard(log, "a request's cleanup", (), || unsafe { ptr::drop_in_place(data as *mut Outcome) });
 }
 
 fn ctx_index() -> usize {

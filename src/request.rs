@@ -2,25 +2,47 @@
 //! 1.22 and as a linked list from 1.23), the headers that tell a navigation from a script, the
 //! scheme and the host.
 
+use core::marker::PhantomData;
+
 use entra_core::browser::RequestHeaders;
 use entra_core::cookie::Jar;
 use entra_core::signin::{SessionRequest, SignIn};
-use ngx::ffi::ngx_http_request_t;
+use ngx::ffi::{ngx_http_request_t, ngx_str_t};
 
-/// A request, read-only, for as long as the handler that got it runs.
+/// A request, read-only, for as long as the handler that got it runs. It keeps a pointer, not a
+/// reference: the handler also changes the request (headers out, its context), and no reference
+/// to the request itself may live across that. What it hands out (header values, the URI) lies
+/// in the request's pool, which nothing changes.
 #[derive(Clone, Copy)]
-pub struct Incoming<'a>(&'a ngx_http_request_t);
+pub struct Incoming<'a>(*const ngx_http_request_t, PhantomData<&'a [u8]>);
 
-fn text(s: &ngx::ffi::ngx_str_t) -> &str {
-    core::str::from_utf8(s.as_bytes()).unwrap_or("")
+/// Bytes of the request's pool (header values, the URI), for the request's life rather than for
+/// the borrow they were read through.
+fn pooled<'a>(b: &[u8]) -> &'a [u8] {
+    // SAFETY: a request's strings point into its pool (or nginx's static strings), which lives
+    // as long as the request; nothing writes them while a handler runs.
+    unsafe { core::slice::from_raw_parts(b.as_ptr(), b.len()) }
+}
+
+fn bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
+    pooled(s.as_bytes())
+}
+
+fn text<'a>(s: &ngx_str_t) -> &'a str {
+    core::str::from_utf8(bytes(s)).unwrap_or("")
 }
 
 impl<'a> Incoming<'a> {
     /// # Safety
     /// `r` is a valid request that outlives `'a`.
     pub unsafe fn new(r: *mut ngx_http_request_t) -> Incoming<'a> {
-        // SAFETY: per the contract.
-        Incoming(unsafe { &*r })
+        Incoming(r, PhantomData)
+    }
+
+    /// The request, borrowed for one read.
+    fn r(&self) -> &ngx_http_request_t {
+        // SAFETY: per `new`'s contract; the borrow ends with the read that takes it.
+        unsafe { &*self.0 }
     }
 
     /// The request's cookies, read once from its `Cookie` lines.
@@ -33,16 +55,16 @@ impl<'a> Incoming<'a> {
         let mut lines = Vec::new();
         #[cfg(ngx_cookie_list)]
         {
-            let mut h = self.0.headers_in.cookie;
+            let mut h = self.r().headers_in.cookie;
             // SAFETY: nginx links the request's `Cookie` header elements through `next`.
             while let Some(elt) = unsafe { h.as_ref() } {
-                lines.push(elt.value.as_bytes());
+                lines.push(bytes(&elt.value));
                 h = elt.next;
             }
         }
         #[cfg(not(ngx_cookie_list))]
         {
-            let cookies = &self.0.headers_in.cookies;
+            let cookies = &self.r().headers_in.cookies;
             if !cookies.elts.is_null() {
                 // SAFETY: nginx keeps pointers to the `Cookie` header elements in this array.
                 let elts = unsafe {
@@ -52,14 +74,14 @@ impl<'a> Incoming<'a> {
                     )
                 };
                 // SAFETY: each points into the request's header list.
-                lines.extend(elts.iter().filter_map(|e| unsafe { e.as_ref() }).map(|e| e.value.as_bytes()));
+                lines.extend(elts.iter().filter_map(|e| unsafe { e.as_ref() }).map(|e| bytes(&e.value)));
             }
         }
         lines
     }
 
     pub fn method(&self) -> &'a str {
-        text(&self.0.method_name)
+        text(&self.r().method_name)
     }
 
     /// What decides between a sign-in redirect and a 401, and whether another site may have sent
@@ -68,18 +90,20 @@ impl<'a> Incoming<'a> {
     /// GET, and a POST judged through one must still count as one that may change something.
     pub fn browser(&self) -> RequestHeaders<'a> {
         // SAFETY: a valid request's main request is valid for at least as long.
-        let main: &'a ngx_http_request_t = unsafe { &*self.0.main };
+        let main = unsafe { &*self.r().main };
         let mut h = RequestHeaders { method: text(&main.method_name), ..RequestHeaders::default() };
         // SAFETY: the request's header list is a valid nginx list of table elements.
-        for (name, value) in unsafe { ngx::http::list_iterator(&self.0.headers_in.headers) } {
+        for (name, value) in unsafe { ngx::http::list_iterator(&self.r().headers_in.headers) } {
             let is = |wanted: &str| name.as_bytes().eq_ignore_ascii_case(wanted.as_bytes());
+            let value: &'a [u8] = pooled(value.as_bytes());
             // Only the values used are read as text (not the Cookie line, say).
-            let first = |slot: &mut Option<&'a str>| *slot = slot.or(Some(value.to_str().unwrap_or("")));
+            let first =
+                |slot: &mut Option<&'a str>| *slot = slot.or(Some(core::str::from_utf8(value).unwrap_or("")));
             match name.as_bytes().len() {
                 6 if is("Accept") => first(&mut h.accept),
                 6 if is("Origin") => first(&mut h.origin),
                 7 if is("Upgrade") => h.upgrade = true,
-                7 if is("Purpose") => h.prefetch |= value.as_bytes().eq_ignore_ascii_case(b"prefetch"),
+                7 if is("Purpose") => h.prefetch |= value.eq_ignore_ascii_case(b"prefetch"),
                 11 if is("Sec-Purpose") => h.prefetch = true,
                 14 if is("Sec-Fetch-Mode") => first(&mut h.sec_fetch_mode),
                 14 if is("Sec-Fetch-Dest") => first(&mut h.sec_fetch_dest),
@@ -95,7 +119,7 @@ impl<'a> Incoming<'a> {
     pub fn is_tls(&self) -> bool {
         // SAFETY: a request's connection is valid.
         #[cfg(ngx_feature = "http_ssl")]
-        return !unsafe { (*self.0.connection).ssl }.is_null();
+        return !unsafe { (*self.r().connection).ssl }.is_null();
         #[cfg(not(ngx_feature = "http_ssl"))]
         false
     }
@@ -117,9 +141,9 @@ impl<'a> Incoming<'a> {
             headers: self.browser(),
             tls: self.is_tls(),
             // SAFETY: nginx sets `host` to the request's `Host` element, or null.
-            host_header: unsafe { self.0.headers_in.host.as_ref() }.map_or(&[][..], |h| h.value.as_bytes()),
-            host: self.0.headers_in.server.as_bytes(),
-            unparsed_uri: self.0.unparsed_uri.as_bytes(),
+            host_header: unsafe { self.r().headers_in.host.as_ref() }.map_or(&[][..], |h| bytes(&h.value)),
+            host: bytes(&self.r().headers_in.server),
+            unparsed_uri: bytes(&self.r().unparsed_uri),
             now,
         }
     }
@@ -127,16 +151,16 @@ impl<'a> Incoming<'a> {
     /// The `Host` header as sent (port included); empty when there is none.
     pub fn host_header(&self) -> &'a str {
         // SAFETY: nginx sets `host` to the request's `Host` element, or null.
-        unsafe { self.0.headers_in.host.as_ref() }.map_or("", |h| text(&h.value))
+        unsafe { self.r().headers_in.host.as_ref() }.map_or("", |h| text(&h.value))
     }
 
     /// The path the request was routed by (decoded, normalised).
     pub fn uri(&self) -> &'a [u8] {
-        self.0.uri.as_bytes()
+        bytes(&self.r().uri)
     }
 
     /// The query string, without the `?`.
     pub fn args(&self) -> &'a str {
-        text(&self.0.args)
+        text(&self.r().args)
     }
 }

@@ -31,6 +31,31 @@ pub struct Counters {
     pub(super) frontchannel_logouts: AtomicU64,
 }
 
+impl Counters {
+    /// Every counter back to 0, by atomic stores: a worker that outlived a reload may still be
+    /// counting into them.
+    pub(super) fn reset(&self) {
+        let singles = [
+            &self.allowed,
+            &self.cache_hits,
+            &self.tokens_verified,
+            &self.verify_nanoseconds,
+            &self.fetches,
+            &self.fetch_errors,
+            &self.metadata_fetches,
+            &self.signins_started,
+            &self.signins_completed,
+            &self.sessions_accepted,
+            &self.session_nanoseconds,
+            &self.logouts,
+            &self.frontchannel_logouts,
+        ];
+        for counter in singles.into_iter().chain(&self.denied) {
+            counter.store(0, Relaxed);
+        }
+    }
+}
+
 /// A sign-in event `entra_status` counts.
 #[derive(Clone, Copy)]
 pub enum SignInEvent {

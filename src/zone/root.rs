@@ -129,18 +129,37 @@ pub(super) fn store_keys(
     Ok(slot.generation.fetch_add(1, SeqCst) + 1)
 }
 
-/// Frees a slot's memory and clears it.
+/// Frees a slot's memory and clears it, field by field: workers that outlived a reload may
+/// still load or count into its atomics (and find the identity no longer theirs).
 ///
 /// # Safety
-/// The lock is held and no reference into the slot exists in this process.
-pub(super) unsafe fn free(locked: &LockedSlabPool, slot: *mut Slot) {
-    // SAFETY: per the contract.
-    let g = unsafe { &*(*slot).guarded.get() };
+/// The lock is held and no reference into the slot's guarded part exists in this process.
+pub(super) unsafe fn free(locked: &LockedSlabPool, slot: &Slot) {
+    // SAFETY: per the contract: the guarded part is only touched under the lock.
+    let g = unsafe { &mut *slot.guarded.get() };
     for (p, len) in [(g.jwks, g.jwks_len), (g.issuers, g.issuers_len), (g.endpoints, g.endpoints_len)] {
         release(locked, p, len);
     }
-    // SAFETY: per the contract; zero is a valid value of every field.
-    unsafe { ptr::write_bytes(slot, 0, 1) };
+    *g = Guarded {
+        jwks: ptr::null_mut(),
+        jwks_len: 0,
+        issuers: ptr::null_mut(),
+        issuers_len: 0,
+        endpoints: ptr::null_mut(),
+        endpoints_len: 0,
+        last_error: [0; ERROR_BYTES],
+        last_error_len: 0,
+    };
+    slot.identity.store(0, SeqCst);
+    for word in
+        [&slot.generation, &slot.fetch_started_ms, &slot.next_refresh, &slot.last_forced, &slot.last_success]
+    {
+        word.store(0, SeqCst);
+    }
+    for word in [&slot.fetch_owner, &slot.forced, &slot.failures] {
+        word.store(0, SeqCst);
+    }
+    slot.counters.reset();
 }
 
 fn release(locked: &LockedSlabPool, p: *mut u8, len: usize) {

@@ -103,8 +103,8 @@ pub fn assign_slots(
     for index in 0..MAX_PROVIDERS {
         let id = identity_of(index);
         if id != 0 && !wanted.contains(&id) {
-            // SAFETY: as above; this process holds no reference into the slot.
-            unsafe { free(&locked, slot(index)) };
+            // SAFETY: as above; this process holds no reference into the slot's guarded part.
+            unsafe { free(&locked, &*slot(index)) };
             debug!(log, "shared zone: slot {} freed", index);
         }
     }
