@@ -363,3 +363,15 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="not_an_access_token"
+
+=== TEST 59: an RS256 signature relabelled PS256, on a provider that allows both
+--- http_config eval: provider('algorithms RS256 PS256;')
+--- more_headers eval
+my @parts = split /\./, token();
+my $header = JSON::PP::decode_json(MIME::Base64::decode_base64url($parts[0]));
+$header->{alg} = 'PS256';
+$parts[0] = b64url(JSON::PP->new->canonical->encode($header));
+'Authorization: Bearer ' . join '.', @parts
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="bad_signature"

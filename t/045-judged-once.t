@@ -107,3 +107,16 @@ entra: judging the token with provider "dev": wrong_audience (checked)
 --- error_code: 403
 --- no_error_log
 entra: judging the token
+
+=== TEST 8: a forgery that keeps a cached token's first 200 bytes and last 64 characters is judged, never served from the cache
+--- request eval: ['GET /api', 'GET /api']
+--- more_headers eval
+my $t = token();
+my $middle = 200 + int((length($t) - 264) / 2);
+my $f = $t;
+substr($f, $middle, 1) = substr($t, $middle, 1) eq 'A' ? 'B' : 'A';
+["Authorization: Bearer $t", "Authorization: Bearer $f"]
+--- error_code eval: [200, 401]
+--- grep_error_log eval: qr/entra: judging the token with provider "dev": \S+ \K\((?:checked|cached)\)/
+--- grep_error_log_out
+(checked)

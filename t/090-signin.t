@@ -65,6 +65,7 @@ write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', 
             entra_auth live session;
             proxy_pass http://127.0.0.1:$port/who;
         }
+        location /evil.example { entra_auth live session; proxy_pass http://127.0.0.1:$port/who; }
         location /to-bearer { entra_auth live session; try_files /no-such-file \@bearer; }
         location \@bearer { entra_auth live; rewrite ^ /who break; proxy_pass http://127.0.0.1:$port; }
 LOCATIONS
@@ -320,6 +321,14 @@ like(navigate('/lb/page', $lb_jar, Host => 'app.example')->{content}, qr/who=Ali
     'the session works behind the load balancer');
 is(request('GET', '/app', { entra => $lb_jar->{'__Host-lb'} }, Accept => 'application/json')->{status}, 401,
     'a session of another provider, under this one\'s cookie name, does not open');
+
+# --- A sign-in started at a path that reads as another site's URL ends on this site's own path.
+idp_admin('approve?user=alice');
+for my $start ('//evil.example/app', '/%2F%2Fevil.example') {
+    my ($callback) = sign_in($start);
+    is($callback->{status}, 302, "a sign-in started at $start completes");
+    like($callback->{headers}{location}, qr{^\Q$origin\E/(?![/\\]|%2F|%5C)}i, 'and goes back to a path of this site');
+}
 
 # --- Five tabs signing in at once: never more than four transaction cookies, none loops.
 my $tabs = {};

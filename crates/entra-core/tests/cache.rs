@@ -70,3 +70,18 @@ fn the_exp_of_a_verified_token_is_kept() {
     let t = verify(MintOptions { expires_in: Some(600), ..Default::default() }).unwrap();
     assert!((now() + 590..=now() + 610).contains(&t.exp));
 }
+
+#[test]
+fn a_hit_compares_the_whole_token_not_its_ends() {
+    let p = provider();
+    let good = token(MintOptions::default());
+    assert!(judgment(&p, good.as_bytes()).verdict.is_ok());
+    // Keeps the first 200 bytes and the last 64 characters; one byte between them changes.
+    assert!(good.len() > 300, "a token long enough to have a middle: {}", good.len());
+    let mut forged = good.clone().into_bytes();
+    let middle = 200 + (good.len() - 264) / 2;
+    forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
+    let judged = judgment(&p, &forged);
+    assert!(judged.checked_for.is_some(), "judged, not served from the cache");
+    assert!(judged.verdict.is_err(), "and refused");
+}

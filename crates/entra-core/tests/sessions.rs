@@ -165,3 +165,45 @@ fn a_session_opens_only_for_the_provider_it_was_sealed_for() {
     let judged = other.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
     assert_eq!(judged.verdict.unwrap_err(), Denial::SessionInvalid);
 }
+
+/// The provider's name is bound into every sealed value: a session or a transaction sealed for
+/// provider "a" opens for no other, even with the same keys and cookie name.
+#[test]
+fn a_sealed_value_opens_only_for_its_provider() {
+    let for_provider = |name: &str| {
+        SignInConfig { keys: Some(SealKeys::parse(KEY).expect("a 32-byte key")), ..Default::default() }
+            .build(name, 16)
+    };
+    let (a, b) = (for_provider("a"), for_provider("b"));
+    let line = cookie_line(&a, &alice());
+    let sealed = |s: &SignIn| s.session_cookie(&entra_core::cookie::Jar::parse([line.as_bytes()]), false);
+    let value = sealed(&a).expect("a cookie").expect("one");
+    assert!(a.open_session(&value, false).is_ok(), "it opens for a");
+    assert!(b.open_session(&value, false).is_err(), "not for b");
+    let judged = b.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    assert_eq!(judged.verdict.unwrap_err(), Denial::SessionInvalid);
+
+    let started = a
+        .start(
+            "client",
+            "https://idp.example/authorize",
+            "http://app.example:8080/.entra/callback".into(),
+            "/orders".into(),
+            &Default::default(),
+            false,
+            Default::default(),
+            NOW,
+            &ring::rand::SystemRandom::new(),
+        )
+        .expect("a transaction");
+    let state = started.location.split(['?', '&']).find_map(|p| p.strip_prefix("state=")).expect("a state");
+    let cookie = started.cookie.split(';').next().unwrap().to_owned();
+    let jar = entra_core::cookie::Jar::parse([cookie.as_bytes()]);
+    let query = format!("code=c&state={state}");
+    assert!(a.callback(&query, &jar, false, NOW + 1).is_ok(), "the transaction matches for a");
+    assert_eq!(
+        b.callback(&query, &jar, false, NOW + 1).unwrap_err().denial,
+        Denial::StateMismatch,
+        "not for b"
+    );
+}
