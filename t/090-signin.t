@@ -23,9 +23,19 @@ my $provider = live_provider('client_secret_file secret;', 'session_key_file ses
     . live_provider('client_secret_file secret;', 'session_key_file session.keys;',
         'redirect_uri https://$host/lb/callback;', 'frontchannel_logout_uri /lb/logout;', 'session_cookie __Host-lb;')
         =~ s/entra_provider live/entra_provider lb/r;
+# A twin: the same session key file and default cookie name, on a server of another host name.
+$provider .= (live_provider('client_secret_file secret;', 'session_key_file session.keys;') =~ s/entra_provider live/entra_provider twin/r)
+    . <<"TWIN";
+    server {
+        listen 127.0.0.1:$port;
+        server_name twin.example;
+        location /twin { entra_auth twin session; proxy_pass http://127.0.0.1:$port/who; }
+    }
+TWIN
 my $h2_port = $port + 1;
 my $debug = `$ENV{TEST_NGINX_BINARY} -V 2>&1` =~ /--with-debug/;
-write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', server => <<"LOCATIONS");
+write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', listen => 'default_server',
+    server => <<"LOCATIONS");
         listen 127.0.0.1:$h2_port http2;
         location / { return 404; }
         location /app {
@@ -132,6 +142,11 @@ like(log_text(), qr/\[info\] .*entra: signed in: provider "live", oid [0-9a-f-]{
 # The module's own lines, at every level it writes (nginx's own debug lines show requests whole).
 my $module_lines = join '', grep { /entra: / } split /^/m, log_text();
 unlike($module_lines, qr/code=|\Q$jar->{entra}\E/, 'no code or cookie value in the module\'s log lines');
+
+# The provider is bound into the seal: the twin's key and cookie name are the same, yet it sees no session.
+my $twin = request('GET', "$origin/twin", $jar, Host => 'twin.example', Accept => 'application/json');
+is($twin->{status}, 401, 'a session of another provider with the same keys and cookie name counts as none');
+like(log_text(), qr/provider "twin": the session cookie counts as none/, 'logged as such');
 
 my $admin = navigate('/admin', $jar);
 is($admin->{status}, 403, 'a session without the required group is refused');
@@ -350,7 +365,8 @@ SKIP: {
     skip 'nginx was built without --with-debug', 2 unless $debug;
     my @tasks = log_text() =~ /entra: \w[\w ]* posted to thread pool "\w+" \((\d+) tasks in this worker\)/g;
     ok(@tasks > 10, scalar(@tasks) . ' jobs posted to thread pools');
-    ok($tasks[-1] <= 2, "on $tasks[-1] thread tasks: a task whose job is done serves the next");
+    # One task per provider fetching (three here) at most: a task whose job is done serves the next.
+    ok($tasks[-1] <= 3, "on $tasks[-1] thread tasks: a task whose job is done serves the next");
 }
 
 done_testing();
