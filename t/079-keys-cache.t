@@ -107,4 +107,28 @@ truncate "$prefix/logs/error.log", 0;
 is(run_once()->{status}, 503, 'a cache file older than max_age (72h): 503');
 like(log_text(), qr/key cache "[^"]+" is not used: it was fetched \d+ s ago, more than max_age/, 'logged');
 
+# --- What the master reads as root: never through a link, never waiting on a FIFO, at most 1 MiB,
+# with URLs that pass the rules.
+sub replace_cache_with {
+    my ($make) = @_;
+    unlink $file;
+    $make->();
+}
+replace_cache_with(sub { symlink '/dev/zero', $file or die $! });
+($code, $out) = nginx_t();
+is($code, 0, 'a cache file that links to /dev/zero: nginx -t still passes');
+like($out, qr/key cache "[^"]+" is not used: it is not a regular file/, 'and says it is not read');
+replace_cache_with(sub { system('mkfifo', $file) == 0 or die "mkfifo failed\n" });
+($code, $out) = nginx_t();
+is($code, 0, 'a FIFO: nginx -t answers (it opened the FIFO without waiting for a writer)');
+like($out, qr/key cache "[^"]+" is not used: it is not a regular file/, 'and says why');
+replace_cache_with(sub { open my $out, '>', $file or die $!; print $out ' ' x (1024 * 1024 + 1) });
+($code, $out) = nginx_t();
+like($out, qr/key cache "[^"]+" is not used: it is larger than 1 MiB/, 'a file over 1 MiB is not read');
+unlink $file;
+rewrite_cache(endpoints => ['http://evil.example/authorize', undef, undef]);
+truncate "$prefix/logs/error.log", 0;
+is(run_once()->{status}, 503, 'a cache file naming a plain-http endpoint off loopback is not used');
+like(log_text(), qr/key cache "[^"]+" is not used: .*must be an https:\/\/ URL/, 'logged');
+
 done_testing();

@@ -77,12 +77,15 @@ fn worker_uid(cf: &Conf) -> u32 {
 /// keys for the provider yet. Files that do not fit are logged and left alone.
 pub fn read_cached(cf: &Conf, main: &MainConf) -> Vec<Option<Fetched>> {
     let Some(cache) = &main.keys_cache else { return Vec::new() };
+    let uid = worker_uid(cf);
     main.providers
         .iter()
         .map(|provider| {
             let KeySource::Discovery { discovery, .. } = &provider.source else { return None };
             let file = cache.file(&provider.name);
-            match cache.read(&provider.name, provider.tenant.as_str(), &discovery.metadata_url, now()) {
+            let read =
+                cache.read(&provider.name, provider.tenant.as_str(), &discovery.metadata_url, now(), uid);
+            match read {
                 Ok(Some(cached)) => Some(cached.fetched),
                 Ok(None) => None,
                 Err(e) => {

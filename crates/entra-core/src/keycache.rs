@@ -5,7 +5,7 @@
 //! time. Whoever can write the directory could plant signing keys: it must be the operator's.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,8 @@ use crate::keys::KeySet;
 
 /// The format of the files; another version is ignored.
 const VERSION: u32 = 1;
+/// The most of a cache file that is read (a key set fetched is at most 1 MiB too).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Where the files go and how old one may be to be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,14 @@ pub struct KeyCache {
 pub enum CacheError {
     #[error("cannot read it: {0}")]
     Read(std::io::Error),
+    #[error("it is not a regular file (a symbolic link, a FIFO or a device is never read)")]
+    NotRegular,
+    #[error("it is owned by uid {0}, neither root nor the worker user")]
+    Owner(u32),
+    #[error("it is larger than 1 MiB")]
+    TooLarge,
+    #[error("{0}")]
+    Url(String),
     #[error("not a key cache file of this version: {0}")]
     Format(String),
     #[error("it is for tenant \"{0}\"")]
@@ -141,18 +151,18 @@ impl KeyCache {
 
     /// Reads provider `name`'s file, if it is for `tenant` and `metadata_url` and no older than
     /// `max_age` at `now`. `Ok(None)`: there is none.
+    /// The master reads it as root, before any worker runs: only a regular file owned by root
+    /// or `worker_uid`, never through a symbolic link, never waiting on a FIFO, at most 1 MiB;
+    /// the URLs it names pass the rules a fetched metadata document's do.
     pub fn read(
         &self,
         name: &str,
         tenant: &str,
         metadata_url: &str,
         now: u64,
+        worker_uid: u32,
     ) -> Result<Option<Cached>, CacheError> {
-        let text = match fs::read(self.file(name)) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(CacheError::Read(e)),
-        };
+        let Some(text) = read_guarded(&self.file(name), worker_uid)? else { return Ok(None) };
         let file: File = crate::token::json_object(&text).map_err(|e| CacheError::Format(e.to_string()))?;
         if file.version != VERSION {
             return Err(CacheError::Format(format!("version {}", file.version)));
@@ -169,6 +179,9 @@ impl KeyCache {
         }
         let (keys, warnings) =
             KeySet::from_jwks(file.jwks.as_bytes()).map_err(|e| CacheError::KeySet(e.to_string()))?;
+        for url in file.endpoints.iter().flatten() {
+            crate::values::parse_url("endpoint", url).map_err(|e| CacheError::Url(e.to_string()))?;
+        }
         let [authorize, token, end_session] = file.endpoints;
         let fetched = Fetched {
             jwks: file.jwks.into_bytes(),
@@ -180,6 +193,37 @@ impl KeyCache {
         };
         Ok(Some(Cached { fetched, fetched_at: file.fetched_at }))
     }
+}
+
+/// A cache file's bytes, read as [`KeyCache::read`] says; `None` when there is none.
+fn read_guarded(path: &Path, worker_uid: u32) -> Result<Option<Vec<u8>>, CacheError> {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(CacheError::NotRegular),
+        Err(e) => return Err(CacheError::Read(e)),
+    };
+    // Judged on the file opened (fstat), not on its name, which may change meanwhile.
+    let meta = file.metadata().map_err(CacheError::Read)?;
+    if !meta.file_type().is_file() {
+        return Err(CacheError::NotRegular);
+    }
+    if meta.uid() != 0 && meta.uid() != worker_uid {
+        return Err(CacheError::Owner(meta.uid()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(CacheError::TooLarge);
+    }
+    let mut text = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut text).map_err(CacheError::Read)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(CacheError::TooLarge);
+    }
+    Ok(Some(text))
 }
 
 #[cfg(test)]
@@ -202,6 +246,11 @@ mod tests {
         }
     }
 
+    /// This process's user: the owner of the cache directory the test made.
+    fn me(c: &KeyCache) -> u32 {
+        fs::metadata(&c.dir).unwrap().uid()
+    }
+
     fn cache(max_age: u64) -> KeyCache {
         let dir = std::env::temp_dir().join(format!("entra-keycache-{}-{max_age}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
@@ -215,25 +264,28 @@ mod tests {
         c.write("p", "t", "https://login.example/meta", &fetched(), 1000).unwrap();
         let mode = fs::metadata(c.file("p")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let back = c.read("p", "t", "https://login.example/meta", 1500).unwrap().unwrap();
+        let back = c.read("p", "t", "https://login.example/meta", 1500, me(&c)).unwrap().unwrap();
         assert_eq!((back.fetched_at, back.fetched.keys.len()), (1000, 1));
         assert_eq!(back.fetched.issuers, fetched().issuers);
         assert_eq!(back.fetched.endpoints, fetched().endpoints);
         assert!(matches!(
-            c.read("p", "other", "https://login.example/meta", 1500),
+            c.read("p", "other", "https://login.example/meta", 1500, me(&c)),
             Err(CacheError::OtherTenant(_))
         ));
         assert!(matches!(
-            c.read("p", "t", "https://login.example/x", 1500),
+            c.read("p", "t", "https://login.example/x", 1500, me(&c)),
             Err(CacheError::OtherMetadata(_))
         ));
         assert!(matches!(
-            c.read("p", "t", "https://login.example/meta", 4601),
+            c.read("p", "t", "https://login.example/meta", 4601, me(&c)),
             Err(CacheError::TooOld(3601))
         ));
-        assert!(c.read("q", "t", "https://login.example/meta", 1500).unwrap().is_none());
+        assert!(c.read("q", "t", "https://login.example/meta", 1500, me(&c)).unwrap().is_none());
         fs::write(c.file("p"), b"[1]").unwrap();
-        assert!(matches!(c.read("p", "t", "https://login.example/meta", 1500), Err(CacheError::Format(_))));
+        assert!(matches!(
+            c.read("p", "t", "https://login.example/meta", 1500, me(&c)),
+            Err(CacheError::Format(_))
+        ));
         fs::remove_dir_all(&c.dir).unwrap();
     }
 
@@ -249,6 +301,35 @@ mod tests {
             assert_eq!(KeyCache::check_dir(&c.dir, uid + 1), Err(DirError::Owner(uid)));
         }
         assert!(matches!(KeyCache::check_dir(&c.dir.join("none"), uid), Err(DirError::Unusable(_))));
+        fs::remove_dir_all(&c.dir).unwrap();
+    }
+
+    #[test]
+    fn links_fifos_devices_large_files_and_foreign_urls_are_never_used() {
+        // A directory of its own (named by max_age): the tests run in parallel.
+        let c = cache(7200);
+        let url = "https://login.example/meta";
+        let read = |name: &str| c.read(name, "t", url, 1500, me(&c));
+        c.write("p", "t", url, &fetched(), 1000).unwrap();
+        std::os::unix::fs::symlink(c.file("p"), c.file("link")).unwrap();
+        assert!(matches!(read("link"), Err(CacheError::NotRegular)), "a symbolic link, even to a good file");
+        std::os::unix::fs::symlink("/dev/zero", c.file("zero")).unwrap();
+        assert!(matches!(read("zero"), Err(CacheError::NotRegular)));
+        assert!(std::process::Command::new("mkfifo").arg(c.file("fifo")).status().unwrap().success());
+        assert!(matches!(read("fifo"), Err(CacheError::NotRegular)), "a FIFO is refused, not waited on");
+        fs::write(c.file("big"), vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert!(matches!(read("big"), Err(CacheError::TooLarge)));
+        if me(&c) != 0 {
+            assert!(
+                matches!(c.read("p", "t", url, 1500, me(&c) + 1), Err(CacheError::Owner(_))),
+                "another user's"
+            );
+        }
+        let text = fs::read_to_string(c.file("p"))
+            .unwrap()
+            .replace("https://login.example/a", "http://evil.example/a");
+        fs::write(c.file("p"), text).unwrap();
+        assert!(matches!(read("p"), Err(CacheError::Url(_))), "an endpoint that fails the URL rules");
         fs::remove_dir_all(&c.dir).unwrap();
     }
 }
