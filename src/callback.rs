@@ -2,17 +2,18 @@
 //! location of the operator's could shadow it, with its code exchanged on the `entra_signin`
 //! thread pool while the request is parked; and Entra's front-channel logout call.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use entra_core::browser::is_valid_sid;
 use entra_core::exchange::{exchange, ExchangeError};
-use entra_core::oidc::token_request;
+use entra_core::oidc::{token_request, TRANSACTION_LIFETIME};
 use entra_core::provider::KeySource;
-use entra_core::revocation::{sid_key, Revocation};
+use entra_core::revocation::{sid_key, Once, Revocation};
 use entra_core::session::Session;
 use entra_core::signin::{Leftover, Matched, SetCookie};
-use entra_core::Denial;
+use entra_core::{Denial, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_conf_t, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t,
@@ -31,7 +32,7 @@ use crate::response::{page, send, send_framed, set_cookies, Framing, INTERNAL_ER
 use crate::session::sign_in_headers;
 use crate::threads;
 use crate::worker::{self, ProviderState, Worker};
-use crate::zone::SignInEvent;
+use crate::zone::{admit_callback, SignInEvent};
 
 /// Callbacks one worker keeps parked for their code exchange at most.
 const MAX_PARKED_CALLBACKS: usize = 64;
@@ -74,18 +75,64 @@ extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     })
 }
 
-/// The exchange as a pool job: its own data only.
+/// Code exchanges one worker has on the thread pool per provider at most.
+const EXCHANGES_IN_FLIGHT: usize = 64;
+
+/// The exchange as a pool job: its own data only. The client credential is made there too: a
+/// `client_certificate` assertion is an RSA signature, never made on the event loop.
 struct ExchangeJob {
+    provider: Arc<Provider>,
     endpoint: String,
-    body: String,
+    code: String,
+    redirect_uri: String,
+    verifier: String,
+    /// Seconds since the epoch when the job was posted (the assertion's `iat`).
+    now: u64,
     ca_file: Option<std::path::PathBuf>,
     timeout: Duration,
     answer: ExchangeAnswer,
+    _in_flight: InFlight,
+}
+
+/// One exchange counted among its provider's in flight, while the job lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Relaxed);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl threads::Job for ExchangeJob {
     fn run(&mut self) {
-        let answer = exchange(&self.endpoint, &self.body, &self.ca_file, self.timeout);
+        let (provider, mut assertion) = (&self.provider, String::new());
+        let credential = provider.sign_in.client_credential(
+            &provider.client_id,
+            &self.endpoint,
+            self.now,
+            &SystemRandom::new(),
+            &mut assertion,
+        );
+        let answer = match credential {
+            Some(credential) => {
+                let body = token_request(
+                    &self.code,
+                    &self.redirect_uri,
+                    &provider.client_id,
+                    &self.verifier,
+                    credential,
+                );
+                exchange(&self.endpoint, &body, &self.ca_file, self.timeout)
+            }
+            None => Err(ExchangeError::Unavailable("the provider has no client credential".into())),
+        };
         *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
     }
 
@@ -112,11 +159,29 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &Worker, index: usize) ->
     // The endpoints may have come to the zone through another worker's fetch.
     state.sync_keys(log);
     // SAFETY: per the contract.
-    match unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
+    if let Some(pending) = unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
         // SAFETY: per the contract.
-        Some(pending) => unsafe { poll_exchange(r, worker, state, pending, log) },
+        return unsafe { poll_exchange(r, worker, state, pending, log) };
+    }
+    // A fresh state costs one navigation: bound the callbacks themselves, per client address
+    // (counted in every worker, for every provider).
+    // SAFETY: per the contract.
+    let address = unsafe { Incoming::new(r) }.client_address();
+    let limit = state.provider.sign_in.callbacks_per_minute;
+    if limit.is_some_and(|limit| !admit_callback(worker.zone, &address, now(), limit)) {
+        count(state, SignInEvent::CallbackRefused);
+        let why = "too many sign-in callbacks from this address";
         // SAFETY: per the contract.
-        None => unsafe { start_exchange(r, worker, state) },
+        return unsafe { sign_in_failed(r, state, Denial::IdpUnavailable, why, Vec::new()) };
+    }
+    // SAFETY: per the contract.
+    unsafe { start_exchange(r, worker, state) }
+}
+
+/// Counts an event of the sign-in callback in the provider's counters.
+fn count(state: &ProviderState, event: SignInEvent) {
+    if let Some(counters) = state.counters() {
+        counters.sign_in(event);
     }
 }
 
@@ -143,28 +208,48 @@ unsafe fn start_exchange(r: *mut ngx_http_request_t, worker: &Worker, state: &Pr
             sign_in_failed(r, state, Denial::IdpUnavailable, "no token endpoint yet", vec![matched.clear])
         };
     };
-    if worker.parked_callbacks.get() >= MAX_PARKED_CALLBACKS {
-        let why = "too many sign-ins at once";
+    let busy = worker.parked_callbacks.get() >= MAX_PARKED_CALLBACKS
+        || state.exchanges.load(Relaxed) >= EXCHANGES_IN_FLIGHT;
+    if busy || sign_in.credential.is_none() {
+        count(state, SignInEvent::CallbackRefused);
+        let why = if busy { "too many sign-ins at once" } else { "no client credential" };
+        // The state is not used yet: the browser may come back with it.
         // SAFETY: per the contract.
         return unsafe { sign_in_failed(r, state, Denial::IdpUnavailable, why, vec![matched.clear]) };
     }
-    let mut assertion = String::new();
-    let random = SystemRandom::new();
-    let Some(credential) =
-        sign_in.client_credential(&provider.client_id, &endpoint, now(), &random, &mut assertion)
-    else {
-        return INTERNAL_ERROR;
-    };
+    // Each attempt's state is exchanged once, in every worker: a replayed callback never reaches
+    // the token endpoint again.
     let t = &matched.transaction;
-    let body =
-        token_request(&matched.code, &t.redirect_uri, &provider.client_id, &t.attempt.verifier, credential);
+    let expires_ms = t.created.saturating_add(TRANSACTION_LIFETIME).saturating_mul(1000);
+    let used =
+        state.states.as_ref().map_or(Once::Full, |s| s.claim_state(&t.attempt.state, expires_ms, epoch_ms()));
+    let refusal = match used {
+        Once::First => None,
+        Once::Again => {
+            count(state, SignInEvent::StateReplayed);
+            Some((Denial::StateMismatch, "the sign-in attempt's state was used already"))
+        }
+        Once::Full => {
+            count(state, SignInEvent::CallbackRefused);
+            Some((Denial::IdpUnavailable, "the record of states used is full"))
+        }
+    };
+    if let Some((denial, why)) = refusal {
+        // SAFETY: per the contract.
+        return unsafe { sign_in_failed(r, state, denial, why, vec![matched.clear]) };
+    }
     let answer = Arc::new(Mutex::new(None));
     let job = ExchangeJob {
+        provider: provider.clone(),
         endpoint,
-        body,
+        code: matched.code.clone(),
+        redirect_uri: t.redirect_uri.clone(),
+        verifier: t.attempt.verifier.clone(),
+        now: now(),
         ca_file: discovery.ca_file.clone(),
         timeout: discovery.timeout,
         answer: answer.clone(),
+        _in_flight: InFlight::new(&state.exchanges),
     };
     if !threads::post(threads::SIGNIN_POOL, Box::new(job)) {
         let why = "the entra_signin thread pool is full";

@@ -163,4 +163,26 @@ impl<'a> Incoming<'a> {
     pub fn args(&self) -> &'a str {
         text(&self.r().args)
     }
+
+    /// The client's address as `$binary_remote_addr` has it (after `realip`): 4 or 16 bytes;
+    /// empty for a UNIX socket.
+    pub fn client_address(&self) -> Vec<u8> {
+        // SAFETY: a request's connection is valid, with nginx's sockaddr of the client.
+        let sockaddr = unsafe { (*self.r().connection).sockaddr };
+        // SAFETY: nginx's sockaddr is null or valid, of the length its family says.
+        match unsafe { sockaddr.as_ref() }.map(|sa| u32::from(sa.sa_family)) {
+            Some(ngx::ffi::AF_INET) => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(sockaddr as *const ngx::ffi::sockaddr_in) };
+                sin.sin_addr.s_addr.to_ne_bytes().to_vec()
+            }
+            Some(ngx::ffi::AF_INET6) => {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6; every view of the union is bytes.
+                let sin6 = unsafe { &*(sockaddr as *const ngx::ffi::sockaddr_in6) };
+                // SAFETY: as above.
+                unsafe { sin6.sin6_addr.__in6_u.__u6_addr8 }.to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
 }

@@ -57,7 +57,7 @@ macro_rules! counter {
 }
 
 /// Every provider's counters, in the order shown.
-const COUNTERS: [Counter; 13] = [
+const COUNTERS: [Counter; 15] = [
     counter!(allowed, "Requests let in."),
     counter!(cache_hits, "Tokens and sessions found in the worker's caches."),
     // Shown under its first name, which dashboards read.
@@ -72,6 +72,8 @@ const COUNTERS: [Counter; 13] = [
     counter!(session_microseconds, "Time spent opening session cookies."),
     counter!(logouts, "Logouts through entra_logout."),
     counter!(frontchannel_logouts, "Front-channel logouts from Entra."),
+    counter!(replayed_states, "Sign-in callbacks refused: their state was used already."),
+    counter!(refused_callbacks, "Sign-in callbacks refused before the token endpoint: too many."),
 ];
 
 /// What Prometheus is shown of a record of sessions: name, type, help and reading.

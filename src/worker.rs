@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use core::ffi::c_void;
@@ -17,17 +18,19 @@ use entra_core::{KeySet, Provider};
 
 use ngx::ffi::{
     ngx_cycle, ngx_cycle_t, ngx_del_timer, ngx_http_request_t, ngx_log_t, ngx_pool_cleanup_add,
-    ngx_post_event, ngx_posted_events,
+    ngx_post_event, ngx_posted_events, ngx_shm_zone_t,
 };
 use ngx::http::HttpModuleMainConf;
 
 use crate::log::{debug, guard};
 use crate::module::EntraModule;
-use crate::zone::{identity, Counters, RecordRef, SlotRef};
+use crate::zone::{identity, Counters, RecordKind, RecordRef, SlotRef};
 
 pub struct Worker {
     /// The cycle this was built for: a single-process nginx reloads in place.
     cycle: *const ngx_cycle_t,
+    /// The shared zone (null without providers).
+    pub zone: *mut ngx_shm_zone_t,
     /// In the order of the configuration's providers (locations hold the index).
     pub providers: Vec<ProviderState>,
     /// Sign-in callbacks parked for their code exchange.
@@ -61,6 +64,10 @@ pub struct ProviderState {
     pub fetched_alone: Cell<bool>,
     /// Its record of sessions issued and ended, for single sign-out (session providers).
     pub record: Option<RecordRef>,
+    /// Its record of the sign-in attempts' states used (each once).
+    pub states: Option<RecordRef>,
+    /// Its code exchanges this worker has on the thread pool.
+    pub exchanges: Arc<AtomicUsize>,
 }
 
 thread_local! {
@@ -89,11 +96,14 @@ pub fn current() -> Option<Rc<Worker>> {
                 generation: Cell::new(0),
                 in_flight: Cell::new(false),
                 fetched_alone: Cell::new(false),
-                record: RecordRef::find(main.zone.shm, &provider.name),
+                record: RecordRef::find(main.zone.shm, RecordKind::Sessions, &provider.name),
+                states: RecordRef::find(main.zone.shm, RecordKind::States, &provider.name),
+                exchanges: Arc::new(AtomicUsize::new(0)),
             })
             .collect();
         let worker = Rc::new(Worker {
             cycle,
+            zone: main.zone.shm,
             providers,
             parked_callbacks: Cell::new(0),
             keys_cache: main.keys_cache.clone(),

@@ -17,7 +17,7 @@ __DATA__
 --- error_code eval: [200, 200, 200, 200, 200]
 --- response_body_like eval
 [qr/^backend/, qr/^backend/, qr/^backend/, qr/"keys":1,"metadata":2,/,
- qr/"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"session_microseconds":0,"sessions_accepted":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\}.*"key_source":"metadata".*"last_error":null,"last_fetch":\d+/]
+ qr/"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"refused_callbacks":0,"replayed_states":0,"session_microseconds":0,"sessions_accepted":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\}.*"key_source":"metadata".*"last_error":null,"last_fetch":\d+/]
 --- no_error_log
 [error]
 
@@ -116,7 +116,7 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b
 --- response_headers eval: [undef, undef, undef, undef, 'Content-Type: application/json']
 --- response_body_like eval
 [qr/^backend/, qr/^backend/, qr/403/, qr/401/,
- qr/^\{"providers":\[\{"counters":\{"allowed":2,"cache_hits":(?:0,"cache_misses":3|1,"cache_misses":2),"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"session_microseconds":0,"sessions_accepted":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\},"denied":\{"missing_group":1,"no_token":1\},"key_source":"metadata","kids":\["[^"]+"(,"[^"]+")*\],"last_error":null,"last_fetch":\d+,"name":"live","next_refresh":\d+\}\]\}$/]
+ qr/^\{"providers":\[\{"counters":\{"allowed":2,"cache_hits":(?:0,"cache_misses":3|1,"cache_misses":2),"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"refused_callbacks":0,"replayed_states":0,"session_microseconds":0,"sessions_accepted":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\},"denied":\{"missing_group":1,"no_token":1\},"key_source":"metadata","kids":\["[^"]+"(,"[^"]+")*\],"last_error":null,"last_fetch":\d+,"name":"live","next_refresh":\d+\}\]\}$/]
 
 === TEST 13: entra_status in Prometheus' text format, for key-file providers too
 --- http_config eval: live_provider() . provider()

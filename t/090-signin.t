@@ -69,6 +69,7 @@ write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', 
             proxy_pass http://127.0.0.1:$port/who;
         }
         location /who { return 200 "who=\$http_x_who\\n"; }
+        location = /status { entra_status; }
         location /via-auth { auth_request /app/check; proxy_pass http://127.0.0.1:$port/who; }
         location /both {
             auth_request /app/check;
@@ -198,9 +199,13 @@ is(navigate("$code_url&state=$sq{state}", $fresh)->{status}, 401, 'a callback wi
 my $ok = navigate($code_url, $fresh);
 is($ok->{status}, 302, 'the genuine callback still signs in');
 my $replayed = navigate($code_url, $fresh);
-is($replayed->{status}, 401, 'a replayed code is refused');
-like(log_text(), qr/sign-in failed: code_rejected \(provider "live"\): the token endpoint refused the code \(HTTP 400, invalid_grant\)/,
-    'by the token endpoint: code_rejected');
+is($replayed->{status}, 401, 'a replayed callback is refused');
+like(log_text(), qr/sign-in failed: state_mismatch \(provider "live"\): the sign-in attempt's state was used already/,
+    'before the token endpoint: its state was used once');
+my $replays = 0;
+$replays += navigate("$code_url&again=$_", $fresh)->{status} == 401 for 1 .. 5;
+is($replays, 5, 'however often it comes back');
+like(request('GET', '/status')->{content}, qr/"replayed_states":6\b/, 'entra_status counts the replays');
 
 # --- Errors from Entra.
 idp_admin('break?authorize=access_denied');

@@ -1,7 +1,7 @@
 # The sign-in work's limits, at the limit and just past it: a token endpoint answer of 256 KiB
 # is read and one byte more is refused with 503 idp_unavailable; at most 64 callbacks per worker
 # wait for their code exchange, the next is refused at once with 503, and the waiting ones all
-# sign in once the exchanges complete.
+# sign in once the exchanges complete; a client address makes at most callbacks_per_minute.
 use strict;
 use warnings;
 
@@ -20,9 +20,15 @@ my $debug = `$ENV{TEST_NGINX_BINARY} -V 2>&1` =~ /--with-debug/;
 signin_prefix($prefix);
 browser_origin($origin);
 write_nginx_conf($prefix, $port,
-    live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'fetch_timeout 20s;'),
+    live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'fetch_timeout 20s;',
+        'callbacks_per_minute off;')
+    . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /rated/callback;',
+        'frontchannel_logout_uri /rated/logout;', 'session_cookie rated;', 'callbacks_per_minute 3;')
+        =~ s/entra_provider live/entra_provider rated/r),
     connections => 512, level => $debug ? 'debug' : 'info',
-    server => "        location /app { entra_auth live session; proxy_pass http://127.0.0.1:$port/backend; }\n");
+    server => "        location /app { entra_auth live session; proxy_pass http://127.0.0.1:$port/backend; }\n"
+        . "        location /rated { entra_auth rated session; proxy_pass http://127.0.0.1:$port/backend; }\n"
+        . "        location = /status { entra_status; }\n");
 run_nginx($prefix, $port, 'approve?user=alice');
 
 # --- The token endpoint's answer: the ID token's JSON padded to the limit, then one byte past it.
@@ -80,6 +86,16 @@ SKIP: {
     my ($after) = sign_in('/app');
     is($after->{status}, 302, 'and the next sign-in does not wait for a free place');
 }
+
+# --- Callbacks per client address and minute (callbacks_per_minute 3): a fresh state costs an
+# attacker one navigation, so the callbacks themselves are bounded, before the token endpoint.
+my @rated = map { (sign_in('/rated'))[0]->{status} } 1 .. 4;
+is_deeply([@rated[0 .. 2]], [302, 302, 302], 'three callbacks in a minute sign in');
+is($rated[3], 503, 'the fourth from the same address is refused with 503');
+like(log_text(), qr/sign-in failed: idp_unavailable \(provider "rated"\): too many sign-in callbacks from this address/,
+    'and the log says why');
+like(request('GET', '/status?format=prometheus')->{content}, qr/^entra_refused_callbacks_total\{provider="rated"\} 1$/m,
+    'entra_status counts it');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

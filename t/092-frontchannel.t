@@ -132,7 +132,8 @@ is(from_every_worker($again), '200', 'a recorded session survives the flood');
 is(from_every_worker($other, '/other'), '401', 'the other provider\'s revoked session stays refused');
 my $status = request('GET', '/status')->{content};
 like($status, qr/"frontchannel_logouts":600\b/, 'entra_status counts the front-channel logouts (since the metadata_url change renewed the counters)');
-like($status, qr/"name":"live".*?"session_record":\{[^}]*"capacity":256\b/, 'and the record\'s capacity (half the 128k zone shared by three providers, in a power of two)');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"capacity":64\b/,
+    'and the record\'s capacity (half the room the 128k zone has beside its fixed part, shared by three providers with their records of states, in a power of two)');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"unknown_logouts":600\b/, 'and the calls for unknown sids');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"entries":1\b/, 'one sid recorded');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"revoked":1\b/, 'one revoked');

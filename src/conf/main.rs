@@ -7,7 +7,10 @@ use entra_core::discovery::Fetched;
 use entra_core::keycache::KeyCache;
 use entra_core::Provider;
 
+use entra_core::revocation::BYTES_PER_SESSION;
+
 use super::zone::ZoneConf;
+use crate::zone::{RecordKind, WantedRecord};
 
 /// http-level configuration: the providers, in the order written, and the shared zone.
 #[derive(Default)]
@@ -20,9 +23,9 @@ pub struct MainConf {
     pub keys_cache: Option<KeyCache>,
     /// The cached keys a start may serve with, per provider (read once the block is parsed).
     pub cached_keys: Vec<Option<Fetched>>,
-    /// The record of sessions of each provider that signs browsers in: its name and capacity
-    /// (set once the block is parsed, by [`MainConf::size_records`]).
-    pub records: Vec<(String, u64)>,
+    /// The records of each provider that signs browsers in (set once the block is parsed, by
+    /// [`MainConf::size_records`]).
+    pub records: Vec<WantedRecord>,
     /// Requirement lines (file, line) already warned about for want of `entra_auth`.
     pub unguarded_warned: std::collections::HashSet<(String, usize)>,
     /// nginx's `$request_id`, indexed so that the denial line and the access log read the
@@ -38,28 +41,36 @@ impl MainConf {
 }
 
 impl MainConf {
-    /// Sizes the records of sessions of the providers that sign browsers in: `session_record`
-    /// as written, else an equal share of half the zone. Refused when they do not fit in
-    /// three quarters of it.
+    /// Sizes the records of the providers that sign browsers in: sessions (`session_record` as
+    /// written, else an equal share of half the zone's room, in a power of two) and states used
+    /// (a quarter of that, 64 at least). Refused when they do not fit in three quarters of it.
     pub fn size_records(&mut self, zone_size: usize) -> Result<(), String> {
         let signing_in: Vec<&Arc<Provider>> =
             self.providers.iter().filter(|p| p.sign_in.keys.is_some()).collect();
-        let share = zone_size / 2 / signing_in.len().max(1);
-        // The largest power of two whose table fits the share.
-        let fits = (share / entra_core::revocation::BYTES_PER_SESSION).max(4) as u64;
+        let room = zone_size.saturating_sub(crate::zone::fixed_bytes(!signing_in.is_empty()));
+        let share = room / 2 / signing_in.len().max(1);
+        // Sessions and a quarter as many states.
+        let fits = (share * 4 / 5 / BYTES_PER_SESSION).max(4) as u64;
         let default = 1u64 << (63 - fits.leading_zeros());
         self.records = signing_in
             .iter()
-            .map(|p| (p.name.clone(), p.sign_in.session_record.unwrap_or(default)))
+            .flat_map(|p| {
+                let sessions = p.sign_in.session_record.unwrap_or(default);
+                [
+                    (RecordKind::Sessions, p.name.clone(), sessions),
+                    (RecordKind::States, p.name.clone(), (sessions / 4).max(64)),
+                ]
+            })
             .collect();
-        let bytes: usize = self.records.iter().map(|(_, n)| crate::zone::record_bytes(*n)).sum();
-        if bytes > zone_size / 4 * 3 {
+        let bytes: usize = self.records.iter().map(|(_, _, n)| crate::zone::record_bytes(*n)).sum();
+        if bytes > room / 4 * 3 {
+            let sessions = self.records.iter().filter(|(kind, _, _)| *kind == RecordKind::Sessions);
             return Err(format!(
-                "the session records ({}) take {} KiB, more than three quarters of entra_shared_zone's {} KiB: \
-                 lower \"session_record\" or enlarge the zone",
-                self.records.iter().map(|(name, n)| format!("\"{name}\" {n}")).collect::<Vec<_>>().join(", "),
+                "the session records ({}) take {} KiB with their records of states, more than three quarters of \
+                 the {} KiB entra_shared_zone has for them: lower \"session_record\" or enlarge the zone",
+                sessions.map(|(_, name, n)| format!("\"{name}\" {n}")).collect::<Vec<_>>().join(", "),
                 bytes / 1024,
-                zone_size / 1024
+                room / 1024
             ));
         }
         Ok(())

@@ -62,7 +62,7 @@ const fn two(
 }
 
 /// Every directive of the block (the README documents each).
-const PROVIDER_COMMANDS: [BlockCommand; 29] = [
+const PROVIDER_COMMANDS: [BlockCommand; 30] = [
     one("tenant", |_, c, v| {
         c.tenant = Some(Tenant::parse(v[0])?);
         Ok(())
@@ -231,6 +231,16 @@ const PROVIDER_COMMANDS: [BlockCommand; 29] = [
             sessions
                 .ok_or_else(|| invalid("session_record", v[0], "a number of sessions from 16 to 4000000"))?,
         );
+        Ok(())
+    }),
+    one("callbacks_per_minute", |_, c, v| {
+        let limit = match v[0] {
+            "off" => None,
+            n => Some(n.parse::<u64>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                invalid("callbacks_per_minute", v[0], "a number of callbacks from 1 to 1000000, or off")
+            })?),
+        };
+        c.sign_in.callbacks_per_minute = Some(limit);
         Ok(())
     }),
     one("frontchannel_logout_uri", |_, c, v| {

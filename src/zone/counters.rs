@@ -29,6 +29,11 @@ pub struct Counters {
     pub(super) session_nanoseconds: AtomicU64,
     pub(super) logouts: AtomicU64,
     pub(super) frontchannel_logouts: AtomicU64,
+    /// Callbacks whose state was used already (replays), refused before the token endpoint.
+    pub(super) replayed_states: AtomicU64,
+    /// Callbacks refused before the token endpoint for want of room (per address and minute,
+    /// exchanges in flight, the record of states).
+    pub(super) refused_callbacks: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +54,8 @@ impl Counters {
             &self.session_nanoseconds,
             &self.logouts,
             &self.frontchannel_logouts,
+            &self.replayed_states,
+            &self.refused_callbacks,
         ];
         for counter in singles.into_iter().chain(&self.denied) {
             counter.store(0, Relaxed);
@@ -63,6 +70,10 @@ pub enum SignInEvent {
     Completed,
     Logout,
     FrontChannelLogout,
+    /// A callback whose state was used already.
+    StateReplayed,
+    /// A callback refused for want of room, before the token endpoint.
+    CallbackRefused,
 }
 
 /// A reading of [`Counters`].
@@ -81,6 +92,8 @@ pub struct CounterValues {
     pub session_microseconds: u64,
     pub logouts: u64,
     pub frontchannel_logouts: u64,
+    pub replayed_states: u64,
+    pub refused_callbacks: u64,
 }
 
 impl Counters {
@@ -113,6 +126,8 @@ impl Counters {
             SignInEvent::Completed => &self.signins_completed,
             SignInEvent::Logout => &self.logouts,
             SignInEvent::FrontChannelLogout => &self.frontchannel_logouts,
+            SignInEvent::StateReplayed => &self.replayed_states,
+            SignInEvent::CallbackRefused => &self.refused_callbacks,
         }
         .fetch_add(1, Relaxed);
     }
@@ -142,6 +157,8 @@ impl Counters {
             session_microseconds: self.session_nanoseconds.load(Relaxed) / 1000,
             logouts: self.logouts.load(Relaxed),
             frontchannel_logouts: self.frontchannel_logouts.load(Relaxed),
+            replayed_states: self.replayed_states.load(Relaxed),
+            refused_callbacks: self.refused_callbacks.load(Relaxed),
         }
     }
 }

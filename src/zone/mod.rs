@@ -23,7 +23,7 @@ mod slot;
 
 pub use claim::Claim;
 pub use counters::{CounterValues, Counters, SignInEvent};
-pub use record::{record_bytes, RecordRef};
-pub use root::StoreError;
+pub use record::{admit_callback, record_bytes, RecordKind, RecordRef, WantedRecord};
+pub use root::{fixed_bytes, StoreError};
 pub use setup::{add_zone, assign_slots};
 pub use slot::{identity, SlotRef};

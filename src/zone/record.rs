@@ -8,19 +8,31 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::SeqCst;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use entra_core::revocation::{table_len, Entry, Key, Record, RecordStatus, Revocation};
+use entra_core::revocation::{state_key, table_len, Entry, Key, Once, Record, RecordStatus, Revocation};
 use entra_core::session::Session;
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
 use ngx::ffi::ngx_shm_zone_t;
 
-use super::root::{pool, root, RecordSlot, Root};
+use super::root::{pool, sign_in_part, RecordSlot, SignInShared};
 
-/// Which provider a record belongs to: its name alone.
-pub fn record_name(provider: &str) -> u64 {
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// The sessions issued, and the logouts that ended them.
+    Sessions,
+    /// The sign-in attempts' states used (each once).
+    States,
+}
+
+/// One record the configuration wants: its kind, its provider's name and its capacity.
+pub type WantedRecord = (RecordKind, String, u64);
+
+/// Which record it is: its kind and its provider's name alone.
+pub fn record_name(kind: RecordKind, provider: &str) -> u64 {
     let mut h = DefaultHasher::new();
-    ("record", provider).hash(&mut h);
+    (kind, provider).hash(&mut h);
     h.finish() | 1
 }
 
@@ -44,24 +56,23 @@ fn record_of(slot: &RecordSlot) -> Option<Record<'_>> {
         .then(|| Record::new(&slot.header, unsafe { core::slice::from_raw_parts(table, len) }))
 }
 
-/// Gives every session provider of a committed configuration (name and capacity) its record,
-/// in the master: a provider keeps its record when its name stays, taken over into a new table
+/// Gives every session provider of a committed configuration its records (kind, name and
+/// capacity), in the master: a provider keeps a record when its name stays, taken over into a new table
 /// when its capacity changed; the records no provider uses any more are freed. The lock is held.
 pub(super) fn assign_records(
     locked: &LockedSlabPool,
-    root: *mut Root,
-    wanted: &[(String, u64)],
+    part: &SignInShared,
+    wanted: &[WantedRecord],
     now_ms: u64,
 ) -> Result<(), String> {
-    // SAFETY: the root holds MAX_PROVIDERS records; the lock is held.
-    let records = unsafe { &(*root).records };
-    let names: Vec<u64> = wanted.iter().map(|(name, _)| record_name(name)).collect();
+    let records = &part.records;
+    let names: Vec<u64> = wanted.iter().map(|(kind, name, _)| record_name(*kind, name)).collect();
     for slot in records.iter().filter(|s| s.name.load(SeqCst) != 0) {
         if !names.contains(&slot.name.load(SeqCst)) {
             give_up(locked, slot);
         }
     }
-    for ((provider, capacity), &name) in wanted.iter().zip(&names) {
+    for ((_, provider, capacity), &name) in wanted.iter().zip(&names) {
         let existing = records.iter().find(|s| s.name.load(SeqCst) == name);
         if let Some(slot) = existing {
             if record_of(slot).is_some_and(|r| r.status().capacity == *capacity) {
@@ -119,15 +130,13 @@ unsafe impl Send for RecordRef {}
 unsafe impl Sync for RecordRef {}
 
 impl RecordRef {
-    /// The record [`assign_records`] gave provider `name`, if any.
-    pub fn find(zone: *mut ngx_shm_zone_t, name: &str) -> Option<RecordRef> {
+    /// The record of `kind` [`assign_records`] gave provider `name`, if any.
+    pub fn find(zone: *mut ngx_shm_zone_t, kind: RecordKind, name: &str) -> Option<RecordRef> {
         let pool = pool(zone)?;
-        let root = NonNull::new(root(&pool))?;
-        let name = record_name(name);
+        let name = record_name(kind, name);
         let slot = {
             let _locked = pool.lock();
-            // SAFETY: the root init_zone made, read under the lock.
-            let records = unsafe { &root.as_ref().records };
+            let records = &sign_in_part(&pool)?.records;
             NonNull::from(records.iter().find(|s| s.name.load(SeqCst) == name)?)
         };
         Some(RecordRef { pool, slot, name })
@@ -169,6 +178,11 @@ impl RecordRef {
         self.write(|r| r.record(session.record_key(), expires_ms, now_ms)).unwrap_or(false)
     }
 
+    /// Takes a sign-in attempt's state once; `Once::Full` without a record (refused either way).
+    pub fn claim_state(&self, state: &str, expires_ms: u64, now_ms: u64) -> Once {
+        self.write(|r| r.claim_once(state_key(state), expires_ms, now_ms)).unwrap_or(Once::Full)
+    }
+
     /// A front-channel logout of `key`; `None` without a record.
     pub fn revoke(&self, key: Key, now_ms: u64) -> Option<Revocation> {
         self.write(|r| r.revoke(key, now_ms))
@@ -189,4 +203,14 @@ impl RecordRef {
         let last = warned.load(SeqCst);
         (last == 0 || now_s >= last + 60) && warned.compare_exchange(last, now_s, SeqCst, SeqCst).is_ok()
     }
+}
+
+/// Counts a callback of the client at `address` (the bytes of `$binary_remote_addr`) at `now_s`:
+/// `true` while it has had at most `limit` this minute. Without a zone: refused.
+pub fn admit_callback(zone: *mut ngx_shm_zone_t, address: &[u8], now_s: u64, limit: u64) -> bool {
+    let Some(pool) = pool(zone) else { return false };
+    let Some(part) = sign_in_part(&pool) else { return false };
+    let mut h = DefaultHasher::new();
+    (part.bucket_seed.load(SeqCst), address).hash(&mut h);
+    entra_core::throttle::admit(&part.callback_buckets, h.finish(), now_s, limit)
 }

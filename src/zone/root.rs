@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 
 use entra_core::discovery::Fetched;
 use entra_core::revocation::{Entry, Header};
+use entra_core::throttle::Bucket;
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
@@ -24,6 +25,10 @@ use super::counters::Counters;
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
+/// Records one zone can hold: each provider that signs browsers in has two (sessions, states).
+pub const MAX_RECORDS: usize = 2 * MAX_PROVIDERS;
+/// Buckets counting callbacks per client address and minute.
+pub const CALLBACK_BUCKETS: usize = 512;
 pub(super) const ERROR_BYTES: usize = 240;
 
 /// The zone's slab pool, once nginx mapped it.
@@ -72,8 +77,26 @@ pub(super) struct Guarded {
 #[repr(C)]
 pub(super) struct Root {
     pub(super) slots: [Slot; MAX_PROVIDERS],
-    /// Single sign-out's record of each session provider, by provider name.
-    pub(super) records: [RecordSlot; MAX_PROVIDERS],
+    /// What browser sign-in shares, made by `assign_slots` when a configuration first signs
+    /// browsers in (null until then; never freed): a zone for bearer tokens alone stays small.
+    pub(super) sign_in: AtomicPtr<SignInShared>,
+}
+
+/// The zone's part for browser sign-in.
+#[repr(C)]
+pub(super) struct SignInShared {
+    /// Each session provider's records (sessions issued and ended, states used), by name.
+    pub(super) records: [RecordSlot; MAX_RECORDS],
+    /// Callbacks per client address and minute (`entra_core::throttle`).
+    pub(super) callback_buckets: [Bucket; CALLBACK_BUCKETS],
+    /// The secret that picks a client's bucket (random, set when the part is made).
+    pub(super) bucket_seed: AtomicU64,
+}
+
+/// Bytes of the zone taken before any key set or record table: the root, and with browser
+/// sign-in its part.
+pub fn fixed_bytes(sign_in: bool) -> usize {
+    core::mem::size_of::<Root>() + if sign_in { core::mem::size_of::<SignInShared>() } else { 0 }
 }
 
 /// One provider's record of sessions issued and ended (`entra_core::revocation`).
@@ -92,6 +115,14 @@ pub(super) struct RecordSlot {
 /// The zone's slots (set once by init_zone, before any worker starts).
 pub(super) fn root(pool: &SlabPool) -> *mut Root {
     pool.as_ref().data as *mut Root
+}
+
+/// The zone's part for browser sign-in, once made.
+pub(super) fn sign_in_part(pool: &SlabPool) -> Option<&SignInShared> {
+    let root = root(pool);
+    // SAFETY: the root init_zone made lives as long as the zone, and so does the part once
+    // assign_slots set it (it is never freed).
+    unsafe { root.as_ref()?.sign_in.load(SeqCst).as_ref() }
 }
 
 /// Why a fetched key set was not stored.

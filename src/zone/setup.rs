@@ -17,8 +17,8 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModule;
 
-use super::record::assign_records;
-use super::root::{free, pool, root, store_keys, Root, MAX_PROVIDERS};
+use super::record::{assign_records, WantedRecord};
+use super::root::{free, pool, root, sign_in_part, store_keys, Root, SignInShared, MAX_PROVIDERS};
 use super::slot::identity;
 use crate::log::{debug, guard, notice, warning};
 use crate::module::EntraModule;
@@ -85,7 +85,7 @@ pub fn assign_slots(
     log: *mut ngx_log_t,
     providers: &[Arc<Provider>],
     cached: &[Option<Fetched>],
-    records: &[(String, u64)],
+    records: &[WantedRecord],
     zone: *mut ngx_shm_zone_t,
 ) -> Result<(), String> {
     let Some(pool) = pool(zone) else { return Ok(()) };
@@ -94,7 +94,9 @@ pub fn assign_slots(
         return Err("the shared zone has no slots".into());
     }
     let locked = pool.lock();
-    assign_records(&locked, root, records, crate::clock::epoch_ms())?;
+    if let Some(part) = sign_in_part_for(&locked, &pool, root, !records.is_empty())? {
+        assign_records(&locked, part, records, crate::clock::epoch_ms())?;
+    }
     // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };
     // SAFETY: as above.
@@ -144,4 +146,34 @@ pub fn assign_slots(
         }
     }
     Ok(())
+}
+
+/// The zone's part for browser sign-in: made (zeroed, with a random seed) the first time a
+/// configuration `wants` it; `None` while none ever did. The lock is held.
+fn sign_in_part_for<'a>(
+    locked: &ngx::core::slab::LockedSlabPool,
+    pool: &'a SlabPool,
+    root: *mut Root,
+    wants: bool,
+) -> Result<Option<&'a SignInShared>, String> {
+    if let Some(part) = sign_in_part(pool) {
+        return Ok(Some(part));
+    }
+    if !wants {
+        return Ok(None);
+    }
+    let part = locked
+        .allocate_zeroed(Layout::new::<SignInShared>())
+        .map_err(|_| "no room in the shared zone for browser sign-in's records".to_owned())?;
+    let part = part.as_ptr() as *mut SignInShared;
+    let mut seed = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| "no randomness for the callback buckets' seed".to_owned())?;
+    // SAFETY: fresh zeroed memory of the part's layout (zero is a valid value of every field);
+    // the root lives as long as the zone.
+    unsafe {
+        (*part).bucket_seed.store(u64::from_ne_bytes(seed), SeqCst);
+        (*root).sign_in.store(part, SeqCst);
+    }
+    Ok(sign_in_part(pool))
 }

@@ -17,6 +17,7 @@
 //! - [`session`]: a browser session in its compact binary form.
 //! - [`revocation`]: single sign-out's record of the sessions issued and ended, per provider.
 //! - [`signin`]: a provider's sign-in settings and the code flow's steps without I/O.
+//! - [`throttle`]: callbacks per client address and minute, counted in shared buckets.
 //! - [`exchange`]: the code exchange at the token endpoint (blocking).
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
@@ -43,6 +44,7 @@ pub mod seal;
 pub mod session;
 pub mod signature;
 pub mod signin;
+pub mod throttle;
 pub mod token;
 pub mod values;
 pub mod verify;

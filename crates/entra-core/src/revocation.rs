@@ -34,6 +34,11 @@ pub fn sid_key(sid: &str) -> Key {
     key_of(&[b"sid", sid.as_bytes()])
 }
 
+/// The key of a sign-in attempt's `state`, in the record of states used (each is used once).
+pub fn state_key(state: &str) -> Key {
+    key_of(&[b"state", state.as_bytes()])
+}
+
 /// The key of one session: its `sid`, or for an ID token without one, the user and the moment
 /// of signing in (so that `entra_logout` can still end that session alone).
 pub fn session_key(sid: &str, oid: &str, tid: &str, signed_in_ms: u64) -> Key {
@@ -100,6 +105,17 @@ pub enum Revocation {
 
 /// Bytes of table per session a record of a power-of-two capacity holds (half full at most).
 pub const BYTES_PER_SESSION: usize = 2 * core::mem::size_of::<Entry>();
+
+/// What [`Record::claim_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Once {
+    /// Not seen before (or only expired): it is taken now.
+    First,
+    /// Taken already, and not expired: a replay.
+    Again,
+    /// The record is full of live entries: it cannot say, so the caller refuses.
+    Full,
+}
 
 /// The table's length for `capacity` live entries: a power of two, at most half full.
 pub fn table_len(capacity: u64) -> usize {
@@ -198,6 +214,30 @@ impl<'a> Record<'a> {
                     self.header.unrecorded.fetch_add(1, SeqCst);
                     false
                 }
+            }
+        })
+    }
+
+    /// Takes `key` once, until `expires_ms` (a sign-in attempt's `state`). Writer.
+    pub fn claim_once(&self, key: Key, expires_ms: u64, now_ms: u64) -> Once {
+        self.write(|| {
+            if let Some(e) = self.find(key) {
+                if e.expires_ms.load(SeqCst) > now_ms {
+                    return Once::Again;
+                }
+                e.expires_ms.store(expires_ms, SeqCst);
+                return Once::First;
+            }
+            if self.header.used.load(SeqCst) >= self.header.capacity.load(SeqCst) {
+                self.sweep(now_ms);
+            }
+            let room = self.header.used.load(SeqCst) < self.header.capacity.load(SeqCst);
+            match self.slot(key).filter(|_| room) {
+                Some(e) => {
+                    self.put(e, Kept { key, expires_ms, revoked_at_ms: 0 });
+                    Once::First
+                }
+                None => Once::Full,
             }
         })
     }
@@ -470,6 +510,26 @@ mod tests {
                 "one left out, signed in before the watermark"
             );
         }
+    }
+
+    #[test]
+    fn a_state_is_taken_once_and_a_full_record_refuses_rather_than_forgets() {
+        let o = owned(4, 0);
+        let r = o.record();
+        let s = state_key("abc");
+        assert_eq!(r.claim_once(s, 600_000, 0), Once::First);
+        assert_eq!(r.claim_once(s, 600_000, 1_000), Once::Again, "a replay");
+        for i in 0..3 {
+            assert_eq!(r.claim_once(state_key(&format!("s{i}")), 600_000, 1_000), Once::First);
+        }
+        assert_eq!(r.claim_once(state_key("more"), 600_000, 1_000), Once::Full, "never forgets a used state");
+        assert_eq!(r.claim_once(s, 600_000, 2_000), Once::Again, "which is still refused");
+        assert_eq!(
+            r.claim_once(state_key("later"), 1_200_000, 600_001),
+            Once::First,
+            "expired ones make room"
+        );
+        assert_ne!(state_key("x"), sid_key("x"));
     }
 
     #[test]

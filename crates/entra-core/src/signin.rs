@@ -34,6 +34,8 @@ pub const DEFAULT_COOKIE: &str = "__Host-entra";
 const PLAIN_COOKIE: &str = "entra";
 /// `session_lifetime`'s default: a working day.
 pub const DEFAULT_LIFETIME: u64 = 8 * 3600;
+/// `callbacks_per_minute`'s default: a browser makes one per sign-in.
+pub const DEFAULT_CALLBACKS_PER_MINUTE: u64 = 60;
 
 /// How the module proves it is the app at the token endpoint.
 pub enum Credential {
@@ -68,6 +70,8 @@ pub struct SignInConfig {
     pub post_logout_redirect: Option<String>,
     pub frontchannel_logout_uri: Option<String>,
     pub session_record: Option<u64>,
+    /// `callbacks_per_minute`: `Some(None)` is `off`.
+    pub callbacks_per_minute: Option<Option<u64>>,
 }
 
 /// Where Entra sends the browser back: a path on the server that was asked, or an absolute URL
@@ -131,6 +135,8 @@ pub struct SignIn {
     pub frontchannel_logout_uri: String,
     /// `session_record`: sessions recorded for single sign-out (`None`: a share of the zone).
     pub session_record: Option<u64>,
+    /// `callbacks_per_minute`: callbacks one client address may make (`None`: off).
+    pub callbacks_per_minute: Option<u64>,
     /// Sessions opened in this worker, by their cookie (`token_cache` sizes it; off turns it off).
     cache: TokenCache<OpenedSession>,
 }
@@ -164,6 +170,7 @@ impl SignInConfig {
                 .frontchannel_logout_uri
                 .unwrap_or_else(|| DEFAULT_FRONTCHANNEL_LOGOUT_URI.to_owned()),
             session_record: self.session_record,
+            callbacks_per_minute: self.callbacks_per_minute.unwrap_or(Some(DEFAULT_CALLBACKS_PER_MINUTE)),
             cache: TokenCache::new(cache),
         }
     }
