@@ -49,6 +49,12 @@ extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// # Safety
 /// `r` is a valid request.
 unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // The module's own paths (callback, front-channel logout) pass the server's access checks,
+    // never `entra_auth`: the precontent phase answers them.
+    // SAFETY: per the contract.
+    if unsafe { outcome::get(r) }.is_some_and(|o| o.answering.is_some()) {
+        return Status::NGX_DECLINED.into();
+    }
     // SAFETY: per the contract.
     let waiting = || unsafe { outcome::get(r) }.is_some_and(|o| o.wait_until.is_some());
     let waited = waiting();

@@ -1,22 +1,25 @@
-//! The server-rewrite phase of browser sign-in: the redirect URI's callback, answered before any
-//! location of the operator's could shadow it, with its code exchanged on the `entra_signin`
-//! thread pool while the request is parked; and Entra's front-channel logout call.
+//! The module's own paths of browser sign-in: the redirect URI's callback, with its code
+//! exchanged on the `entra_signin` thread pool while the request is parked, and Entra's
+//! front-channel logout call. Recognised in the server-rewrite phase (before any location of the
+//! operator's could shadow them), passed through the server block's own PREACCESS and ACCESS
+//! phases, and answered in the precontent phase.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entra_core::browser::is_valid_sid;
+use entra_core::browser::frontchannel_sid;
 use entra_core::exchange::{exchange, ExchangeError};
-use entra_core::oidc::{token_request, TRANSACTION_LIFETIME};
+use entra_core::oidc::{select_account_return, token_request, TRANSACTION_LIFETIME};
 use entra_core::provider::KeySource;
 use entra_core::revocation::{sid_key, Once, Revocation};
 use entra_core::session::Session;
-use entra_core::signin::{Leftover, Matched, SetCookie};
+use entra_core::signin::{AttemptKind, Leftover, Matched};
 use entra_core::{Denial, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t,
+    ngx_conf_t, ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE,
+    ngx_http_request_t, ngx_int_t, ngx_log_t,
 };
 use ngx::http::HttpModuleServerConf;
 use ring::rand::SystemRandom;
@@ -25,11 +28,11 @@ use crate::clock::{epoch_ms, mono_s, now, now_ms};
 use crate::denial::{sign_in_failed, RETRY_AFTER, RETRY_SECONDS};
 use crate::log::{debug, guard, info, request_log, WithoutRequestLine};
 use crate::module::EntraModule;
-use crate::outcome::{self, Outcome, Source};
+use crate::outcome::{self, Outcome, OwnPath, Source};
 use crate::park::{park, ExchangeAnswer, Pending};
 use crate::request::Incoming;
 use crate::response::{page, send, send_framed, set_cookies, Framing, INTERNAL_ERROR};
-use crate::session::sign_in_headers;
+use crate::session::restart;
 use crate::threads;
 use crate::worker::{self, ProviderState, Worker};
 use crate::zone::{admit_callback, SignInEvent};
@@ -37,13 +40,22 @@ use crate::zone::{admit_callback, SignInEvent};
 /// Callbacks one worker keeps parked for their code exchange at most.
 const MAX_PARKED_CALLBACKS: usize = 64;
 
-/// Registers the handler in nginx's server-rewrite phase (postconfiguration).
+/// Registers the handlers (postconfiguration): one first in the server-rewrite phase, which
+/// recognises the paths and sends their requests on with the server's own configuration, and
+/// one first in the precontent phase, which answers them once the server's PREACCESS and
+/// ACCESS phases (`limit_req`, `limit_conn`, `allow`/`deny`, `auth_basic`) let them through.
 pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
     crate::module::add_phase_handler(
         cf,
         ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE,
         crate::module::Order::First,
         server_rewrite_handler,
+    )?;
+    crate::module::add_phase_handler(
+        cf,
+        ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+        crate::module::Order::First,
+        precontent_handler,
     )
 }
 
@@ -56,23 +68,84 @@ extern "C" fn server_rewrite_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: as above.
     guard(unsafe { request_log(r) }, "the sign-in callback", INTERNAL_ERROR, || {
         // SAFETY: as above.
-        let (req, request) = unsafe { (Incoming::new(r), ngx::http::Request::from_ngx_http_request(r)) };
-        let Some(server) = EntraModule::server_conf(request) else { return Status::NGX_DECLINED.into() };
-        let Some(worker) = worker::current() else { return INTERNAL_ERROR };
-        let uri = req.uri();
-        for used in &server.sign_in {
-            let Some(state) = worker.providers.get(used.provider) else { continue };
-            if uri == state.provider.sign_in.redirect_uri.path().as_bytes() {
+        let Some((index, path)) = (unsafe { own_path(r) }) else { return Status::NGX_DECLINED.into() };
+        let answering = Outcome { answering: Some(path), ..Outcome::denied(index, Denial::NoSession) };
+        // SAFETY: as above.
+        if unsafe { outcome::store(r, answering) }.is_none() {
+            return INTERNAL_ERROR;
+        }
+        // SAFETY: as above; DECLINED is what this handler returns next.
+        if unsafe { crate::module::skip_to_preaccess(r) } {
+            return Status::NGX_DECLINED.into();
+        }
+        // nginx's phase table is not as expected: answer at once, as releases before did.
+        // SAFETY: as above.
+        unsafe { answer(r) }
+    })
+}
+
+/// Which provider's callback or front-channel logout path the request is for, if any.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn own_path(r: *mut ngx_http_request_t) -> Option<(usize, OwnPath)> {
+    // SAFETY: per the contract.
+    let (req, request) = unsafe { (Incoming::new(r), ngx::http::Request::from_ngx_http_request(r)) };
+    let server = EntraModule::server_conf(request)?;
+    let worker = worker::current()?;
+    let uri = req.uri();
+    server.sign_in.iter().find_map(|used| {
+        let sign_in = &worker.providers.get(used.provider)?.provider.sign_in;
+        if uri == sign_in.redirect_uri.path().as_bytes() {
+            Some((used.provider, OwnPath::Callback))
+        } else if uri == sign_in.frontchannel_logout_uri.as_bytes() {
+            Some((used.provider, OwnPath::FrontChannelLogout))
+        } else {
+            None
+        }
+    })
+}
+
+extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a valid request.
+    if unsafe { (*r).main } != r {
+        return Status::NGX_DECLINED.into();
+    }
+    // SAFETY: as above.
+    guard(unsafe { request_log(r) }, "the sign-in callback", INTERNAL_ERROR, || {
+        // SAFETY: as above.
+        let (done, declined): (ngx_int_t, ngx_int_t) = (Status::NGX_DONE.into(), Status::NGX_DECLINED.into());
+        match unsafe { answer(r) } {
+            rc if rc == done || rc == declined => rc,
+            // Answered: finish it here and stop the phases (an answer's NGX_OK is no "go on").
+            rc => {
                 // SAFETY: as above.
-                return unsafe { callback(r, &worker, used.provider) };
-            }
-            if uri == state.provider.sign_in.frontchannel_logout_uri.as_bytes() {
-                // SAFETY: as above.
-                return unsafe { frontchannel_logout(r, state) };
+                unsafe { ngx::ffi::ngx_http_finalize_request(r, rc) };
+                Status::NGX_DONE.into()
             }
         }
-        Status::NGX_DECLINED.into()
     })
+}
+
+/// Answers a request for one of the module's own paths: `NGX_DONE` while a callback is parked,
+/// `NGX_DECLINED` for any other request, else the answer's status.
+///
+/// # Safety
+/// `r` is a valid main request.
+unsafe fn answer(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let Some((index, path)) = (unsafe { outcome::get(r) }).and_then(|o| Some((o.provider, o.answering?)))
+    else {
+        return Status::NGX_DECLINED.into();
+    };
+    let Some(worker) = worker::current() else { return INTERNAL_ERROR };
+    let Some(state) = worker.providers.get(index) else { return INTERNAL_ERROR };
+    match path {
+        // SAFETY: per the contract.
+        OwnPath::Callback => unsafe { callback(r, &worker, index) },
+        // SAFETY: per the contract.
+        OwnPath::FrontChannelLogout => unsafe { frontchannel_logout(r, state) },
+    }
 }
 
 /// Code exchanges one worker has on the thread pool per provider at most.
@@ -162,6 +235,13 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &Worker, index: usize) ->
     if let Some(pending) = unsafe { outcome::get(r) }.and_then(|o| o.pending.take()) {
         // SAFETY: per the contract.
         return unsafe { poll_exchange(r, worker, state, pending, log) };
+    }
+    // The 403 page's "sign in as someone else", clicked.
+    // SAFETY: per the contract.
+    if let Some(return_url) = select_account_return(unsafe { Incoming::new(r) }.args()) {
+        let kind = AttemptKind { extra: vec![("prompt", "select_account")], revalidating: None };
+        // SAFETY: per the contract.
+        return unsafe { restart(r, state, kind, return_url, Leftover::Keep, Vec::new()) };
     }
     // A fresh state costs one navigation: bound the callbacks themselves, per client address
     // (counted in every worker, for every provider).
@@ -264,8 +344,12 @@ unsafe fn start_exchange(r: *mut ngx_http_request_t, worker: &Worker, state: &Pr
         worker.parked_callbacks.get()
     );
     let index = state.index;
-    let parked =
-        Outcome { provider: index, source: Source::Session, ..Outcome::denied(index, Denial::NoSession) };
+    let parked = Outcome {
+        provider: index,
+        source: Source::Session,
+        answering: Some(OwnPath::Callback),
+        ..Outcome::denied(index, Denial::NoSession)
+    };
     // SAFETY: per the contract.
     match unsafe { outcome::store(r, parked) } {
         // SAFETY: per the contract.
@@ -296,7 +380,7 @@ unsafe fn transaction(r: *mut ngx_http_request_t, state: &ProviderState) -> Resu
                 "provider \"{}\": silent revalidation answered {}: signing in again", name, refused.detail
             );
             // SAFETY: per the contract.
-            unsafe { restart(r, state, return_url, Leftover::Keep, refused.clear) }
+            unsafe { restart(r, state, AttemptKind::default(), return_url, Leftover::Keep, refused.clear) }
         }
         // SAFETY: per the contract.
         None => unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) },
@@ -370,7 +454,7 @@ unsafe fn signed_in(
     let sign_in = &provider.sign_in;
     // SAFETY: per the contract.
     let req = unsafe { Incoming::new(r) };
-    let Matched { transaction, clear, .. } = matched;
+    let Matched { transaction, clear, slot, .. } = matched;
     let now_ms = epoch_ms();
     let mut session = Session::from_id_token(token, now_ms, sign_in.session_lifetime, &sign_in.claims);
     if let Some((oid, tid)) = &transaction.revalidating {
@@ -381,7 +465,16 @@ unsafe fn signed_in(
                 "provider \"{}\": revalidation answered for another user: signing in again", provider.name
             );
             // SAFETY: per the contract.
-            return unsafe { restart(r, state, transaction.return_url, Leftover::Clear, vec![clear]) };
+            return unsafe {
+                restart(
+                    r,
+                    state,
+                    AttemptKind::default(),
+                    transaction.return_url,
+                    Leftover::Clear,
+                    vec![clear],
+                )
+            };
         }
     }
     // Recorded for single sign-out; a session the record cannot take says so in its cookie.
@@ -394,7 +487,10 @@ unsafe fn signed_in(
             return unsafe { sign_in_failed(r, state, denial, &detail, vec![clear]) };
         }
     };
+    // The transactions of other tabs that would pass the cookie budget beside the new session.
+    let others = sign_in.fit_with_session(&req.cookies(), req.is_secure_for(sign_in), &cookies, slot);
     cookies.push(clear);
+    cookies.extend(others);
     let sid = if session.sid.is_empty() { "-" } else { &session.sid };
     info!(
         log,
@@ -429,27 +525,6 @@ fn origin_of(url: &str) -> &str {
     url[after_scheme..].find('/').map_or(url, |i| &url[..after_scheme + i])
 }
 
-/// Answers a callback with a new interactive attempt for `return_url`, clearing the session
-/// cookies as `leftover` says and `clear`.
-///
-/// # Safety
-/// `r` is a valid request.
-unsafe fn restart(
-    r: *mut ngx_http_request_t,
-    state: &ProviderState,
-    return_url: String,
-    leftover: Leftover,
-    clear: Vec<SetCookie>,
-) -> ngx_int_t {
-    // SAFETY: per the contract.
-    let req = unsafe { Incoming::new(r) };
-    match sign_in_headers(&req, state, Some(return_url), leftover, clear) {
-        // SAFETY: per the contract.
-        Some(headers) => unsafe { send(r, 302, &headers, "", "") },
-        None => INTERNAL_ERROR,
-    }
-}
-
 /// Parks the callback until its exchange is done (or its deadline passes).
 ///
 /// # Safety
@@ -460,7 +535,7 @@ unsafe fn wait(r: *mut ngx_http_request_t, pending: Pending) -> ngx_int_t {
     outcome.pending = Some(pending);
     // SAFETY: per the contract.
     unsafe { park(r) };
-    // The server-rewrite phase stops here; the timer runs the phases again.
+    // The precontent phase stops here; the timer runs the phases again from it.
     Status::NGX_DONE.into()
 }
 
@@ -479,18 +554,14 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
         // SAFETY: per the contract.
         return unsafe { send(r, 405, &[(b"Allow", "GET, HEAD".into())], "", "") };
     }
-    let sids: Vec<&str> = req.args().split('&').filter_map(|p| p.strip_prefix("sid=")).collect();
-    let refused = match sids[..] {
-        [sid] if is_valid_sid(sid) => None,
-        [_] => Some("the sid is not of Entra's form".to_owned()),
-        _ => Some(format!("{} sid parameters", sids.len())),
+    let sid = match frontchannel_sid(req.args()) {
+        Ok(sid) => sid,
+        Err(why) => {
+            info!(log, "front-channel logout refused: provider \"{}\": {}", provider.name, why);
+            // SAFETY: per the contract.
+            return unsafe { send(r, 400, &[], "", "") };
+        }
     };
-    if let Some(why) = refused {
-        info!(log, "front-channel logout refused: provider \"{}\": {}", provider.name, why);
-        // SAFETY: per the contract.
-        return unsafe { send(r, 400, &[], "", "") };
-    }
-    let sid = sids[0];
     let Some(revocation) = state.record.as_ref().and_then(|record| record.revoke(sid_key(sid), epoch_ms()))
     else {
         crate::log::error!(

@@ -93,6 +93,7 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     if main.sign_in_used {
         conf::server::refuse_shared_cookie_per_host(&main.providers, cf)?;
         conf::server::warn_without_host_prefix(cf, &main.providers);
+        conf::server::warn_auth_basic(cf, &main.providers);
         threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
         callback::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     }

@@ -66,3 +66,48 @@ pub fn keep_mapped(log: *mut ngx::ffi::ngx_log_t) {
         log::warning!(log, "cannot keep the module mapped for the life of the process");
     }
 }
+
+/// Sends a request from the server-rewrite phase straight to the PREACCESS phase with its
+/// server block's own configuration: no location is looked up (none can shadow the path, and
+/// none's `entra_auth`, `auth_request` or `return` applies), while the server's `limit_req`,
+/// `limit_conn`, `allow`/`deny` and `auth_basic` do. `false` when nginx's phase table is not
+/// laid out as expected (the caller then answers at once).
+///
+/// # Safety
+/// `r` is a valid main request in the server-rewrite phase; the caller returns `NGX_DECLINED`.
+pub unsafe fn skip_to_preaccess(r: *mut ngx::ffi::ngx_http_request_t) -> bool {
+    use ngx::ffi::{
+        ngx_http_core_post_rewrite_phase, ngx_http_phase_handler_t, ngx_http_update_location_config,
+    };
+    use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+    // SAFETY: per the contract.
+    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
+    let (Some(cmcf), Some(cscf)) =
+        (NgxHttpCoreModule::main_conf(request), NgxHttpCoreModule::server_conf(request))
+    else {
+        return false;
+    };
+    let handlers: *const ngx_http_phase_handler_t = cmcf.phase_engine.handlers;
+    // The location-rewrite phase's handlers all point at the post-rewrite step, which
+    // precedes PREACCESS (this module adds a rewrite handler, so the phase is never empty).
+    // SAFETY: the phase engine's indexes lie within its handler array.
+    let post_rewrite = unsafe { (*handlers.add(cmcf.phase_engine.location_rewrite_index)).next };
+    // SAFETY: as above.
+    let checker = unsafe { (*handlers.add(post_rewrite)).checker };
+    let expected = ngx_http_core_post_rewrite_phase
+        as unsafe extern "C" fn(
+            *mut ngx::ffi::ngx_http_request_t,
+            *mut ngx_http_phase_handler_t,
+        ) -> ngx::ffi::ngx_int_t;
+    if !checker.is_some_and(|c| core::ptr::fn_addr_eq(c, expected)) {
+        return false;
+    }
+    // SAFETY: per the contract; the server's context holds its own location-level
+    // configuration, and the rewrite checker moves one past the index set here on DECLINED.
+    unsafe {
+        (*r).loc_conf = (*cscf.ctx).loc_conf;
+        ngx_http_update_location_config(r);
+        (*r).phase_handler = post_rewrite as ngx::ffi::ngx_int_t;
+    }
+    true
+}

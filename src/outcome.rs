@@ -31,6 +31,18 @@ pub struct Outcome {
     pub wait_until: Option<u64>,
     /// A sign-in callback waiting for its code exchange.
     pub pending: Option<Pending>,
+    /// The request is for a path the module answers itself (the provider's callback or
+    /// front-channel logout), after the server's own PREACCESS and ACCESS phases.
+    pub answering: Option<OwnPath>,
+}
+
+/// A path of the provider's that the module answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnPath {
+    /// `redirect_uri`'s path.
+    Callback,
+    /// `frontchannel_logout_uri`.
+    FrontChannelLogout,
 }
 
 /// What proved the identity (`$entra_auth_source`).
@@ -51,6 +63,7 @@ impl Outcome {
             denial: None,
             wait_until: None,
             pending: None,
+            answering: None,
         }
     }
 }

@@ -143,7 +143,7 @@ impl<'a> Incoming<'a> {
             // SAFETY: nginx sets `host` to the request's `Host` element, or null.
             host_header: unsafe { self.r().headers_in.host.as_ref() }.map_or(&[][..], |h| bytes(&h.value)),
             host: bytes(&self.r().headers_in.server),
-            unparsed_uri: bytes(&self.r().unparsed_uri),
+            unparsed_uri: self.unparsed_uri().as_bytes(),
             now,
         }
     }
@@ -157,6 +157,11 @@ impl<'a> Incoming<'a> {
     /// The path the request was routed by (decoded, normalised).
     pub fn uri(&self) -> &'a [u8] {
         bytes(&self.r().uri)
+    }
+
+    /// The path and query as the client sent them: where a sign-in returns to.
+    pub fn unparsed_uri(&self) -> &'a str {
+        text(&self.r().unparsed_uri)
     }
 
     /// The query string, without the `?`.

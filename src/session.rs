@@ -2,7 +2,8 @@
 //! entra-core, `Provider::judge_session`), and for a navigation without a session the redirect
 //! that starts a sign-in, or for a signed-in user who may not pass, the page that says why.
 
-use entra_core::signin::{AttemptKind, Leftover, Redirect, SessionJudgment, SetCookie};
+use entra_core::oidc::{with_query, SELECT_ACCOUNT};
+use entra_core::signin::{AttemptKind, Leftover, Redirect, SessionJudgment, SetCookie, StartError};
 use entra_core::{Denial, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t};
@@ -61,20 +62,35 @@ pub fn can_start(state: &ProviderState) -> bool {
 }
 
 /// A new sign-in attempt for this request, counted; `None` before the authorize endpoint is
-/// known. `return_url` defaults to the request's own.
+/// known, `Some(Err)` when it cannot start (logged). `return_url` defaults to the request's own.
 fn attempt(
     req: &Incoming,
     state: &ProviderState,
     kind: AttemptKind,
     return_url: Option<String>,
     leftover: Leftover,
-) -> Option<Redirect> {
+    log: *mut ngx_log_t,
+) -> Option<Result<Redirect, StartError>> {
     let redirect =
-        state.provider.sign_in_redirect(&req.session_request(now()), kind, return_url, leftover)?.ok()?;
-    if let Some(counters) = state.counters() {
-        counters.sign_in(SignInEvent::Started);
+        state.provider.sign_in_redirect(&req.session_request(now()), kind, return_url, leftover)?;
+    match &redirect {
+        Ok(_) => {
+            if let Some(counters) = state.counters() {
+                counters.sign_in(SignInEvent::Started);
+            }
+        }
+        Err(e) => info!(log, "provider \"{}\": no sign-in can start: {}", state.provider.name, e),
     }
     Some(redirect)
+}
+
+/// The answer to a request whose sign-in cannot start: 400 when its `Host` header makes the
+/// attempt too large for its cookie, else 500.
+fn cannot_start(error: Option<StartError>) -> ngx_int_t {
+    match error {
+        Some(StartError::TooLarge) => ngx::ffi::NGX_HTTP_BAD_REQUEST as ngx_int_t,
+        _ => INTERNAL_ERROR,
+    }
 }
 
 /// The headers of a redirect that starts a sign-in, clearing `clear` too.
@@ -84,17 +100,23 @@ pub fn redirect_headers(redirect: Redirect, clear: Vec<SetCookie>) -> Vec<Header
     headers
 }
 
-/// The headers of a redirect that starts an interactive sign-in returning to `return_url` (the
-/// request's own by default), clearing the session cookies as `leftover` says and `clear`.
+/// The headers of a redirect that starts a sign-in of `kind` returning to `return_url` (the
+/// request's own by default), clearing the session cookies as `leftover` says and `clear`;
+/// `Err` is the status to answer with when none can start.
 pub fn sign_in_headers(
     req: &Incoming,
     state: &ProviderState,
+    kind: AttemptKind,
     return_url: Option<String>,
     leftover: Leftover,
     clear: Vec<SetCookie>,
-) -> Option<Vec<Header>> {
-    let redirect = attempt(req, state, AttemptKind::default(), return_url, leftover)?;
-    Some(redirect_headers(redirect, clear))
+    log: *mut ngx_log_t,
+) -> Result<Vec<Header>, ngx_int_t> {
+    match attempt(req, state, kind, return_url, leftover, log) {
+        Some(Ok(redirect)) => Ok(redirect_headers(redirect, clear)),
+        Some(Err(e)) => Err(cannot_start(Some(e))),
+        None => Err(cannot_start(None)),
+    }
 }
 
 /// The 302 to the authorize endpoint from the access phase, with a new transaction cookie.
@@ -103,12 +125,12 @@ pub fn sign_in_headers(
 /// `r` is a valid request.
 pub unsafe fn start(r: *mut ngx_http_request_t, state: &ProviderState, leftover: Leftover) -> ngx_int_t {
     // SAFETY: per the contract.
-    let req = unsafe { Incoming::new(r) };
-    let Some(headers) = sign_in_headers(&req, state, None, leftover, Vec::new()) else {
-        return INTERNAL_ERROR;
-    };
-    // SAFETY: per the contract.
-    unsafe { redirect(r, &headers) }
+    let (req, log) = unsafe { (Incoming::new(r), crate::log::request_log(r)) };
+    match sign_in_headers(&req, state, AttemptKind::default(), None, leftover, Vec::new(), log) {
+        // SAFETY: per the contract.
+        Ok(headers) => unsafe { redirect(r, &headers) },
+        Err(status) => status,
+    }
 }
 
 /// Answers with the 302 of `headers` from a phase handler.
@@ -143,8 +165,8 @@ unsafe fn nginx_answers(r: *mut ngx_http_request_t, status: u16) -> bool {
 }
 
 /// A navigation refused with 403 for a signed-in user: a small page naming the reason and the
-/// user, with a link to sign in as someone else (`prompt=select_account`, its transaction
-/// cookie set here) and one to sign out of Entra. `None` when the location's `error_page`
+/// user, with a link to sign in as someone else (`prompt=select_account`, started only when
+/// clicked) and one to sign out of Entra. `None` when the location's `error_page`
 /// answers instead, or nginx must (`satisfy any`).
 ///
 /// # Safety
@@ -162,12 +184,15 @@ pub unsafe fn forbidden_page(
     // SAFETY: per the contract.
     let req = unsafe { Incoming::new(r) };
     let key_state = state.provider.key_state();
-    let mut headers: Vec<Header> = Vec::new();
+    let headers: Vec<Header> = Vec::new();
     let mut links = Vec::new();
-    let kind = AttemptKind { extra: vec![("prompt", "select_account")], revalidating: None };
-    if let Some(again) = attempt(&req, state, kind, None, Leftover::Keep) {
-        links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&again.location)));
-        headers.extend(set_cookies(again.set_cookies));
+    // The attempt starts only on a click (the callback path answers the link): a page viewed
+    // sets no transaction cookie.
+    if key_state.endpoints.authorize.is_some() {
+        let sign_in = &state.provider.sign_in;
+        let back = entra_core::oidc::return_url(req.unparsed_uri());
+        let link = with_query(sign_in.redirect_uri.path(), &[(SELECT_ACCOUNT, &back)]);
+        links.push(format!("<a href=\"{}\">Sign in as someone else</a>", escape(&link)));
     }
     if let Some(end_session) = key_state.endpoints.end_session.as_deref() {
         links.push(format!("<a href=\"{}\">Sign out</a>", escape(end_session)));
@@ -191,4 +216,27 @@ pub unsafe fn forbidden_page(
     // SAFETY: per the contract.
     unsafe { ngx::ffi::ngx_http_finalize_request(r, sent) };
     Some(Status::NGX_DONE.into())
+}
+
+/// Answers with a new sign-in of `kind` returning to `return_url` (the callback's restarts, and
+/// the 403 page's "sign in as someone else" when clicked), clearing the session cookies as
+/// `leftover` says and `clear`.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn restart(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    kind: AttemptKind,
+    return_url: String,
+    leftover: Leftover,
+    clear: Vec<SetCookie>,
+) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), crate::log::request_log(r)) };
+    match sign_in_headers(&req, state, kind, Some(return_url), leftover, clear, log) {
+        // SAFETY: per the contract.
+        Ok(headers) => unsafe { crate::response::send(r, 302, &headers, "", "") },
+        Err(status) => status,
+    }
 }

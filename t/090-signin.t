@@ -155,9 +155,18 @@ like(log_text(), qr/access denied: missing_group/, 'for missing_group');
 like($admin->{content}, qr/signed in as <b>alice\@contoso\.example<\/b>/, 'the page names the signed-in user');
 like($admin->{content}, qr/<code>missing_group<\/code>/, 'and the reason');
 my ($other_account) = $admin->{content} =~ /<a href="([^"]+)">Sign in as someone else<\/a>/;
-like($other_account // '', qr/^\Q$ENV{TEST_NGINX_IDP_URL}\E\/$TENANT\/oauth2\/v2\.0\/authorize\?.*&amp;prompt=select_account$/,
-    'with a link to sign in as someone else');
-ok((grep { /^entra-t\d=/ } set_cookies($admin)), 'whose attempt has its transaction cookie');
+is($other_account, '/.entra/callback?select_account=%2Fadmin', 'with a link to sign in as someone else');
+is(scalar(grep { /^entra-t\d=/ } set_cookies($admin)), 0, 'whose attempt starts only on a click');
+my $clicked = navigate($other_account, $jar);
+is($clicked->{status}, 302, 'clicked, it sends the browser to sign in');
+like($clicked->{headers}{location}, qr/^\Q$ENV{TEST_NGINX_IDP_URL}\E\/$TENANT\/oauth2\/v2\.0\/authorize\?.*&prompt=select_account$/,
+    'choosing an account');
+ok((grep { /^entra-t\d=/ } set_cookies($clicked)), 'with its transaction cookie');
+my $evil_jar = {};
+my $evil = navigate('/.entra/callback?select_account=%2F%2Fevil.example', $evil_jar);
+apply_cookies($evil_jar, $evil);
+my $evil_done = navigate(request('GET', $evil->{headers}{location})->{headers}{location}, $evil_jar);
+is($evil_done->{headers}{location}, "$origin/", 'a link naming another site\'s URL returns to this site\'s root');
 like($admin->{content}, qr/<a href="[^"]+\/oauth2\/v2\.0\/logout">Sign out<\/a>/, 'and a link to sign out');
 is($admin->{headers}{'cache-control'}, 'no-store', 'not cached');
 is($admin->{headers}{'referrer-policy'}, 'no-referrer', 'the 403 page sends no Referer onwards');

@@ -51,6 +51,11 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
             entra_require_group 0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1;
             proxy_pass http://127.0.0.1:$port/who;
         }
+        location /staff {
+            entra_auth live session;
+            entra_require_group 00000000-0000-0000-0000-00000000beef;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
         location /who { return 200 "groups=\$http_x_groups\\n"; }
 LOCATIONS
 my $pid = run_nginx($prefix, $port);
@@ -74,6 +79,28 @@ my $page = json_get('/app', $big);
 is($page->{status}, 200, 'accepted through the default header buffers');
 my @groups = split /,/, ($page->{content} =~ /groups=(\S*)/)[0] // '';
 is(scalar(@groups), 200, 'with all 200 groups');
+
+# --- The cookie budget: a 200-group session and pages that refuse it with long queries. A 403
+# page starts no attempt; its "sign in as someone else", clicked in four tabs, keeps the session
+# and transaction cookies within 7168 bytes, so every request still fits nginx's 8k line.
+my @links;
+for my $tab (1 .. 4) {
+    my $refused = navigate('/staff?q=' . ('x' x 1000) . "&tab=$tab", $big);
+    is($refused->{status}, 403, "403 page $tab");
+    is(scalar(grep { /^entra-t\d=/ } set_cookies($refused)), 0, 'sets no transaction cookie');
+    my ($link) = $refused->{content} =~ /<a href="([^"]+)">Sign in as someone else<\/a>/;
+    push @links, $link =~ s/&amp;/&/gr;
+}
+like($links[0], qr{^/\.entra/callback\?select_account=%2Fstaff}, 'the link asks the callback path to start the attempt');
+for my $link (@links) {
+    my $clicked = navigate($link, $big);
+    is($clicked->{status}, 302, 'clicked, it starts a sign-in');
+    like($clicked->{headers}{location}, qr/[?&]prompt=select_account(&|$)/, 'with prompt=select_account');
+    apply_cookies($big, $clicked);
+    my $line = cookie_header(%$big);
+    cmp_ok(length($line), '<=', 7168, 'the session and transaction cookies stay within 7168 bytes');
+    is(json_get('/app', $big)->{status}, 200, 'and the session still gets in over the default header buffers');
+}
 
 # --- A smaller session clears the chunk of the larger one.
 idp_admin('approve?user=alice');

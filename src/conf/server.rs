@@ -149,3 +149,55 @@ pub fn warn_without_host_prefix(cf: &Conf, providers: &[Arc<Provider>]) {
     #[cfg(not(ngx_feature = "http_ssl"))]
     let _ = (cf, providers);
 }
+
+/// Warns, once the http block is parsed, about `auth_basic` in force at the level of a server
+/// where a provider signs browsers in: its front-channel logout URL is answered with the
+/// server's own access checks, and Entra's iframe sends no credentials.
+pub fn warn_auth_basic(cf: &Conf, providers: &[Arc<Provider>]) {
+    // SAFETY: postconfiguration: the cycle's module list and the http block's confs are complete.
+    let Some(index) = (unsafe { module_ctx_index(cf, "ngx_http_auth_basic_module") }) else { return };
+    // SAFETY: as above.
+    let Some(cmcf) = (unsafe { NgxHttpCoreModule::main_conf(&*cf.as_ptr()) }) else { return };
+    // SAFETY: `servers` is an array of pointers to every server's core conf.
+    for &cscf in unsafe { items::<*mut ngx_http_core_srv_conf_t>(&cmcf.servers) } {
+        // SAFETY: a server's core conf points at its context, with this module's conf.
+        let Some(cscf) = (unsafe { cscf.as_ref() }) else { continue };
+        let Some(server) = EntraModule::server_conf(cscf) else { continue };
+        let Some(used) = server.sign_in.first() else { continue };
+        // SAFETY: the server's context holds a location-level conf per module; auth_basic's
+        // begins with its realm, a complex value or null (nginx's ngx_http_auth_basic_loc_conf_t).
+        let realm = unsafe {
+            let conf = *(*cscf.ctx).loc_conf.add(index) as *const *const ngx::ffi::ngx_http_complex_value_t;
+            conf.as_ref().and_then(|realm| realm.as_ref())
+        };
+        if realm.is_some_and(|realm| realm.value.as_bytes() != b"off") {
+            cf.warn_about(&format_args!(
+                "entra: auth_basic is in force in the server of entra_provider \"{}\" (used in {}): its \
+                 front-channel logout URI \"{}\" passes the server's access checks, and Entra's iframe sends no \
+                 credentials, so single sign-out will be refused",
+                providers[used.provider].name,
+                used.origin,
+                providers[used.provider].sign_in.frontchannel_logout_uri
+            ));
+        }
+    }
+}
+
+/// The context index of the module named `name`, if nginx has it.
+///
+/// # Safety
+/// `cf`'s cycle has its module list.
+unsafe fn module_ctx_index(cf: &Conf, name: &str) -> Option<usize> {
+    // SAFETY: per the contract: `modules` holds `modules_n` module pointers.
+    let modules = unsafe {
+        let cycle = (*cf.as_ptr()).cycle;
+        core::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n)
+    };
+    modules.iter().find_map(|&m| {
+        // SAFETY: each module pointer is valid.
+        let module = unsafe { m.as_ref()? };
+        // SAFETY: a module's name is a C string.
+        let module_name = unsafe { core::ffi::CStr::from_ptr(module.name.as_ref()?) };
+        (module_name.to_bytes() == name.as_bytes()).then_some(module.ctx_index)
+    })
+}

@@ -72,6 +72,25 @@ pub fn is_valid_sid(sid: &str) -> bool {
         && sid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Why a front-channel logout call's query names no `sid`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SidRefusal {
+    #[error("the sid is not of Entra's form")]
+    NotEntraForm,
+    #[error("{0} sid parameters")]
+    Count(usize),
+}
+
+/// The one `sid` of a front-channel logout call's query.
+pub fn frontchannel_sid(query: &str) -> Result<&str, SidRefusal> {
+    let sids: Vec<&str> = query.split('&').filter_map(|p| p.strip_prefix("sid=")).collect();
+    match sids[..] {
+        [sid] if is_valid_sid(sid) => Ok(sid),
+        [_] => Err(SidRefusal::NotEntraForm),
+        _ => Err(SidRefusal::Count(sids.len())),
+    }
+}
+
 /// How many sign-in attempts a browser may have under way: `<cookie>-t0` to `-t3`.
 pub const TRANSACTION_COOKIES: usize = 4;
 

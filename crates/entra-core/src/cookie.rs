@@ -10,6 +10,15 @@ use thiserror::Error;
 
 pub const MAX_COOKIE_BYTES: usize = 4096;
 pub const MAX_SESSION_BYTES: usize = 6144;
+/// The most of a request's `Cookie` value the session and transaction cookies take together,
+/// `; ` separators included: nginx reads a header line into 8k by default
+/// (`large_client_header_buffers`), which leaves 1024 bytes to the application's own cookies.
+pub const COOKIE_BUDGET: usize = 7168;
+/// Bytes of each transaction cookie kept free for the fields later sign-in work adds (step-up's
+/// requested context): a session at its largest and one transaction then still fit the budget.
+pub const RESERVED_TRANSACTION_BYTES: usize = 96;
+/// The largest transaction cookie (`name=value`): one fits beside a session at its largest.
+pub const MAX_TRANSACTION_BYTES: usize = COOKIE_BUDGET - MAX_SESSION_BYTES - 2 - RESERVED_TRANSACTION_BYTES;
 /// The session cookie and one more chunk: `<name>` and `<name>-1`.
 pub const MAX_CHUNKS: usize = 2;
 

@@ -15,7 +15,7 @@ use crate::binary::{put_text, put_u64, DecodeError, Reader, TooLong};
 const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The longest return URL kept in a transaction; longer ones keep their path alone, or `/`.
-pub const MAX_RETURN_URL: usize = 1024;
+pub const MAX_RETURN_URL: usize = 512;
 
 fn random_text(random: &SystemRandom, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -245,6 +245,17 @@ pub fn is_local_path(url: &str) -> bool {
         && !starts_elsewhere(url)
         && !starts_elsewhere(&decoded)
         && !decoded.chars().any(|c| c.is_control())
+}
+
+/// The query parameter, on the redirect URI's path, of the link that starts a sign-in with
+/// another account (`prompt=select_account`) on a click, returning to its value.
+pub const SELECT_ACCOUNT: &str = "select_account";
+
+/// The return URL of a "sign in as someone else" link's query, if it is one: a local path (else
+/// `/`), shortened as [`return_url`] does.
+pub fn select_account_return(query: &str) -> Option<String> {
+    let value = query.split('&').find_map(|p| p.strip_prefix(SELECT_ACCOUNT)?.strip_prefix('='))?;
+    Some(return_url(&percent_decode_str(value).decode_utf8_lossy()))
 }
 
 /// The URL to come back to after signing in, from the request's own path and query (never

@@ -12,10 +12,10 @@ use crate::discovery::{Discovery, Endpoints};
 use crate::error::{ConfigError, Denial};
 use crate::keys::{KeyFamily, KeySet};
 use crate::schedule::Schedule;
-use crate::seal::OpenError;
 use crate::session::Session;
 use crate::signin::{
     AttemptKind, Authorize, Leftover, Redirect, SessionJudgment, SessionRequest, SignIn, SignInConfig,
+    StartError,
 };
 use crate::values::{AllowedTenants, Tenant, CONSUMERS_TENANT_ID, TENANT_PLACEHOLDER};
 
@@ -212,7 +212,7 @@ impl Provider {
         kind: AttemptKind,
         return_url: Option<String>,
         leftover: Leftover,
-    ) -> Option<Result<Redirect, OpenError>> {
+    ) -> Option<Result<Redirect, StartError>> {
         let authorize = self.authorize()?;
         Some(self.sign_in.redirect(request, authorize, kind, return_url, leftover, &SystemRandom::new()))
     }

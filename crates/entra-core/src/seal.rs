@@ -60,22 +60,45 @@ pub enum OpenError {
 }
 
 struct SealKey {
+    /// The id sealed values carry: derived by HKDF, like the keys, so it says nothing more of
+    /// the material than they do.
     id: [u8; KEY_ID_LEN],
+    /// The id releases before issue 22 put in front (a SHA-256 prefix of the material): values
+    /// sealed then still open.
+    legacy_id: [u8; KEY_ID_LEN],
     session: LessSafeKey,
     transaction: LessSafeKey,
 }
 
+/// HKDF output of `len` bytes.
+struct Bytes(usize);
+
+impl ring::hkdf::KeyType for Bytes {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
 impl SealKey {
     fn new(material: &[u8]) -> SealKey {
-        let mut id = [0; KEY_ID_LEN];
-        id.copy_from_slice(&digest(&SHA256, material).as_ref()[..KEY_ID_LEN]);
+        let mut legacy_id = [0; KEY_ID_LEN];
+        legacy_id.copy_from_slice(&digest(&SHA256, material).as_ref()[..KEY_ID_LEN]);
         let prk = Salt::new(HKDF_SHA256, b"ngx-entra").extract(material);
+        let mut id = [0; KEY_ID_LEN];
+        prk.expand(&[b"ngx-entra key id v1"], Bytes(KEY_ID_LEN))
+            .and_then(|okm| okm.fill(&mut id))
+            .expect("a 4-byte HKDF output is a valid length");
         let derive = |purpose: Purpose| {
             let info = [purpose.info()];
             let okm = prk.expand(&info, &AES_256_GCM).expect("an AES-256 key is a valid HKDF length");
             LessSafeKey::new(UnboundKey::from(okm))
         };
-        SealKey { id, session: derive(Purpose::Session), transaction: derive(Purpose::Transaction) }
+        SealKey {
+            id,
+            legacy_id,
+            session: derive(Purpose::Session),
+            transaction: derive(Purpose::Transaction),
+        }
     }
 
     fn key(&self, purpose: Purpose) -> &LessSafeKey {
@@ -150,7 +173,12 @@ impl SealKeys {
         }
         let (id, rest) = bytes.split_at(KEY_ID_LEN);
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let key = self.keys.iter().find(|k| k.id == id).ok_or(OpenError::UnknownKey)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .or_else(|| self.keys.iter().find(|k| k.legacy_id == id))
+            .ok_or(OpenError::UnknownKey)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Malformed)?;
         let mut buffer = ciphertext.to_vec();
         let plaintext = key
@@ -184,6 +212,20 @@ mod tests {
             "a fresh nonce"
         );
         assert!(!sealed.contains("payload"));
+    }
+
+    #[test]
+    fn the_key_id_is_derived_by_hkdf_and_the_old_prefix_still_opens() {
+        let material = [7u8; 32];
+        let keys = SealKeys::parse(&STANDARD.encode(material)).unwrap();
+        let sealed = URL_SAFE_NO_PAD.decode(keys.seal(Purpose::Session, b"a", b"plain")).unwrap();
+        let hash = digest(&SHA256, &material);
+        let prefix = &hash.as_ref()[..KEY_ID_LEN];
+        assert_ne!(&sealed[..KEY_ID_LEN], prefix, "no prefix of the key's own hash");
+        // A value of a release before: the same sealing, the hash prefix in front.
+        let mut old = prefix.to_vec();
+        old.extend_from_slice(&sealed[KEY_ID_LEN..]);
+        assert_eq!(keys.open(Purpose::Session, b"a", URL_SAFE_NO_PAD.encode(old)).unwrap(), b"plain");
     }
 
     #[test]

@@ -176,6 +176,15 @@ impl SignInConfig {
     }
 }
 
+/// A transaction cookie a request carries.
+struct Carried {
+    index: usize,
+    /// When its attempt began (0: it does not open).
+    created: u64,
+    /// Its `name=value` bytes.
+    bytes: usize,
+}
+
 /// Why a session cookie counts as no session; the log says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum SessionFault {
@@ -195,6 +204,18 @@ pub type SetCookie = String;
 pub struct Start {
     pub location: String,
     pub cookie: SetCookie,
+    /// Deletions of older transaction cookies that would pass the cookie budget.
+    pub clear: Vec<SetCookie>,
+}
+
+/// Why no sign-in attempt could start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Keys(#[from] OpenError),
+    /// Even returning to `/`, the transaction would pass its size (a `Host` header that long).
+    #[error("the sign-in attempt would not fit its cookie (the Host header is too long)")]
+    TooLarge,
 }
 
 /// A callback matched to its transaction: what the code exchange needs.
@@ -202,7 +223,8 @@ pub struct Start {
 pub struct Matched {
     pub code: String,
     pub transaction: Transaction,
-    /// Clears the transaction cookie the callback used.
+    /// The slot of the transaction cookie the callback used, and its deletion.
+    pub slot: usize,
     pub clear: SetCookie,
 }
 
@@ -263,7 +285,10 @@ impl SignIn {
     }
 
     /// A new sign-in attempt: the authorize URL and its sealed transaction cookie, which takes a
-    /// name absent from the request's cookies, else the oldest one's.
+    /// name absent from the request's cookies, else the oldest one's. The return URL is kept as
+    /// long as the cookie stays within [`cookie::MAX_TRANSACTION_BYTES`], else its path, else
+    /// `/`; older transactions are cleared, oldest first, while the session and transaction
+    /// cookies would pass [`cookie::COOKIE_BUDGET`].
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
@@ -276,14 +301,11 @@ impl SignIn {
         kind: AttemptKind,
         now: u64,
         random: &SystemRandom,
-    ) -> Result<Start, OpenError> {
+    ) -> Result<Start, StartError> {
         let keys = self.keys()?;
+        let transactions = self.transactions(cookies, secure);
         let created: [Option<u64>; TRANSACTION_COOKIES] =
-            core::array::from_fn(|i| match cookies.find(&self.transaction_name(secure, i)) {
-                Found::One(value) => Some(self.open_transaction(secure, i, value).map_or(0, |t| t.created)),
-                Found::Twice => Some(0),
-                Found::Absent => None,
-            });
+            core::array::from_fn(|i| transactions.iter().find(|t| t.index == i).map(|t| t.created));
         let index = transaction_slot(created);
         let attempt = Attempt::new(random);
         let location = crate::oidc::authorize_url(
@@ -294,14 +316,113 @@ impl SignIn {
             &attempt,
             &kind.extra,
         );
-        let transaction =
-            Transaction { attempt, redirect_uri, return_url, created: now, revalidating: kind.revalidating };
         let name = self.transaction_name(secure, index);
-        // The return URL is at most 1024 bytes: a transaction always encodes.
-        let plain = transaction.encode().map_err(|_| OpenError::Malformed)?;
-        let sealed =
-            keys.seal(Purpose::Transaction, &self.aad(&name, crate::oidc::TRANSACTION_VERSION), &plain);
-        Ok(Start { location, cookie: cookie::set_cookie(&name, &sealed, secure, Some(TRANSACTION_LIFETIME)) })
+        let path = return_url.split('?').next().unwrap_or("/").to_owned();
+        let mut transaction =
+            Transaction { attempt, redirect_uri, return_url, created: now, revalidating: kind.revalidating };
+        let aad = self.aad(&name, crate::oidc::TRANSACTION_VERSION);
+        let sealed = [path, "/".to_owned()]
+            .into_iter()
+            .map(Some)
+            .chain([None])
+            .find_map(|shorter| {
+                let plain = transaction.encode().ok()?;
+                let sealed = keys.seal(Purpose::Transaction, &aad, &plain);
+                if name.len() + 1 + sealed.len() <= cookie::MAX_TRANSACTION_BYTES {
+                    return Some(Some(sealed));
+                }
+                // Shorter next time, or give up.
+                match shorter {
+                    Some(url) => {
+                        transaction.return_url = url;
+                        None
+                    }
+                    None => Some(None),
+                }
+            })
+            .flatten()
+            .ok_or(StartError::TooLarge)?;
+        let incoming = name.len() + 1 + sealed.len();
+        let clear =
+            self.over_budget(cookies, secure, self.session_bytes(cookies, secure), Some(index), incoming);
+        Ok(Start {
+            location,
+            cookie: cookie::set_cookie(&name, &sealed, secure, Some(TRANSACTION_LIFETIME)),
+            clear,
+        })
+    }
+
+    /// The transaction cookies a request carries: slot, creation time (0 when it does not open
+    /// or its name is sent twice) and bytes (`name=value`).
+    fn transactions(&self, cookies: &Jar, secure: bool) -> Vec<Carried> {
+        (0..TRANSACTION_COOKIES)
+            .filter_map(|index| {
+                let name = self.transaction_name(secure, index);
+                let (created, bytes) = match cookies.find(&name) {
+                    Found::One(value) => (
+                        self.open_transaction(secure, index, value).map_or(0, |t| t.created),
+                        name.len() + 1 + value.len(),
+                    ),
+                    Found::Twice => (
+                        0,
+                        cookies
+                            .pairs()
+                            .iter()
+                            .filter(|(n, _)| *n == name.as_bytes())
+                            .map(|(n, v)| n.len() + 1 + v.len() + 2)
+                            .sum(),
+                    ),
+                    Found::Absent => return None,
+                };
+                Some(Carried { index, created, bytes })
+            })
+            .collect()
+    }
+
+    /// Bytes of the session cookies a request carries (`name=value`, with the `; ` between).
+    fn session_bytes(&self, cookies: &Jar, secure: bool) -> usize {
+        let name = self.cookie_name(secure);
+        let chunks: Vec<usize> = (0..cookie::MAX_CHUNKS)
+            .map(|i| cookie::chunk_name(name, i))
+            .flat_map(|n| {
+                cookies
+                    .pairs()
+                    .iter()
+                    .filter(move |(p, _)| *p == n.as_bytes())
+                    .map(|(p, v)| p.len() + 1 + v.len())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        chunks.iter().sum::<usize>() + 2 * chunks.len().saturating_sub(1)
+    }
+
+    /// Deletions of the transaction cookies, oldest first, that keep the session's cookies
+    /// (`session_bytes`), the other transactions and an `incoming` cookie (`name=value`; 0 for
+    /// none) within [`cookie::COOKIE_BUDGET`]. `replaced`: the slot the incoming one takes over,
+    /// or the one a callback used up (gone either way).
+    fn over_budget(
+        &self,
+        cookies: &Jar,
+        secure: bool,
+        session_bytes: usize,
+        replaced: Option<usize>,
+        incoming: usize,
+    ) -> Vec<SetCookie> {
+        let mut kept: Vec<Carried> =
+            self.transactions(cookies, secure).into_iter().filter(|t| Some(t.index) != replaced).collect();
+        kept.sort_by_key(|t| std::cmp::Reverse(t.created));
+        let total = |kept: &[Carried]| {
+            let parts =
+                [session_bytes, incoming].into_iter().filter(|b| *b > 0).chain(kept.iter().map(|t| t.bytes));
+            let (sum, count) = parts.fold((0, 0), |(sum, count), b| (sum + b, count + 1));
+            sum + 2 * (count as usize).saturating_sub(1)
+        };
+        let mut clear = Vec::new();
+        while total(&kept) > cookie::COOKIE_BUDGET {
+            let Some(oldest) = kept.pop() else { break };
+            clear.push(cookie::set_cookie(&self.transaction_name(secure, oldest.index), "", secure, Some(0)));
+        }
+        clear
     }
 
     fn open_transaction(&self, secure: bool, index: usize, value: &[u8]) -> Option<Transaction> {
@@ -375,7 +496,7 @@ impl SignIn {
                     clear,
                 ));
             }
-            return Ok(Matched { code, transaction, clear: clear_used });
+            return Ok(Matched { code, transaction, slot: index, clear: clear_used });
         }
         Err(refuse(
             Denial::StateMismatch,
@@ -424,6 +545,24 @@ impl SignIn {
             }
         }
         Ok(out)
+    }
+
+    /// Deletions of the transaction cookies left (the callback's own, `used`, goes anyway) that
+    /// would make a new session's cookies (`session`, as set) pass the cookie budget.
+    pub fn fit_with_session(
+        &self,
+        cookies: &Jar,
+        secure: bool,
+        session: &[SetCookie],
+        used: usize,
+    ) -> Vec<SetCookie> {
+        let chunks: Vec<usize> = session
+            .iter()
+            .filter(|c| !c.ends_with("Max-Age=0"))
+            .map(|c| c.split(';').next().unwrap_or("").len())
+            .collect();
+        let bytes = chunks.iter().sum::<usize>() + 2 * chunks.len().saturating_sub(1);
+        self.over_budget(cookies, secure, bytes, Some(used), 0)
     }
 
     /// Deletions of every session and transaction cookie the request carries.
@@ -567,7 +706,7 @@ pub struct SessionJudgment {
     pub set_cookies: Vec<SetCookie>,
     /// A navigation whose session is due for revalidation: the silent sign-in to answer with
     /// (`prompt=none`, with the session's `login_hint`).
-    pub revalidation: Option<Result<Redirect, OpenError>>,
+    pub revalidation: Option<Result<Redirect, StartError>>,
     /// The request carried a session cookie: how it opened.
     pub opening: Option<Opening>,
     /// Why the cookie did not open, for the log.
@@ -697,7 +836,7 @@ impl SignIn {
         return_url: Option<String>,
         leftover: Leftover,
         random: &SystemRandom,
-    ) -> Result<Redirect, OpenError> {
+    ) -> Result<Redirect, StartError> {
         let jar = request.jar();
         let secure = self.is_secure(request.tls);
         let scheme = if secure { "https" } else { "http" };
@@ -713,6 +852,7 @@ impl SignIn {
             random,
         )?;
         let mut set_cookies = vec![started.cookie];
+        set_cookies.extend(started.clear);
         if leftover == Leftover::Clear {
             set_cookies.extend(self.clear_session(&jar, secure));
         }

@@ -208,11 +208,21 @@ pub fn session_cookie(data: &[u8]) {
 }
 
 /// A callback: the query on the first line, `Cookie` lines after it. It matches only a
-/// transaction cookie sealed for the state it names, sent byte-identical.
+/// transaction cookie sealed for the state it names, sent byte-identical; the same query read as
+/// a front-channel logout's or a "sign in as someone else" link's yields only a `sid` of Entra's
+/// form and a local return URL.
 pub fn callback(data: &[u8]) {
     let f = fixtures();
     let mut input = data.splitn(2, |b| *b == b'\n');
     let Ok(query) = std::str::from_utf8(input.next().unwrap_or_default()) else { return };
+    // The other parsers of a query on the sign-in paths: the front-channel logout's sid, and the
+    // "sign in as someone else" link's return URL.
+    if let Ok(sid) = entra_core::browser::frontchannel_sid(query) {
+        assert!(entra_core::browser::is_valid_sid(sid), "a sid of another form was accepted");
+    }
+    if let Some(back) = entra_core::oidc::select_account_return(query) {
+        assert!(entra_core::oidc::is_local_path(&back), "a return URL of another site: {back}");
+    }
     let jar = Jar::parse(input.next().unwrap_or_default().split(|b| *b == b'\n'));
     let Ok(matched) = f.sign_in.callback(query, &jar, false, NOW) else { return };
     let sent = jar.pairs();
