@@ -46,7 +46,8 @@ fn pid() -> u32 {
     unsafe { ngx_pid as u32 }
 }
 
-/// Starts this worker's refresh tick (module `init_process`).
+/// Starts this worker's refresh tick (module `init_process`), which also keeps the records of
+/// sessions on disk.
 ///
 /// # Safety
 /// Called by nginx in a worker process with its cycle.
@@ -55,7 +56,9 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let log = unsafe { (*cycle).log };
     guard(log, "the worker's start", NGX_ERROR as ngx_int_t, || {
         let Some(worker) = worker::current() else { return NGX_OK as ngx_int_t };
-        if !worker.providers.iter().any(|p| p.discovery().is_some()) {
+        let keeps_records =
+            worker.keys_cache.is_some() && worker.providers.iter().any(|p| p.record.is_some());
+        if !keeps_records && !worker.providers.iter().any(|p| p.discovery().is_some()) {
             return NGX_OK as ngx_int_t;
         }
         // SAFETY: the cycle's pool lives as long as the worker.
@@ -93,6 +96,7 @@ unsafe extern "C" fn on_tick(tick: *mut ngx_event_t) {
             for index in 0..worker.providers.len() {
                 start_if_due(&worker, index);
             }
+            crate::persist::keep_changed(&worker);
         }
         // SAFETY: the event armed in init_process, fired and not armed again yet.
         unsafe { ngx_add_timer(tick, TICK_MS) };

@@ -33,6 +33,7 @@ mod logout;
 mod module;
 mod outcome;
 mod park;
+mod persist;
 mod request;
 mod response;
 mod session;
@@ -82,12 +83,16 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
             Some(log::index_request_id(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?);
         let size = main.zone.name_and_size().1;
         main.size_records(size).map_err(ConfError::Rule)?;
+        main.kept_records = conf::cache::read_records(cf, main);
         let (name, size) = main.zone.name_and_size();
         let name = cf.pool_str(name)?;
         main.zone.shm =
             zone::add_zone(cf.as_ptr(), name, size, main.providers.len()).map_err(ConfError::Rule)?;
     }
-    if main.providers.iter().any(|p| matches!(p.source, entra_core::provider::KeySource::Discovery { .. })) {
+    // Fetches, and the records of sessions kept on disk, are written on the default pool.
+    let discovery =
+        main.providers.iter().any(|p| matches!(p.source, entra_core::provider::KeySource::Discovery { .. }));
+    if discovery || (main.keys_cache.is_some() && !main.records.is_empty()) {
         threads::add_pool(cf.as_ptr(), threads::DEFAULT_POOL).map_err(|e| ConfError::Rule(e.into()))?;
     }
     if main.sign_in_used {
@@ -120,8 +125,13 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
     guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
         keep_mapped(cycle.log);
-        match zone::assign_slots(cycle.log, &main.providers, &main.cached_keys, &main.records, main.zone.shm)
-        {
+        match zone::assign_slots(
+            cycle.log,
+            &main.providers,
+            &main.cached_keys,
+            (&main.records, &main.kept_records),
+            main.zone.shm,
+        ) {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(e) => {
                 ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cycle.log, "entra: {}", e);
@@ -129,6 +139,13 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             }
         }
     })
+}
+
+/// Module `exit_process`: the records of sessions kept, then the unfinished pool jobs dropped.
+unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    log::guard(worker::cycle_log(), "the worker's exit", (), persist::keep_at_exit);
+    // SAFETY: nginx passes the exiting cycle.
+    unsafe { threads::exit_process(cycle) };
 }
 
 // SAFETY: MainConf is what create_main_conf allocates for this module.
@@ -168,6 +185,6 @@ pub static mut ngx_http_entra_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as _,
     init_module: Some(init_module),
     init_process: Some(fetch::init_process),
-    exit_process: Some(threads::exit_process),
+    exit_process: Some(exit_process),
     ..ngx_module_t::default()
 };

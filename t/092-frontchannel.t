@@ -7,6 +7,8 @@
 use strict;
 use warnings;
 
+use File::Path qw(make_path);
+use File::Spec;
 use Test::More;
 use EntraTest;
 use EntraBrowser;
@@ -17,10 +19,15 @@ my $origin = "http://127.0.0.1:$port";
 
 signin_prefix($prefix);
 browser_origin($origin);
+# The records of sessions are kept across restarts in the key cache's directory.
+my $keys = File::Spec->rel2abs("$prefix/keys");
+make_path($keys);
+chmod 0700, $keys;
+
 # The configuration, with extra lines for the provider "live" (a reload rewrites it).
 sub configure {
     my @live = @_;
-    my $provider = "    entra_shared_zone zone=signout:128k;\n"
+    my $provider = "    entra_shared_zone zone=signout:128k;\n    entra_keys_cache_path $keys;\n"
         . live_provider('client_secret_file secret;', 'session_key_file session.keys;', @live)
         . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /other/callback;',
             'frontchannel_logout_uri /other/logout;', 'session_cookie other;') =~ s/entra_provider live/entra_provider other/r)
@@ -163,6 +170,21 @@ is(from_every_worker($tiny{17}, '/tiny'), '200', 'the unrecorded one too, until 
 is(request('GET', "/tiny/logout?sid=$sids[16]")->{status}, 200, 'the unrecorded one\'s sid is called');
 is(from_every_worker($tiny{17}, '/tiny'), '401', 'it ends (with every unrecorded session signed in before)');
 is(from_every_worker($tiny{2}, '/tiny'), '200', 'a recorded one stays');
+
+# --- A restart: the records kept on disk come back (entra_keys_cache_path).
+ok(-s "$keys/live.sessions", 'the record of sessions is kept in the key cache\'s directory');
+is((stat "$keys/live.sessions")[2] & 0777, 0600, 'mode 0600');
+kill 'TERM', $pid;
+waitpid $pid, 0;
+my $restarted = start_nginx($prefix, 'conf/nginx.conf', $port);
+END { kill 'TERM', $restarted if $restarted }
+is(from_every_worker($alice), '401', 'a session a front-channel call ended stays refused after a restart');
+is(from_every_worker($again), '200', 'a recorded session stays accepted');
+$flooded = 0;
+$flooded += request('GET', "/.entra/logout?sid=after-restart-$_")->{status} == 200 for 1 .. 20;
+is($flooded, 20, 'a flood after the restart');
+is(from_every_worker($again), '200', 'signs it out no more than before: it is still recorded');
+like(request('GET', '/status')->{content}, qr/"name":"live".*?"session_record":\{[^}]*"revoked":1\b/, 'entra_status shows the record back');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use entra_core::discovery::Fetched;
 use entra_core::keycache::KeyCache;
 use entra_core::provider::KeySource;
+use entra_core::revocation::Snapshot;
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_core_conf_t, ngx_core_module};
 
@@ -15,6 +16,7 @@ use super::ext::{answer, time_value, Conf, ConfError};
 use super::main::MainConf;
 use crate::clock::now;
 use crate::log::guard;
+use crate::zone::RecordKind;
 
 const DEFAULT_MAX_AGE: u64 = 72 * 3600;
 
@@ -93,6 +95,33 @@ pub fn read_cached(cf: &Conf, main: &MainConf) -> Vec<Option<Fetched>> {
                         "entra: provider \"{}\": key cache \"{}\" is not used: {e}",
                         provider.name,
                         file.display()
+                    ));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The records of sessions kept across restarts, one per wanted record (in `main.records`'s
+/// order; only records of sessions are kept): read by the master once the configuration is
+/// parsed, used only where the shared zone has no such record yet (a start). Files that do not
+/// read back are logged and left alone.
+pub fn read_records(cf: &Conf, main: &MainConf) -> Vec<Option<Snapshot>> {
+    let Some(cache) = &main.keys_cache else { return Vec::new() };
+    let uid = worker_uid(cf);
+    main.records
+        .iter()
+        .map(|(kind, name, _)| {
+            if *kind != RecordKind::Sessions {
+                return None;
+            }
+            match cache.read_record(name, uid) {
+                Ok(kept) => kept,
+                Err(e) => {
+                    cf.warn_about(&format_args!(
+                        "entra: provider \"{name}\": the record of sessions \"{}\" is not used: {e}",
+                        cache.record_file(name).display()
                     ));
                     None
                 }

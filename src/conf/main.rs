@@ -7,7 +7,7 @@ use entra_core::discovery::Fetched;
 use entra_core::keycache::KeyCache;
 use entra_core::Provider;
 
-use entra_core::revocation::BYTES_PER_SESSION;
+use entra_core::revocation::{Snapshot, BYTES_PER_SESSION};
 
 use super::zone::ZoneConf;
 use crate::zone::{RecordKind, WantedRecord};
@@ -26,6 +26,9 @@ pub struct MainConf {
     /// The records of each provider that signs browsers in (set once the block is parsed, by
     /// [`MainConf::size_records`]).
     pub records: Vec<WantedRecord>,
+    /// The records of sessions kept across restarts, per wanted record (read once the block is
+    /// parsed, with `entra_keys_cache_path`).
+    pub kept_records: Vec<Option<Snapshot>>,
     /// Requirement lines (file, line) already warned about for want of `entra_auth`.
     pub unguarded_warned: std::collections::HashSet<(String, usize)>,
     /// nginx's `$request_id`, indexed so that the denial line and the access log read the

@@ -8,7 +8,9 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::SeqCst;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use entra_core::revocation::{state_key, table_len, Entry, Key, Once, Record, RecordStatus, Revocation};
+use entra_core::revocation::{
+    state_key, table_len, Entry, Key, Once, Record, RecordStatus, Revocation, Snapshot,
+};
 use entra_core::session::Session;
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
@@ -63,6 +65,7 @@ pub(super) fn assign_records(
     locked: &LockedSlabPool,
     part: &SignInShared,
     wanted: &[WantedRecord],
+    kept: &[Option<Snapshot>],
     now_ms: u64,
 ) -> Result<(), String> {
     let records = &part.records;
@@ -72,7 +75,7 @@ pub(super) fn assign_records(
             give_up(locked, slot);
         }
     }
-    for ((_, provider, capacity), &name) in wanted.iter().zip(&names) {
+    for (position, ((_, provider, capacity), &name)) in wanted.iter().zip(&names).enumerate() {
         let existing = records.iter().find(|s| s.name.load(SeqCst) == name);
         if let Some(slot) = existing {
             if record_of(slot).is_some_and(|r| r.status().capacity == *capacity) {
@@ -91,8 +94,11 @@ pub(super) fn assign_records(
         fresh.table_len.store(len, SeqCst);
         let record = record_of(fresh).expect("a table was just given");
         record.start(*capacity, now_ms);
-        if let Some(previous) = existing.and_then(record_of) {
-            record.take_over(&previous, now_ms);
+        match (existing.and_then(record_of), kept.get(position).and_then(Option::as_ref)) {
+            (Some(previous), _) => record.take_over(&previous, now_ms),
+            // A start: what the previous run kept on disk.
+            (None, Some(snapshot)) => record.restore(snapshot, now_ms),
+            (None, None) => {}
         }
         fresh.name.store(name, SeqCst);
         if let Some(old) = existing {
@@ -195,6 +201,34 @@ impl RecordRef {
 
     pub fn status(&self) -> Option<RecordStatus> {
         self.record().map(|r| r.status())
+    }
+
+    /// A copy of the record to keep on disk, when it changed since the last one kept and no
+    /// worker is keeping one now (a claim older than `stale_ms` is taken over): its generation
+    /// and content. Call [`RecordRef::kept`] when done, or [`RecordRef::not_kept`].
+    pub fn snapshot_to_keep(&self, now_ms: u64, stale_ms: u64) -> Option<(u64, Snapshot)> {
+        let slot = self.slot();
+        let generation = self.record()?.generation();
+        if generation == slot.kept_generation.load(SeqCst) {
+            return None;
+        }
+        let since = slot.keeping_since_ms.load(SeqCst);
+        let free = since == 0 || now_ms >= since.saturating_add(stale_ms);
+        if !free || slot.keeping_since_ms.compare_exchange(since, now_ms.max(1), SeqCst, SeqCst).is_err() {
+            return None;
+        }
+        self.write(|r| (r.generation(), r.snapshot(now_ms)))
+    }
+
+    /// The copy of `generation` is on disk.
+    pub fn kept(&self, generation: u64) {
+        self.slot().kept_generation.store(generation, SeqCst);
+        self.slot().keeping_since_ms.store(0, SeqCst);
+    }
+
+    /// The copy could not be written: the next tick tries again.
+    pub fn not_kept(&self) {
+        self.slot().keeping_since_ms.store(0, SeqCst);
     }
 
     /// `true` at most once a minute per provider: whether to log a watermark that rose.

@@ -110,6 +110,10 @@ pub(super) struct RecordSlot {
     pub(super) table_len: AtomicUsize,
     /// When (s) a watermark that rose was last logged.
     pub(super) warned: AtomicU64,
+    /// The record's generation last kept on disk (`entra_keys_cache_path`).
+    pub(super) kept_generation: AtomicU64,
+    /// Since when (ms) a worker is keeping it (0: none is).
+    pub(super) keeping_since_ms: AtomicU64,
 }
 
 /// The zone's slots (set once by init_zone, before any worker starts).

@@ -8,6 +8,7 @@ use core::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use entra_core::discovery::Fetched;
+use entra_core::revocation::Snapshot;
 use entra_core::Provider;
 use ngx::allocator::Allocator;
 use ngx::core::SlabPool;
@@ -79,13 +80,13 @@ pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void)
 
 /// Gives every provider of a committed configuration its slot (module `init_module`, in the
 /// master): a provider whose identity has a slot keeps it, the others take a free one, and the
-/// slots no provider uses any more are freed. Session providers (name, capacity in `records`)
-/// get their record of sessions likewise, by name.
+/// slots no provider uses any more are freed. Session providers get their records (`records`)
+/// likewise, by name; a record made afresh starts from what was `kept` on disk for it.
 pub fn assign_slots(
     log: *mut ngx_log_t,
     providers: &[Arc<Provider>],
     cached: &[Option<Fetched>],
-    records: &[WantedRecord],
+    (records, kept): (&[WantedRecord], &[Option<Snapshot>]),
     zone: *mut ngx_shm_zone_t,
 ) -> Result<(), String> {
     let Some(pool) = pool(zone) else { return Ok(()) };
@@ -95,7 +96,7 @@ pub fn assign_slots(
     }
     let locked = pool.lock();
     if let Some(part) = sign_in_part_for(&locked, &pool, root, !records.is_empty())? {
-        assign_records(&locked, part, records, crate::clock::epoch_ms())?;
+        assign_records(&locked, part, records, kept, crate::clock::epoch_ms())?;
     }
     // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };

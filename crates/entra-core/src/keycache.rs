@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::discovery::{Endpoints, Fetched};
 use crate::keys::KeySet;
+use crate::revocation::Snapshot;
 
 /// The format of the files; another version is ignored.
 const VERSION: u32 = 1;
@@ -37,7 +38,7 @@ pub enum CacheError {
     NotRegular,
     #[error("it is owned by uid {0}, neither root nor the worker user")]
     Owner(u32),
-    #[error("it is larger than 1 MiB")]
+    #[error("it is larger than it may be (1 MiB for keys)")]
     TooLarge,
     #[error("{0}")]
     Url(String),
@@ -130,8 +131,14 @@ impl KeyCache {
             jwks: String::from_utf8_lossy(&fetched.jwks).into_owned(),
         };
         let text = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        let path = self.file(name);
-        let temporary = self.dir.join(format!(".{name}.keys.json.{}", std::process::id()));
+        self.replace(&self.file(name), &format!("{name}.keys.json"), &text)
+    }
+
+    /// Puts `bytes` in place of `path`: a new file of mode 0600 (named after `base`, this
+    /// process and a dot), synced and renamed over the old one, which a reader never sees half
+    /// written.
+    fn replace(&self, path: &Path, base: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let temporary = self.dir.join(format!(".{base}.{}", std::process::id()));
         let written = (|| {
             let mut out = fs::OpenOptions::new()
                 .write(true)
@@ -139,9 +146,9 @@ impl KeyCache {
                 .truncate(true)
                 .mode(0o600)
                 .open(&temporary)?;
-            out.write_all(&text)?;
+            out.write_all(bytes)?;
             out.sync_all()?;
-            fs::rename(&temporary, &path)
+            fs::rename(&temporary, path)
         })();
         if written.is_err() {
             let _ = fs::remove_file(&temporary);
@@ -149,8 +156,24 @@ impl KeyCache {
         written
     }
 
-    /// Reads provider `name`'s file, if it is for `tenant` and `metadata_url` and no older than
-    /// `max_age` at `now`. `Ok(None)`: there is none.
+    /// The file of provider `name`'s record of sessions.
+    pub fn record_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sessions"))
+    }
+
+    /// Keeps provider `name`'s record of sessions. Blocking: never on an event loop.
+    pub fn write_record(&self, name: &str, snapshot: &Snapshot) -> std::io::Result<()> {
+        self.replace(&self.record_file(name), &format!("{name}.sessions"), &snapshot.encode())
+    }
+
+    /// Reads provider `name`'s record of sessions back, read as [`KeyCache::read`] reads (but
+    /// up to the size of the largest record). `Ok(None)`: there is none.
+    pub fn read_record(&self, name: &str, worker_uid: u32) -> Result<Option<Snapshot>, CacheError> {
+        let max = 64 + 32 * crate::revocation::MAX_SNAPSHOT_ENTRIES as u64;
+        let Some(bytes) = read_guarded(&self.record_file(name), worker_uid, max)? else { return Ok(None) };
+        Snapshot::decode(&bytes).map(Some).map_err(|e| CacheError::Format(e.to_string()))
+    }
+
     /// The master reads it as root, before any worker runs: only a regular file owned by root
     /// or `worker_uid`, never through a symbolic link, never waiting on a FIFO, at most 1 MiB;
     /// the URLs it names pass the rules a fetched metadata document's do.
@@ -162,7 +185,7 @@ impl KeyCache {
         now: u64,
         worker_uid: u32,
     ) -> Result<Option<Cached>, CacheError> {
-        let Some(text) = read_guarded(&self.file(name), worker_uid)? else { return Ok(None) };
+        let Some(text) = read_guarded(&self.file(name), worker_uid, MAX_FILE_BYTES)? else { return Ok(None) };
         let file: File = crate::token::json_object(&text).map_err(|e| CacheError::Format(e.to_string()))?;
         if file.version != VERSION {
             return Err(CacheError::Format(format!("version {}", file.version)));
@@ -195,8 +218,9 @@ impl KeyCache {
     }
 }
 
-/// A cache file's bytes, read as [`KeyCache::read`] says; `None` when there is none.
-fn read_guarded(path: &Path, worker_uid: u32) -> Result<Option<Vec<u8>>, CacheError> {
+/// A cache file's bytes, read as [`KeyCache::read`] says, at most `max`; `None` when there is
+/// none.
+fn read_guarded(path: &Path, worker_uid: u32, max: u64) -> Result<Option<Vec<u8>>, CacheError> {
     let opened = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -215,12 +239,12 @@ fn read_guarded(path: &Path, worker_uid: u32) -> Result<Option<Vec<u8>>, CacheEr
     if meta.uid() != 0 && meta.uid() != worker_uid {
         return Err(CacheError::Owner(meta.uid()));
     }
-    if meta.len() > MAX_FILE_BYTES {
+    if meta.len() > max {
         return Err(CacheError::TooLarge);
     }
     let mut text = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut text).map_err(CacheError::Read)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
+    file.take(max + 1).read_to_end(&mut text).map_err(CacheError::Read)?;
+    if text.len() as u64 > max {
         return Err(CacheError::TooLarge);
     }
     Ok(Some(text))

@@ -381,6 +381,122 @@ impl<'a> Record<'a> {
     }
 }
 
+/// A record as kept on disk across restarts (`entra_keys_cache_path`): its header and live
+/// entries. Layout (big-endian): the magic `ENTRAREC`, the format version (1 byte), written at,
+/// began at, watermark (ms), unrecorded sign-ins, unknown calls, the entry count (4 bytes), then
+/// per entry its key (two words), expiry and logout time. Decoding checks every length: a file
+/// that does not read back is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub written_ms: u64,
+    pub began_ms: u64,
+    pub watermark_ms: u64,
+    pub unrecorded: u64,
+    pub unknown: u64,
+    pub entries: Vec<Kept>,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ENTRAREC";
+const SNAPSHOT_VERSION: u8 = 1;
+/// Entries a snapshot holds at most (a `session_record` of its largest).
+pub const MAX_SNAPSHOT_ENTRIES: usize = 4_000_000;
+
+/// Why a snapshot does not read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a record of sessions of this version")]
+    Format,
+    #[error("truncated or with bytes after its entries")]
+    Length,
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(61 + 32 * self.entries.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.push(SNAPSHOT_VERSION);
+        for word in [self.written_ms, self.began_ms, self.watermark_ms, self.unrecorded, self.unknown] {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        for e in &self.entries {
+            for word in [e.key[0], e.key[1], e.expires_ms, e.revoked_at_ms] {
+                out.extend_from_slice(&word.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let rest = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()).ok_or(SnapshotError::Format)?;
+        let (&version, rest) = rest.split_first().ok_or(SnapshotError::Format)?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Format);
+        }
+        let mut words = rest.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")));
+        let mut word = || words.next().ok_or(SnapshotError::Length);
+        let (written_ms, began_ms, watermark_ms, unrecorded, unknown) =
+            (word()?, word()?, word()?, word()?, word()?);
+        let count = rest.get(40..44).ok_or(SnapshotError::Length)?;
+        let count = u32::from_be_bytes(count.try_into().expect("4 bytes")) as usize;
+        let body = &rest[44..];
+        if count > MAX_SNAPSHOT_ENTRIES || body.len() != count * 32 {
+            return Err(SnapshotError::Length);
+        }
+        let entries = body
+            .chunks_exact(32)
+            .map(|e| {
+                let w = |i: usize| u64::from_be_bytes(e[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                Kept { key: [w(0), w(1)], expires_ms: w(2), revoked_at_ms: w(3) }
+            })
+            .filter(|k| k.key[0] & 1 == 1)
+            .collect();
+        Ok(Snapshot { written_ms, began_ms, watermark_ms, unrecorded, unknown, entries })
+    }
+}
+
+impl Record<'_> {
+    /// The record as it stands, to be kept on disk (a copy; the caller holds the lock).
+    pub fn snapshot(&self, now_ms: u64) -> Snapshot {
+        let h = self.header;
+        Snapshot {
+            written_ms: now_ms,
+            began_ms: h.began_ms.load(SeqCst),
+            watermark_ms: h.watermark_ms.load(SeqCst),
+            unrecorded: h.unrecorded.load(SeqCst),
+            unknown: h.unknown.load(SeqCst),
+            entries: self.entries().into_iter().filter(|k| k.expires_ms > now_ms).collect(),
+        }
+    }
+
+    /// Puts a record kept on disk back into a fresh one (a start): its live entries, revoked
+    /// first, as many as fit; its watermark and start. Sessions recorded after it was written
+    /// are not in it, and count as unrecorded: a call for their `sid` raises the watermark,
+    /// which then refuses them. Writer.
+    pub fn restore(&self, kept: &Snapshot, now_ms: u64) {
+        let mut entries: Vec<&Kept> = kept.entries.iter().filter(|k| k.expires_ms > now_ms).collect();
+        entries.sort_by_key(|k| k.revoked_at_ms == 0);
+        self.write(|| {
+            let capacity = self.header.capacity.load(SeqCst) as usize;
+            for k in entries.into_iter().take(capacity) {
+                if let Some(e) = self.slot(k.key).filter(|e| e.key[0].load(SeqCst) == 0) {
+                    self.put(e, *k);
+                }
+            }
+            let h = self.header;
+            h.watermark_ms.fetch_max(kept.watermark_ms, SeqCst);
+            h.unrecorded.store(kept.unrecorded, SeqCst);
+            h.unknown.store(kept.unknown, SeqCst);
+            h.began_ms.store(kept.began_ms, SeqCst);
+        })
+    }
+
+    /// Its generation: it moves with every change.
+    pub fn generation(&self) -> u64 {
+        self.header.generation.load(SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +646,35 @@ mod tests {
             "expired ones make room"
         );
         assert_ne!(state_key("x"), sid_key("x"));
+    }
+
+    #[test]
+    fn a_record_kept_on_disk_comes_back_after_a_restart() {
+        let o = owned(8, 1_000);
+        let r = o.record();
+        assert!(r.record(sid_key("alice"), 10 * HOUR, 2_000));
+        assert!(r.record(sid_key("bob"), 10 * HOUR, 2_000));
+        r.revoke(sid_key("alice"), 3_000);
+        r.revoke(sid_key("unknown"), 3_500);
+        let kept = r.snapshot(4_000);
+        let bytes = kept.encode();
+        assert_eq!(Snapshot::decode(&bytes).unwrap(), kept, "it reads back");
+        let restarted = owned(8, 9_000);
+        restarted.record().restore(&Snapshot::decode(&bytes).unwrap(), 9_000);
+        let n = restarted.record();
+        assert_eq!(n.is_revoked(sid_key("alice"), 2_000, true), Some(true), "a logout survives the restart");
+        assert_eq!(n.is_revoked(sid_key("bob"), 2_000, true), Some(false), "a recorded session too");
+        assert_eq!(n.status().began_ms, 1_000, "the record began before the restart");
+        assert_eq!(n.status().watermark_ms, 3_500);
+        assert_eq!(n.is_revoked(sid_key("carol"), 4_500, true), Some(false), "not written: unrecorded");
+        n.revoke(sid_key("carol"), 9_500);
+        assert_eq!(n.is_revoked(sid_key("carol"), 4_500, true), Some(true), "until a call for it");
+        for cut in 0..bytes.len() {
+            assert!(Snapshot::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Snapshot::decode(&longer), Err(SnapshotError::Length));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use entra_core::cookie::Jar;
+use entra_core::revocation::{sid_key, Kept, Snapshot};
 use entra_core::session::Session;
 use entra_core::signin::AttemptKind;
 use entra_dev_idp::keystore::{KeyKind, KeyStore, Settings, GLOBAL_AUTHORITY};
@@ -190,7 +191,32 @@ fn main() -> Result<()> {
         callback_seeds.push(format!("code=c&state={state}&state=x\n{pair}\n{pair}").into_bytes());
     }
     fs::write(data.join("transactions.txt"), transactions.join("\n") + "\n")?;
+    // The other queries of the sign-in paths: a front-channel logout's, a select_account link's.
+    callback_seeds.push(b"sid=0027c5e2-4c19-5a5f-6e19-1f1e7a1b8c2d&select_account=%2Fapp%3Fq%3D1\n".to_vec());
+    callback_seeds.push(b"select_account=%2F%2Fevil.example&sid=a&sid=b\n".to_vec());
     write_corpus("callback", &callback_seeds)?;
+
+    let kept = |entries: Vec<Kept>, watermark_ms| Snapshot {
+        written_ms: NOW * 1000,
+        began_ms: NOW * 1000 - 3_600_000,
+        watermark_ms,
+        unrecorded: 2,
+        unknown: 600,
+        entries,
+    };
+    let entry = |sid: &str, revoked_at_ms| Kept {
+        key: sid_key(sid),
+        expires_ms: NOW * 1000 + 3_600_000,
+        revoked_at_ms,
+    };
+    write_corpus(
+        "session_record",
+        &[
+            kept(Vec::new(), 0).encode(),
+            kept(vec![entry("alice", 0), entry("bob", NOW * 1000 - 60_000)], NOW * 1000 - 1).encode(),
+            b"ENTRAREC\x02".to_vec(),
+        ],
+    )?;
     fs::remove_dir_all(Path::new(&scratch))?;
     println!("fixtures in fuzz/data, seed corpora in fuzz/corpus/<target>/seed-*");
     Ok(())

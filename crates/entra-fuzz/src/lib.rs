@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("url", url),
     ("session_cookie", session_cookie),
     ("callback", callback),
+    ("session_record", session_record),
 ];
 
 /// The `fuzz/` folder of the repository.
@@ -258,4 +259,12 @@ pub fn matched_callbacks() -> usize {
             f.sign_in.callback(&format!("code=c&state={state}"), &jar, false, NOW).is_ok()
         })
         .count()
+}
+
+/// A record of sessions as kept on disk across restarts: garbage is an error, never a panic, and
+/// what reads back writes back the same.
+pub fn session_record(data: &[u8]) {
+    let Ok(snapshot) = entra_core::revocation::Snapshot::decode(data) else { return };
+    let again = entra_core::revocation::Snapshot::decode(&snapshot.encode()).expect("written, it reads back");
+    assert_eq!(again, snapshot, "a record changed on its way to disk and back");
 }
