@@ -17,6 +17,10 @@ pub const COOKIE_BUDGET: usize = 7168;
 /// Bytes of each transaction cookie kept free for the fields later sign-in work adds (step-up's
 /// requested context): a session at its largest and one transaction then still fit the budget.
 pub const RESERVED_TRANSACTION_BYTES: usize = 96;
+/// Bytes of the session cookies kept free likewise (step-up's `acr`, `amr`, `auth_time`; the
+/// Graph work's markers): a session's content today fits `MAX_SESSION_BYTES` less these, so the
+/// sessions that fit now still fit once those fields come.
+pub const RESERVED_SESSION_BYTES: usize = 96;
 /// The largest transaction cookie (`name=value`): one fits beside a session at its largest.
 pub const MAX_TRANSACTION_BYTES: usize = COOKIE_BUDGET - MAX_SESSION_BYTES - 2 - RESERVED_TRANSACTION_BYTES;
 /// The session cookie and one more chunk: `<name>` and `<name>-1`.
@@ -131,7 +135,7 @@ pub fn split<'a>(name: &str, value: &'a str) -> Result<Vec<(String, &'a str)>, T
         chunks.push((chunk_name, head));
         rest = tail;
     }
-    if total > MAX_SESSION_BYTES {
+    if total > MAX_SESSION_BYTES - RESERVED_SESSION_BYTES {
         return Err(TooLarge(value.len()));
     }
     Ok(chunks)
@@ -188,8 +192,8 @@ mod tests {
         let one = MAX_COOKIE_BYTES - "entra=".len();
         assert_eq!(split("entra", &"A".repeat(one)).unwrap().len(), 1);
         assert_eq!(split("entra", &"A".repeat(one + 1)).unwrap().len(), 2);
-        // Two chunks and the `; ` between them within 6144 bytes.
-        let most = MAX_SESSION_BYTES - "entra=".len() - "; entra-1=".len();
+        // Two chunks and the `; ` between them within 6144 bytes, less the room kept.
+        let most = MAX_SESSION_BYTES - RESERVED_SESSION_BYTES - "entra=".len() - "; entra-1=".len();
         assert_eq!(split("entra", &"A".repeat(most)).unwrap().len(), 2);
         assert_eq!(split("entra", &"A".repeat(most + 1)), Err(TooLarge(most + 1)));
     }
