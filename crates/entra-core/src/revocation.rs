@@ -201,20 +201,11 @@ impl<'a> Record<'a> {
                 e.expires_ms.fetch_max(expires_ms, SeqCst);
                 return true;
             }
-            if self.header.used.load(SeqCst) >= self.header.capacity.load(SeqCst) {
-                self.sweep(now_ms);
+            let inserted = self.insert(key, expires_ms, now_ms);
+            if !inserted {
+                self.header.unrecorded.fetch_add(1, SeqCst);
             }
-            let room = self.header.used.load(SeqCst) < self.header.capacity.load(SeqCst);
-            match self.slot(key).filter(|_| room) {
-                Some(e) => {
-                    self.put(e, Kept { key, expires_ms, revoked_at_ms: 0 });
-                    true
-                }
-                None => {
-                    self.header.unrecorded.fetch_add(1, SeqCst);
-                    false
-                }
-            }
+            inserted
         })
     }
 
@@ -228,18 +219,28 @@ impl<'a> Record<'a> {
                 e.expires_ms.store(expires_ms, SeqCst);
                 return Once::First;
             }
-            if self.header.used.load(SeqCst) >= self.header.capacity.load(SeqCst) {
-                self.sweep(now_ms);
-            }
-            let room = self.header.used.load(SeqCst) < self.header.capacity.load(SeqCst);
-            match self.slot(key).filter(|_| room) {
-                Some(e) => {
-                    self.put(e, Kept { key, expires_ms, revoked_at_ms: 0 });
-                    Once::First
-                }
-                None => Once::Full,
+            if self.insert(key, expires_ms, now_ms) {
+                Once::First
+            } else {
+                Once::Full
             }
         })
+    }
+
+    /// Puts a new `key` in, the expired entries swept first when the record is full; `false`
+    /// when it is full of live ones. Inside a write.
+    fn insert(&self, key: Key, expires_ms: u64, now_ms: u64) -> bool {
+        if self.header.used.load(SeqCst) >= self.header.capacity.load(SeqCst) {
+            self.sweep(now_ms);
+        }
+        let room = self.header.used.load(SeqCst) < self.header.capacity.load(SeqCst);
+        match self.slot(key).filter(|_| room) {
+            Some(e) => {
+                self.put(e, Kept { key, expires_ms, revoked_at_ms: 0 });
+                true
+            }
+            None => false,
+        }
     }
 
     fn put(&self, e: &Entry, kept: Kept) {
