@@ -27,7 +27,7 @@ chmod 0700, $keys;
 # The configuration, with extra lines for the provider "live" (a reload rewrites it).
 sub configure {
     my @live = @_;
-    my $provider = "    entra_shared_zone zone=signout:128k;\n    entra_keys_cache_path $keys;\n"
+    my $provider = "    entra_shared_zone zone=signout:256k;\n    entra_keys_cache_path $keys;\n"
         . live_provider('client_secret_file secret;', 'session_key_file session.keys;', @live)
         . (live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'redirect_uri /other/callback;',
             'frontchannel_logout_uri /other/logout;', 'session_cookie other;') =~ s/entra_provider live/entra_provider other/r)
@@ -139,8 +139,8 @@ is(from_every_worker($again), '200', 'a recorded session survives the flood');
 is(from_every_worker($other, '/other'), '401', 'the other provider\'s revoked session stays refused');
 my $status = request('GET', '/status')->{content};
 like($status, qr/"frontchannel_logouts":600\b/, 'entra_status counts the front-channel logouts (since the metadata_url change renewed the counters)');
-like($status, qr/"name":"live".*?"session_record":\{[^}]*"capacity":64\b/,
-    'and the record\'s capacity (half the room the 128k zone has beside its fixed part, shared by three providers with their records of states, in a power of two)');
+like($status, qr/"name":"live".*?"session_record":\{[^}]*"capacity":256\b/,
+    'and the record\'s capacity (half the room the 256k zone has beside its fixed part, shared by three providers with their records of states, in a power of two)');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"unknown_logouts":600\b/, 'and the calls for unknown sids');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"entries":1\b/, 'one sid recorded');
 like($status, qr/"name":"live".*?"session_record":\{[^}]*"revoked":1\b/, 'one revoked');
