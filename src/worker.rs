@@ -12,6 +12,7 @@ use core::ptr::addr_of_mut;
 use entra_core::discovery::{Discovery, Fetched};
 use entra_core::keycache::KeyCache;
 use entra_core::provider::{KeySource, KeyState};
+use entra_core::revocation::Key;
 use entra_core::schedule::Schedule;
 use entra_core::session::Session;
 use entra_core::{KeySet, Provider};
@@ -241,10 +242,10 @@ impl ProviderState {
         self.generation.set(snapshot.generation);
     }
 
-    /// Whether a logout ended `session`. Without a record (a worker that outlived the reload
+    /// Whether a logout ended `session` (of record key `key`). Without a record (a worker that outlived the reload
     /// that gave it away) every session counts as ended: it fails closed.
-    pub fn is_revoked(&self, session: &Session) -> bool {
-        self.record.as_ref().is_none_or(|record| record.is_revoked(session))
+    pub fn is_revoked(&self, session: &Session, key: Key) -> bool {
+        self.record.as_ref().is_none_or(|record| record.is_revoked(session, key))
     }
 
     /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept

@@ -165,10 +165,10 @@ impl RecordRef {
         self.record().map(change)
     }
 
-    /// Whether a logout ended `session`: read without the lock while no writer is at work; a
+    /// Whether a logout ended `session` (of record key `key`): read without the lock while no writer is at work; a
     /// record given up or given away (a worker that outlived a reload) refuses every session.
-    pub fn is_revoked(&self, session: &Session) -> bool {
-        let (key, recorded) = (session.record_key(), !session.unrecorded);
+    pub fn is_revoked(&self, session: &Session, key: Key) -> bool {
+        let recorded = !session.unrecorded;
         let read = || self.record()?.is_revoked(key, session.signed_in, recorded);
         let answer = read().or_else(|| {
             let _locked = self.pool.lock();

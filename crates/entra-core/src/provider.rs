@@ -11,6 +11,7 @@ use crate::cache::TokenCache;
 use crate::discovery::{Discovery, Endpoints};
 use crate::error::{ConfigError, Denial};
 use crate::keys::{KeyFamily, KeySet};
+use crate::revocation::Key;
 use crate::schedule::Schedule;
 use crate::session::Session;
 use crate::signin::{
@@ -182,23 +183,37 @@ impl Provider {
     pub fn judge_session(
         &self,
         request: &SessionRequest,
-        is_revoked: impl FnOnce(&Session) -> bool,
+        is_revoked: impl FnOnce(&Session, Key) -> bool,
     ) -> SessionJudgment {
-        self.sign_in.judge_session(request, || self.authorize(), |session| self.admits(session, is_revoked))
+        self.sign_in.judge_session(
+            request,
+            || self.authorize(),
+            |session, key| self.admits(session, key, is_revoked),
+        )
     }
 
     /// Whether a session that opened still holds under this provider's configuration as it is
     /// now (a reload may have narrowed `allowed_tenants` or changed `client_id`; nothing is bound
     /// into the seal, so a reload that widens them signs nobody out), and no logout ended it.
-    pub fn admits(&self, session: &Session, is_revoked: impl FnOnce(&Session) -> bool) -> Result<(), Denial> {
-        if !self.allowed_tenants.allows(&session.tid, &self.key_state().issuers) {
+    pub fn admits(
+        &self,
+        session: &Session,
+        key: Key,
+        is_revoked: impl FnOnce(&Session, Key) -> bool,
+    ) -> Result<(), Denial> {
+        let tenant_allowed = match &self.allowed_tenants {
+            // Only this rule reads the keys' state (the metadata's issuers).
+            AllowedTenants::Metadata => self.allowed_tenants.allows(&session.tid, &self.key_state().issuers),
+            rule => rule.allows(&session.tid, &[]),
+        };
+        if !tenant_allowed {
             return Err(Denial::TenantNotAllowed);
         }
         // Sessions sealed before the client id was kept have none.
         if !session.client_id.is_empty() && !session.client_id.eq_ignore_ascii_case(&self.client_id) {
             return Err(Denial::SessionInvalid);
         }
-        if is_revoked(session) {
+        if is_revoked(session, key) {
             return Err(Denial::SessionRevoked);
         }
         Ok(())

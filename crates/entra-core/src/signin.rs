@@ -21,6 +21,7 @@ use crate::error::Denial;
 use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
 };
+use crate::revocation::Key;
 use crate::seal::{OpenError, Purpose, SealKeys};
 use crate::session::{self, Freshness, Session, Standing};
 use crate::token::VerifiedToken;
@@ -145,6 +146,8 @@ pub struct SignIn {
 #[derive(Debug)]
 pub struct OpenedSession {
     pub session: Session,
+    /// Its key in the record of sessions (a SHA-256, made once when it opened).
+    pub record_key: crate::revocation::Key,
     pub identity: Arc<VerifiedToken>,
     /// Opened under the HTTPS cookie name (a value is only valid under the name it was sealed
     /// for: the cache, keyed by the value alone, checks this on a hit).
@@ -619,7 +622,8 @@ impl SignIn {
         let opened = self.open_session(sealed, secure).map(|session| {
             let identity = Arc::new(session.identity());
             let expires = session.expires;
-            let opened = Arc::new(OpenedSession { session, identity, secure });
+            let record_key = session.record_key();
+            let opened = Arc::new(OpenedSession { session, record_key, identity, secure });
             self.cache.insert(sealed, opened.clone(), expires, now);
             opened
         });
@@ -738,7 +742,7 @@ impl SignIn {
         &self,
         request: &SessionRequest,
         authorize: impl FnOnce() -> Option<Authorize<'p>>,
-        admits: impl FnOnce(&Session) -> Result<(), Denial>,
+        admits: impl FnOnce(&Session, Key) -> Result<(), Denial>,
     ) -> SessionJudgment {
         let mut judgment = SessionJudgment {
             verdict: Err(Denial::NoSession),
@@ -792,11 +796,11 @@ impl SignIn {
         opened: &OpenedSession,
         request: &SessionRequest,
         jar: &Jar,
-        admits: impl FnOnce(&Session) -> Result<(), Denial>,
+        admits: impl FnOnce(&Session, Key) -> Result<(), Denial>,
     ) -> Held {
         let session = &opened.session;
         let mut held = Held { verdict: Err(Denial::NoSession), touched: Vec::new(), revalidate: false };
-        if let Err(denial) = admits(session) {
+        if let Err(denial) = admits(session, opened.record_key) {
             held.verdict = Err(denial);
             return held;
         }

@@ -69,11 +69,11 @@ fn authorize() -> Option<Authorize<'static>> {
 fn a_sealed_session_opens_once_then_comes_from_the_cache() {
     let s = sign_in(None);
     let line = cookie_line(&s, &alice());
-    let first = s.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    let first = s.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     let identity = first.verdict.expect("the session holds");
     assert_eq!(identity.oid(), Some("00000000-0000-0000-0000-00000000a11c"));
     assert!(first.opening.is_some_and(|o| o.accepted && o.took.is_some()), "opened: {:?}", first.opening);
-    let again = s.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    let again = s.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     assert!(
         again.opening.is_some_and(|o| o.accepted && o.took.is_none()),
         "a cache hit: {:?}",
@@ -85,20 +85,20 @@ fn a_sealed_session_opens_once_then_comes_from_the_cache() {
 #[test]
 fn no_cookie_a_tampered_one_and_a_revoked_sid_are_told_apart() {
     let s = sign_in(None);
-    let none = s.judge_session(&request("other=1", navigation()), authorize, |_| Ok(()));
+    let none = s.judge_session(&request("other=1", navigation()), authorize, |_, _| Ok(()));
     assert_eq!(none.verdict.unwrap_err(), Denial::NoSession);
     assert!(none.opening.is_none());
 
     let mut line = cookie_line(&s, &alice());
     let last = line.pop().unwrap();
     line.push(if last == 'A' { 'B' } else { 'A' });
-    let tampered = s.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    let tampered = s.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     assert_eq!(tampered.verdict.unwrap_err(), Denial::SessionInvalid);
     assert!(tampered.fault.is_some() && tampered.opening.is_some_and(|o| !o.accepted));
 
     let line = cookie_line(&s, &alice());
     let asked = Cell::new(None);
-    let revoked = s.judge_session(&request(&line, navigation()), authorize, |session| {
+    let revoked = s.judge_session(&request(&line, navigation()), authorize, |session, _| {
         asked.set(Some((session.sid.clone(), session.signed_in)));
         Err(Denial::SessionRevoked)
     });
@@ -115,25 +115,25 @@ fn another_site_may_not_change_anything_with_the_session() {
     let s = sign_in(None);
     let line = cookie_line(&s, &alice());
     let post = RequestHeaders { method: "POST", origin: Some("https://evil.example"), ..Default::default() };
-    let judged = s.judge_session(&request(&line, post), authorize, |_| Ok(()));
+    let judged = s.judge_session(&request(&line, post), authorize, |_, _| Ok(()));
     assert_eq!(judged.verdict.unwrap_err(), Denial::CrossOrigin);
     let own =
         RequestHeaders { method: "POST", origin: Some("http://app.example:8080"), ..Default::default() };
-    assert!(s.judge_session(&request(&line, own), authorize, |_| Ok(())).verdict.is_ok());
+    assert!(s.judge_session(&request(&line, own), authorize, |_, _| Ok(())).verdict.is_ok());
 }
 
 #[test]
 fn a_navigation_due_for_revalidation_gets_its_silent_sign_in_and_only_then_asks_where() {
     let s = sign_in(Some(300));
     let line = cookie_line(&s, &alice());
-    let judged = s.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    let judged = s.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     assert!(judged.verdict.is_ok(), "the session still holds");
     let redirect = judged.revalidation.expect("due").expect("made");
     assert!(redirect.location.starts_with("https://idp.example/authorize?"), "{}", redirect.location);
     assert!(redirect.location.contains("prompt=none") && redirect.location.contains("login_hint=O.hint"));
     assert_eq!(redirect.set_cookies.len(), 1, "its transaction cookie only: {:?}", redirect.set_cookies);
 
-    let cannot = s.judge_session(&request(&line, navigation()), || None, |_| Ok(()));
+    let cannot = s.judge_session(&request(&line, navigation()), || None, |_, _| Ok(()));
     assert!(cannot.revalidation.is_none(), "nowhere to send it");
     assert_eq!(
         cannot.verdict.unwrap_err(),
@@ -150,7 +150,7 @@ fn a_navigation_due_for_revalidation_gets_its_silent_sign_in_and_only_then_asks_
             asked.set(asked.get() + 1);
             authorize()
         },
-        |_| Ok(()),
+        |_, _| Ok(()),
     );
     assert!(judged.verdict.is_ok() && judged.revalidation.is_none());
     assert_eq!(asked.get(), 0, "the endpoint is not looked up for a session that needs no sign-in");
@@ -162,7 +162,7 @@ fn a_session_opens_only_for_the_provider_it_was_sealed_for() {
     let line = cookie_line(&web, &alice());
     let other =
         SignInConfig { keys: Some(SealKeys::parse(KEY).unwrap()), ..Default::default() }.build("api", 16);
-    let judged = other.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    let judged = other.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     assert_eq!(judged.verdict.unwrap_err(), Denial::SessionInvalid);
 }
 
@@ -180,7 +180,7 @@ fn a_sealed_value_opens_only_for_its_provider() {
     let value = sealed(&a).expect("a cookie").expect("one");
     assert!(a.open_session(&value, false).is_ok(), "it opens for a");
     assert!(b.open_session(&value, false).is_err(), "not for b");
-    let judged = b.judge_session(&request(&line, navigation()), authorize, |_| Ok(()));
+    let judged = b.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     assert_eq!(judged.verdict.unwrap_err(), Denial::SessionInvalid);
 
     let started = a

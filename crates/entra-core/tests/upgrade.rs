@@ -48,7 +48,7 @@ fn a_session_sealed_by_the_previous_release_still_opens() {
             unparsed_uri: b"/",
             now: 1_796_000_100,
         };
-        let judged = s.judge_session(&request, || None, |_| Ok(()));
+        let judged = s.judge_session(&request, || None, |_, _| Ok(()));
         assert_eq!(judged.verdict.expect("a session").oid(), Some("00000000-0000-0000-0000-00000000a11c"));
     }
 }
