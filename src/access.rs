@@ -52,7 +52,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     // The module's own paths (callback, front-channel logout) pass the server's access checks,
     // never `entra_auth`: the precontent phase answers them.
     // SAFETY: per the contract.
-    if unsafe { outcome::get(r) }.is_some_and(|o| o.answering.is_some()) {
+    if unsafe { outcome::answering(r) }.is_some() {
         return Status::NGX_DECLINED.into();
     }
     // SAFETY: per the contract.
@@ -123,7 +123,15 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
     let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
     let source = proves_with(p.lcf.mode, header);
     let outcome = match previous {
-        Some(o) if o.provider == p.index && o.source == source && o.wait_until.is_none() => o,
+        // An outcome stored for one of the module's own paths was never a judgment.
+        Some(o)
+            if o.provider == p.index
+                && o.source == source
+                && o.wait_until.is_none()
+                && o.answering.is_none() =>
+        {
+            o
+        }
         // SAFETY: per the contract.
         _ => match unsafe { judge_anew(r, &p, header, previous_wait) } {
             Ok(outcome) => outcome,

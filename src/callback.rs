@@ -134,8 +134,7 @@ extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// `r` is a valid main request.
 unsafe fn answer(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
-    let Some((index, path)) = (unsafe { outcome::get(r) }).and_then(|o| Some((o.provider, o.answering?)))
-    else {
+    let Some((index, path)) = (unsafe { outcome::answering(r) }) else {
         return Status::NGX_DECLINED.into();
     };
     let Some(worker) = worker::current() else { return INTERNAL_ERROR };

@@ -115,6 +115,21 @@ pub unsafe fn get<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Outcome> {
     }
 }
 
+/// The provider and the path of the module's own that this request is for, if it is one. Not
+/// after an internal redirect (an `error_page` of the server's `limit_req` or `auth_basic`): the
+/// page it goes to is an ordinary request again.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn answering(r: *mut ngx_http_request_t) -> Option<(usize, OwnPath)> {
+    // SAFETY: per the contract.
+    if unsafe { (*r).internal() } != 0 {
+        return None;
+    }
+    // SAFETY: per the contract.
+    unsafe { get(r) }.and_then(|o| Some((o.provider, o.answering?)))
+}
+
 /// Stores a new outcome for this request, replacing the one that was there.
 ///
 /// # Safety

@@ -13,7 +13,7 @@ use EntraBrowser;
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 170;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-own-paths';
-my ($denied, $limited, $basic, $shadowed) = map { $port + $_ } 1 .. 4;
+my ($denied, $limited, $basic, $shadowed, $paged) = map { $port + $_ } 1 .. 5;
 
 signin_prefix($prefix);
 browser_origin("http://127.0.0.1:$port");
@@ -24,6 +24,7 @@ close $out;
 my $app = 'location /app { entra_auth live session; proxy_pass http://127.0.0.1:' . $port . '/backend; }';
 my $http = live_provider('client_secret_file secret;', 'session_key_file session.keys;') . <<"SERVERS";
     limit_req_zone \$binary_remote_addr zone=one:1m rate=1r/m;
+    limit_req_zone \$binary_remote_addr zone=paged:1m rate=1r/m;
     server {
         listen 127.0.0.1:$denied;
         deny all;
@@ -40,6 +41,13 @@ my $http = live_provider('client_secret_file secret;', 'session_key_file session
         auth_basic_user_file htpasswd;
         entra_auth live session;
         location /app { proxy_pass http://127.0.0.1:$port/backend; }
+    }
+    server {
+        listen 127.0.0.1:$paged;
+        limit_req zone=paged nodelay;
+        error_page 503 \@busy;
+        location \@busy { entra_auth live; proxy_pass http://127.0.0.1:$port; }
+        $app
     }
     server {
         listen 127.0.0.1:$shadowed;
@@ -81,6 +89,13 @@ is(at($basic, $logout, Authorization => $credentials)->{status}, 200, 'and lets 
 is(at($basic, $callback)->{status}, 401, 'the callback without credentials: 401');
 like(at($basic, $callback, Authorization => $credentials)->{content}, qr/state_mismatch/,
     'with them, the module answers it (no redirect to sign in: entra_auth never applies to it)');
+
+# --- A server-level refusal's error_page is an ordinary request: entra_auth applies there, and
+# the module's path is not answered a second time.
+is(at($paged, $logout)->{status}, 200, 'the first front-channel call through');
+my $paged_again = at($paged, $logout);
+is($paged_again->{status}, 401, 'the next, refused by limit_req, goes to its error_page, which entra_auth guards');
+unlike($paged_again->{content} // '', qr/Signed out/, 'and is not answered as a logout');
 
 # --- Locations never shadow the paths.
 is(at($shadowed, $logout)->{status}, 200, 'a regex location with auth_request does not shadow the front-channel logout');
