@@ -159,14 +159,15 @@ impl RecordRef {
         (slot.name.load(SeqCst) == self.name).then(|| record_of(slot)).flatten()
     }
 
-    /// Runs a write with the lock held, while the record is this provider's.
-    fn write<R>(&self, change: impl FnOnce(Record) -> R) -> Option<R> {
+    /// Runs `body` with the lock held, while the record is this provider's.
+    fn locked<R>(&self, body: impl FnOnce(Record) -> R) -> Option<R> {
         let _locked = self.pool.lock();
-        self.record().map(change)
+        self.record().map(body)
     }
 
-    /// Whether a logout ended `session` (of record key `key`): read without the lock while no writer is at work; a
-    /// record given up or given away (a worker that outlived a reload) refuses every session.
+    /// Whether a logout ended `session` (of record key `key`): read without the lock while no
+    /// writer is at work; a record given up or given away (a worker that outlived a reload)
+    /// refuses every session.
     pub fn is_revoked(&self, session: &Session, key: Key) -> bool {
         let recorded = !session.unrecorded;
         let read = || self.record()?.is_revoked(key, session.signed_in, recorded);
@@ -181,22 +182,22 @@ impl RecordRef {
     /// Records a session signed in now; `false` when the record could not take it.
     pub fn record_session(&self, session: &Session, now_ms: u64) -> bool {
         let expires_ms = session.expires.saturating_mul(1000);
-        self.write(|r| r.record(session.record_key(), expires_ms, now_ms)).unwrap_or(false)
+        self.locked(|r| r.record(session.record_key(), expires_ms, now_ms)).unwrap_or(false)
     }
 
     /// Takes a sign-in attempt's state once; `Once::Full` without a record (refused either way).
     pub fn claim_state(&self, state: &str, expires_ms: u64, now_ms: u64) -> Once {
-        self.write(|r| r.claim_once(state_key(state), expires_ms, now_ms)).unwrap_or(Once::Full)
+        self.locked(|r| r.claim_once(state_key(state), expires_ms, now_ms)).unwrap_or(Once::Full)
     }
 
     /// A front-channel logout of `key`; `None` without a record.
     pub fn revoke(&self, key: Key, now_ms: u64) -> Option<Revocation> {
-        self.write(|r| r.revoke(key, now_ms))
+        self.locked(|r| r.revoke(key, now_ms))
     }
 
     /// `entra_logout` of `session`; `false` without a record.
     pub fn end_session(&self, session: &Session, now_ms: u64) -> bool {
-        self.write(|r| r.end_session(session.record_key(), !session.unrecorded, now_ms)).is_some()
+        self.locked(|r| r.end_session(session.record_key(), !session.unrecorded, now_ms)).is_some()
     }
 
     pub fn status(&self) -> Option<RecordStatus> {
@@ -217,7 +218,7 @@ impl RecordRef {
         if !free || slot.keeping_since_ms.compare_exchange(since, now_ms.max(1), SeqCst, SeqCst).is_err() {
             return None;
         }
-        self.write(|r| (r.generation(), r.snapshot(now_ms)))
+        self.locked(|r| (r.generation(), r.snapshot(now_ms)))
     }
 
     /// The copy of `generation` is on disk.

@@ -179,6 +179,15 @@ impl SignInConfig {
     }
 }
 
+/// Bytes (`name=value` each) and number of the request's cookies named `name`.
+fn carried_bytes(cookies: &Jar, name: &str) -> (usize, usize) {
+    cookies
+        .pairs()
+        .iter()
+        .filter(|(n, _)| *n == name.as_bytes())
+        .fold((0, 0), |(bytes, count), (n, v)| (bytes + n.len() + 1 + v.len(), count + 1))
+}
+
 /// A transaction cookie a request carries.
 struct Carried {
     index: usize,
@@ -324,30 +333,24 @@ impl SignIn {
         let mut transaction =
             Transaction { attempt, redirect_uri, return_url, created: now, revalidating: kind.revalidating };
         let aad = self.aad(&name, crate::oidc::TRANSACTION_VERSION);
-        let sealed = [path, "/".to_owned()]
-            .into_iter()
-            .map(Some)
-            .chain([None])
-            .find_map(|shorter| {
-                let plain = transaction.encode().ok()?;
-                let sealed = keys.seal(Purpose::Transaction, &aad, &plain);
-                if name.len() + 1 + sealed.len() <= cookie::MAX_TRANSACTION_BYTES {
-                    return Some(Some(sealed));
-                }
-                // Shorter next time, or give up.
-                match shorter {
-                    Some(url) => {
-                        transaction.return_url = url;
-                        None
-                    }
-                    None => Some(None),
-                }
-            })
-            .flatten()
-            .ok_or(StartError::TooLarge)?;
+        // The return URL as it is, then its path, then `/`, until the cookie fits its size.
+        let mut shorter = [path, "/".to_owned()].into_iter();
+        let sealed = loop {
+            let plain = transaction.encode().map_err(|_| StartError::TooLarge)?;
+            let sealed = keys.seal(Purpose::Transaction, &aad, &plain);
+            if name.len() + 1 + sealed.len() <= cookie::MAX_TRANSACTION_BYTES {
+                break sealed;
+            }
+            transaction.return_url = shorter.next().ok_or(StartError::TooLarge)?;
+        };
         let incoming = name.len() + 1 + sealed.len();
-        let clear =
-            self.over_budget(cookies, secure, self.session_bytes(cookies, secure), Some(index), incoming);
+        let clear = self.over_budget(
+            transactions,
+            secure,
+            self.session_bytes(cookies, secure),
+            Some(index),
+            incoming,
+        );
         Ok(Start {
             location,
             cookie: cookie::set_cookie(&name, &sealed, secure, Some(TRANSACTION_LIFETIME)),
@@ -356,28 +359,18 @@ impl SignIn {
     }
 
     /// The transaction cookies a request carries: slot, creation time (0 when it does not open
-    /// or its name is sent twice) and bytes (`name=value`).
+    /// or its name is sent twice) and bytes (`name=value`, with the `; ` between doubles).
     fn transactions(&self, cookies: &Jar, secure: bool) -> Vec<Carried> {
         (0..TRANSACTION_COOKIES)
             .filter_map(|index| {
                 let name = self.transaction_name(secure, index);
-                let (created, bytes) = match cookies.find(&name) {
-                    Found::One(value) => (
-                        self.open_transaction(secure, index, value).map_or(0, |t| t.created),
-                        name.len() + 1 + value.len(),
-                    ),
-                    Found::Twice => (
-                        0,
-                        cookies
-                            .pairs()
-                            .iter()
-                            .filter(|(n, _)| *n == name.as_bytes())
-                            .map(|(n, v)| n.len() + 1 + v.len() + 2)
-                            .sum(),
-                    ),
+                let created = match cookies.find(&name) {
+                    Found::One(value) => self.open_transaction(secure, index, value).map_or(0, |t| t.created),
+                    Found::Twice => 0,
                     Found::Absent => return None,
                 };
-                Some(Carried { index, created, bytes })
+                let (bytes, count) = carried_bytes(cookies, &name);
+                Some(Carried { index, created, bytes: bytes + 2 * count.saturating_sub(1) })
             })
             .collect()
     }
@@ -385,34 +378,25 @@ impl SignIn {
     /// Bytes of the session cookies a request carries (`name=value`, with the `; ` between).
     fn session_bytes(&self, cookies: &Jar, secure: bool) -> usize {
         let name = self.cookie_name(secure);
-        let chunks: Vec<usize> = (0..cookie::MAX_CHUNKS)
-            .map(|i| cookie::chunk_name(name, i))
-            .flat_map(|n| {
-                cookies
-                    .pairs()
-                    .iter()
-                    .filter(move |(p, _)| *p == n.as_bytes())
-                    .map(|(p, v)| p.len() + 1 + v.len())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        chunks.iter().sum::<usize>() + 2 * chunks.len().saturating_sub(1)
+        let (bytes, count) = (0..cookie::MAX_CHUNKS)
+            .map(|i| carried_bytes(cookies, &cookie::chunk_name(name, i)))
+            .fold((0, 0), |(b, c), (bytes, count)| (b + bytes, c + count));
+        bytes + 2 * count.saturating_sub(1)
     }
 
-    /// Deletions of the transaction cookies, oldest first, that keep the session's cookies
-    /// (`session_bytes`), the other transactions and an `incoming` cookie (`name=value`; 0 for
-    /// none) within [`cookie::COOKIE_BUDGET`]. `replaced`: the slot the incoming one takes over,
-    /// or the one a callback used up (gone either way).
+    /// Deletions of the `carried` transaction cookies, oldest first, that keep the session's
+    /// cookies (`session_bytes`), the other transactions and an `incoming` cookie (`name=value`;
+    /// 0 for none) within [`cookie::COOKIE_BUDGET`]. `replaced`: the slot the incoming one takes
+    /// over, or the one a callback used up (gone either way).
     fn over_budget(
         &self,
-        cookies: &Jar,
+        carried: Vec<Carried>,
         secure: bool,
         session_bytes: usize,
         replaced: Option<usize>,
         incoming: usize,
     ) -> Vec<SetCookie> {
-        let mut kept: Vec<Carried> =
-            self.transactions(cookies, secure).into_iter().filter(|t| Some(t.index) != replaced).collect();
+        let mut kept: Vec<Carried> = carried.into_iter().filter(|t| Some(t.index) != replaced).collect();
         kept.sort_by_key(|t| std::cmp::Reverse(t.created));
         let total = |kept: &[Carried]| {
             let parts =
@@ -565,7 +549,7 @@ impl SignIn {
             .map(|c| c.split(';').next().unwrap_or("").len())
             .collect();
         let bytes = chunks.iter().sum::<usize>() + 2 * chunks.len().saturating_sub(1);
-        self.over_budget(cookies, secure, bytes, Some(used), 0)
+        self.over_budget(self.transactions(cookies, secure), secure, bytes, Some(used), 0)
     }
 
     /// Deletions of every session and transaction cookie the request carries.
