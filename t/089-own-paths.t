@@ -86,7 +86,10 @@ my $no_credentials = at($basic, $logout);
 is($no_credentials->{status}, 401, 'auth_basic refuses a front-channel call without credentials');
 like($no_credentials->{headers}{'www-authenticate'} // '', qr/^Basic realm="operators"/, 'with its challenge');
 is(at($basic, $logout, Authorization => $credentials)->{status}, 200, 'and lets it in with them');
-is(at($basic, $callback)->{status}, 401, 'the callback without credentials: 401');
+my $callback_no_credentials = at($basic, $callback);
+is($callback_no_credentials->{status}, 401, 'the callback without credentials: 401');
+like($callback_no_credentials->{headers}{'www-authenticate'} // '', qr/^Basic realm="operators"/,
+    'from auth_basic, not the module\'s own refusal');
 like(at($basic, $callback, Authorization => $credentials)->{content}, qr/state_mismatch/,
     'with them, the module answers it (no redirect to sign in: entra_auth never applies to it)');
 
