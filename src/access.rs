@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use entra_core::graph::Membership;
 use entra_core::signin::Leftover;
 use entra_core::{Denial, DenialClass, VerifiedToken};
 use ngx::core::Status;
@@ -17,6 +18,7 @@ use crate::conf::location::{AuthMode, LocationConf};
 use crate::denial::challenge;
 use crate::fetch;
 use crate::log::{debug, guard, request_log, test_panic};
+use crate::lookup::{self, Groups};
 use crate::module::EntraModule;
 use crate::outcome::{self, Outcome, Source};
 use crate::park::park_for_keys;
@@ -119,6 +121,7 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let previous = unsafe { outcome::get(r) };
     let previous_wait = previous.as_ref().and_then(|o| o.wait_until);
+    let waiting = previous.as_ref().and_then(|o| o.groups_since.zip(o.wait_until));
     // SAFETY: per the contract; the header, if any, is a valid table element.
     let header = unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes());
     let source = proves_with(p.lcf.mode, header);
@@ -138,7 +141,14 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
             Err(rc) => return rc,
         },
     };
-    let mut decision = requirements(p.lcf, &outcome.verified);
+    let mut decision = match decide(&p, &outcome.verified, &mut outcome.graph, waiting, true) {
+        Ok(decision) => decision,
+        Err((since, until)) => {
+            (outcome.groups_since, outcome.wait_until) = (Some(since), Some(until));
+            // SAFETY: per the contract.
+            return unsafe { park_for_keys(r, &p.worker, previous_wait) };
+        }
+    };
     // SAFETY: per the contract.
     let navigation = decision.is_err() && unsafe { Incoming::new(r) }.browser().is_navigation();
     if let Err(denial) = decision {
@@ -224,9 +234,32 @@ pub enum Asker {
     Subrequest,
 }
 
-/// The location's requirements on what the request proved.
-pub fn requirements(lcf: &LocationConf, verified: &Result<Arc<VerifiedToken>, Denial>) -> Result<(), Denial> {
-    verified.as_ref().map_err(|d| *d).and_then(|token| lcf.policy.check(token))
+/// The location's requirements on what the request proved. A group requirement on a token
+/// with group overage needs Graph's answer (`graph`), asked for when there is none yet:
+/// `Err((since, until))` when the request waits for it (only when it `may_wait`).
+pub fn decide(
+    p: &Protected,
+    verified: &Result<Arc<VerifiedToken>, Denial>,
+    graph: &mut Option<Membership>,
+    waiting: Option<(u64, u64)>,
+    may_wait: bool,
+) -> Result<Result<(), Denial>, (u64, u64)> {
+    let token = match verified {
+        Ok(token) => token,
+        Err(denial) => return Ok(Err(*denial)),
+    };
+    let state = p.state();
+    let asks_graph =
+        state.graph.is_some() && p.lcf.policy.has_group_requirement() && token.has_group_overage();
+    if asks_graph && graph.is_none() {
+        match lookup::groups(&p.worker, state, token, waiting, may_wait) {
+            Groups::Answered(members) => *graph = Some(members),
+            Groups::Wait(since, until) => return Err((since, until)),
+            Groups::Denied(denial) => return Ok(Err(denial)),
+        }
+    }
+    let asked = state.provider.graph.as_ref().map(|g| g.asked());
+    Ok(p.lcf.policy.check(token, asked.zip(graph.as_ref())))
 }
 
 /// Whether a denial sends a browser to sign in: a session's absence or end, for a navigation.

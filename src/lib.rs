@@ -30,6 +30,7 @@ mod denial;
 mod fetch;
 mod log;
 mod logout;
+mod lookup;
 mod module;
 mod outcome;
 mod park;
@@ -82,6 +83,7 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
         main.request_id_index =
             Some(log::index_request_id(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?);
         let size = main.zone.name_and_size().1;
+        main.ask_graph().map_err(ConfError::Rule)?;
         main.size_records(size).map_err(ConfError::Rule)?;
         main.kept_records = conf::cache::read_records(cf, main);
         let (name, size) = main.zone.name_and_size();
@@ -101,6 +103,9 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
         conf::server::warn_auth_basic(cf, &main.providers);
         threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
         callback::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
+    }
+    if !main.graph_tables.is_empty() {
+        threads::add_pool(cf.as_ptr(), threads::GRAPH_POOL).map_err(|e| ConfError::Rule(e.into()))?;
     }
     subrequest::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
     access::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))
@@ -130,6 +135,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             &main.providers,
             &main.cached_keys,
             (&main.records, &main.kept_records),
+            &main.graph_tables,
             main.zone.shm,
         ) {
             Ok(()) => NGX_OK as ngx_int_t,

@@ -11,6 +11,7 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 use std::sync::Arc;
 
+use entra_core::graph::Membership;
 use entra_core::{Denial, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
 use ngx::http::HttpModule;
@@ -27,8 +28,13 @@ pub struct Outcome {
     pub source: Source,
     /// Why the request was refused at the latest access check, if it was.
     pub denial: Option<Denial>,
-    /// Parked until this time (ms) for keys being fetched; judged again when resumed.
+    /// Parked until this time (ms) for keys being fetched or a Graph lookup; judged again when
+    /// resumed.
     pub wait_until: Option<u64>,
+    /// Parked for a Graph lookup since this time (ms since the epoch).
+    pub groups_since: Option<u64>,
+    /// Which of the asked groups Graph says the user is in (group overage).
+    pub graph: Option<Membership>,
     /// A sign-in callback waiting for its code exchange.
     pub pending: Option<Pending>,
     /// The request is for a path the module answers itself (the provider's callback or
@@ -62,6 +68,8 @@ impl Outcome {
             source: Source::Bearer,
             denial: None,
             wait_until: None,
+            groups_since: None,
+            graph: None,
             pending: None,
             answering: None,
         }

@@ -13,10 +13,10 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use serde_json::{json, Value};
 
-use crate::clock::{mono_s, now};
+use crate::clock::{epoch_ms, mono_s, now};
 use crate::log::{guard, request_log, test_panic};
 use crate::worker::{self, Worker};
-use crate::zone::CounterValues;
+use crate::zone::{CounterValues, GRAPH_EVENTS};
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
@@ -101,6 +101,16 @@ struct ProviderStatus {
     denied: Vec<(&'static str, u64)>,
     /// Single sign-out's record (session providers).
     record: Option<RecordStatus>,
+    /// Group overage answered by Graph: readings of [`GRAPH_EVENTS`], the time the lookups took
+    /// (µs), the answers kept and the table's size.
+    graph: Option<GraphStatus>,
+}
+
+struct GraphStatus {
+    events: Vec<u64>,
+    microseconds: u64,
+    entries: usize,
+    capacity: usize,
 }
 
 fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
@@ -121,7 +131,19 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 counters: Vec::new(),
                 denied: Vec::new(),
                 record: state.record.as_ref().and_then(|r| r.status()),
+                graph: None,
             };
+            if let Some((entries, capacity)) = state.graph.as_ref().and_then(|g| g.status(epoch_ms())) {
+                let counters = state.slot.as_ref().and_then(|s| s.status()).map(|s| s.counters);
+                status.graph = Some(GraphStatus {
+                    events: counters
+                        .as_ref()
+                        .map_or_else(|| vec![0; GRAPH_EVENTS.len()], |c| c.graph.clone()),
+                    microseconds: counters.as_ref().map_or(0, |c| c.graph_microseconds),
+                    entries,
+                    capacity,
+                });
+            }
             if let Some(slot) = state.slot.as_ref().and_then(|s| s.status()) {
                 status.last_fetch = slot.last_success;
                 // Scheduled on the monotonic clock; shown on the wall clock.
@@ -171,6 +193,17 @@ fn as_json(providers: &[ProviderStatus]) -> String {
                     "watermark": (r.watermark_ms > 0).then_some(r.watermark_ms / 1000),
                 });
             }
+            if let Some(g) = &p.graph {
+                let mut graph: serde_json::Map<String, Value> = GRAPH_EVENTS
+                    .iter()
+                    .zip(&g.events)
+                    .map(|((_, name), n)| (name.to_string(), json!(n)))
+                    .collect();
+                graph.insert("lookup_microseconds".into(), json!(g.microseconds));
+                graph.insert("entries".into(), json!(g.entries));
+                graph.insert("capacity".into(), json!(g.capacity));
+                provider["graph"] = Value::Object(graph);
+            }
             provider
         })
         .collect();
@@ -203,6 +236,28 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
             if let Some(record) = &p.record {
                 let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.name, read(record));
             }
+        }
+    }
+    metric(&mut out, "graph_events_total", "counter", "Graph lookups and their ends, by event.");
+    for p in providers.iter().filter_map(|p| Some((&p.name, p.graph.as_ref()?))) {
+        for ((_, event), n) in GRAPH_EVENTS.iter().zip(&p.1.events) {
+            let _ = writeln!(out, "entra_graph_events_total{{provider=\"{}\",event=\"{event}\"}} {n}", p.0);
+        }
+    }
+    type GraphMetric = (&'static str, &'static str, &'static str, fn(&GraphStatus) -> u64);
+    const GRAPH_METRICS: [GraphMetric; 3] = [
+        ("graph_lookup_microseconds_total", "counter", "Time Graph lookups took on the pool.", |g| {
+            g.microseconds
+        }),
+        ("graph_answers", "gauge", "Graph answers kept in the zone.", |g| g.entries as u64),
+        ("graph_answers_capacity", "gauge", "Graph answers the zone can keep (groups_cache_entries).", |g| {
+            g.capacity as u64
+        }),
+    ];
+    for (name, kind, help, read) in GRAPH_METRICS {
+        metric(&mut out, name, kind, help);
+        for p in providers.iter().filter_map(|p| Some((&p.name, p.graph.as_ref()?))) {
+            let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.0, read(p.1));
         }
     }
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");

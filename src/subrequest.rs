@@ -11,7 +11,7 @@ use entra_core::{Denial, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, ngx_http_request_t, ngx_int_t};
 
-use crate::access::{judge_token, proves_with, requirements, settle, Asker, Protected};
+use crate::access::{decide, judge_token, proves_with, settle, Asker, Protected};
 use crate::fetch;
 use crate::log::{guard, request_log};
 use crate::outcome::{self, Outcome, Source};
@@ -55,6 +55,7 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
     let reusable = main_outcome.as_ref().filter(|o| {
         o.provider == p.index && o.source == source && o.wait_until.is_none() && o.pending.is_none()
     });
+    let mut graph = reusable.and_then(|o| o.graph);
     let verified = match reusable {
         Some(o) => o.verified.clone(),
         None => {
@@ -73,7 +74,9 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
             judged
         }
     };
-    let decision = requirements(p.lcf, &verified);
+    // Never parked: a lookup Graph has not answered yet is started, and this answer is a 503.
+    let decision =
+        decide(&p, &verified, &mut graph, None, false).unwrap_or(Err(Denial::GroupsUnavailable(5)));
     // SAFETY: per the contract.
     unsafe { settle(r, &p, decision, &verified, source, Asker::Subrequest) }
 }

@@ -1,6 +1,7 @@
 //! Blocking work off the event loop: nginx thread pools, one task per job. Key fetches use
 //! nginx's `default` pool; code exchanges use `entra_signin`, so that a burst of sign-ins cannot
-//! queue key refreshes behind it.
+//! queue key refreshes behind it; Graph lookups use `entra_graph`, so that neither a burst of
+//! users in many groups nor a slow Graph can delay sign-ins or key refreshes.
 
 use core::ffi::c_void;
 use core::mem::size_of;
@@ -21,7 +22,10 @@ use crate::worker::cycle_log;
 pub const DEFAULT_POOL: &str = "default";
 /// The sign-in pool, and how it is made when the configuration does not declare it.
 pub const SIGNIN_POOL: &str = "entra_signin";
-const SIGNIN_POOL_SIZE: &str = "threads=8";
+/// The Graph lookups' pool.
+pub const GRAPH_POOL: &str = "entra_graph";
+/// The threads of the module's own pools, when the configuration does not declare them.
+const OWN_POOL_SIZE: &str = "threads=8";
 
 /// A job: `run` on a pool thread, touching only its own data; `done` back on the event loop.
 pub trait Job: Send {
@@ -37,8 +41,8 @@ extern "C" {
 }
 
 /// Makes sure the pool named `name` exists: nginx creates `default` on request, but any other
-/// pool only from a `thread_pool` line, so the module declares `entra_signin` itself, as if
-/// the configuration said `thread_pool entra_signin threads=8;`.
+/// pool only from a `thread_pool` line, so the module declares `entra_signin` and `entra_graph`
+/// itself, as if the configuration said `thread_pool entra_signin threads=8;`.
 pub fn add_pool(cf: *mut ngx_conf_t, name: &'static str) -> Result<(), &'static str> {
     if name == DEFAULT_POOL {
         // SAFETY: called while the configuration is parsed; null names the default pool.
@@ -56,7 +60,7 @@ pub fn add_pool(cf: *mut ngx_conf_t, name: &'static str) -> Result<(), &'static 
         if args.is_null() {
             return Err("out of memory");
         }
-        for word in ["thread_pool", name, SIGNIN_POOL_SIZE] {
+        for word in ["thread_pool", name, OWN_POOL_SIZE] {
             let slot = ngx_array_push(args) as *mut ngx_str_t;
             if slot.is_null() {
                 return Err("out of memory");
@@ -71,7 +75,7 @@ pub fn add_pool(cf: *mut ngx_conf_t, name: &'static str) -> Result<(), &'static 
         // nginx has logged why (a `thread_pool entra_signin` line of the operator's is a
         // duplicate: the module declares it).
         if !rv.is_null() {
-            return Err("cannot add the entra_signin thread pool");
+            return Err("cannot add the module's thread pool");
         }
     }
     Ok(())

@@ -32,9 +32,10 @@ enum Field {
     TokenVersion,
     Error,
     AuthSource,
+    GroupsSource,
 }
 
-const VARIABLES: [(&str, Field); 13] = [
+const VARIABLES: [(&str, Field); 14] = [
     ("entra_oid", Field::Oid),
     ("entra_tid", Field::Tid),
     ("entra_sub", Field::Sub),
@@ -48,6 +49,7 @@ const VARIABLES: [(&str, Field); 13] = [
     ("entra_token_version", Field::TokenVersion),
     ("entra_error", Field::Error),
     ("entra_auth_source", Field::AuthSource),
+    ("entra_groups_source", Field::GroupsSource),
 ];
 
 const CLAIM_PREFIX: &str = "entra_claim_";
@@ -89,7 +91,7 @@ fn field(token: &VerifiedToken, field: Field) -> Option<Cow<'_, str>> {
         Field::Scopes => return join(token.scopes(), " "),
         Field::AppId => token.app_id(),
         Field::TokenVersion => token.str("ver"),
-        Field::Error | Field::AuthSource => None,
+        Field::Error | Field::AuthSource | Field::GroupsSource => None,
     };
     text.map(Cow::Borrowed)
 }
@@ -180,10 +182,26 @@ unsafe extern "C" fn get_field(
                 Source::Bearer => "bearer",
                 Source::Session => "session",
             })),
+            // Group overage: the asked groups Graph says the user is in, and where they came from.
+            (Field::Groups, Ok(_)) if o.graph.is_some() => graph_groups(o),
+            (Field::GroupsSource, Ok(token)) => match (o.graph, token.has_group_overage()) {
+                (Some(_), _) => Some(Cow::Borrowed("graph")),
+                (None, false) => Some(Cow::Borrowed("token")),
+                (None, true) => None,
+            },
             (kind, Ok(token)) => field(token, kind),
             (_, Err(_)) => None,
         })
     }
+}
+
+/// The asked groups Graph says the user of `o` is in, comma-joined.
+fn graph_groups(o: &Outcome) -> Option<Cow<'static, str>> {
+    let worker = crate::worker::current()?;
+    let graph = worker.providers.get(o.provider)?.provider.graph.as_ref()?;
+    let members = o.graph?;
+    let joined = members.groups(graph.asked()).collect::<Vec<_>>().join(",");
+    (!joined.is_empty()).then_some(Cow::Owned(joined))
 }
 
 unsafe extern "C" fn get_claim(

@@ -25,7 +25,7 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::log::{debug, guard};
 use crate::module::EntraModule;
-use crate::zone::{identity, Counters, RecordKind, RecordRef, SlotRef};
+use crate::zone::{identity, Counters, GraphRef, RecordKind, RecordRef, SlotRef};
 
 pub struct Worker {
     /// The cycle this was built for: a single-process nginx reloads in place.
@@ -69,6 +69,10 @@ pub struct ProviderState {
     pub states: Option<RecordRef>,
     /// Its code exchanges this worker has on the thread pool.
     pub exchanges: Arc<AtomicUsize>,
+    /// Its Graph answers and the tenants' tokens (`groups_from_graph on`).
+    pub graph: Option<GraphRef>,
+    /// Its Graph lookups this worker has on the thread pool.
+    pub lookups: Cell<usize>,
 }
 
 thread_local! {
@@ -100,6 +104,8 @@ pub fn current() -> Option<Rc<Worker>> {
                 record: RecordRef::find(main.zone.shm, RecordKind::Sessions, &provider.name),
                 states: RecordRef::find(main.zone.shm, RecordKind::States, &provider.name),
                 exchanges: Arc::new(AtomicUsize::new(0)),
+                graph: provider.graph.as_ref().and_then(|_| GraphRef::find(main.zone.shm, &provider.name)),
+                lookups: Cell::new(0),
             })
             .collect();
         let worker = Rc::new(Worker {

@@ -278,6 +278,12 @@ impl LocationConf {
         for (name, setting) in &self.claims {
             setting.requirements(Subject::Claim(name.clone()), &mut policy);
         }
+        if let (Some(index), true) = (self.provider, policy.has_group_requirement()) {
+            // SAFETY: merging happens within the http block, whose main conf exists.
+            let main = unsafe { EntraModule::main_conf_mut(&*cf.as_ptr()) }
+                .ok_or_else(|| ConfError::Rule("no http configuration".into()))?;
+            main.require_groups(index, policy.groups());
+        }
         self.policy = policy;
         Ok(())
     }

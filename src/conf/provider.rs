@@ -62,7 +62,7 @@ const fn two(
 }
 
 /// Every directive of the block (the README documents each).
-const PROVIDER_COMMANDS: [BlockCommand; 30] = [
+const PROVIDER_COMMANDS: [BlockCommand; 34] = [
     one("tenant", |_, c, v| {
         c.tenant = Some(Tenant::parse(v[0])?);
         Ok(())
@@ -241,6 +241,26 @@ const PROVIDER_COMMANDS: [BlockCommand; 30] = [
             })?),
         };
         c.sign_in.callbacks_per_minute = Some(limit);
+        Ok(())
+    }),
+    one("groups_from_graph", |_, c, v| {
+        c.graph.enabled = Some(parse_flag("groups_from_graph", v[0])?);
+        Ok(())
+    }),
+    one("graph_url", |_, c, v| {
+        c.graph.graph_url = Some(parse_url("graph_url", v[0])?);
+        Ok(())
+    }),
+    one("groups_cache", |_, c, v| {
+        let max = Some(Duration::from_secs(24 * 3600));
+        c.graph.cache = Some(bounded("groups_cache", v[0], true, Duration::from_secs(1), max)?.as_secs());
+        Ok(())
+    }),
+    one("groups_cache_entries", |_, c, v| {
+        let entries = v[0].parse::<u64>().ok().filter(|n| (64..=1_000_000).contains(n));
+        c.graph.entries = Some(entries.ok_or_else(|| {
+            invalid("groups_cache_entries", v[0], "a number of answers from 64 to 1000000")
+        })?);
         Ok(())
     }),
     one("frontchannel_logout_uri", |_, c, v| {

@@ -34,7 +34,47 @@ pub struct Counters {
     /// Callbacks refused before the token endpoint for want of room (per address and minute,
     /// exchanges in flight, the record of states).
     pub(super) refused_callbacks: AtomicU64,
+    /// Group overage answered by Graph, by [`GraphEvent`].
+    pub(super) graph: [AtomicU64; GRAPH_EVENTS.len()],
+    /// Time the lookups took, on the pool.
+    pub(super) graph_nanoseconds: AtomicU64,
 }
+
+/// What `entra_status` counts of Graph lookups, with its name there.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GraphEvent {
+    /// App tokens asked of a token endpoint.
+    TokenRequest,
+    /// Lookups posted to the pool.
+    Lookup,
+    /// Requests answered from the zone's answers.
+    Shared,
+    /// Lookups that ended with: the tenant's token endpoint refusing the app,
+    RefusedConsent,
+    /// Graph refusing (403),
+    RefusedForbidden,
+    /// Graph not knowing the user (404),
+    RefusedNotFound,
+    /// a 429,
+    Throttled,
+    /// unreachable, slow or 5xx,
+    Unavailable,
+    /// an answer that is none.
+    BadAnswer,
+}
+
+/// Every [`GraphEvent`] in its order, with its name in `entra_status`.
+pub const GRAPH_EVENTS: [(GraphEvent, &str); 9] = [
+    (GraphEvent::TokenRequest, "token_requests"),
+    (GraphEvent::Lookup, "lookups"),
+    (GraphEvent::Shared, "answered_from_zone"),
+    (GraphEvent::RefusedConsent, "refused_consent"),
+    (GraphEvent::RefusedForbidden, "refused_forbidden"),
+    (GraphEvent::RefusedNotFound, "refused_not_found"),
+    (GraphEvent::Throttled, "throttled"),
+    (GraphEvent::Unavailable, "unavailable"),
+    (GraphEvent::BadAnswer, "bad_answer"),
+];
 
 impl Counters {
     /// Every counter back to 0, by atomic stores: a worker that outlived a reload may still be
@@ -56,8 +96,9 @@ impl Counters {
             &self.frontchannel_logouts,
             &self.replayed_states,
             &self.refused_callbacks,
+            &self.graph_nanoseconds,
         ];
-        for counter in singles.into_iter().chain(&self.denied) {
+        for counter in singles.into_iter().chain(&self.denied).chain(&self.graph) {
             counter.store(0, Relaxed);
         }
     }
@@ -94,6 +135,9 @@ pub struct CounterValues {
     pub frontchannel_logouts: u64,
     pub replayed_states: u64,
     pub refused_callbacks: u64,
+    /// By [`GRAPH_EVENTS`].
+    pub graph: Vec<u64>,
+    pub graph_microseconds: u64,
 }
 
 impl Counters {
@@ -132,6 +176,15 @@ impl Counters {
         .fetch_add(1, Relaxed);
     }
 
+    pub fn graph(&self, event: GraphEvent) {
+        self.graph[event as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A lookup that took `took` on the pool.
+    pub fn graph_took(&self, took: Duration) {
+        self.graph_nanoseconds.fetch_add(nanoseconds(took), Relaxed);
+    }
+
     /// The access decision of one check.
     pub fn decided(&self, decision: Result<(), Denial>) {
         match decision {
@@ -159,6 +212,8 @@ impl Counters {
             frontchannel_logouts: self.frontchannel_logouts.load(Relaxed),
             replayed_states: self.replayed_states.load(Relaxed),
             refused_callbacks: self.refused_callbacks.load(Relaxed),
+            graph: self.graph.iter().map(|n| n.load(Relaxed)).collect(),
+            graph_microseconds: self.graph_nanoseconds.load(Relaxed) / 1000,
         }
     }
 }

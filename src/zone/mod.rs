@@ -1,5 +1,6 @@
 //! The shared zone (`entra_shared_zone`), and the only code that changes it.
 //!
+//! Graph's answers per provider and the tenants' app tokens (`graph.rs`, group overage).
 //! One record per session provider holds the sessions issued and ended, for single sign-out
 //! (`record.rs`, by provider name). One slot per provider holds, for every worker to see: the key set and issuers last fetched
 //! (discovery providers only), the refresh schedule, which worker is fetching, and the counters
@@ -16,13 +17,15 @@
 
 mod claim;
 mod counters;
+mod graph;
 mod record;
 mod root;
 mod setup;
 mod slot;
 
 pub use claim::Claim;
-pub use counters::{CounterValues, Counters, SignInEvent};
+pub use counters::{CounterValues, Counters, GraphEvent, SignInEvent, GRAPH_EVENTS};
+pub use graph::{answers_bytes, Answer, Finished, GraphRef, Lookup, TenantState};
 pub use record::{admit_callback, record_bytes, RecordKind, RecordRef, WantedRecord};
 pub use root::{fixed_bytes, StoreError};
 pub use setup::{add_zone, assign_slots};

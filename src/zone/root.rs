@@ -22,6 +22,7 @@ use ngx::core::SlabPool;
 use ngx::ffi::ngx_shm_zone_t;
 
 use super::counters::Counters;
+use super::graph::GraphShared;
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
@@ -80,6 +81,9 @@ pub(super) struct Root {
     /// What browser sign-in shares, made by `assign_slots` when a configuration first signs
     /// browsers in (null until then; never freed): a zone for bearer tokens alone stays small.
     pub(super) sign_in: AtomicPtr<SignInShared>,
+    /// What Graph lookups share, made by `assign_slots` when a configuration first asks Graph
+    /// (null until then; never freed).
+    pub(super) graph: AtomicPtr<GraphShared>,
 }
 
 /// The zone's part for browser sign-in.
@@ -95,8 +99,10 @@ pub(super) struct SignInShared {
 
 /// Bytes of the zone taken before any key set or record table: the root, and with browser
 /// sign-in its part.
-pub fn fixed_bytes(sign_in: bool) -> usize {
-    core::mem::size_of::<Root>() + if sign_in { core::mem::size_of::<SignInShared>() } else { 0 }
+pub fn fixed_bytes(sign_in: bool, graph: bool) -> usize {
+    core::mem::size_of::<Root>()
+        + if sign_in { core::mem::size_of::<SignInShared>() } else { 0 }
+        + if graph { super::graph::part_bytes() } else { 0 }
 }
 
 /// One provider's record of sessions issued and ended (`entra_core::revocation`).
@@ -127,6 +133,14 @@ pub(super) fn sign_in_part(pool: &SlabPool) -> Option<&SignInShared> {
     // SAFETY: the root init_zone made lives as long as the zone, and so does the part once
     // assign_slots set it (it is never freed).
     unsafe { root.as_ref()?.sign_in.load(SeqCst).as_ref() }
+}
+
+/// The zone's part for Graph lookups, once made.
+pub(super) fn graph_part(pool: &SlabPool) -> Option<*mut GraphShared> {
+    let root = root(pool);
+    // SAFETY: the root init_zone made lives as long as the zone.
+    let part = unsafe { root.as_ref()?.graph.load(SeqCst) };
+    (!part.is_null()).then_some(part)
 }
 
 /// Why a fetched key set was not stored.
@@ -197,14 +211,14 @@ pub(super) unsafe fn free(locked: &LockedSlabPool, slot: &Slot) {
     slot.counters.reset();
 }
 
-fn release(locked: &LockedSlabPool, p: *mut u8, len: usize) {
+pub(super) fn release(locked: &LockedSlabPool, p: *mut u8, len: usize) {
     if let Some(p) = NonNull::new(p) {
         // SAFETY: `p` was allocated from this pool with this length, by `copy_in`.
         unsafe { locked.deallocate(p, Layout::array::<u8>(len.max(1)).expect("small")) };
     }
 }
 
-fn copy_in(locked: &LockedSlabPool, bytes: &[u8]) -> Option<*mut u8> {
+pub(super) fn copy_in(locked: &LockedSlabPool, bytes: &[u8]) -> Option<*mut u8> {
     let p = locked.allocate(Layout::array::<u8>(bytes.len().max(1)).ok()?).ok()?.as_ptr() as *mut u8;
     // SAFETY: `p` has room for `bytes.len()` bytes.
     unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };

@@ -18,8 +18,11 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModule;
 
+use super::graph::{assign_tables, make_part};
 use super::record::{assign_records, WantedRecord};
-use super::root::{free, pool, root, sign_in_part, store_keys, Root, SignInShared, MAX_PROVIDERS};
+use super::root::{
+    free, graph_part, pool, root, sign_in_part, store_keys, Root, SignInShared, MAX_PROVIDERS,
+};
 use super::slot::identity;
 use crate::log::{debug, guard, notice, warning};
 use crate::module::EntraModule;
@@ -81,12 +84,14 @@ pub unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void)
 /// Gives every provider of a committed configuration its slot (module `init_module`, in the
 /// master): a provider whose identity has a slot keeps it, the others take a free one, and the
 /// slots no provider uses any more are freed. Session providers get their records (`records`)
-/// likewise, by name; a record made afresh starts from what was `kept` on disk for it.
+/// likewise, by name; a record made afresh starts from what was `kept` on disk for it; and Graph
+/// providers their tables of answers (`graph_tables`: name and entries).
 pub fn assign_slots(
     log: *mut ngx_log_t,
     providers: &[Arc<Provider>],
     cached: &[Option<Fetched>],
     (records, kept): (&[WantedRecord], &[Option<Snapshot>]),
+    graph_tables: &[(String, u64)],
     zone: *mut ngx_shm_zone_t,
 ) -> Result<(), String> {
     let Some(pool) = pool(zone) else { return Ok(()) };
@@ -97,6 +102,20 @@ pub fn assign_slots(
     let locked = pool.lock();
     if let Some(part) = sign_in_part_for(&locked, &pool, root, !records.is_empty())? {
         assign_records(&locked, part, records, kept, crate::clock::epoch_ms())?;
+    }
+    let graph = match graph_part(&pool) {
+        Some(part) => Some(part),
+        None if !graph_tables.is_empty() => {
+            let part = make_part(&locked)?;
+            // SAFETY: the root lives as long as the zone; the part is fresh and zeroed.
+            unsafe { (*root).graph.store(part, SeqCst) };
+            Some(part)
+        }
+        None => None,
+    };
+    if let Some(part) = graph {
+        // SAFETY: the part lives as long as the zone; the lock is held.
+        assign_tables(&locked, unsafe { &mut *part }, graph_tables)?;
     }
     // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };

@@ -99,6 +99,8 @@ denials! {
         "the token has none of the required scopes or app permissions";
     MissingClaim => "missing_claim", InsufficientScope, "a required claim does not have an accepted value";
     KeysUnavailable => "keys_unavailable", Unavailable, "the provider's signing keys could not be fetched yet";
+    GroupsUnavailable(u32) => "groups_unavailable", Unavailable,
+        "Microsoft Graph could not answer the group overage yet (retry after {0} s)";
     StateMismatch => "state_mismatch", Callback, "the callback's state matches no sign-in attempt of this browser";
     IdpError(bool) => "idp_error", Callback, "Entra answered the sign-in with an error";
     CodeRejected => "code_rejected", Callback, "the token endpoint refused the authorization code";
@@ -159,6 +161,18 @@ pub enum ConfigError {
     TenantNeedsDiscovery(String),
     #[error("\"jwks_file\" \"{path}\": {reason}")]
     BadKeyFile { path: String, reason: String },
+    #[error(
+        "\"groups_from_graph on\" needs a client credential (client_secret_file or client_certificate): \
+         Graph is asked with the app's own"
+    )]
+    GraphNeedsCredential,
+    #[error(
+        "\"groups_from_graph on\" with authority \"{0}\" needs \"graph_url\": only the global and China \
+         clouds have one Graph host (GCC High and DoD differ)"
+    )]
+    GraphUrlRequired(String),
+    #[error("\"{0}\" has no effect without \"groups_from_graph on\"")]
+    GraphOff(&'static str),
 }
 
 impl ConfigError {
@@ -166,6 +180,8 @@ impl ConfigError {
     pub fn directive(&self) -> Option<&'static str> {
         match self {
             ConfigError::DomainTenantTemplate(_) => Some("issuer"),
+            ConfigError::GraphNeedsCredential | ConfigError::GraphUrlRequired(_) => Some("groups_from_graph"),
+            ConfigError::GraphOff(directive) => Some(directive),
             _ => None,
         }
     }

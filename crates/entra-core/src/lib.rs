@@ -19,6 +19,7 @@
 //! - [`signin`]: a provider's sign-in settings and the code flow's steps without I/O.
 //! - [`throttle`]: callbacks per client address and minute, counted in shared buckets.
 //! - [`exchange`]: the code exchange at the token endpoint (blocking).
+//! - [`graph`]: group overage answered by Microsoft Graph (forms, answers; blocking calls).
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
@@ -33,6 +34,7 @@ pub mod cookie;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod graph;
 pub mod keycache;
 pub mod keys;
 pub mod oidc;

@@ -113,7 +113,7 @@ impl Transaction {
     }
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, FORM), utf8_percent_encode(v, FORM)))
@@ -226,14 +226,19 @@ pub fn token_request(
         ("client_id", client_id),
         ("code_verifier", verifier),
     ];
-    match credential {
+    add_credential(&mut pairs, &credential);
+    form(&pairs)
+}
+
+/// Adds the client credential's pairs to a token request's form.
+pub(crate) fn add_credential<'a>(pairs: &mut Vec<(&str, &'a str)>, credential: &ClientCredential<'a>) {
+    match *credential {
         ClientCredential::Secret(secret) => pairs.push(("client_secret", secret)),
         ClientCredential::Assertion(jwt) => pairs.extend_from_slice(&[
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", jwt),
         ]),
     }
-    form(&pairs)
 }
 
 /// Whether a return URL is a path on this server: it starts with one `/`, no `//` or `/\`

@@ -4,7 +4,12 @@
 use serde_json::Value;
 
 use crate::error::Denial;
+use crate::graph::{Asked, Membership};
 use crate::token::VerifiedToken;
+
+/// Group memberships Microsoft Graph answered for a token with group overage: the set asked and
+/// which of it the user is in.
+pub type Answered<'a> = Option<(&'a Asked, &'a Membership)>;
 
 /// What a requirement looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +48,16 @@ fn claim_matches(value: &Value, wanted: &str) -> bool {
 }
 
 impl Requirement {
-    pub fn check(&self, token: &VerifiedToken) -> Result<(), Denial> {
+    /// Checks `token`; a group requirement on a token with group overage is decided by
+    /// `answered`, or refused without it.
+    pub fn check(&self, token: &VerifiedToken, answered: Answered) -> Result<(), Denial> {
         let wants = |have: &str| self.any_of.iter().any(|w| w == have);
         let satisfied = match &self.subject {
-            Subject::Group => {
-                if token.has_group_overage() {
-                    return Err(Denial::GroupOverage);
-                }
-                token.groups().any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g)))
-            }
+            Subject::Group if token.has_group_overage() => match answered {
+                Some((asked, membership)) => membership.has_any(asked, &self.any_of),
+                None => return Err(Denial::GroupOverage),
+            },
+            Subject::Group => token.groups().any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g))),
             Subject::Role => token.roles().any(wants),
             Subject::Scope => token.scopes().any(wants),
             Subject::Permission => token.scopes().chain(token.roles()).any(wants),
@@ -79,7 +85,18 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn check(&self, token: &VerifiedToken) -> Result<(), Denial> {
-        self.requirements.iter().try_for_each(|r| r.check(token))
+    pub fn check(&self, token: &VerifiedToken, answered: Answered) -> Result<(), Denial> {
+        self.requirements.iter().try_for_each(|r| r.check(token, answered))
+    }
+
+    /// Whether a token with group overage needs Graph's answer here.
+    pub fn has_group_requirement(&self) -> bool {
+        self.requirements.iter().any(|r| r.subject == Subject::Group)
+    }
+
+    /// The group ids this location requires, any of them.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        let groups = self.requirements.iter().filter(|r| r.subject == Subject::Group);
+        groups.flat_map(|r| r.any_of.iter().map(String::as_str))
     }
 }

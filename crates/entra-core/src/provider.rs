@@ -10,6 +10,7 @@ use ring::rand::SystemRandom;
 use crate::cache::TokenCache;
 use crate::discovery::{Discovery, Endpoints};
 use crate::error::{ConfigError, Denial};
+use crate::graph::{Graph, GraphConfig};
 use crate::keys::{KeyFamily, KeySet};
 use crate::revocation::Key;
 use crate::schedule::Schedule;
@@ -55,6 +56,8 @@ pub struct ProviderConfig {
     pub fetch_timeout: Option<Duration>,
     /// The browser sign-in settings (`client_secret_file`, `session_*`, ...).
     pub sign_in: SignInConfig,
+    /// `groups_from_graph`, `graph_url`, `groups_cache`, `groups_cache_entries`.
+    pub graph: GraphConfig,
 }
 
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,6 +99,8 @@ pub struct Provider {
     pub require_permission: bool,
     /// How browsers sign in with this provider (used by `entra_auth ... session|any`).
     pub sign_in: SignIn,
+    /// Group overage answered by Graph (`groups_from_graph on`).
+    pub graph: Option<Graph>,
     pub(crate) cache: TokenCache,
 }
 
@@ -111,6 +116,13 @@ impl ProviderConfig {
             (self.ca_file.is_some(), "ca_file"),
             (self.fetch_timeout.is_some(), "fetch_timeout"),
         ];
+        let graph = self.graph.build(
+            &client_id,
+            &authority,
+            self.sign_in.credential.is_some(),
+            self.ca_file.clone(),
+            self.fetch_timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT),
+        )?;
         let (source, keys) = match self.keys {
             Some(keys) => {
                 if let Some((_, option)) = discovery_options.iter().find(|(set, _)| *set) {
@@ -172,6 +184,7 @@ impl ProviderConfig {
             require_permission: self.require_permission.unwrap_or(true),
             // Sessions weigh more than tokens (a 200-group one about 30 KiB opened): a quarter.
             sign_in: self.sign_in.build(name, self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE).div_ceil(4)),
+            graph,
             cache: TokenCache::new(self.token_cache.unwrap_or(DEFAULT_TOKEN_CACHE)),
         })
     }

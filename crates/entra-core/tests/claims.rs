@@ -35,11 +35,11 @@ fn a_token_without_scp_or_roles_is_refused_unless_allowed() {
 fn groups_are_any_of_within_and_all_of_across_requirements() {
     let t =
         verify(MintOptions { groups: Some(vec!["g1".into(), "G2".into()]), ..Default::default() }).unwrap();
-    assert!(policy(vec![(Subject::Group, &["x", "g1"])]).check(&t).is_ok());
-    assert!(policy(vec![(Subject::Group, &["g2"])]).check(&t).is_ok(), "group ids ignore case");
-    assert!(policy(vec![(Subject::Group, &["g1"]), (Subject::Group, &["g2"])]).check(&t).is_ok());
+    assert!(policy(vec![(Subject::Group, &["x", "g1"])]).check(&t, None).is_ok());
+    assert!(policy(vec![(Subject::Group, &["g2"])]).check(&t, None).is_ok(), "group ids ignore case");
+    assert!(policy(vec![(Subject::Group, &["g1"]), (Subject::Group, &["g2"])]).check(&t, None).is_ok());
     assert_eq!(
-        policy(vec![(Subject::Group, &["g1"]), (Subject::Group, &["g3"])]).check(&t).unwrap_err(),
+        policy(vec![(Subject::Group, &["g1"]), (Subject::Group, &["g3"])]).check(&t, None).unwrap_err(),
         Denial::MissingGroup
     );
 }
@@ -47,11 +47,35 @@ fn groups_are_any_of_within_and_all_of_across_requirements() {
 #[test]
 fn group_overage_fails_closed_with_its_own_reason() {
     let t = verify(MintOptions { overage: true, ..Default::default() }).unwrap();
-    assert_eq!(policy(vec![(Subject::Group, &["g1"])]).check(&t).unwrap_err(), Denial::GroupOverage);
+    assert_eq!(policy(vec![(Subject::Group, &["g1"])]).check(&t, None).unwrap_err(), Denial::GroupOverage);
     let implicit = verify(with_claim("hasgroups", json!(true))).unwrap();
-    assert_eq!(policy(vec![(Subject::Group, &["g1"])]).check(&implicit).unwrap_err(), Denial::GroupOverage);
+    assert_eq!(
+        policy(vec![(Subject::Group, &["g1"])]).check(&implicit, None).unwrap_err(),
+        Denial::GroupOverage
+    );
     // Without a group requirement an overage token is fine.
-    assert!(policy(vec![(Subject::Scope, &["access_as_user"])]).check(&t).is_ok());
+    assert!(policy(vec![(Subject::Scope, &["access_as_user"])]).check(&t, None).is_ok());
+}
+
+#[test]
+fn graphs_answer_decides_an_overage_token_and_only_for_groups_asked() {
+    use entra_core::graph::{read_member_groups, Asked, Membership};
+    const G1: &str = "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1";
+    const G2: &str = "5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20";
+    let t = verify(MintOptions { overage: true, ..Default::default() }).unwrap();
+    let asked = Asked::new([G1, G2]).unwrap();
+    let mut member_of_g2 = Membership::default();
+    read_member_groups(format!(r#"{{"value":["{G2}"]}}"#).as_bytes(), &asked, 0..2, &mut member_of_g2)
+        .unwrap();
+    let answered = Some((&asked, &member_of_g2));
+    assert!(policy(vec![(Subject::Group, &[G1, &G2.to_uppercase()])]).check(&t, answered).is_ok());
+    assert_eq!(policy(vec![(Subject::Group, &[G1])]).check(&t, answered).unwrap_err(), Denial::MissingGroup);
+    // Not overage: the token's own groups decide, never an answer.
+    let plain = verify(MintOptions { groups: Some(vec![G1.into()]), ..Default::default() }).unwrap();
+    assert_eq!(
+        policy(vec![(Subject::Group, &[G2])]).check(&plain, answered).unwrap_err(),
+        Denial::MissingGroup
+    );
 }
 
 #[test]
@@ -63,22 +87,25 @@ fn roles_scopes_and_permissions() {
         ..Default::default()
     })
     .unwrap();
-    assert!(policy(vec![(Subject::Scope, &["write"])]).check(&user).is_ok());
-    assert_eq!(policy(vec![(Subject::Scope, &["admin"])]).check(&user).unwrap_err(), Denial::MissingScope);
+    assert!(policy(vec![(Subject::Scope, &["write"])]).check(&user, None).is_ok());
     assert_eq!(
-        policy(vec![(Subject::Scope, &["read write"])]).check(&user).unwrap_err(),
+        policy(vec![(Subject::Scope, &["admin"])]).check(&user, None).unwrap_err(),
         Denial::MissingScope
     );
-    assert!(policy(vec![(Subject::Role, &["Orders.Read.All"])]).check(&app).is_ok());
     assert_eq!(
-        policy(vec![(Subject::Role, &["Orders.Read.All"])]).check(&user).unwrap_err(),
+        policy(vec![(Subject::Scope, &["read write"])]).check(&user, None).unwrap_err(),
+        Denial::MissingScope
+    );
+    assert!(policy(vec![(Subject::Role, &["Orders.Read.All"])]).check(&app, None).is_ok());
+    assert_eq!(
+        policy(vec![(Subject::Role, &["Orders.Read.All"])]).check(&user, None).unwrap_err(),
         Denial::MissingRole
     );
     let either = policy(vec![(Subject::Permission, &["read", "Orders.Read.All"])]);
-    assert!(either.check(&user).is_ok());
-    assert!(either.check(&app).is_ok());
+    assert!(either.check(&user, None).is_ok());
+    assert!(either.check(&app, None).is_ok());
     assert_eq!(
-        policy(vec![(Subject::Permission, &["nope"])]).check(&app).unwrap_err(),
+        policy(vec![(Subject::Permission, &["nope"])]).check(&app, None).unwrap_err(),
         Denial::MissingPermission
     );
 }
@@ -95,7 +122,7 @@ fn claim_requirements_compare_strings_arrays_numbers_and_booleans() {
         ..Default::default()
     })
     .unwrap();
-    let ok = |name: &str, v: &[&str]| policy(vec![(Subject::Claim(name.into()), v)]).check(&t);
+    let ok = |name: &str, v: &[&str]| policy(vec![(Subject::Claim(name.into()), v)]).check(&t, None);
     assert!(ok("tid", &[DEV_TENANT]).is_ok());
     assert!(ok("wids", &["b"]).is_ok());
     assert!(ok("level", &["3"]).is_ok());

@@ -1,0 +1,285 @@
+//! Group overage answered by Microsoft Graph, for a request: the answer read from the zone, or a
+//! lookup claimed there and posted to the `entra_graph` pool while the request waits (parked,
+//! like a request waiting for keys). The job carries its own data only; what it learnt is stored
+//! in the zone back on the event loop, and wakes this worker's waiting requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use entra_core::graph::{
+    app_token_form, check_member_groups, fetch_app_token, token_url, AppToken, Graph, GraphError, LookupKey,
+    Membership, GROUPS_PER_CALL, NOT_FOUND_MEMORY, TOKEN_MARGIN,
+};
+use entra_core::{Denial, Provider, VerifiedToken};
+use ring::rand::SystemRandom;
+
+use crate::clock::{epoch_ms, now_ms};
+use crate::denial::RETRY_SECONDS;
+use crate::log::{debug, error};
+use crate::threads;
+use crate::worker::{self, cycle_log, ProviderState, Worker};
+use crate::zone::{Answer, Finished, GraphEvent, Lookup, TenantState};
+
+/// Lookups one worker has on the pool per provider at most; beyond, requests wait for a turn.
+const LOOKUPS_IN_FLIGHT: usize = 64;
+
+/// What a request with group overage gets from Graph.
+pub enum Groups {
+    /// Which of the asked groups the user is in.
+    Answered(Membership),
+    /// Wait (parked), then look again: since when (ms since the epoch) and until when (ms).
+    Wait(u64, u64),
+    /// Refused: 403 `group_overage` or 503 `groups_unavailable`.
+    Denied(Denial),
+}
+
+/// How long a request waits for a lookup, and after how long a claim counts as abandoned (its
+/// worker died): a token request and one call per 20 groups, each within twice `fetch_timeout`.
+fn lookup_time(graph: &Graph) -> (u64, u64) {
+    let timeout = graph.settings.timeout.as_millis() as u64;
+    let calls = graph.asked().groups().len().div_ceil(GROUPS_PER_CALL) as u64 + 1;
+    (3 * timeout + 1000, calls * 2 * timeout + 1000)
+}
+
+fn unavailable() -> Denial {
+    Denial::GroupsUnavailable(RETRY_SECONDS.parse().unwrap_or(5))
+}
+
+/// The user's groups for `token` (group overage): from the zone, or after a lookup this request
+/// waits for (`waiting`: since when (ms) and until when, if it waits already). A subrequest
+/// (`may_wait` false) never waits: it starts the lookup and gets a 503.
+pub fn groups(
+    worker: &Worker,
+    state: &ProviderState,
+    token: &VerifiedToken,
+    waiting: Option<(u64, u64)>,
+    may_wait: bool,
+) -> Groups {
+    let (Some(graph), Some(zone)) = (state.provider.graph.as_ref(), state.graph.as_ref()) else {
+        return Groups::Denied(Denial::GroupOverage);
+    };
+    // Both are verified claims; without them there is nobody to ask about.
+    let (Some(tid), Some(oid)) = (token.tid(), token.oid()) else {
+        return Groups::Denied(Denial::GroupOverage);
+    };
+    let keys = (graph.answer_key(tid, oid), graph.tenant_key(tid));
+    let (wait_ms, stale_ms) = lookup_time(graph);
+    let now = now_ms();
+    let found =
+        zone.lookup((&keys.0, &keys.1), epoch_ms(), waiting.map(|(since, _)| since), (pid(), stale_ms));
+    let count = |event| {
+        if let Some(counters) = state.counters() {
+            counters.graph(event);
+        }
+    };
+    let (since, deadline) = waiting.unwrap_or((epoch_ms(), now + wait_ms));
+    let wait = || match may_wait && now < deadline && (waiting.is_some() || worker.may_wait_for_keys()) {
+        true => Groups::Wait(since, deadline),
+        false => Groups::Denied(unavailable()),
+    };
+    match found {
+        Lookup::Answered(members) => {
+            if waiting.is_none() {
+                count(GraphEvent::Shared);
+            }
+            Groups::Answered(members)
+        }
+        Lookup::Refused => Groups::Denied(Denial::GroupOverage),
+        Lookup::Throttled(seconds) => Groups::Denied(Denial::GroupsUnavailable(seconds as u32)),
+        Lookup::Failed | Lookup::Unavailable => Groups::Denied(unavailable()),
+        Lookup::Asking => wait(),
+        Lookup::Claimed { token } => {
+            if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, tid, oid, keys, token) {
+                zone.finish(
+                    &keys.0,
+                    &keys.1,
+                    Finished { token: None, tenant: None, answer: None },
+                    epoch_ms(),
+                    pid(),
+                );
+                return wait();
+            }
+            count(GraphEvent::Lookup);
+            wait()
+        }
+    }
+}
+
+fn pid() -> u32 {
+    // SAFETY: ngx_pid is set once at process start.
+    unsafe { ngx::ffi::ngx_pid as u32 }
+}
+
+/// Posts the lookup of `oid` in `tid`; `false` when the pool would not take it.
+fn post(
+    state: &ProviderState,
+    tid: &str,
+    oid: &str,
+    keys: (LookupKey, LookupKey),
+    token: Option<String>,
+) -> bool {
+    let job = LookupJob {
+        index: state.index,
+        provider: state.provider.clone(),
+        tid: tid.to_owned(),
+        oid: oid.to_owned(),
+        keys,
+        token,
+        posted: epoch_ms(),
+        result: None,
+    };
+    if !threads::post(threads::GRAPH_POOL, Box::new(job)) {
+        return false;
+    }
+    state.lookups.set(state.lookups.get() + 1);
+    true
+}
+
+/// A lookup as a pool job: its own data only.
+struct LookupJob {
+    index: usize,
+    provider: Arc<Provider>,
+    tid: String,
+    oid: String,
+    keys: (LookupKey, LookupKey),
+    /// The tenant's app token from the zone, or `None` to get one first.
+    token: Option<String>,
+    /// When it was posted (ms since the epoch): the assertion's `iat`, the token's start.
+    posted: u64,
+    result: Option<Ran>,
+}
+
+/// What the pool thread did.
+struct Ran {
+    /// A new app token, if one was asked for, and what that cost.
+    fetched: Option<Result<AppToken, GraphError>>,
+    membership: Option<Result<Membership, GraphError>>,
+    took: Duration,
+}
+
+impl LookupJob {
+    fn app_token(&self, graph: &Graph) -> Result<AppToken, GraphError> {
+        let url = token_url(&graph.authority, &self.tid);
+        let mut assertion = String::new();
+        let credential = self.provider.sign_in.client_credential(
+            &graph.client_id,
+            &url,
+            self.posted / 1000,
+            &SystemRandom::new(),
+            &mut assertion,
+        );
+        let Some(credential) = credential else {
+            return Err(GraphError::Unavailable("the provider has no client credential".into()));
+        };
+        let form = app_token_form(&graph.client_id, &graph.settings.graph_url, credential);
+        fetch_app_token(&graph.settings, &url, &form)
+    }
+}
+
+impl threads::Job for LookupJob {
+    fn run(&mut self) {
+        let Some(graph) = self.provider.graph.as_ref() else { return };
+        let started = Instant::now();
+        let fetched = self.token.is_none().then(|| self.app_token(graph));
+        let token = match (&self.token, &fetched) {
+            (Some(token), _) => Some(token.as_str()),
+            (None, Some(Ok(fetched))) => Some(fetched.token.as_str()),
+            _ => None,
+        };
+        let membership =
+            token.map(|token| check_member_groups(&graph.settings, token, &self.oid, graph.asked()));
+        self.result = Some(Ran { fetched, membership, took: started.elapsed() });
+    }
+
+    fn done(self: Box<Self>) {
+        let Some(worker) = worker::current() else { return };
+        let Some(state) = worker.providers.get(self.index) else { return };
+        state.lookups.set(state.lookups.get().saturating_sub(1));
+        // A reload since: the answer would be another configuration's.
+        if !Arc::ptr_eq(&state.provider, &self.provider) {
+            return;
+        }
+        let (Some(graph), Some(zone)) = (self.provider.graph.as_ref(), state.graph.as_ref()) else { return };
+        let now = epoch_ms();
+        let ran = self.result.unwrap_or(Ran {
+            fetched: None,
+            membership: Some(Err(GraphError::Unavailable("the lookup did not run".into()))),
+            took: Duration::ZERO,
+        });
+        let counters = state.counters();
+        if let Some(counters) = counters {
+            counters.graph_took(ran.took);
+        }
+        let count = |event| {
+            if let Some(counters) = counters {
+                counters.graph(event);
+            }
+        };
+        let cache_ms = graph.settings.cache * 1000;
+        let mut finished = Finished { token: None, tenant: None, answer: None };
+        let mut failure = None;
+        match ran.fetched {
+            Some(Ok(fetched)) => {
+                count(GraphEvent::TokenRequest);
+                let holds = fetched.expires_in.saturating_sub(TOKEN_MARGIN).max(fetched.expires_in / 2);
+                finished.token = Some((fetched.token, self.posted + holds * 1000));
+            }
+            Some(Err(e)) => {
+                count(GraphEvent::TokenRequest);
+                failure = Some(e);
+            }
+            None => {}
+        }
+        match ran.membership {
+            Some(Ok(members)) => finished.answer = Some((Answer::Members(members), now + cache_ms)),
+            Some(Err(e)) => failure = Some(e),
+            None => {}
+        }
+        if let Some(e) = &failure {
+            let (event, tenant, answer) = match e {
+                GraphError::TokenRefused { status, code } => (
+                    GraphEvent::RefusedConsent,
+                    Some((TenantState::Refused { status: *status, code: code.unwrap_or(0) }, now + cache_ms)),
+                    None,
+                ),
+                GraphError::Throttled { retry_after, .. } => {
+                    (GraphEvent::Throttled, Some((TenantState::Throttled, now + retry_after * 1000)), None)
+                }
+                GraphError::Forbidden => (
+                    GraphEvent::RefusedForbidden,
+                    None,
+                    Some((Answer::Refused, now + NOT_FOUND_MEMORY * 1000)),
+                ),
+                GraphError::NotFound => (
+                    GraphEvent::RefusedNotFound,
+                    None,
+                    Some((Answer::Refused, now + NOT_FOUND_MEMORY * 1000)),
+                ),
+                GraphError::Unavailable(_) => (GraphEvent::Unavailable, None, Some((Answer::Failed, now))),
+                GraphError::BadAnswer { .. } => (GraphEvent::BadAnswer, None, Some((Answer::Failed, now))),
+            };
+            count(event);
+            (finished.tenant, finished.answer) = (tenant, answer);
+            if zone.should_log(&self.keys.1, now / 1000) {
+                error!(
+                    cycle_log(),
+                    "provider \"{}\": group overage of tenant {} not answered: {}",
+                    self.provider.name,
+                    self.tid,
+                    e
+                );
+            }
+        } else {
+            debug!(
+                cycle_log(),
+                "provider \"{}\": Graph answered for tenant {}", self.provider.name, self.tid
+            );
+        }
+        zone.finish(&self.keys.0, &self.keys.1, finished, now, pid());
+        worker.wake_key_waiters();
+    }
+
+    fn what(&self) -> &'static str {
+        "a Graph lookup"
+    }
+}
