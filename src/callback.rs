@@ -569,7 +569,7 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
             provider.name
         );
         // SAFETY: per the contract.
-        return unsafe { send(r, 503, &[(RETRY_AFTER, RETRY_SECONDS.into())], "", "") };
+        return unsafe { send(r, 503, &[(RETRY_AFTER, RETRY_SECONDS.to_string())], "", "") };
     };
     match revocation {
         Revocation::Recorded => {

@@ -38,7 +38,7 @@ pub unsafe fn challenge(r: *mut ngx_http_request_t, provider: &Provider, denial:
         }
         DenialClass::InvalidToken => Some((WWW_AUTHENTICATE, with_error("invalid_token"))),
         DenialClass::InsufficientScope => Some((WWW_AUTHENTICATE, with_error("insufficient_scope"))),
-        DenialClass::Unavailable => Some((RETRY_AFTER, RETRY_SECONDS.to_owned())),
+        DenialClass::Unavailable => Some((RETRY_AFTER, retry_after(denial))),
         DenialClass::Forbidden => None,
     };
     let known = |name: &[u8]| if name == WWW_AUTHENTICATE { Known::WwwAuthenticate } else { Known::None };
@@ -78,7 +78,7 @@ pub unsafe fn sign_in_failed(
     let status = status(denial);
     let mut headers: Vec<Header> = set_cookies(clear).collect();
     if status == 503 {
-        headers.push((RETRY_AFTER, RETRY_SECONDS.into()));
+        headers.push((RETRY_AFTER, retry_after(denial)));
     }
     let what = match denial {
         Denial::IdpError(_) => {
@@ -100,5 +100,13 @@ pub unsafe fn sign_in_failed(
 
 const WWW_AUTHENTICATE: &[u8] = b"WWW-Authenticate";
 pub const RETRY_AFTER: &[u8] = b"Retry-After";
-/// When a client should try again after a 503.
-pub const RETRY_SECONDS: &str = "5";
+/// When a client should try again after a 503, unless the denial says.
+pub const RETRY_SECONDS: u32 = 5;
+
+/// The `Retry-After` of a 503: what Graph asked for, else [`RETRY_SECONDS`].
+fn retry_after(denial: Denial) -> String {
+    match denial {
+        Denial::GroupsUnavailable(seconds) => seconds.max(1).to_string(),
+        _ => RETRY_SECONDS.to_string(),
+    }
+}

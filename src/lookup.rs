@@ -42,7 +42,7 @@ fn lookup_time(graph: &Graph) -> (u64, u64) {
 }
 
 fn unavailable() -> Denial {
-    Denial::GroupsUnavailable(RETRY_SECONDS.parse().unwrap_or(5))
+    Denial::GroupsUnavailable(RETRY_SECONDS)
 }
 
 /// The user's groups for `token` (group overage): from the zone, or after a lookup this request

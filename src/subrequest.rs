@@ -12,6 +12,7 @@ use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_REWRITE_PHASE, ngx_http_request_t, ngx_int_t};
 
 use crate::access::{decide, judge_token, proves_with, settle, Asker, Protected};
+use crate::denial::RETRY_SECONDS;
 use crate::fetch;
 use crate::log::{guard, request_log};
 use crate::outcome::{self, Outcome, Source};
@@ -75,8 +76,8 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         }
     };
     // Never parked: a lookup Graph has not answered yet is started, and this answer is a 503.
-    let decision =
-        decide(&p, &verified, &mut graph, None, false).unwrap_or(Err(Denial::GroupsUnavailable(5)));
+    let decision = decide(&p, &verified, &mut graph, None, false)
+        .unwrap_or(Err(Denial::GroupsUnavailable(RETRY_SECONDS)));
     // SAFETY: per the contract.
     unsafe { settle(r, &p, decision, &verified, source, Asker::Subrequest) }
 }

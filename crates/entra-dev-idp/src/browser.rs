@@ -21,17 +21,20 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 
 use crate::client_cert::SeenAssertions;
+use crate::graph::{Graph, BIG_USER, GRAPH_PATH};
 use crate::keystore::{KeyStore, DEV_CLIENT_SECRET};
 use crate::mint::{guid_for, mint, MintOptions, Signing};
 
-/// The demo users: name, display name, groups.
-pub const USERS: [(&str, &str, &[&str]); 2] = [
+/// The demo users: name, display name, groups (the last one's 250 groups are Graph's to tell:
+/// see [`crate::graph::big_user_groups`]).
+pub const USERS: [(&str, &str, &[&str]); 3] = [
     (
         "alice",
         "Alice Example",
         &["0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1", "5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20"],
     ),
     ("bob", "Bob Example", &["5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20"]),
+    (BIG_USER, "Dana Example (250 groups)", &[]),
 ];
 
 /// The IdP's sign-in cookie (its own session, for `prompt=none`).
@@ -66,6 +69,8 @@ pub struct Browser {
     /// The app's front-channel logout URL.
     frontchannel: Mutex<Option<String>>,
     assertions: SeenAssertions,
+    /// The Microsoft Graph stand-in (its client-credentials grant is the token endpoint's).
+    pub graph: Graph,
 }
 
 /// A request as the endpoints see it.
@@ -74,6 +79,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub cookie: Option<&'a str>,
+    pub authorization: Option<&'a str>,
     pub body: &'a str,
 }
 
@@ -181,6 +187,7 @@ impl Browser {
         *lock(&self.break_id_token) = None;
         *lock(&self.break_authorize) = None;
         *lock(&self.frontchannel) = None;
+        self.graph.reset();
     }
 
     /// The endpoints under `/{tenant}/oauth2/v2.0/`; `None` for another path.
@@ -196,7 +203,9 @@ impl Browser {
         Some(match (req.method, endpoint) {
             ("GET", "authorize") => self.authorize(store, &prefix, req),
             ("GET", "authorize/pick") => self.pick(store, req),
-            ("POST", "token") => self.token(store, tenant, &format!("{prefix}/token"), req),
+            ("POST", "token") => {
+                self.token(store, tenant, &format!("{prefix}/token"), &format!("{base_url}{GRAPH_PATH}"), req)
+            }
             ("GET", "logout") => self.logout(req),
             _ => return None,
         })
@@ -296,13 +305,14 @@ impl Browser {
         ))
     }
 
-    fn token(&self, store: &KeyStore, tenant: &str, endpoint: &str, req: &Request) -> Reply {
+    fn token(&self, store: &KeyStore, tenant: &str, endpoint: &str, graph_url: &str, req: &Request) -> Reply {
         let f = form(req.body);
         let refuse =
             |error: &str, why: &str| Reply::json(400, json!({ "error": error, "error_description": why }));
         let settings = store.settings();
-        if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
-            return refuse("unsupported_grant_type", "only authorization_code");
+        let grant_type = f.get("grant_type").map(String::as_str);
+        if !matches!(grant_type, Some("authorization_code" | "client_credentials")) {
+            return refuse("unsupported_grant_type", "only authorization_code and client_credentials");
         }
         if f.get("client_id") != Some(&settings.client_id) {
             return refuse("invalid_client", "unknown client_id");
@@ -319,6 +329,9 @@ impl Browser {
             }
             (None, Some(secret)) if secret == DEV_CLIENT_SECRET => {}
             _ => return refuse("invalid_client", "the client secret is wrong or missing"),
+        }
+        if grant_type == Some("client_credentials") {
+            return self.graph.client_credentials(store, tenant, &f, graph_url);
         }
         let Some(code) = f.get("code") else { return refuse("invalid_request", "no code") };
         let mut grants = lock(&self.grants);
@@ -356,6 +369,8 @@ impl Browser {
             .unwrap_or_else(|| (grant.user.clone(), Vec::<String>::new()));
         let mut groups = groups;
         groups.extend((0..grant.extra_groups).map(|i| guid_for(&format!("group:{i}"))));
+        // Past 200 groups Entra names none in the token: the app asks Graph.
+        let overage = grant.user == BIG_USER;
         let settings = store.settings();
         let mut o = MintOptions {
             user: Some(grant.user.clone()),
@@ -370,6 +385,7 @@ impl Browser {
             unset_claims: vec!["scp".into(), "azp".into(), "azpacr".into()],
             ..MintOptions::default()
         };
+        o.overage = overage;
         if let Some(nonce) = &grant.nonce {
             o.claims.push(("nonce".into(), json!(nonce)));
         }

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod client_cert;
+pub mod graph;
 pub mod keystore;
 pub mod mint;
 pub mod server;

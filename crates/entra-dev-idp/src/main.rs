@@ -44,6 +44,8 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
     --key KID  --alg ALG
     --sign key|none|hs256-pubkey|corrupt
     --overage           groups left out as Entra does past 200
+    --claim-source URL  the overage token's _claim_sources endpoint base
+                        (default https://graph.windows.net, as Entra writes)
     --graph             a Microsoft Graph token (header nonce)
 ";
 
@@ -124,6 +126,7 @@ fn mint_options(a: &mut Args) -> Result<MintOptions, Error> {
         alg: a.take("--alg")?,
         signing: a.take("--sign")?.as_deref().map(Signing::parse).transpose()?.unwrap_or_default(),
         overage: a.flag("--overage"),
+        claim_source: a.take("--claim-source")?,
         graph: a.flag("--graph"),
     })
 }

@@ -69,6 +69,9 @@ pub struct MintOptions {
     pub signing: Signing,
     /// Leave the groups out the way Entra does past 200 of them.
     pub overage: bool,
+    /// The `_claim_sources` endpoint of an overage token (default: the retired Azure AD Graph
+    /// URL Entra writes).
+    pub claim_source: Option<String>,
     /// A Microsoft Graph token: Graph audience and a header nonce.
     pub graph: bool,
 }
@@ -150,8 +153,9 @@ pub fn mint(store: &KeyStore, o: &MintOptions) -> Result<String, Error> {
     if o.overage {
         c.remove("groups");
         c.insert("_claim_names".into(), json!({"groups": "src1"}));
-        let endpoint =
-            format!("https://graph.windows.net/{tid}/users/{}/getMemberObjects", guid_for("overage"));
+        let oid = c.get("oid").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let base = o.claim_source.as_deref().unwrap_or("https://graph.windows.net");
+        let endpoint = format!("{base}/{tid}/users/{oid}/getMemberObjects");
         c.insert("_claim_sources".into(), json!({"src1": {"endpoint": endpoint}}));
     }
     if o.graph {

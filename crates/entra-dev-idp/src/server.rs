@@ -1,7 +1,7 @@
 //! Serves the IdP's metadata documents and key set over HTTP and HTTPS on loopback, with
 //! controls for tests under `/_admin/`: `stats` (requests counted for key sets and metadata),
 //! `reset`, `rotate`, `publish` (hidden keys), `open?gate=NAME`, `hold?path=PART` and `release`
-//! (see [`Control`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip|padded&bytes=N`.
+//! (see [`Control`]), `graph?...` (the Graph stand-in, [`crate::graph`]), and `mode?set=normal|down|slow&ms=N|garbage&kind=text|empty|huge|gzip|padded&bytes=N`.
 //!
 //! Paths follow Entra's: `/{tenant}/v2.0/.well-known/openid-configuration`,
 //! `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys` and
@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::browser::{self, Browser, Reply, Request};
+use crate::graph::GRAPH_PATH;
 use crate::keystore::{KeyKind, KeyStore};
 use crate::tls;
 use crate::Error;
@@ -162,6 +163,7 @@ impl Control {
             "keys": self.keys.load(Ordering::SeqCst),
             "metadata": self.metadata.load(Ordering::SeqCst),
             "mode": format!("{:?}", self.mode()),
+            "graph": self.browser.graph.stats(),
         })
     }
 }
@@ -228,6 +230,10 @@ fn admin(control: &Control, dir: &Path, path: &str) -> (u16, Value) {
             Some("gzip") => Garbage::Gzip,
             _ => Garbage::Text,
         }),
+        ("/_admin/graph", _) => {
+            let query = browser::form(path.split_once('?').map_or("", |(_, q)| q));
+            return (200, control.browser.graph.admin(&query));
+        }
         (other, _) => {
             let query = browser::form(path.split_once('?').map_or("", |(_, q)| q));
             return match control.browser.admin(other, &query) {
@@ -275,6 +281,12 @@ fn answer(control: &Control, dir: &Path, base_url: &str, req: &Request, path: &s
         }
         return browser_answer(control, dir, base_url, req)
             .or_else(|| Some(json_answer((404, json!({"error": "not_found", "path": req.path})))));
+    }
+    if req.path.starts_with(GRAPH_PATH) && req.path[GRAPH_PATH.len()..].starts_with('/') {
+        return control.browser.graph.route(req);
+    }
+    if req.path.starts_with("/_claim_source/") {
+        return Some(control.browser.graph.claim_source());
     }
     if req.path == "/redirect" {
         // `/redirect?to=URL`: a 302 elsewhere, which the module must not follow.
@@ -331,6 +343,7 @@ fn handle(
 ) -> std::io::Result<()> {
     let mut request_line = String::new();
     let mut cookie = None;
+    let mut authorization = None;
     let mut body = Vec::new();
     {
         let mut reader = BufReader::new(&mut stream);
@@ -343,6 +356,7 @@ fn handle(
                 match name.to_ascii_lowercase().as_str() {
                     "content-length" => length = value.parse().unwrap_or(0).min(MAX_BODY),
                     "cookie" => cookie = Some(value),
+                    "authorization" => authorization = Some(value),
                     _ => {}
                 }
             }
@@ -355,7 +369,14 @@ fn handle(
     let (method, target) = (words.next().unwrap_or("GET"), words.next().unwrap_or("/"));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let body = String::from_utf8_lossy(&body);
-    let req = Request { method, path, query, cookie: cookie.as_deref(), body: &body };
+    let req = Request {
+        method,
+        path,
+        query,
+        cookie: cookie.as_deref(),
+        authorization: authorization.as_deref(),
+        body: &body,
+    };
     let Some(mut answer) = answer(control, dir, base_url, &req, target) else {
         return Ok(());
     };
