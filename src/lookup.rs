@@ -18,7 +18,8 @@ use crate::denial::RETRY_SECONDS;
 use crate::log::{debug, error};
 use crate::threads;
 use crate::worker::{self, cycle_log, ProviderState, Worker};
-use crate::zone::{Answer, Finished, GraphEvent, Lookup, TenantState};
+use crate::zone::{Finished, Found, GraphEvent};
+use entra_core::answers::{Answer, Asker, Lookup, TenantState};
 
 /// Lookups one worker has on the pool per provider at most; beyond, requests wait for a turn.
 const LOOKUPS_IN_FLIGHT: usize = 64;
@@ -65,8 +66,12 @@ pub fn groups(
     let keys = (graph.answer_key(tid, oid), graph.tenant_key(tid));
     let (wait_ms, stale_ms) = lookup_time(graph);
     let now = now_ms();
-    let found =
-        zone.lookup((&keys.0, &keys.1), epoch_ms(), waiting.map(|(since, _)| since), (pid(), stale_ms));
+    let found = zone.lookup(
+        (&keys.0, &keys.1),
+        epoch_ms(),
+        waiting.map(|(since, _)| since),
+        Asker { pid: pid(), stale_ms },
+    );
     let count = |event| {
         if let Some(counters) = state.counters() {
             counters.graph(event);
@@ -78,25 +83,22 @@ pub fn groups(
         false => Groups::Denied(unavailable()),
     };
     match found {
-        Lookup::Answered(members) => {
+        Found::Known(Lookup::Answered(members)) => {
             if waiting.is_none() {
                 count(GraphEvent::Shared);
             }
             Groups::Answered(members)
         }
-        Lookup::Refused => Groups::Denied(Denial::GroupOverage),
-        Lookup::Throttled(seconds) => Groups::Denied(Denial::GroupsUnavailable(seconds as u32)),
-        Lookup::Failed | Lookup::Unavailable => Groups::Denied(unavailable()),
-        Lookup::Asking => wait(),
-        Lookup::Claimed { token } => {
+        Found::Known(Lookup::Refused) => Groups::Denied(Denial::GroupOverage),
+        Found::Known(Lookup::Throttled(seconds)) => {
+            Groups::Denied(Denial::GroupsUnavailable(u32::try_from(seconds).unwrap_or(u32::MAX)))
+        }
+        Found::Known(Lookup::Failed) | Found::Unavailable => Groups::Denied(unavailable()),
+        Found::Known(Lookup::Asking | Lookup::Claimed { .. }) => wait(),
+        Found::Claimed(token) => {
             if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, tid, oid, keys, token) {
-                zone.finish(
-                    &keys.0,
-                    &keys.1,
-                    Finished { token: None, tenant: None, answer: None },
-                    epoch_ms(),
-                    pid(),
-                );
+                let nothing = Finished { token: None, tenant: None, answer: None };
+                zone.finish((&keys.0, &keys.1), nothing, epoch_ms(), pid());
                 return wait();
             }
             count(GraphEvent::Lookup);
@@ -275,7 +277,7 @@ impl threads::Job for LookupJob {
                 "provider \"{}\": Graph answered for tenant {}", self.provider.name, self.tid
             );
         }
-        zone.finish(&self.keys.0, &self.keys.1, finished, now, pid());
+        zone.finish((&self.keys.0, &self.keys.1), finished, now, pid());
         worker.wake_key_waiters();
     }
 

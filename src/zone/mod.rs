@@ -25,7 +25,7 @@ mod slot;
 
 pub use claim::Claim;
 pub use counters::{CounterValues, Counters, GraphEvent, SignInEvent, GRAPH_EVENTS};
-pub use graph::{answers_bytes, Answer, Finished, GraphRef, Lookup, TenantState};
+pub use graph::{answers_bytes, Finished, Found, GraphRef};
 pub use record::{admit_callback, record_bytes, RecordKind, RecordRef, WantedRecord};
 pub use root::{fixed_bytes, StoreError};
 pub use setup::{add_zone, assign_slots};

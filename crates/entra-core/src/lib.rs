@@ -20,12 +20,14 @@
 //! - [`throttle`]: callbacks per client address and minute, counted in shared buckets.
 //! - [`exchange`]: the code exchange at the token endpoint (blocking).
 //! - [`graph`]: group overage answered by Microsoft Graph (forms, answers; blocking calls).
+//! - [`answers`]: Graph's answers and the tenants' app tokens as the shared zone keeps them.
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
 
 #![forbid(unsafe_code)]
 
+pub mod answers;
 pub mod assertion;
 mod binary;
 pub mod browser;

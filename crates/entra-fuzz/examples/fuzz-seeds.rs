@@ -217,6 +217,26 @@ fn main() -> Result<()> {
             b"ENTRAREC\x02".to_vec(),
         ],
     )?;
+    // Graph's answers: the first byte picks the call (even: groups 0..20, odd: 20..25) and the
+    // token endpoint's status.
+    let group = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+    let graph_seeds: Vec<Vec<u8>> = [
+        (0u8, format!(r#"{{"value":["{}","{}"]}}"#, group(0), group(19))),
+        (1, format!(r#"{{"@odata.context":"x","value":["{}"]}}"#, group(24).to_uppercase())),
+        (0, r#"{"value":[]}"#.into()),
+        (0, format!(r#"{{"value":["{}"]}}"#, group(24))),
+        (1, format!(r#"{{"value":["{}","{}"]}}"#, group(21), group(21))),
+        (0, r#"{"value":"nope"}"#.into()),
+        (0, "[]".into()),
+        (0, r#"{"value":[1,2]}"#.into()),
+        (0, r#"{"token_type":"Bearer","expires_in":3599,"access_token":"a.b.c"}"#.into()),
+        (2, r#"{"error":"unauthorized_client","error_codes":[700016]}"#.into()),
+        (0, r#"{"expires_in":"60","access_token":"x y"}"#.into()),
+    ]
+    .into_iter()
+    .map(|(first, body)| [vec![first], body.into_bytes()].concat())
+    .collect();
+    write_corpus("graph_answer", &graph_seeds)?;
     fs::remove_dir_all(Path::new(&scratch))?;
     println!("fixtures in fuzz/data, seed corpora in fuzz/corpus/<target>/seed-*");
     Ok(())

@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("session_cookie", session_cookie),
     ("callback", callback),
     ("session_record", session_record),
+    ("graph_answer", graph_answer),
 ];
 
 /// The `fuzz/` folder of the repository.
@@ -267,4 +268,39 @@ pub fn session_record(data: &[u8]) {
     let Ok(snapshot) = entra_core::revocation::Snapshot::decode(data) else { return };
     let again = entra_core::revocation::Snapshot::decode(&snapshot.encode()).expect("written, it reads back");
     assert_eq!(again, snapshot, "a record changed on its way to disk and back");
+}
+
+/// The groups the `graph_answer` target asks about: 25, so that calls cover 0..20 and 20..25.
+pub fn graph_asked() -> entra_core::graph::Asked {
+    let groups: Vec<String> = (0..25).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
+    entra_core::graph::Asked::new(groups.iter().map(String::as_str)).expect("25 groups")
+}
+
+/// Graph's answers, read strictly: the first byte picks the call (the first 20 groups or the
+/// last 5) and the token endpoint's status; a `checkMemberGroups` answer that reads adds only
+/// groups of that call, each named in the answer, and one that does not read adds nothing; an
+/// app token that reads is a printable token.
+pub fn graph_answer(data: &[u8]) {
+    use entra_core::graph::{read_app_token, read_member_groups, Membership};
+    let Some((&first, body)) = data.split_first() else { return };
+    let asked = graph_asked();
+    let chunk = if first & 1 == 0 { 0..20 } else { 20..25 };
+    let mut into = Membership::default();
+    match read_member_groups(body, &asked, chunk.clone(), &mut into) {
+        Ok(()) => {
+            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+            for (i, group) in asked.groups().iter().enumerate() {
+                if into.contains(i) {
+                    assert!(chunk.contains(&i), "a group of another call: {group}");
+                    assert!(text.contains(group.as_str()), "a group the answer does not name: {group}");
+                }
+            }
+        }
+        Err(_) => assert_eq!(into, Membership::default(), "a refused answer changed the membership"),
+    }
+    let status = [200, 400, 401, 429, 500][usize::from(first >> 1) % 5];
+    if let Ok(token) = read_app_token(status, None, body) {
+        assert_eq!(status, 200, "a token from a refusal");
+        assert!(!token.token.is_empty() && token.token.bytes().all(|b| b.is_ascii_graphic()), "not a token");
+    }
 }
