@@ -26,6 +26,7 @@ use crate::request::Incoming;
 use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
 use crate::session::{self, Revalidation};
 use crate::worker::{self, KeyFetch, ProviderState, Worker};
+use entra_core::session::SESSION_KID;
 
 /// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
 /// access modules: under `satisfy any` a request they let in never waits, parks or gets a 503
@@ -141,7 +142,8 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
             Err(rc) => return rc,
         },
     };
-    let mut decision = match decide(&p, &outcome.verified, &mut outcome.graph, waiting, true) {
+    // SAFETY: per the contract.
+    let mut decision = match unsafe { decide(r, &p, &outcome.verified, &mut outcome.graph, waiting, true) } {
         Ok(decision) => decision,
         Err((since, until)) => {
             (outcome.groups_since, outcome.wait_until) = (Some(since), Some(until));
@@ -235,9 +237,15 @@ pub enum Asker {
 }
 
 /// The location's requirements on what the request proved. A group requirement on a token
-/// with group overage needs Graph's answer (`graph`), asked for when there is none yet:
-/// `Err((since, until))` when the request waits for it (only when it `may_wait`).
-pub fn decide(
+/// with group overage needs Graph's answer (`graph`): a session's own while it holds
+/// (`groups_cache`, for the groups asked now), else the zone's, asked for when there is none yet
+/// (`Err((since, until))` when the request waits for it, only when it `may_wait`); a session
+/// given a new answer is re-sealed with it.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn decide(
+    r: *mut ngx_http_request_t,
     p: &Protected,
     verified: &Result<Arc<VerifiedToken>, Denial>,
     graph: &mut Option<Membership>,
@@ -249,16 +257,31 @@ pub fn decide(
         Err(denial) => return Ok(Err(*denial)),
     };
     let state = p.state();
-    let asks_graph =
-        state.graph.is_some() && p.lcf.policy.has_group_requirement() && token.has_group_overage();
-    if asks_graph && graph.is_none() {
-        match lookup::groups(&p.worker, state, token, waiting, may_wait) {
-            Groups::Answered(members) => *graph = Some(members),
-            Groups::Wait(since, until) => return Err((since, until)),
-            Groups::Denied(denial) => return Ok(Err(denial)),
+    let settings = state.provider.graph.as_ref().filter(|_| state.graph.is_some());
+    let asks = settings.filter(|_| p.lcf.policy.has_group_requirement() && token.has_group_overage());
+    if let (Some(g), None) = (asks, graph.as_ref()) {
+        let carried = token.groups_answered.filter(|a| a.asked == g.asked_prefix());
+        if carried.is_some_and(|a| now() < a.at.saturating_add(g.settings.cache)) {
+            *graph = Some(Membership::of(g.asked(), token.groups()));
+        } else {
+            match lookup::groups(&p.worker, state, token, waiting, may_wait) {
+                Groups::Answered(members) => {
+                    if token.kid == SESSION_KID {
+                        // A session keeps the answer for the next requests (were its cookies
+                        // not set, the next request would find the answer in the zone).
+                        // SAFETY: per the contract.
+                        unsafe {
+                            session::reseal_groups(r, state, g.asked_prefix(), members.groups(g.asked()))
+                        };
+                    }
+                    *graph = Some(members);
+                }
+                Groups::Wait(since, until) => return Err((since, until)),
+                Groups::Denied(denial) => return Ok(Err(denial)),
+            }
         }
     }
-    let asked = state.provider.graph.as_ref().map(|g| g.asked());
+    let asked = settings.map(|g| g.asked());
     Ok(p.lcf.policy.check(token, asked.zip(graph.as_ref())))
 }
 

@@ -15,6 +15,7 @@ use entra_core::provider::KeySource;
 use entra_core::revocation::{sid_key, Once, Revocation};
 use entra_core::session::Session;
 use entra_core::signin::{AttemptKind, Leftover, Matched};
+use entra_core::token::GroupsAnswered;
 use entra_core::{Denial, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
@@ -27,6 +28,7 @@ use ring::rand::SystemRandom;
 use crate::clock::{epoch_ms, mono_s, now, now_ms};
 use crate::denial::{sign_in_failed, RETRY_AFTER, RETRY_SECONDS};
 use crate::log::{debug, guard, info, request_log, WithoutRequestLine};
+use crate::lookup::{self, Groups};
 use crate::module::EntraModule;
 use crate::outcome::{self, Outcome, OwnPath, Source};
 use crate::park::{park, ExchangeAnswer, Pending};
@@ -433,7 +435,7 @@ unsafe fn poll_exchange(
     }
     match verified {
         // SAFETY: per the contract.
-        Ok(token) => unsafe { signed_in(r, state, &token, pending.matched, log) },
+        Ok(token) => unsafe { signed_in(r, worker, state, &token, pending.matched, log) },
         Err(denial) => fail(denial, "the ID token is refused", pending),
     }
 }
@@ -444,6 +446,7 @@ unsafe fn poll_exchange(
 /// `r` is a valid request.
 unsafe fn signed_in(
     r: *mut ngx_http_request_t,
+    worker: &Worker,
     state: &ProviderState,
     token: &entra_core::VerifiedToken,
     matched: Matched,
@@ -474,6 +477,17 @@ unsafe fn signed_in(
                     vec![clear],
                 )
             };
+        }
+    }
+    // Group overage: Graph's answer goes into the session when the zone has it; else its lookup
+    // starts now, never waited for here: the first request that needs it waits for the rest.
+    if let (Some(graph), true) = (provider.graph.as_ref(), session.group_overage && state.graph.is_some()) {
+        if !graph.asked().is_empty() {
+            if let Groups::Answered(members) = lookup::groups(worker, state, token, None, false) {
+                session.groups = members.groups(graph.asked()).map(str::to_owned).collect();
+                session.groups_answered =
+                    Some(GroupsAnswered { asked: graph.asked_prefix(), at: now_ms / 1000 });
+            }
         }
     }
     // Recorded for single sign-out; a session the record cannot take says so in its cookie.

@@ -56,6 +56,25 @@ pub fn judge(
     judgment
 }
 
+/// Re-seals the request's session with Graph's answer to its group overage (`groups` of the
+/// set `asked`), sent with the main request's answer.
+///
+/// # Safety
+/// `r` is a valid request.
+pub unsafe fn reseal_groups<'g>(
+    r: *mut ngx_http_request_t,
+    state: &ProviderState,
+    asked: [u8; 8],
+    groups: impl Iterator<Item = &'g str>,
+) -> Option<()> {
+    // SAFETY: per the contract.
+    let request = unsafe { Incoming::new(r) }.session_request(now());
+    let cookies: Vec<_> =
+        set_cookies(state.provider.sign_in.reseal_groups(&request, asked, groups)).collect();
+    // SAFETY: per the contract: a request's main request is valid.
+    (cookies.is_empty() || unsafe { set_headers((*r).main, &cookies) }.is_some()).then_some(())
+}
+
 /// `true` once the provider's authorize endpoint is known.
 pub fn can_start(state: &ProviderState) -> bool {
     state.provider.key_state().endpoints.authorize.is_some()

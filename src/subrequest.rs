@@ -76,7 +76,8 @@ unsafe fn check(r: *mut ngx_http_request_t) -> ngx_int_t {
         }
     };
     // Never parked: a lookup Graph has not answered yet is started, and this answer is a 503.
-    let decision = decide(&p, &verified, &mut graph, None, false)
+    // SAFETY: per the contract.
+    let decision = unsafe { decide(r, &p, &verified, &mut graph, None, false) }
         .unwrap_or(Err(Denial::GroupsUnavailable(RETRY_SECONDS)));
     // SAFETY: per the contract.
     unsafe { settle(r, &p, decision, &verified, source, Asker::Subrequest) }

@@ -113,6 +113,15 @@ impl Membership {
         self.0[index / 8] |= 1 << (index % 8);
     }
 
+    /// The membership `groups` (object ids, any case) say, over `asked`; groups not asked are left out.
+    pub fn of<'a>(asked: &Asked, groups: impl Iterator<Item = &'a str>) -> Membership {
+        let mut membership = Membership::default();
+        for index in groups.filter_map(|g| asked.index_of(g)) {
+            membership.insert(index);
+        }
+        membership
+    }
+
     /// The asked groups the user is in, in the set's order.
     pub fn groups<'a>(&'a self, asked: &'a Asked) -> impl Iterator<Item = &'a str> {
         asked.groups.iter().enumerate().filter(|(i, _)| self.contains(*i)).map(|(_, g)| g.as_str())
@@ -317,6 +326,12 @@ impl Graph {
     pub fn asked(&self) -> &Asked {
         static NONE: Asked = Asked { groups: Vec::new() };
         self.asked.get().map_or(&NONE, |(asked, _)| asked)
+    }
+
+    /// What a session keeps of the set asked: its digest's first 8 bytes.
+    pub fn asked_prefix(&self) -> [u8; 8] {
+        let digest = self.asked.get().map_or([0; 32], |(_, d)| *d);
+        digest[..8].try_into().expect("8 bytes")
     }
 
     /// Sets the groups asked, once.

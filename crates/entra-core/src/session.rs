@@ -3,20 +3,21 @@
 //! groups still fits two cookies.
 //!
 //! Layout (all integers big-endian): the format version (1 byte), the token version (1), flags
-//! (1: bit 0 group overage, bit 1 unrecorded), sign-in time, expiry, last revalidation and last use (8 each, seconds
+//! (1: bit 0 group overage, bit 1 unrecorded, bit 2 groups answered by Graph), sign-in time, expiry, last revalidation and last use (8 each, seconds
 //! since the epoch), then the text fields `oid tid sub sid login_hint name username email` (each a 2-byte
 //! length and UTF-8), the groups (2-byte count, then per group a tag: 0 and 16 bytes for a
 //! canonical GUID, 1 and a text field for any other form Entra emits), the roles (2-byte count
 //! and text fields) and the kept claims (2-byte count, then name and JSON text fields), then
 //! extensions to the end, each a tag (1 byte) and a text field: tag 1 the app's client id (the
-//! ID token's `aud`). A tag this release does not know is skipped, so later fields never make a
+//! ID token's `aud`), tag 2 Graph's answer to a group overage (the asked set's digest, 8 bytes in
+//! hexadecimal, `:`, and when it was asked, in seconds; the groups are then Graph's). A tag this release does not know is skipped, so later fields never make a
 //! cookie of this version undecodable; sessions sealed before an extension existed lack it.
 //! Decoding checks every length against what is left: garbage is an error, never a panic.
 
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
 use crate::error::Denial;
-use crate::token::VerifiedToken;
+use crate::token::{GroupsAnswered, VerifiedToken};
 use crate::values::is_guid;
 use serde_json::{Map, Value};
 
@@ -24,9 +25,11 @@ use serde_json::{Map, Value};
 pub const FORMAT_VERSION: u8 = 1;
 const OVERAGE: u8 = 1;
 const UNRECORDED: u8 = 2;
+const GRAPH: u8 = 4;
 const GUID_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
 const CLIENT_ID_EXTENSION: u8 = 1;
+const GRAPH_EXTENSION: u8 = 2;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
@@ -65,6 +68,8 @@ pub struct Session {
     /// The app it was signed in to (the ID token's `aud`); empty in sessions sealed before it
     /// was kept.
     pub client_id: String,
+    /// Group overage answered by Graph: `groups` are the asked groups the user is in.
+    pub groups_answered: Option<GroupsAnswered>,
 }
 
 /// 16 bytes of a canonical GUID (8-4-4-4-12 hexadecimal).
@@ -98,7 +103,9 @@ impl Session {
         out.extend_from_slice(&[
             FORMAT_VERSION,
             self.token_version,
-            if self.group_overage { OVERAGE } else { 0 } | if self.unrecorded { UNRECORDED } else { 0 },
+            if self.group_overage { OVERAGE } else { 0 }
+                | if self.unrecorded { UNRECORDED } else { 0 }
+                | if self.groups_answered.is_some() { GRAPH } else { 0 },
         ]);
         for time in [self.signed_in, self.expires, self.revalidated, self.last_used] {
             put_u64(&mut out, time);
@@ -138,6 +145,11 @@ impl Session {
             out.push(CLIENT_ID_EXTENSION);
             put_text(&mut out, &self.client_id)?;
         }
+        if let Some(answered) = &self.groups_answered {
+            out.push(GRAPH_EXTENSION);
+            let hex: String = answered.asked.iter().map(|b| format!("{b:02x}")).collect();
+            put_text(&mut out, &format!("{hex}:{}", answered.at))?;
+        }
         Ok(out)
     }
 
@@ -163,10 +175,14 @@ impl Session {
         let roles = (0..r.len()?).map(|_| r.text()).collect::<Result<_, _>>()?;
         let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
         let mut client_id = String::new();
+        let mut groups_answered = None;
         while !r.0.is_empty() {
             let (tag, text) = (r.byte()?, r.text()?);
-            if tag == CLIENT_ID_EXTENSION {
-                client_id = text;
+            match tag {
+                CLIENT_ID_EXTENSION => client_id = text,
+                // Only with its flag; a malformed one is none (the groups get asked again).
+                GRAPH_EXTENSION if flags & GRAPH != 0 => groups_answered = read_answered(&text),
+                _ => {}
             }
         }
         r.finish()?;
@@ -190,8 +206,22 @@ impl Session {
             roles,
             claims,
             client_id,
+            groups_answered,
         })
     }
+}
+
+/// Graph's answer of a session, as its extension writes it: 16 hex digits, `:`, seconds.
+fn read_answered(text: &str) -> Option<GroupsAnswered> {
+    let (hex, at) = text.split_once(':')?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut asked = [0u8; 8];
+    for (i, byte) in asked.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(GroupsAnswered { asked, at: at.parse().ok()? })
 }
 
 impl Session {
@@ -228,6 +258,7 @@ impl Session {
                 .filter_map(|name| Some((name.clone(), token.claim(name)?.to_string())))
                 .collect(),
             client_id: text("aud"),
+            groups_answered: None,
         }
     }
 
@@ -260,9 +291,14 @@ impl Session {
                 c.insert(name.clone(), value);
             }
         }
-        VerifiedToken::from_claims("session", self.expires, c)
+        let mut identity = VerifiedToken::from_claims(SESSION_KID, self.expires, c);
+        identity.groups_answered = self.groups_answered;
+        identity
     }
 }
+
+/// The `kid` of a session's identity: no key signed it.
+pub const SESSION_KID: &str = "session";
 
 /// The claims every session keeps (besides `session_claims`), as [`Session::identity`] gives them.
 pub const KEPT_CLAIMS: [&str; 11] = [
@@ -362,6 +398,22 @@ mod tests {
         assert_eq!(Session::decode(&bytes).unwrap(), s, "other group forms are kept as they were");
         let (one, two) = (alice(1).encode().unwrap().len(), alice(2).encode().unwrap().len());
         assert_eq!(two - one, 17, "a canonical GUID is a tag and 16 bytes");
+    }
+
+    #[test]
+    fn graphs_answer_is_kept_with_its_flag_and_a_malformed_one_is_none() {
+        let answered = GroupsAnswered { asked: [0xab, 1, 2, 3, 4, 5, 6, 0xff], at: 1_790_000_600 };
+        let with = Session { group_overage: true, groups_answered: Some(answered), ..alice(2) };
+        let bytes = with.encode().unwrap();
+        assert_eq!(bytes[2], OVERAGE | GRAPH, "the flag says the groups came from Graph");
+        assert_eq!(Session::decode(&bytes).unwrap(), with);
+        // The extension without its flag, or not in its form, is no answer: asked again.
+        let mut unflagged = bytes.clone();
+        unflagged[2] = OVERAGE;
+        assert_eq!(Session::decode(&unflagged).unwrap().groups_answered, None);
+        for text in ["ab010203040506ff", "ab010203040506f:1", "ab010203040506fg:1", "ab010203040506ff:x"] {
+            assert_eq!(read_answered(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::oidc::{
 use crate::revocation::Key;
 use crate::seal::{OpenError, Purpose, SealKeys};
 use crate::session::{self, Freshness, Session, Standing};
-use crate::token::VerifiedToken;
+use crate::token::{GroupsAnswered, VerifiedToken};
 
 pub const DEFAULT_REDIRECT_URI: &str = "/.entra/callback";
 pub const DEFAULT_FRONTCHANNEL_LOGOUT_URI: &str = "/.entra/logout";
@@ -612,6 +612,30 @@ impl SignIn {
             opened
         });
         (opened, Some(started.elapsed()))
+    }
+}
+
+impl SignIn {
+    /// The request's session re-sealed with Graph's answer to its group overage: `groups` (the
+    /// asked groups the user is in) for the set asked (`asked`, its digest's first 8 bytes),
+    /// asked at the request's time. Empty when the session does not open or no longer fits its
+    /// cookies (the answer then holds for this request only).
+    pub fn reseal_groups<'g>(
+        &self,
+        request: &SessionRequest,
+        asked: [u8; 8],
+        groups: impl Iterator<Item = &'g str>,
+    ) -> Vec<SetCookie> {
+        let jar = request.jar();
+        let secure = self.is_secure(request.tls);
+        let Some(Ok(sealed)) = self.session_cookie(&jar, secure) else { return Vec::new() };
+        let Ok(opened) = self.open_cached(&sealed, secure, request.now).0 else { return Vec::new() };
+        let session = Session {
+            groups: groups.map(str::to_owned).collect(),
+            groups_answered: Some(GroupsAnswered { asked, at: request.now }),
+            ..opened.session.clone()
+        };
+        self.session_cookies(&session, &jar, secure).unwrap_or_default()
     }
 }
 

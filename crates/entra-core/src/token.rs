@@ -127,12 +127,22 @@ pub(crate) fn typed<'a, T: Deserialize<'a>>(
     raw.map(|r| serde_json::from_str(r.get()).map_err(|_| Denial::InvalidClaim(name))).transpose()
 }
 
+/// Groups Microsoft Graph answered for a session's group overage: for which set of groups asked
+/// (the first 8 bytes of its digest) and when (seconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupsAnswered {
+    pub asked: [u8; 8],
+    pub at: u64,
+}
+
 /// A token whose signature and claims passed every rule of its provider.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     pub kid: String,
     /// `exp`, in seconds since the epoch.
     pub exp: u64,
+    /// A session whose groups Graph answered: its `groups` are those, for this set and time.
+    pub groups_answered: Option<GroupsAnswered>,
     /// The decoded payload (JSON).
     payload: Box<str>,
     /// Every claim, parsed from `payload` the first time a requirement or a variable asks:
@@ -171,14 +181,20 @@ pub fn bearer_token(header: &[u8]) -> Result<&[u8], Denial> {
 
 impl VerifiedToken {
     pub(crate) fn new(kid: &str, exp: u64, payload: String) -> VerifiedToken {
-        VerifiedToken { kid: kid.to_owned(), exp, payload: payload.into(), claims: OnceLock::new() }
+        VerifiedToken {
+            kid: kid.to_owned(),
+            exp,
+            groups_answered: None,
+            payload: payload.into(),
+            claims: OnceLock::new(),
+        }
     }
 
     /// An identity that came from elsewhere than a token (a browser session), with its claims.
     pub fn from_claims(kid: &str, exp: u64, claims: Map<String, Value>) -> VerifiedToken {
         let known = OnceLock::new();
         let _ = known.set(claims);
-        VerifiedToken { kid: kid.to_owned(), exp, payload: "".into(), claims: known }
+        VerifiedToken { kid: kid.to_owned(), exp, groups_answered: None, payload: "".into(), claims: known }
     }
 
     /// Every claim of the token.

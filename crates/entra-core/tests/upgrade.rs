@@ -66,3 +66,27 @@ fn a_transaction_sealed_by_the_previous_release_still_matches_its_callback() {
     assert_eq!(matched.transaction.return_url, "/orders?page=2");
     assert_eq!(matched.transaction.redirect_uri, "https://app.example/.entra/callback");
 }
+
+/// Cookies sealed by the release before issue 23 (Graph's answers in sessions).
+const BEFORE_GRAPH: &str = include_str!("fixtures/sealed-before-issue-23.txt");
+
+#[test]
+fn a_session_sealed_before_graph_answers_still_opens_with_none() {
+    let words = |kind: &str| -> Vec<Vec<&str>> {
+        BEFORE_GRAPH.lines().filter(|l| l.starts_with(kind)).map(|l| l.split(' ').skip(1).collect()).collect()
+    };
+    let key = SealKeys::parse(words("KEY")[0][0]).expect("the fixture's key");
+    let s = SignInConfig { keys: Some(key), ..Default::default() }.build("live", 16);
+    let sessions = words("SESSION");
+    assert_eq!(sessions.len(), 2, "one over plain HTTP, one over HTTPS");
+    for words in sessions {
+        let (secure, line) = (words[0] == "true", words[1].as_bytes());
+        let sealed = s.session_cookie(&Jar::parse([line]), secure).expect("the cookie").expect("one value");
+        let session = s.open_session(&sealed, secure).expect("it opens");
+        assert_eq!(session.oid, "00000000-0000-0000-0000-00000000da7a");
+        assert!(session.group_overage && session.unrecorded, "its flags as sealed");
+        assert_eq!(session.client_id, "6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64");
+        assert_eq!(session.groups_answered, None, "no Graph answer: its groups get asked");
+        assert!(session.identity().has_group_overage(), "and its identity still says overage");
+    }
+}

@@ -1,0 +1,83 @@
+# Graph's answer in a browser session (group overage), with nginx's wall clock moved on by
+# libfaketime: the session carries the answer (re-sealed into its cookie on the request that got
+# it) and needs no lookup while it holds; past groups_cache the next request asks Graph again, so
+# that a member removed in the directory keeps access at most groups_cache.
+use strict;
+use warnings;
+
+use JSON::PP;
+use Test::More;
+use EntraTest;
+use EntraBrowser;
+
+my ($faketime) = grep { -e } map { "/usr/lib/$_/faketime/libfaketimeMT.so.1" }
+    'x86_64-linux-gnu', 'aarch64-linux-gnu';
+plan skip_all => 'libfaketime is not installed (scripts/test installs it)' unless $faketime;
+
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 190;
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-graph-sessions';
+my $ADMINS = '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1';
+my $READERS = '5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20';
+
+signin_prefix($prefix);
+browser_origin("http://127.0.0.1:$port");
+my $env = join '', map { "env $_;\n" } qw(FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC);
+write_nginx_conf($prefix, $port,
+    live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'session_cookie entra;',
+        'groups_from_graph on;', 'graph_url $TEST_NGINX_IDP_URL/graph;', 'groups_cache 10m;'),
+    main => $env, server => <<"LOCATIONS");
+        location /admin { entra_auth live session; entra_require_group $ADMINS;
+            add_header X-Source "\$entra_groups_source" always; add_header X-Groups "\$entra_groups" always;
+            proxy_pass http://127.0.0.1:$port/who; }
+        location /who { return 200 "in\\n"; }
+LOCATIONS
+
+my $clock = "$prefix/faketime";
+sub set_clock { open my $out, '>', $clock or die $!; print $out "$_[0]\n"; close $out }
+set_clock('+0');
+sub start {
+    local $ENV{LD_PRELOAD} = $faketime;
+    local $ENV{FAKETIME_TIMESTAMP_FILE} = $clock;
+    local $ENV{FAKETIME_NO_CACHE} = 1;
+    local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = 1;
+    run_nginx($prefix, $port, 'approve?user=dana');
+}
+my $pid = start();
+
+sub calls { decode_json(idp_admin('stats'))->{graph}{calls} }
+sub page { my ($jar) = @_; request('GET', '/admin', $jar, %NAVIGATION) }
+sub session_cookies { grep { /^entra(-\d)?=/ } set_cookies($_[0]) }
+
+# --- Signed in: the callback started the lookup; the first page waits for what is left of it.
+my ($callback, $jar) = sign_in('/admin');
+is($callback->{status}, 302, 'the user in 250 groups signs in');
+my $first = page($jar);
+is($first->{status}, 200, 'and reaches the page that requires a group Graph says she is in');
+is($first->{headers}{'x-source'}, 'graph', 'by Graph');
+is($first->{headers}{'x-groups'}, $ADMINS, 'which answered for the one group asked');
+is(calls(), 1, 'asked once');
+ok(scalar(session_cookies($first)), 'the session is re-sealed with the answer');
+apply_cookies($jar, $first);
+my $bytes = 0;
+$bytes += length("$_=$jar->{$_}") for grep { /^entra/ } keys %$jar;
+cmp_ok($bytes, '<=', 6144, "its cookies stay within 6144 bytes ($bytes)");
+
+# --- While it holds, the session's own answer decides, even after a restart emptied the zone:
+# no lookup.
+kill 'TERM', $pid;
+waitpid $pid, 0;
+$pid = start();
+idp_admin("graph?user=dana&groups=$READERS");
+set_clock('+300');
+my $held = page($jar);
+is($held->{status}, 200, 'five minutes on, after a restart, removed in the directory, she still gets in (groups_cache 10m)');
+is(calls(), 0, 'by the answer her session carries, without asking Graph');
+
+# --- Past groups_cache: asked again, refused by the new answer.
+set_clock('+660');
+my $later = page($jar);
+is($later->{status}, 403, 'past groups_cache, the removal shows');
+like($later->{content}, qr/missing_group/, 'as missing_group');
+is(calls(), 1, 'Graph was asked again');
+
+done_testing();
