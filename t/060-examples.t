@@ -65,6 +65,10 @@ my %cases = (
         ['/api/admin/stats', [], 403],
         ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200,
             qr/"oid": "[0-9a-f-]{36}", "name": "alice\@contoso\.example", "groups": "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1"/],
+        # dana is in 250 groups: her token names none, and Graph says she is an admin.
+        ['/api/admin/stats', ['--user', 'dana', '--overage'], 200, qr/"groups": "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1"/],
+        ['/api/admin/stats', ['--user', 'bob', '--overage'], 403],
+        ['/admin/', { Accept => 'text/html' }, 302],
         ['/health', undef, 200, qr/^\{"path": "\/health", "status": "ok"\}$/],
         [":2/status", undef, 200, qr/"name":"dev"/],
         ['/', { Accept => 'text/html' }, 302],

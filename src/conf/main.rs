@@ -7,6 +7,7 @@ use entra_core::discovery::Fetched;
 use entra_core::keycache::KeyCache;
 use entra_core::Provider;
 
+use entra_core::answers::WAYS;
 use entra_core::graph::{Asked, MAX_ASKED_GROUPS};
 use entra_core::revocation::{Snapshot, BYTES_PER_SESSION};
 
@@ -111,7 +112,7 @@ impl MainConf {
         }
         // Graph's answers: `groups_cache_entries`, else an equal share of a quarter of the room.
         let share = room / 4 / graph.len().max(1);
-        let fits = (share / crate::zone::answers_bytes(1)).max(64) as u64;
+        let fits = (share / crate::zone::answers_bytes(WAYS as u64) * WAYS).max(64) as u64;
         let default = 1u64 << (63 - fits.leading_zeros());
         self.graph_tables = graph
             .iter()

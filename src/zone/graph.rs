@@ -8,38 +8,14 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use entra_core::answers::{table_len, Answer, AnswerEntry, Asker, Lookup, Tables, TenantEntry, TenantState};
+use entra_core::answers::{table_len, Answer, AnswerEntry, Asker, Lookup, Tables, TenantState};
 use entra_core::graph::LookupKey;
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
 use ngx::ffi::ngx_shm_zone_t;
 
-use super::root::{copy_in, graph_part, pool, release, MAX_PROVIDERS};
-
-/// Tenants whose token (or refusal) the zone keeps, for all providers.
-pub const TENANTS: usize = 256;
-
-/// The zone's part for Graph lookups.
-#[repr(C)]
-pub(super) struct GraphShared {
-    tenants: [TenantEntry; TENANTS],
-    tables: [AnswerTable; MAX_PROVIDERS],
-}
-
-/// One provider's answers, by provider name.
-#[repr(C)]
-struct AnswerTable {
-    /// `table_name` of the provider (0: free).
-    name: u64,
-    entries: *mut AnswerEntry,
-    len: usize,
-}
-
-/// Bytes of the zone the Graph part takes (when a provider asks Graph).
-pub fn part_bytes() -> usize {
-    core::mem::size_of::<GraphShared>()
-}
+use super::root::{copy_in, graph_part, pool, release, AnswerTable, GraphShared};
 
 /// Bytes of the zone a table of `entries` answers takes.
 pub fn answers_bytes(entries: u64) -> usize {

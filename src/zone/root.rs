@@ -13,6 +13,7 @@ use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 
+use entra_core::answers::{AnswerEntry, TenantEntry};
 use entra_core::discovery::Fetched;
 use entra_core::revocation::{Entry, Header};
 use entra_core::throttle::Bucket;
@@ -22,7 +23,6 @@ use ngx::core::SlabPool;
 use ngx::ffi::ngx_shm_zone_t;
 
 use super::counters::Counters;
-use super::graph::GraphShared;
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
@@ -97,12 +97,31 @@ pub(super) struct SignInShared {
     pub(super) bucket_seed: AtomicU64,
 }
 
+/// Tenants whose Graph token (or refusal) the zone keeps, for all providers.
+pub const TENANTS: usize = 256;
+
+/// The zone's part for Graph lookups (`graph.rs`; the tables' rules: `entra_core::answers`).
+#[repr(C)]
+pub(super) struct GraphShared {
+    pub(super) tenants: [TenantEntry; TENANTS],
+    pub(super) tables: [AnswerTable; MAX_PROVIDERS],
+}
+
+/// One provider's Graph answers, by provider name.
+#[repr(C)]
+pub(super) struct AnswerTable {
+    /// Which provider (0: free).
+    pub(super) name: u64,
+    pub(super) entries: *mut AnswerEntry,
+    pub(super) len: usize,
+}
+
 /// Bytes of the zone taken before any key set or record table: the root, and with browser
-/// sign-in its part.
+/// sign-in or Graph lookups their parts.
 pub fn fixed_bytes(sign_in: bool, graph: bool) -> usize {
     core::mem::size_of::<Root>()
         + if sign_in { core::mem::size_of::<SignInShared>() } else { 0 }
-        + if graph { super::graph::part_bytes() } else { 0 }
+        + if graph { core::mem::size_of::<GraphShared>() } else { 0 }
 }
 
 /// One provider's record of sessions issued and ended (`entra_core::revocation`).

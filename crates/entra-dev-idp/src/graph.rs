@@ -6,8 +6,9 @@
 //!
 //! Tests steer it through `/_admin/graph`: `mode=normal|down|slow&ms=N|throttle&retry=N|
 //! forbidden|not_found|garbage`, `user=NAME&groups=A,B` (that user's groups), `permissions=A,B`
-//! (the app's granted permissions), `unconsented=TENANT`; `/_admin/stats` counts Graph calls, app
-//! token requests per tenant and requests to `/_claim_source/` (where tests point `_claim_sources`).
+//! (the app's granted permissions), `unconsented=TENANT`; `/_admin/stats` counts Graph calls (and
+//! the most answered at once), app token requests per tenant and requests to `/_claim_source/`
+//! (where tests point `_claim_sources`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,9 @@ pub struct Graph {
     granted: Mutex<Option<Vec<String>>>,
     unconsented: Mutex<Vec<String>>,
     calls: AtomicU64,
+    /// Calls being answered now, and the most at once since the last reset.
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
     app_tokens: Mutex<HashMap<String, u64>>,
     claim_source: AtomicU64,
 }
@@ -133,6 +137,7 @@ impl Graph {
             "calls": self.calls.load(Ordering::SeqCst),
             "app_tokens": *lock(&self.app_tokens),
             "claim_source": self.claim_source.load(Ordering::SeqCst),
+            "most_in_flight": self.most_in_flight.load(Ordering::SeqCst),
             "mode": format!("{:?}", *lock(&self.mode)),
         })
     }
@@ -144,6 +149,7 @@ impl Graph {
         *lock(&self.granted) = None;
         lock(&self.unconsented).clear();
         self.calls.store(0, Ordering::SeqCst);
+        self.most_in_flight.store(0, Ordering::SeqCst);
         lock(&self.app_tokens).clear();
         self.claim_source.store(0, Ordering::SeqCst);
     }
@@ -217,7 +223,18 @@ impl Graph {
             return Some(graph_error(404, "Request_ResourceNotFound", "no such Graph resource here"));
         };
         self.calls.fetch_add(1, Ordering::SeqCst);
-        match *lock(&self.mode) {
+        let now_in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
+        let reply = self.answer(req, oid);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        reply
+    }
+
+    /// A `checkMemberGroups` call's answer, as the mode says.
+    fn answer(&self, req: &Request, oid: &str) -> Option<Reply> {
+        // Copied out: the lock is not held while a slow answer sleeps.
+        let mode = *lock(&self.mode);
+        match mode {
             GraphMode::Down => return None,
             GraphMode::Slow(ms) => thread::sleep(Duration::from_millis(ms)),
             GraphMode::Throttle(seconds) => {
