@@ -21,7 +21,7 @@ use crate::log::{debug, guard, request_log, test_panic};
 use crate::lookup::{self, Groups};
 use crate::module::EntraModule;
 use crate::outcome::{self, Outcome, Source};
-use crate::park::park_for_keys;
+use crate::park::{park_waiter, Waiting};
 use crate::request::Incoming;
 use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
 use crate::session::{self, Revalidation};
@@ -145,10 +145,10 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let mut decision = match unsafe { decide(r, &p, &outcome.verified, &mut outcome.graph, waiting, true) } {
         Ok(decision) => decision,
-        Err((since, until)) => {
+        Err((since, until, key)) => {
             (outcome.groups_since, outcome.wait_until) = (Some(since), Some(until));
             // SAFETY: per the contract.
-            return unsafe { park_for_keys(r, &p.worker, previous_wait) };
+            return unsafe { park_waiter(r, &p.worker, previous_wait, Waiting::Groups(key)) };
         }
     };
     // SAFETY: per the contract.
@@ -161,7 +161,7 @@ unsafe fn judge(r: *mut ngx_http_request_t) -> ngx_int_t {
                 Some(until) => {
                     outcome.wait_until = Some(until);
                     // SAFETY: per the contract.
-                    return unsafe { park_for_keys(r, &p.worker, previous_wait) };
+                    return unsafe { park_waiter(r, &p.worker, previous_wait, Waiting::Keys) };
                 }
                 None => decision = Err(Denial::KeysUnavailable),
             }
@@ -221,7 +221,9 @@ unsafe fn judge_anew<'a>(
     // SAFETY: per the contract.
     match unsafe { outcome::store(r, judged) } {
         // SAFETY: per the contract.
-        Some(o) if o.wait_until.is_some() => Err(unsafe { park_for_keys(r, &p.worker, previous_wait) }),
+        Some(o) if o.wait_until.is_some() => {
+            Err(unsafe { park_waiter(r, &p.worker, previous_wait, Waiting::Keys) })
+        }
         Some(o) => Ok(o),
         None => Err(INTERNAL_ERROR),
     }
@@ -239,7 +241,7 @@ pub enum Asker {
 /// The location's requirements on what the request proved. A group requirement on a token
 /// with group overage needs Graph's answer (`graph`): a session's own while it holds
 /// (`groups_cache`, for the groups asked now), else the zone's, asked for when there is none yet
-/// (`Err((since, until))` when the request waits for it, only when it `may_wait`); a session
+/// (`Err((since, until, key))` when the request waits for it, only when it `may_wait`); a session
 /// given a new answer is re-sealed with it.
 ///
 /// # Safety
@@ -251,7 +253,7 @@ pub unsafe fn decide(
     graph: &mut Option<Membership>,
     waiting: Option<(u64, u64)>,
     may_wait: bool,
-) -> Result<Result<(), Denial>, (u64, u64)> {
+) -> Result<Result<(), Denial>, (u64, u64, [u8; 32])> {
     let token = match verified {
         Ok(token) => token,
         Err(denial) => return Ok(Err(*denial)),
@@ -276,7 +278,7 @@ pub unsafe fn decide(
                     }
                     *graph = Some(members);
                 }
-                Groups::Wait(since, until) => return Err((since, until)),
+                Groups::Wait(since, until, key) => return Err((since, until, key)),
                 Groups::Denied(denial) => return Ok(Err(denial)),
             }
         }
@@ -376,7 +378,7 @@ fn wait_for_metadata(worker: &Worker, index: usize, previous: Option<u64>) -> Op
     let now = now_ms();
     let deadline = previous.unwrap_or(now + discovery.timeout.as_millis() as u64);
     fetch::start_if_due(worker, index);
-    let room = previous.is_some() || worker.may_wait_for_keys();
+    let room = previous.is_some() || worker.may_wait();
     (room && now < deadline && worker.providers[index].provider.key_state().keys.is_empty())
         .then_some(deadline)
 }
@@ -396,7 +398,7 @@ fn wait_for_keys(worker: &Worker, index: usize, previous: Option<u64>) -> KeyWai
     let Some(KeyFetch { discovery, .. }) = state.key_fetch() else { return KeyWait::Judged };
     let now = now_ms();
     let deadline = previous.unwrap_or(now + discovery.timeout.as_millis() as u64);
-    let room = previous.is_some() || worker.may_wait_for_keys();
+    let room = previous.is_some() || worker.may_wait();
     if state.provider.key_state().keys.is_empty() {
         // Before the first keys: wait for the fetch (starting it if this worker may), then 503.
         fetch::start_if_due(worker, index);

@@ -31,7 +31,7 @@ use crate::log::{debug, guard, info, request_log, WithoutRequestLine};
 use crate::lookup::{self, Groups};
 use crate::module::EntraModule;
 use crate::outcome::{self, Outcome, OwnPath, Source};
-use crate::park::{park, ExchangeAnswer, Pending};
+use crate::park::{park, ExchangeAnswer, Pending, Waiting};
 use crate::request::Incoming;
 use crate::response::{page, send, send_framed, set_cookies, Framing, INTERNAL_ERROR};
 use crate::session::restart;
@@ -547,7 +547,7 @@ unsafe fn wait(r: *mut ngx_http_request_t, pending: Pending) -> ngx_int_t {
     let Some(outcome) = (unsafe { outcome::get(r) }) else { return INTERNAL_ERROR };
     outcome.pending = Some(pending);
     // SAFETY: per the contract.
-    unsafe { park(r) };
+    unsafe { park(r, Waiting::Keys) };
     // The precontent phase stops here; the timer runs the phases again from it.
     Status::NGX_DONE.into()
 }

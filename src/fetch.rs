@@ -22,7 +22,7 @@ use ngx::ffi::{
 use crate::clock::{mono_s, now, now_ms};
 use crate::log::{debug, error, guard, info, warning};
 use crate::threads;
-use crate::worker::{self, cycle_log, KeyFetch, ProviderState, Worker};
+use crate::worker::{self, cycle_log, Awaited, KeyFetch, ProviderState, Worker};
 use crate::zone::{Claim, StoreError};
 
 const TICK_MS: usize = 1000;
@@ -179,7 +179,7 @@ impl threads::Job for Job {
         };
         state.in_flight.set(false);
         finish(state, *self);
-        worker.wake_key_waiters();
+        worker.wake(Awaited::Keys);
     }
 
     fn what(&self) -> &'static str {

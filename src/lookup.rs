@@ -17,7 +17,7 @@ use crate::clock::{epoch_ms, now_ms};
 use crate::denial::RETRY_SECONDS;
 use crate::log::{debug, error};
 use crate::threads;
-use crate::worker::{self, cycle_log, ProviderState, Worker};
+use crate::worker::{self, cycle_log, Awaited, ProviderState, Worker};
 use crate::zone::{Finished, Found, GraphEvent};
 use entra_core::answers::{Answer, Asker, Lookup, TenantState};
 
@@ -28,8 +28,9 @@ const LOOKUPS_IN_FLIGHT: usize = 64;
 pub enum Groups {
     /// Which of the asked groups the user is in.
     Answered(Membership),
-    /// Wait (parked), then look again: since when (ms since the epoch) and until when (ms).
-    Wait(u64, u64),
+    /// Wait (parked), then look again: since when (ms since the epoch), until when (ms), and
+    /// the answer's key (whose lookup's end wakes it).
+    Wait(u64, u64, [u8; 32]),
     /// Refused: 403 `group_overage` or 503 `groups_unavailable`.
     Denied(Denial),
 }
@@ -59,42 +60,45 @@ pub fn groups(
     let (Some(graph), Some(zone)) = (state.provider.graph.as_ref(), state.graph.as_ref()) else {
         return Groups::Denied(Denial::GroupOverage);
     };
-    // Both are verified claims; without them there is nobody to ask about.
-    let (Some(tid), Some(oid)) = (token.tid(), token.oid()) else {
-        return Groups::Denied(Denial::GroupOverage);
-    };
-    let keys = (graph.answer_key(tid, oid), graph.tenant_key(tid));
-    let (wait_ms, stale_ms) = lookup_time(graph);
-    let now = now_ms();
-    let found = zone.lookup(
-        (&keys.0, &keys.1),
-        epoch_ms(),
-        waiting.map(|(since, _)| since),
-        Asker { pid: pid(), stale_ms },
-    );
     let count = |event| {
         if let Some(counters) = state.counters() {
             counters.graph(event);
         }
     };
+    // Most requests find the answer: this worker's copy while it holds, else one probe of the
+    // zone, with the token's keys made once.
+    let now_epoch = epoch_ms();
+    let seen = *token.answer_seen.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((bits, _)) = seen.filter(|(_, until)| now_epoch < *until) {
+        count(GraphEvent::Answered);
+        return Groups::Answered(Membership(bits));
+    }
+    // Both are verified claims; without them there is nobody to ask about.
+    let (Some(tid), Some(oid)) = (token.tid(), token.oid()) else {
+        return Groups::Denied(Denial::GroupOverage);
+    };
+    let keys = *token.lookup_keys.get_or_init(|| (graph.answer_key(tid, oid), graph.tenant_key(tid)));
+    if let Some((known, until)) = zone.answered(&keys.0, now_epoch) {
+        if waiting.is_none() {
+            count(GraphEvent::Answered);
+        }
+        if let Lookup::Answered(members) = known {
+            *token.answer_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((members.0, until));
+        }
+        return known_groups(known);
+    }
+    let (wait_ms, stale_ms) = lookup_time(graph);
+    let now = now_ms();
     let (since, deadline) = waiting.unwrap_or((epoch_ms(), now + wait_ms));
-    let wait = || match may_wait && now < deadline && (waiting.is_some() || worker.may_wait_for_keys()) {
-        true => Groups::Wait(since, deadline),
+    let wait = || match may_wait && now < deadline && (waiting.is_some() || worker.may_wait()) {
+        true => Groups::Wait(since, deadline, keys.0),
         false => Groups::Denied(unavailable()),
     };
-    match found {
-        Found::Known(Lookup::Answered(members)) => {
-            if waiting.is_none() {
-                count(GraphEvent::Shared);
-            }
-            Groups::Answered(members)
-        }
-        Found::Known(Lookup::Refused) => Groups::Denied(Denial::GroupOverage),
-        Found::Known(Lookup::Throttled(seconds)) => {
-            Groups::Denied(Denial::GroupsUnavailable(u32::try_from(seconds).unwrap_or(u32::MAX)))
-        }
-        Found::Known(Lookup::Failed) | Found::Unavailable => Groups::Denied(unavailable()),
+    let asker = Asker { pid: pid(), stale_ms };
+    match zone.lookup((&keys.0, &keys.1), epoch_ms(), waiting.map(|(since, _)| since), asker) {
         Found::Known(Lookup::Asking | Lookup::Claimed { .. }) => wait(),
+        Found::Known(known) => known_groups(known),
+        Found::Unavailable => Groups::Denied(unavailable()),
         Found::Claimed(token) => {
             if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, tid, oid, keys, token) {
                 let nothing = Finished { token: None, tenant: None, answer: None };
@@ -104,6 +108,18 @@ pub fn groups(
             count(GraphEvent::Lookup);
             wait()
         }
+    }
+}
+
+/// What a request gets of what the zone knows (not a wait).
+fn known_groups(known: Lookup) -> Groups {
+    match known {
+        Lookup::Answered(members) => Groups::Answered(members),
+        Lookup::Refused => Groups::Denied(Denial::GroupOverage),
+        Lookup::Throttled(seconds) => {
+            Groups::Denied(Denial::GroupsUnavailable(u32::try_from(seconds).unwrap_or(u32::MAX)))
+        }
+        Lookup::Failed | Lookup::Asking | Lookup::Claimed { .. } => Groups::Denied(unavailable()),
     }
 }
 
@@ -278,7 +294,7 @@ impl threads::Job for LookupJob {
             );
         }
         zone.finish((&self.keys.0, &self.keys.1), finished, now, pid());
-        worker.wake_key_waiters();
+        worker.wake(Awaited::Lookup(self.keys.0));
     }
 
     fn what(&self) -> &'static str {

@@ -15,45 +15,69 @@ use ngx::ffi::{
 
 use crate::log::{guard, request_log};
 use crate::response::INTERNAL_ERROR;
-use crate::worker::{self, Worker};
+use crate::worker::{self, Awaited, Worker};
 
-/// Poll interval of a parked request: it watches the shared zone, so a fetch made by another
-/// worker wakes it too.
-const PARK_POLL_MS: usize = 20;
+/// What a parked request waits for, which sets how often it looks: it watches the shared zone,
+/// so a fetch or a lookup made by another worker wakes it too (its own worker's wakes it at once).
+#[derive(Clone, Copy)]
+pub enum Waiting {
+    /// Keys or metadata, a code exchange: every 20 ms.
+    Keys,
+    /// Graph's answer of this key, slower than a key fetch and possibly a hundred users at
+    /// once: every 100 ms.
+    Groups([u8; 32]),
+}
+
+impl Waiting {
+    fn poll_ms(self) -> usize {
+        match self {
+            Waiting::Keys => 20,
+            Waiting::Groups(_) => 100,
+        }
+    }
+
+    fn awaited(self) -> Awaited {
+        match self {
+            Waiting::Keys => Awaited::Keys,
+            Waiting::Groups(key) => Awaited::Lookup(key),
+        }
+    }
+}
 
 /// Parks the request: a timer on the connection's write event (deleted with the connection if
 /// the client goes), then the phases run again from the one that parked it.
 ///
 /// # Safety
 /// `r` is a valid request.
-pub unsafe fn park(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub unsafe fn park(r: *mut ngx_http_request_t, waiting: Waiting) -> ngx_int_t {
     // SAFETY: per the contract; a request's connection has a write event.
     unsafe {
         let wev = (*(*r).connection).write;
         (*wev).set_delayed(1);
-        ngx_add_timer(wev, PARK_POLL_MS);
+        ngx_add_timer(wev, waiting.poll_ms());
         (*r).read_event_handler = Some(ngx_http_test_reading);
         (*r).write_event_handler = Some(resume);
     }
     Status::NGX_AGAIN.into()
 }
 
-/// Parks a request waiting for keys or metadata, counted among the worker's waiters from its
-/// first wait on (when it had no `previous_wait`).
+/// Parks a request waiting for keys, metadata or a Graph lookup, counted among the worker's
+/// waiters from its first wait on (when it had no `previous_wait`).
 ///
 /// # Safety
 /// `r` is a valid request.
-pub unsafe fn park_for_keys(
+pub unsafe fn park_waiter(
     r: *mut ngx_http_request_t,
     worker: &Worker,
     previous_wait: Option<u64>,
+    waiting: Waiting,
 ) -> ngx_int_t {
     // SAFETY: per the contract.
-    if previous_wait.is_none() && unsafe { worker.wait_for_keys((*r).main) }.is_err() {
+    if previous_wait.is_none() && unsafe { worker.wait_for((*r).main, waiting.awaited()) }.is_err() {
         return INTERNAL_ERROR;
     }
     // SAFETY: per the contract.
-    unsafe { park(r) }
+    unsafe { park(r, waiting) }
 }
 
 unsafe extern "C" fn resume(r: *mut ngx_http_request_t) {

@@ -38,16 +38,26 @@ pub struct Worker {
     pub parked_callbacks: Cell<usize>,
     /// `entra_keys_cache_path`, for the fetches.
     pub keys_cache: Option<KeyCache>,
-    /// Requests parked until a provider's keys or metadata come (main requests; each leaves
-    /// when its wait ends or its pool is destroyed).
-    key_waiters: RefCell<Vec<*mut ngx_http_request_t>>,
+    /// Requests parked until a provider's keys or metadata come, or a Graph lookup ends (main
+    /// requests; each leaves when its wait ends or its pool is destroyed).
+    waiters: RefCell<Vec<(*mut ngx_http_request_t, Awaited)>>,
     /// The index of `$request_id`, for the denial line.
     pub request_id_index: Option<usize>,
 }
 
-/// Requests one worker keeps parked for keys or metadata at most: beyond, 503 at once, so that
-/// clients with made-up tokens cannot hold connections while no keys were ever loaded.
-pub const MAX_KEY_WAITERS: usize = 256;
+/// Requests one worker keeps parked for keys, metadata or Graph lookups at most: beyond, 503 at
+/// once, so that clients with made-up tokens cannot hold connections while no keys were ever
+/// loaded.
+pub const MAX_WAITERS: usize = 256;
+
+/// What a parked request waits for: what wakes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// Keys or metadata: any fetch of this worker's that ends.
+    Keys,
+    /// Graph's answer of this key: the lookup of it that ends.
+    Lookup([u8; 32]),
+}
 
 pub struct ProviderState {
     /// Its place in `Worker::providers` (and the configuration's).
@@ -114,7 +124,7 @@ pub fn current() -> Option<Rc<Worker>> {
             providers,
             parked_callbacks: Cell::new(0),
             keys_cache: main.keys_cache.clone(),
-            key_waiters: RefCell::new(Vec::new()),
+            waiters: RefCell::new(Vec::new()),
             request_id_index: main.request_id_index,
         });
         // A new worker judges with the keys in the zone from its first request on (a reload
@@ -128,38 +138,42 @@ pub fn current() -> Option<Rc<Worker>> {
 }
 
 impl Worker {
-    /// Whether another request may park for keys.
-    pub fn may_wait_for_keys(&self) -> bool {
-        self.key_waiters.borrow().len() < MAX_KEY_WAITERS
+    /// Whether another request may park.
+    pub fn may_wait(&self) -> bool {
+        self.waiters.borrow().len() < MAX_WAITERS
     }
 
-    /// Counts `r` among the requests waiting for keys, until [`Worker::stop_waiting`] or the end
-    /// of the request.
+    /// Counts `r` among the requests waiting for `awaited`, until [`Worker::stop_waiting`] or
+    /// the end of the request.
     ///
     /// # Safety
     /// `r` is a valid main request.
-    pub unsafe fn wait_for_keys(&self, r: *mut ngx_http_request_t) -> Result<(), ()> {
+    pub unsafe fn wait_for(&self, r: *mut ngx_http_request_t, awaited: Awaited) -> Result<(), ()> {
         // SAFETY: per the contract, the request's pool is valid.
         let cleanup = unsafe { ngx_pool_cleanup_add((*r).pool, 0) };
         // SAFETY: a fresh cleanup entry, or null.
         let Some(cleanup) = (unsafe { cleanup.as_mut() }) else { return Err(()) };
         cleanup.handler = Some(forget_waiter);
         cleanup.data = r as *mut c_void;
-        self.key_waiters.borrow_mut().push(r);
+        self.waiters.borrow_mut().push((r, awaited));
         Ok(())
     }
 
     pub fn stop_waiting(&self, r: *mut ngx_http_request_t) {
-        self.key_waiters.borrow_mut().retain(|&w| w != r);
+        self.waiters.borrow_mut().retain(|&(w, _)| w != r);
     }
 
-    /// Wakes this worker's requests waiting for keys, once a fetch has ended: each is judged
-    /// again at once instead of at its next poll. (Other workers' keep polling: nginx has no
-    /// wake-up across processes.)
-    pub fn wake_key_waiters(&self) {
-        let waiters = self.key_waiters.borrow();
-        debug!(cycle_log(), "waking {} requests waiting for keys", waiters.len());
-        for &r in waiters.iter() {
+    /// Wakes this worker's requests waiting for `awaited`, once a fetch or a lookup has ended:
+    /// each is judged again at once instead of at its next poll. (Other workers' keep polling:
+    /// nginx has no wake-up across processes.) Only those: a lookup's end wakes its user's
+    /// requests, not a hundred others.
+    pub fn wake(&self, awaited: Awaited) {
+        let waiters = self.waiters.borrow();
+        let woken = waiters.iter().filter(|(_, a)| *a == awaited).map(|&(r, _)| r);
+        if awaited == Awaited::Keys {
+            debug!(cycle_log(), "waking {} requests waiting for keys", woken.clone().count());
+        }
+        for r in woken {
             // SAFETY: a waiter is a live request (its pool's cleanup removes it) parked by
             // `access::park`, whose connection's write event is delayed with a timer; nginx
             // deletes a closing connection's posted events.

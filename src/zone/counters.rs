@@ -47,8 +47,8 @@ pub enum GraphEvent {
     TokenRequest,
     /// Lookups posted to the pool.
     Lookup,
-    /// Requests answered from the zone's answers.
-    Shared,
+    /// Requests answered without a lookup: by the zone's answer, or this worker's copy of it.
+    Answered,
     /// Lookups that ended with: the tenant's token endpoint refusing the app,
     RefusedConsent,
     /// Graph refusing (403),
@@ -67,7 +67,7 @@ pub enum GraphEvent {
 pub const GRAPH_EVENTS: [(GraphEvent, &str); 9] = [
     (GraphEvent::TokenRequest, "token_requests"),
     (GraphEvent::Lookup, "lookups"),
-    (GraphEvent::Shared, "answered_from_zone"),
+    (GraphEvent::Answered, "answered"),
     (GraphEvent::RefusedConsent, "refused_consent"),
     (GraphEvent::RefusedForbidden, "refused_forbidden"),
     (GraphEvent::RefusedNotFound, "refused_not_found"),

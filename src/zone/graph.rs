@@ -123,6 +123,11 @@ impl GraphRef {
         Some(body(&locked, Tables { tenants: &mut part.tenants, answers }))
     }
 
+    /// The answer in force for `answer_key`, if any, and until when (one probe under the lock).
+    pub fn answered(&self, answer_key: &LookupKey, now_ms: u64) -> Option<(Lookup, u64)> {
+        self.locked(|_, mut tables| tables.answered(answer_key, now_ms)).flatten()
+    }
+
     /// What is known of `keys` (answer, tenant) at `now_ms` for a request waiting since
     /// `waiting_since` if it waits, claiming the lookup for `asker` when nobody asks.
     pub fn lookup(

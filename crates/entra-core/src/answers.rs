@@ -153,7 +153,22 @@ impl Tables<'_> {
     }
 
     fn answer(&mut self, key: &LookupKey) -> Option<&mut AnswerEntry> {
-        self.answer_set(key).iter_mut().find(|e| e.made_ms != 0 && e.key == *key)
+        // The first bytes tell the entries of a set apart, most of the time without a call.
+        self.answer_set(key)
+            .iter_mut()
+            .find(|e| e.made_ms != 0 && e.key[8..16] == key[8..16] && e.key == *key)
+    }
+
+    /// The answer in force for `answer_key` at `now_ms`, if there is one (a member list or a
+    /// remembered refusal), and until when it holds: what most requests need, without the
+    /// tenant's key.
+    pub fn answered(&mut self, answer_key: &LookupKey, now_ms: u64) -> Option<(Lookup, u64)> {
+        let e = self.answer(answer_key)?;
+        match e.answer {
+            Answer::Members(members) if now_ms < e.until_ms => Some((Lookup::Answered(members), e.until_ms)),
+            Answer::Refused if now_ms < e.until_ms => Some((Lookup::Refused, e.until_ms)),
+            _ => None,
+        }
     }
 
     /// What is known of `answer_key` (of tenant `tenant_key`) at `now_ms` (ms since the epoch)
@@ -168,10 +183,11 @@ impl Tables<'_> {
     ) -> (Lookup, Option<(usize, usize)>) {
         let now_ms = now_ms.max(1);
         let stale = asker.stale_ms;
+        if let Some((known, _)) = self.answered(answer_key, now_ms) {
+            return (known, None);
+        }
         if let Some(e) = self.answer(answer_key) {
             match e.answer {
-                Answer::Members(members) if now_ms < e.until_ms => return (Lookup::Answered(members), None),
-                Answer::Refused if now_ms < e.until_ms => return (Lookup::Refused, None),
                 _ if live(e.asking, now_ms, stale) => return (Lookup::Asking, None),
                 Answer::Failed if waiting_since.is_some_and(|since| e.asked_ms >= since) => {
                     return (Lookup::Failed, None)

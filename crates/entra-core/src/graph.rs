@@ -80,9 +80,13 @@ impl Asked {
         self.groups.is_empty()
     }
 
-    /// The position of `group` (any case), if it is asked.
+    /// The position of `group` (any case), if it is asked: the ids as written in lower case (as
+    /// Entra writes them) are found without folding.
     pub fn index_of(&self, group: &str) -> Option<usize> {
-        self.groups.binary_search_by(|g| cmp_ignore_case(g, group)).ok()
+        match self.groups.binary_search_by(|g| g.as_str().cmp(group)) {
+            Ok(index) => Some(index),
+            Err(_) => self.groups.binary_search_by(|g| cmp_ignore_case(g, group)).ok(),
+        }
     }
 
     /// What identifies the set in an answer's key and in a session: SHA-256 of the ids.

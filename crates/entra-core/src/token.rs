@@ -3,7 +3,7 @@
 //! The rules themselves are in [`crate::verify`].
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -136,13 +136,22 @@ pub struct GroupsAnswered {
 }
 
 /// A token whose signature and claims passed every rule of its provider.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VerifiedToken {
     pub kid: String,
     /// `exp`, in seconds since the epoch.
     pub exp: u64,
     /// A session whose groups Graph answered: its `groups` are those, for this set and time.
     pub groups_answered: Option<GroupsAnswered>,
+    /// The keys of Graph's answer for its group overage and of its tenant's app token, made once
+    /// (a token is judged by one provider, whose cache keeps it).
+    pub lookup_keys: OnceLock<([u8; 32], [u8; 32])>,
+    /// Whether Entra left its groups out, read once.
+    overage: OnceLock<bool>,
+    /// This worker's copy of that answer (the members' bits) and until when it holds (ms), as
+    /// the zone had it: the zone's answer stays as it is until then, so a repeated token needs
+    /// no probe of the zone.
+    pub answer_seen: Mutex<Option<([u8; 32], u64)>>,
     /// The decoded payload (JSON).
     payload: Box<str>,
     /// Every claim, parsed from `payload` the first time a requirement or a variable asks:
@@ -185,6 +194,9 @@ impl VerifiedToken {
             kid: kid.to_owned(),
             exp,
             groups_answered: None,
+            lookup_keys: OnceLock::new(),
+            answer_seen: Mutex::new(None),
+            overage: OnceLock::new(),
             payload: payload.into(),
             claims: OnceLock::new(),
         }
@@ -194,7 +206,16 @@ impl VerifiedToken {
     pub fn from_claims(kid: &str, exp: u64, claims: Map<String, Value>) -> VerifiedToken {
         let known = OnceLock::new();
         let _ = known.set(claims);
-        VerifiedToken { kid: kid.to_owned(), exp, groups_answered: None, payload: "".into(), claims: known }
+        VerifiedToken {
+            kid: kid.to_owned(),
+            exp,
+            groups_answered: None,
+            lookup_keys: OnceLock::new(),
+            answer_seen: Mutex::new(None),
+            overage: OnceLock::new(),
+            payload: "".into(),
+            claims: known,
+        }
     }
 
     /// Every claim of the token.
@@ -244,10 +265,12 @@ impl VerifiedToken {
 
     /// Entra left the groups out (rule 16): `_claim_names.groups`, or `hasgroups` in implicit flow.
     pub fn has_group_overage(&self) -> bool {
-        let named_elsewhere = self
-            .claim("_claim_names")
-            .and_then(Value::as_object)
-            .is_some_and(|names| names.contains_key("groups"));
-        named_elsewhere || self.claim("hasgroups") == Some(&Value::Bool(true))
+        *self.overage.get_or_init(|| {
+            let named_elsewhere = self
+                .claim("_claim_names")
+                .and_then(Value::as_object)
+                .is_some_and(|names| names.contains_key("groups"));
+            named_elsewhere || self.claim("hasgroups") == Some(&Value::Bool(true))
+        })
     }
 }
