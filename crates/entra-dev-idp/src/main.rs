@@ -31,8 +31,10 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
   remove-key KID      stop publishing a key
   serve [--listen 127.0.0.1:9400] [--https-listen 127.0.0.1:9443]
                       serve metadata documents, the key set and the browser endpoints
-                      (authorize with a page to pick a demo user, token, logout); HTTPS
-                      uses a test CA (DIR/ca.pem); /_admin/ controls it for tests
+                      (authorize with a page to pick a demo user, token, logout), and
+                      Microsoft Graph's checkMemberGroups under /graph (app tokens from the
+                      token endpoint's client-credentials grant); HTTPS uses a test CA
+                      (DIR/ca.pem); /_admin/ controls it for tests
   mint [options]      print an access token (default: user alice, v2, scp access_as_user)
     --count N                       N distinct tokens, one per line
     --user NAME | --app NAME        user (delegated) or app-only token
