@@ -9,9 +9,7 @@ use Test::More;
 use EntraTest;
 use EntraBrowser;
 
-my ($faketime) = grep { -e } map { "/usr/lib/$_/faketime/libfaketimeMT.so.1" }
-    'x86_64-linux-gnu', 'aarch64-linux-gnu';
-plan skip_all => 'libfaketime is not installed (scripts/test installs it)' unless $faketime;
+plan skip_all => 'libfaketime is not installed (scripts/test installs it)' unless faketime_library();
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 160;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-session-clock';
@@ -19,25 +17,15 @@ my $origin = "http://127.0.0.1:$port";
 
 signin_prefix($prefix);
 browser_origin($origin);
-my $env = join '', map { "env $_;\n" } qw(FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC);
 write_nginx_conf($prefix, $port,
     live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'session_idle_timeout 10m;'),
-    main => $env, server => <<"LOCATIONS");
+    main => $FAKETIME_ENV, server => <<"LOCATIONS");
         location /app { entra_auth live session; proxy_pass http://127.0.0.1:$port/who; }
         location /via-auth { auth_request /app/check; proxy_pass http://127.0.0.1:$port/who; }
         location /who { return 200 "in\\n"; }
 LOCATIONS
 
-my $clock = "$prefix/faketime";
-sub set_clock { open my $out, '>', $clock or die $!; print $out "$_[0]\n"; close $out }
-set_clock('+0');
-{
-    local $ENV{LD_PRELOAD} = $faketime;
-    local $ENV{FAKETIME_TIMESTAMP_FILE} = $clock;
-    local $ENV{FAKETIME_NO_CACHE} = 1;
-    local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = 1;
-    run_nginx($prefix, $port, 'approve?user=alice');
-}
+run_nginx_on_clock($prefix, $port, 'approve?user=alice');
 
 sub script { my ($path, $jar, %h) = @_; request('GET', $path, $jar, Accept => 'application/json', %h) }
 sub session_cookies { grep { /^entra=/ } set_cookies($_[0]) }

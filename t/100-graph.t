@@ -110,16 +110,7 @@ member('hana', $ADMINS);
 idp_admin('graph?mode=slow&ms=400');
 $before = calls();
 my $hana = overage('hana');
-my @socks = map {
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
-    print $sock "GET /admins HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $hana\r\nConnection: close\r\n\r\n";
-    $sock;
-} 1 .. 100;
-my %codes;
-for my $sock (@socks) {
-    my ($code) = read_answer($sock, 20) =~ m{^HTTP/1\.1 (\d+) };
-    $codes{ $code // 'none' }++;
-}
+my %codes = concurrent_statuses($port, '/admins', 20, ($hana) x 100);
 idp_admin('graph?mode=normal');
 is($codes{200}, 100, '100 concurrent requests of one user all get in') or diag explain \%codes;
 is(calls() - $before, 1, 'after one lookup');

@@ -10,9 +10,7 @@ use Test::More;
 use EntraTest;
 use EntraBrowser;
 
-my ($faketime) = grep { -e } map { "/usr/lib/$_/faketime/libfaketimeMT.so.1" }
-    'x86_64-linux-gnu', 'aarch64-linux-gnu';
-plan skip_all => 'libfaketime is not installed (scripts/test installs it)' unless $faketime;
+plan skip_all => 'libfaketime is not installed (scripts/test installs it)' unless faketime_library();
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 190;
 my $prefix = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-graph-sessions';
@@ -21,27 +19,17 @@ my $READERS = '5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20';
 
 signin_prefix($prefix);
 browser_origin("http://127.0.0.1:$port");
-my $env = join '', map { "env $_;\n" } qw(FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC);
 write_nginx_conf($prefix, $port,
     live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'session_cookie entra;',
         'groups_from_graph on;', 'graph_url $TEST_NGINX_IDP_URL/graph;', 'groups_cache 10m;'),
-    main => $env, server => <<"LOCATIONS");
+    main => $FAKETIME_ENV, server => <<"LOCATIONS");
         location /admin { entra_auth live session; entra_require_group $ADMINS;
             add_header X-Source "\$entra_groups_source" always; add_header X-Groups "\$entra_groups" always;
             proxy_pass http://127.0.0.1:$port/who; }
         location /who { return 200 "in\\n"; }
 LOCATIONS
 
-my $clock = "$prefix/faketime";
-sub set_clock { open my $out, '>', $clock or die $!; print $out "$_[0]\n"; close $out }
-set_clock('+0');
-sub start {
-    local $ENV{LD_PRELOAD} = $faketime;
-    local $ENV{FAKETIME_TIMESTAMP_FILE} = $clock;
-    local $ENV{FAKETIME_NO_CACHE} = 1;
-    local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = 1;
-    run_nginx($prefix, $port, 'approve?user=dana');
-}
+sub start { run_nginx_on_clock($prefix, $port, 'approve?user=dana') }
 my $pid = start();
 
 sub calls { decode_json(idp_admin('stats'))->{graph}{calls} }

@@ -37,16 +37,7 @@ idp_admin("graph?user=$_&groups=$ADMINS") for @users;
 my @tokens = map { overage($_) } @users;
 idp_admin('graph?mode=slow&ms=300');
 my $before = graph()->{calls};
-my @socks = map {
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
-    print $sock "GET /admins HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $_\r\nConnection: close\r\n\r\n";
-    $sock;
-} @tokens;
-my %codes;
-for my $sock (@socks) {
-    my ($code) = read_answer($sock, 30) =~ m{^HTTP/1\.1 (\d+) };
-    $codes{ $code // 'none' }++;
-}
+my %codes = concurrent_statuses($port, '/admins', 30, @tokens);
 idp_admin('graph?mode=normal');
 is($codes{200}, 70, '70 users asked at once all get in') or diag explain \%codes;
 is(graph()->{calls} - $before, 70, 'one lookup each');

@@ -14,7 +14,7 @@ use EntraTest;
 use parent 'Exporter';
 
 our @EXPORT = qw(%NAVIGATION browser_origin request navigate send_request cookie_header set_cookies apply_cookies
-    query_of sign_in signin_prefix run_nginx log_text);
+    query_of sign_in signin_prefix run_nginx log_text faketime_library $FAKETIME_ENV run_nginx_on_clock set_clock);
 
 our %NAVIGATION = (
     Accept => 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
@@ -61,6 +61,31 @@ sub run_nginx {
 END { kill 'TERM', $_ for @started }
 
 # The error log of the nginx run_nginx started.
+# libfaketime, for suites that move nginx's wall clock (undef when it is not installed).
+sub faketime_library {
+    (grep { -e } map { "/usr/lib/$_/faketime/libfaketimeMT.so.1" } 'x86_64-linux-gnu', 'aarch64-linux-gnu')[0];
+}
+
+# The main-context lines that let nginx's workers keep libfaketime's settings.
+our $FAKETIME_ENV = join '', map { "env $_;\n" } qw(FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC);
+
+# Moves the clock of an nginx started by run_nginx_on_clock: '+90' is 90 s ahead of now.
+my $clock_file;
+sub set_clock { open my $out, '>', $clock_file or die $!; print $out "$_[0]\n"; close $out }
+
+# run_nginx with nginx's wall clock (not its monotonic one) read from $prefix/faketime, set to
+# now; returns nginx's pid.
+sub run_nginx_on_clock {
+    my ($prefix, $port, @admin) = @_;
+    $clock_file = "$prefix/faketime";
+    set_clock('+0') unless -e $clock_file;
+    local $ENV{LD_PRELOAD} = faketime_library();
+    local $ENV{FAKETIME_TIMESTAMP_FILE} = $clock_file;
+    local $ENV{FAKETIME_NO_CACHE} = 1;
+    local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = 1;
+    return run_nginx($prefix, $port, @admin);
+}
+
 sub log_text { open my $in, '<', "$log_prefix/logs/error.log" or return ''; local $/; <$in> }
 
 sub cookie_header { my %c = @_; join '; ', map { "$_=$c{$_}" } sort keys %c }

@@ -15,7 +15,7 @@ use IO::Socket::INET;
 use Time::HiRes qw(time);
 use parent 'Exporter';
 
-our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx send_api_request read_answer token bearer token_of_length stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
+our @EXPORT = qw(start_nginx write_nginx_conf reload_nginx send_api_request read_answer concurrent_statuses token bearer token_of_length stranger_token kid_of_kind kid_with_issuer idp idp_oid b64url replace_part provider
     live_idp live_bearer live_provider idp_admin $TENANT $CLIENT_ID $OTHER_TENANT use_defaults use_live_defaults);
 
 # Test::Base evaluates `--- name eval` sections in package Test::Base::Filter, so the helpers
@@ -115,6 +115,24 @@ sub send_api_request {
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
     print $sock "GET /api HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $token\r\nConnection: close\r\n\r\n";
     return $sock;
+}
+
+# Sends `GET $path` with each bearer token of @tokens at once, each on a connection of its own,
+# then reads every answer (waiting $seconds at most for each part); returns how many got each
+# status (`none` for no answer).
+sub concurrent_statuses {
+    my ($port, $path, $seconds, @tokens) = @_;
+    my @socks = map {
+        my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!;
+        print $sock "GET $path HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $_\r\nConnection: close\r\n\r\n";
+        $sock;
+    } @tokens;
+    my %codes;
+    for my $sock (@socks) {
+        my ($code) = read_answer($sock, $seconds) =~ m{^HTTP/1\.1 (\d+) };
+        $codes{ $code // 'none' }++;
+    }
+    return %codes;
 }
 
 # Everything the server sends on $sock until it closes, waiting $seconds at most for each part.

@@ -204,18 +204,9 @@ impl VerifiedToken {
 
     /// An identity that came from elsewhere than a token (a browser session), with its claims.
     pub fn from_claims(kid: &str, exp: u64, claims: Map<String, Value>) -> VerifiedToken {
-        let known = OnceLock::new();
-        let _ = known.set(claims);
-        VerifiedToken {
-            kid: kid.to_owned(),
-            exp,
-            groups_answered: None,
-            lookup_keys: OnceLock::new(),
-            answer_seen: Mutex::new(None),
-            overage: OnceLock::new(),
-            payload: "".into(),
-            claims: known,
-        }
+        let token = VerifiedToken::new(kid, exp, String::new());
+        let _ = token.claims.set(claims);
+        token
     }
 
     /// Every claim of the token.

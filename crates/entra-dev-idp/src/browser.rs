@@ -92,7 +92,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, body: Value) -> Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
         Reply {
             status,
             content_type: "application/json",

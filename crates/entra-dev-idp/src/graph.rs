@@ -83,17 +83,8 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn json_reply(status: u16, body: Value) -> Reply {
-    Reply {
-        status,
-        content_type: "application/json",
-        headers: Vec::new(),
-        body: body.to_string().into_bytes(),
-    }
-}
-
 fn graph_error(status: u16, code: &str, message: &str) -> Reply {
-    json_reply(status, json!({ "error": { "code": code, "message": message } }))
+    Reply::json(status, json!({ "error": { "code": code, "message": message } }))
 }
 
 /// The groups of the user in 250 groups: the first demo user's, then 249 more.
@@ -170,7 +161,7 @@ impl Graph {
         graph_url: &str,
     ) -> Reply {
         let refuse = |status: u16, error: &str, code: u32, why: &str| {
-            json_reply(
+            Reply::json(
                 status,
                 json!({ "error": error, "error_description": format!("AADSTS{code}: {why}"), "error_codes": [code] }),
             )
@@ -204,12 +195,14 @@ impl Graph {
             Ok(token) => {
                 lock(&self.issued)
                     .insert(token.clone(), Issued { roles, expires: now() + APP_TOKEN_LIFETIME });
-                json_reply(
+                Reply::json(
                     200,
                     json!({ "token_type": "Bearer", "expires_in": APP_TOKEN_LIFETIME, "access_token": token }),
                 )
             }
-            Err(e) => json_reply(500, json!({ "error": "server_error", "error_description": e.to_string() })),
+            Err(e) => {
+                Reply::json(500, json!({ "error": "server_error", "error_description": e.to_string() }))
+            }
         }
     }
 
@@ -248,7 +241,7 @@ impl Graph {
             GraphMode::NotFound => {
                 return Some(graph_error(404, "Request_ResourceNotFound", "no such object"))
             }
-            GraphMode::Garbage => return Some(json_reply(200, json!({ "value": "not a list of groups" }))),
+            GraphMode::Garbage => return Some(Reply::json(200, json!({ "value": "not a list of groups" }))),
             GraphMode::Normal => {}
         }
         let token = req.authorization.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
@@ -273,7 +266,7 @@ impl Graph {
         };
         let member: Vec<&String> =
             asked.iter().filter(|a| groups.iter().any(|g| g.eq_ignore_ascii_case(a))).collect();
-        Some(json_reply(
+        Some(Reply::json(
             200,
             json!({ "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)", "value": member }),
         ))
