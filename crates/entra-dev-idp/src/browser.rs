@@ -21,21 +21,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 
 use crate::client_cert::SeenAssertions;
-use crate::graph::{Graph, BIG_USER, GRAPH_PATH};
+use crate::directory::{BIG_USER, USERS};
+use crate::graph::{Graph, GRAPH_PATH};
+use crate::http::{Reply, Request};
 use crate::keystore::{KeyStore, DEV_CLIENT_SECRET};
 use crate::mint::{guid_for, mint, MintOptions, Signing};
-
-/// The demo users: name, display name, groups (the last one's 250 groups are Graph's to tell:
-/// see [`crate::graph::big_user_groups`]).
-pub const USERS: [(&str, &str, &[&str]); 3] = [
-    (
-        "alice",
-        "Alice Example",
-        &["0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1", "5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20"],
-    ),
-    ("bob", "Bob Example", &["5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20"]),
-    (BIG_USER, "Dana Example (250 groups)", &[]),
-];
 
 /// The IdP's sign-in cookie (its own session, for `prompt=none`).
 const SIGNIN_COOKIE: &str = "idp_signin";
@@ -71,53 +61,6 @@ pub struct Browser {
     assertions: SeenAssertions,
     /// The Microsoft Graph stand-in (its client-credentials grant is the token endpoint's).
     pub graph: Graph,
-}
-
-/// A request as the endpoints see it.
-pub struct Request<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub cookie: Option<&'a str>,
-    pub authorization: Option<&'a str>,
-    pub body: &'a str,
-}
-
-/// An answer: status, content type, extra headers, body.
-pub struct Reply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn json(status: u16, body: Value) -> Reply {
-        Reply {
-            status,
-            content_type: "application/json",
-            headers: Vec::new(),
-            body: body.to_string().into_bytes(),
-        }
-    }
-
-    fn html(status: u16, body: String) -> Reply {
-        Reply {
-            status,
-            content_type: "text/html; charset=utf-8",
-            headers: Vec::new(),
-            body: body.into_bytes(),
-        }
-    }
-
-    fn redirect(location: String) -> Reply {
-        Reply {
-            status: 302,
-            content_type: "text/plain",
-            headers: vec![("Location", location)],
-            body: Vec::new(),
-        }
-    }
 }
 
 fn now() -> u64 {

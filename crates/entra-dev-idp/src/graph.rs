@@ -18,16 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::browser::{Reply, Request, USERS};
+use crate::directory::{big_user_groups, BIG_USER, USERS};
+use crate::http::{Reply, Request};
 use crate::keystore::KeyStore;
 use crate::mint::{guid_for, mint, MintOptions};
 
 /// The application permissions `checkMemberGroups` on other users needs.
 pub const PERMISSIONS: [&str; 2] = ["GroupMember.Read.All", "User.Read.All"];
-/// The demo user in more than 200 groups: Entra leaves them out of its tokens.
-pub const BIG_USER: &str = "dana";
-/// How many groups the big user is in.
-pub const BIG_USER_GROUPS: usize = 250;
 /// Where Graph is served on the IdP.
 pub const GRAPH_PATH: &str = "/graph";
 /// How long an app token holds (seconds).
@@ -85,12 +82,6 @@ fn now() -> u64 {
 
 fn graph_error(status: u16, code: &str, message: &str) -> Reply {
     Reply::json(status, json!({ "error": { "code": code, "message": message } }))
-}
-
-/// The groups of the user in 250 groups: the first demo user's, then 249 more.
-pub fn big_user_groups() -> Vec<String> {
-    let first = USERS[0].2.iter().map(|g| g.to_string());
-    first.chain((0..).map(|i| guid_for(&format!("group:{i}")))).take(BIG_USER_GROUPS).collect()
 }
 
 impl Graph {

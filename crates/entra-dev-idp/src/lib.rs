@@ -6,7 +6,9 @@
 
 pub mod browser;
 pub mod client_cert;
+pub mod directory;
 pub mod graph;
+pub mod http;
 pub mod keystore;
 pub mod mint;
 pub mod server;

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::browser::{self, Browser, Reply, Request};
+use crate::browser::{self, Browser};
 use crate::graph::GRAPH_PATH;
+use crate::http::{Reply, Request};
 use crate::keystore::{KeyKind, KeyStore};
 use crate::tls;
 use crate::Error;

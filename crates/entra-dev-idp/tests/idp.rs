@@ -185,3 +185,60 @@ fn a_held_path_waits_until_released_and_others_do_not() {
     get_json(&agent, &format!("{http}/_admin/release")).unwrap();
     assert_eq!(held.join().unwrap()["keys"].as_array().map(Vec::len), Some(1), "answered once released");
 }
+
+/// POSTs `body` (a form, or JSON with a bearer token) to `url`: the status and the JSON answer.
+fn post(agent: &ureq::Agent, url: &str, body: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut request = agent.post(url);
+    if let Some(token) = bearer {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.send(body).unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap())
+}
+
+#[test]
+fn graph_answers_app_tokens_with_the_permissions_and_only_the_groups_asked() {
+    use entra_dev_idp::keystore::DEV_CLIENT_SECRET;
+    let (http, _, _) = running("graph");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let token_url = format!("{http}/{DEV_TENANT}/oauth2/v2.0/token");
+    let form = |secret: &str| {
+        format!("grant_type=client_credentials&client_id={DEV_CLIENT_ID}&scope={http}/graph/.default&client_secret={secret}")
+    };
+    let (status, refused) = post(&agent, &token_url, &form("wrong"), None);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_client")),
+        "a wrong secret gets no token"
+    );
+    let (status, granted) = post(&agent, &token_url, &form(DEV_CLIENT_SECRET), None);
+    assert_eq!(status, 200);
+    let token = granted["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(part(&token, 1)["aud"], format!("{http}/graph"));
+    assert_eq!(part(&token, 1)["roles"], serde_json::json!(["GroupMember.Read.All", "User.Read.All"]));
+
+    let dana = entra_dev_idp::mint::guid_for("dana");
+    let check = format!("{http}/graph/v1.0/directoryObjects/{dana}/checkMemberGroups");
+    let admins = "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1";
+    let asked = format!(r#"{{"groupIds":["{admins}","11111111-1111-1111-1111-111111111111"]}}"#);
+    let (status, answer) = post(&agent, &check, &asked, Some(&token));
+    assert_eq!(
+        (status, answer["value"].clone()),
+        (200, serde_json::json!([admins])),
+        "the groups asked she is in"
+    );
+    assert_eq!(post(&agent, &check, &asked, Some("not-a-token")).0, 401, "a token it did not issue");
+    let (status, _) =
+        post(&agent, &check, &format!(r#"{{"groupIds":[{}]}}"#, vec!["\"g\""; 21].join(",")), Some(&token));
+    assert_eq!(status, 400, "more than 20 ids");
+
+    // An app token without the permissions: Graph refuses.
+    get_json(&agent, &format!("{http}/_admin/graph?permissions=User.Read.All")).unwrap();
+    let (_, lesser) = post(&agent, &token_url, &form(DEV_CLIENT_SECRET), None);
+    let lesser = lesser["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(post(&agent, &check, &asked, Some(&lesser)).0, 403);
+    let stats = get_json(&agent, &format!("{http}/_admin/stats")).unwrap();
+    assert_eq!(stats["graph"]["calls"].as_u64(), Some(4));
+    assert_eq!(stats["graph"]["app_tokens"][DEV_TENANT].as_u64(), Some(2));
+}
