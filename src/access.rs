@@ -27,6 +27,7 @@ use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
 use crate::session::{self, Revalidation};
 use crate::worker::{self, KeyFetch, ProviderState, Worker};
 use entra_core::session::SESSION_KID;
+use entra_core::token::GroupsAnswered;
 
 /// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
 /// access modules: under `satisfy any` a request they let in never waits, parks or gets a 503
@@ -267,14 +268,14 @@ pub unsafe fn decide(
             *graph = Some(Membership::of(g.asked(), token.groups()));
         } else {
             match lookup::groups(&p.worker, state, token, waiting, may_wait) {
-                Groups::Answered(members) => {
+                Groups::Answered(members, asked_at) => {
                     if token.kid == SESSION_KID {
-                        // A session keeps the answer for the next requests (were its cookies
-                        // not set, the next request would find the answer in the zone).
+                        // A session keeps the answer for the next requests, as of when Graph
+                        // gave it (were its cookies not set, the next request would find the
+                        // answer in the zone).
+                        let answered = GroupsAnswered { asked: g.asked_prefix(), at: asked_at };
                         // SAFETY: per the contract.
-                        unsafe {
-                            session::reseal_groups(r, state, g.asked_prefix(), members.groups(g.asked()))
-                        };
+                        unsafe { session::reseal_groups(r, state, answered, members.groups(g.asked())) };
                     }
                     *graph = Some(members);
                 }

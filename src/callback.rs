@@ -483,10 +483,9 @@ unsafe fn signed_in(
     // starts now, never waited for here: the first request that needs it waits for the rest.
     if let (Some(graph), true) = (provider.graph.as_ref(), session.group_overage && state.graph.is_some()) {
         if !graph.asked().is_empty() {
-            if let Groups::Answered(members) = lookup::groups(worker, state, token, None, false) {
+            if let Groups::Answered(members, at) = lookup::groups(worker, state, token, None, false) {
                 session.groups = members.groups(graph.asked()).map(str::to_owned).collect();
-                session.groups_answered =
-                    Some(GroupsAnswered { asked: graph.asked_prefix(), at: now_ms / 1000 });
+                session.groups_answered = Some(GroupsAnswered { asked: graph.asked_prefix(), at });
             }
         }
     }

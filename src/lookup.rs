@@ -10,6 +10,7 @@ use entra_core::graph::{
     app_token_form, check_member_groups, fetch_app_token, token_url, AppToken, Graph, GraphError, LookupKey,
     Membership, GROUPS_PER_CALL, NOT_FOUND_MEMORY, TOKEN_MARGIN,
 };
+use entra_core::values::is_guid;
 use entra_core::{Denial, Provider, VerifiedToken};
 use ring::rand::SystemRandom;
 
@@ -26,8 +27,9 @@ const LOOKUPS_IN_FLIGHT: usize = 64;
 
 /// What a request with group overage gets from Graph.
 pub enum Groups {
-    /// Which of the asked groups the user is in.
-    Answered(Membership),
+    /// Which of the asked groups the user is in, and when Graph said so (seconds since the
+    /// epoch: a session keeps the answer until then plus `groups_cache`, never longer).
+    Answered(Membership, u64),
     /// Wait (parked), then look again: since when (ms since the epoch), until when (ms), and
     /// the answer's key (whose lookup's end wakes it).
     Wait(u64, u64, [u8; 32]),
@@ -69,14 +71,19 @@ pub fn groups(
     // zone, with the token's keys made once.
     let now_epoch = epoch_ms();
     let seen = *token.answer_seen.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((bits, _)) = seen.filter(|(_, until)| now_epoch < *until) {
+    let asked_at = |until_ms: u64| (until_ms / 1000).saturating_sub(graph.settings.cache);
+    if let Some((bits, until)) = seen.filter(|(_, until)| now_epoch < *until) {
         count(GraphEvent::Answered);
-        return Groups::Answered(Membership(bits));
+        return Groups::Answered(Membership(bits), asked_at(until));
     }
-    // Both are verified claims; without them there is nobody to ask about.
+    // Both are verified claims; without them (or as anything but object ids, which go into
+    // the token endpoint's and Graph's URLs) there is nobody to ask about.
     let (Some(tid), Some(oid)) = (token.tid(), token.oid()) else {
         return Groups::Denied(Denial::GroupOverage);
     };
+    if !is_guid(tid) || !is_guid(oid) {
+        return Groups::Denied(Denial::GroupOverage);
+    }
     let keys = *token.lookup_keys.get_or_init(|| (graph.answer_key(tid, oid), graph.tenant_key(tid)));
     if let Some((known, until)) = zone.answered(&keys.0, now_epoch) {
         if waiting.is_none() {
@@ -84,6 +91,7 @@ pub fn groups(
         }
         if let Lookup::Answered(members) = known {
             *token.answer_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((members.0, until));
+            return Groups::Answered(members, asked_at(until));
         }
         return known_groups(known);
     }
@@ -111,15 +119,17 @@ pub fn groups(
     }
 }
 
-/// What a request gets of what the zone knows (not a wait).
+/// What a request gets of a refusal the zone knows (an answer comes with its time, from
+/// `GraphRef::answered`).
 fn known_groups(known: Lookup) -> Groups {
     match known {
-        Lookup::Answered(members) => Groups::Answered(members),
         Lookup::Refused => Groups::Denied(Denial::GroupOverage),
         Lookup::Throttled(seconds) => {
             Groups::Denied(Denial::GroupsUnavailable(u32::try_from(seconds).unwrap_or(u32::MAX)))
         }
-        Lookup::Failed | Lookup::Asking | Lookup::Claimed { .. } => Groups::Denied(unavailable()),
+        Lookup::Answered(_) | Lookup::Failed | Lookup::Asking | Lookup::Claimed { .. } => {
+            Groups::Denied(unavailable())
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use entra_core::oidc::{with_query, SELECT_ACCOUNT};
 use entra_core::signin::{AttemptKind, Leftover, Redirect, SessionJudgment, SetCookie, StartError};
+use entra_core::token::GroupsAnswered;
 use entra_core::{Denial, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t};
@@ -57,22 +58,24 @@ pub fn judge(
 }
 
 /// Re-seals the request's session with Graph's answer to its group overage (`groups` of the
-/// set `asked`), sent with the main request's answer.
+/// set asked, `answered` says which and when), sent with the main request's answer.
 ///
 /// # Safety
 /// `r` is a valid request.
 pub unsafe fn reseal_groups<'g>(
     r: *mut ngx_http_request_t,
     state: &ProviderState,
-    asked: [u8; 8],
+    answered: GroupsAnswered,
     groups: impl Iterator<Item = &'g str>,
-) -> Option<()> {
+) {
     // SAFETY: per the contract.
     let request = unsafe { Incoming::new(r) }.session_request(now());
     let cookies: Vec<_> =
-        set_cookies(state.provider.sign_in.reseal_groups(&request, asked, groups)).collect();
-    // SAFETY: per the contract: a request's main request is valid.
-    (cookies.is_empty() || unsafe { set_headers((*r).main, &cookies) }.is_some()).then_some(())
+        set_cookies(state.provider.sign_in.reseal_groups(&request, answered, groups)).collect();
+    if !cookies.is_empty() {
+        // SAFETY: per the contract: a request's main request is valid.
+        unsafe { set_headers((*r).main, &cookies) };
+    }
 }
 
 /// `true` once the provider's authorize endpoint is known.

@@ -96,6 +96,13 @@ is(get('/admins', live_idp('mint', '--user', 'gil', '--groups', $ADMINS))->{head
 is(get('/plain', overage('gina'))->{status}, 200, 'an overage token where no group is required gets in');
 is(calls(), $before, 'and neither asked Graph');
 
+# --- An oid that is no object id is never put into Graph's URL.
+$before = calls();
+$r = get('/admins', overage('vera', '--claim', 'oid="../../users"'));
+is($r->{status}, 403, 'a token whose oid is no object id: 403');
+is($r->{headers}{'x-error'}, 'group_overage', 'as group_overage');
+is(calls(), $before, 'without asking Graph');
+
 # --- The _claim_sources URL of the token is never contacted.
 is(graph()->{claim_source}, 0, "the token's _claim_sources endpoint was never contacted");
 

@@ -1,7 +1,8 @@
 # Graph's answer in a browser session (group overage), with nginx's wall clock moved on by
 # libfaketime: the session carries the answer (re-sealed into its cookie on the request that got
-# it) and needs no lookup while it holds; past groups_cache the next request asks Graph again, so
-# that a member removed in the directory keeps access at most groups_cache.
+# it, or sealed with it at sign-in when the zone had it) and needs no lookup while it holds; past
+# groups_cache from when Graph answered, the next request asks Graph again, so that a member
+# removed in the directory keeps access at most groups_cache.
 use strict;
 use warnings;
 
@@ -26,6 +27,7 @@ write_nginx_conf($prefix, $port,
         location /admin { entra_auth live session; entra_require_group $ADMINS;
             add_header X-Source "\$entra_groups_source" always; add_header X-Groups "\$entra_groups" always;
             proxy_pass http://127.0.0.1:$port/who; }
+        location /admins-api { entra_auth live; entra_require_group $ADMINS; proxy_pass http://127.0.0.1:$port/who; }
         location /who { return 200 "in\\n"; }
 LOCATIONS
 
@@ -67,5 +69,20 @@ my $later = page($jar);
 is($later->{status}, 403, 'past groups_cache, the removal shows');
 like($later->{content}, qr/missing_group/, 'as missing_group');
 is(calls(), 1, 'Graph was asked again');
+
+# --- A session sealed with an answer the zone had keeps it as of when Graph gave it.
+idp_admin("graph?user=dana&groups=$ADMINS");
+set_clock('+1300');
+my $dana = live_idp('mint', '--user', 'dana', '--overage');
+is(request('GET', '/admins-api', {}, Authorization => "Bearer $dana")->{status}, 200, 'a token of hers asks Graph anew');
+is(calls(), 2, 'once');
+set_clock('+1600');
+($callback, $jar) = sign_in('/admin');
+is(page($jar)->{status}, 200, 'five minutes later she signs in, and her session has that answer');
+is(calls(), 2, 'without asking again');
+idp_admin("graph?user=dana&groups=$READERS");
+set_clock('+1950');
+is(page($jar)->{status}, 403, 'ten minutes after Graph answered (five after the sign-in), the removal shows');
+is(calls(), 3, 'asked again');
 
 done_testing();

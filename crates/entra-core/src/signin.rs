@@ -617,13 +617,13 @@ impl SignIn {
 
 impl SignIn {
     /// The request's session re-sealed with Graph's answer to its group overage: `groups` (the
-    /// asked groups the user is in) for the set asked (`asked`, its digest's first 8 bytes),
-    /// asked at the request's time. Empty when the session does not open or no longer fits its
-    /// cookies (the answer then holds for this request only).
+    /// asked groups the user is in), for the set and as of the time `answered` says. Empty when
+    /// the session does not open or no longer fits its cookies (the answer then holds for this
+    /// request only).
     pub fn reseal_groups<'g>(
         &self,
         request: &SessionRequest,
-        asked: [u8; 8],
+        answered: GroupsAnswered,
         groups: impl Iterator<Item = &'g str>,
     ) -> Vec<SetCookie> {
         let jar = request.jar();
@@ -632,7 +632,7 @@ impl SignIn {
         let Ok(opened) = self.open_cached(&sealed, secure, request.now).0 else { return Vec::new() };
         let session = Session {
             groups: groups.map(str::to_owned).collect(),
-            groups_answered: Some(GroupsAnswered { asked, at: request.now }),
+            groups_answered: Some(answered),
             ..opened.session.clone()
         };
         self.session_cookies(&session, &jar, secure).unwrap_or_default()

@@ -215,16 +215,16 @@ fn a_session_resealed_with_graphs_answer_carries_it_and_keeps_the_rest() {
     let overage = Session { group_overage: true, roles: vec!["Orders.Read".into()], ..alice() };
     let line = cookie_line(&s, &overage);
     let req = request(&line, navigation());
-    let asked = [7u8; 8];
+    let answered = GroupsAnswered { asked: [7u8; 8], at: NOW - 30 };
     let group = "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1";
-    let cookies = s.reseal_groups(&req, asked, [group].into_iter());
+    let cookies = s.reseal_groups(&req, answered, [group].into_iter());
     assert_eq!(cookies.len(), 1, "one cookie carries it");
     let resealed_line = cookies[0].split(';').next().unwrap().to_owned();
     let resealed = request(&resealed_line, navigation());
     let jar = resealed.jar();
     let sealed = s.session_cookie(&jar, false).expect("a cookie").expect("it joins");
     let session = s.open_session(&sealed, false).expect("it opens");
-    assert_eq!(session.groups_answered, Some(GroupsAnswered { asked, at: NOW }));
+    assert_eq!(session.groups_answered, Some(answered), "as of when Graph answered");
     assert_eq!(session.groups, [group]);
     assert_eq!(
         Session { groups: vec![], groups_answered: None, ..session.clone() },
@@ -236,5 +236,5 @@ fn a_session_resealed_with_graphs_answer_carries_it_and_keeps_the_rest() {
     assert_eq!(identity.groups_answered, session.groups_answered);
     assert_eq!(identity.groups().collect::<Vec<_>>(), [group]);
     // Without a session cookie there is nothing to re-seal.
-    assert!(s.reseal_groups(&request("other=1", navigation()), asked, std::iter::empty()).is_empty());
+    assert!(s.reseal_groups(&request("other=1", navigation()), answered, std::iter::empty()).is_empty());
 }
