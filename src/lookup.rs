@@ -62,6 +62,10 @@ pub fn groups(
     let (Some(graph), Some(zone)) = (state.provider.graph.as_ref(), state.graph.as_ref()) else {
         return Groups::Denied(Denial::GroupOverage);
     };
+    // Only names that are no object ids are required: Graph cannot tell about them.
+    if graph.asked().is_empty() {
+        return Groups::Denied(Denial::GroupOverage);
+    }
     let count = |event| {
         if let Some(counters) = state.counters() {
             counters.graph(event);

@@ -99,3 +99,21 @@ qr/\[emerg\] .*entra_provider "live": its locations require more than 256 groups
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*the Graph answers \("live" 1000000\) and session records take \d+ KiB, more than seven eighths/
+
+=== TEST 11: a required group that is no object id: Graph is never asked, the answer is group_overage
+--- http_config eval
+live_provider('client_secret_file $TEST_NGINX_GRAPH_FILES/secret;', 'groups_from_graph on;',
+    'graph_url $TEST_NGINX_IDP_URL/graph;')
+--- config
+    location /api { entra_auth live; entra_require_group Dashboard-Users; proxy_pass http://backend; }
+    location = /graph-calls { proxy_pass $TEST_NGINX_IDP_URL/_admin/stats; }
+--- request eval
+["GET /api", "GET /graph-calls"]
+--- more_headers eval
+"Authorization: Bearer " . live_idp('mint', '--user', 'dana', '--overage')
+--- error_code eval
+[403, 200]
+--- response_headers_like eval
+['WWW-Authenticate: .*error_description="group_overage"', '']
+--- response_body_like eval
+[qr/^/, qr/"calls":0,/]

@@ -313,7 +313,8 @@ impl Tables<'_> {
 
     /// `true` at most once a minute per tenant: whether to log a failure of its lookups.
     pub fn should_log(&mut self, tenant_key: &LookupKey, now_s: u64) -> bool {
-        let Some(t) = self.tenant(tenant_key) else { return false };
+        // A tenant that lost its entry meanwhile is logged rather than left silent.
+        let Some(t) = self.tenant(tenant_key) else { return true };
         let due = t.logged_s == 0 || now_s >= t.logged_s + 60;
         if due {
             t.logged_s = now_s;

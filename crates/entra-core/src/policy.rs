@@ -54,8 +54,10 @@ impl Requirement {
         let wants = |have: &str| self.any_of.iter().any(|w| w == have);
         let satisfied = match &self.subject {
             Subject::Group if token.has_group_overage() => match answered {
-                Some((asked, membership)) => membership.has_any(asked, &self.any_of),
-                None => return Err(Denial::GroupOverage),
+                Some((asked, membership)) if membership.has_any(asked, &self.any_of) => true,
+                // A required value Graph was not asked about (not an object id): undecided.
+                Some((asked, _)) if self.any_of.iter().all(|w| asked.index_of(w).is_some()) => false,
+                _ => return Err(Denial::GroupOverage),
             },
             Subject::Group => token.groups().any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g))),
             Subject::Role => token.roles().any(wants),

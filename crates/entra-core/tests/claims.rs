@@ -70,6 +70,12 @@ fn graphs_answer_decides_an_overage_token_and_only_for_groups_asked() {
     let answered = Some((&asked, &member_of_g2));
     assert!(policy(vec![(Subject::Group, &[G1, &G2.to_uppercase()])]).check(&t, answered).is_ok());
     assert_eq!(policy(vec![(Subject::Group, &[G1])]).check(&t, answered).unwrap_err(), Denial::MissingGroup);
+    // A value Graph cannot have been asked about (a display name) leaves it undecided.
+    assert_eq!(
+        policy(vec![(Subject::Group, &[G1, "Dashboard-Users"])]).check(&t, answered).unwrap_err(),
+        Denial::GroupOverage
+    );
+    assert!(policy(vec![(Subject::Group, &[G2, "Dashboard-Users"])]).check(&t, answered).is_ok());
     // Not overage: the token's own groups decide, never an answer.
     let plain = verify(MintOptions { groups: Some(vec![G1.into()]), ..Default::default() }).unwrap();
     assert_eq!(
