@@ -113,7 +113,7 @@ pub fn groups(
         Found::Unavailable => Groups::Denied(unavailable()),
         Found::Claimed(token) => {
             if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, tid, oid, keys, token) {
-                let nothing = Finished { token: None, tenant: None, answer: None };
+                let nothing = Finished::default();
                 zone.finish((&keys.0, &keys.1), nothing, epoch_ms(), pid());
                 return wait();
             }
@@ -248,7 +248,7 @@ impl threads::Job for LookupJob {
             }
         };
         let cache_ms = graph.settings.cache * 1000;
-        let mut finished = Finished { token: None, tenant: None, answer: None };
+        let mut finished = Finished::default();
         let mut failure = None;
         match ran.fetched {
             Some(Ok(fetched)) => {
@@ -288,6 +288,10 @@ impl threads::Job for LookupJob {
                     Some((Answer::Refused, now + NOT_FOUND_MEMORY * 1000)),
                 ),
                 GraphError::Unavailable(_) => (GraphEvent::Unavailable, None, Some((Answer::Failed, now))),
+                GraphError::TokenNotAccepted => {
+                    finished.forget_token = true;
+                    (GraphEvent::Unavailable, None, Some((Answer::Failed, now)))
+                }
                 GraphError::BadAnswer { .. } => (GraphEvent::BadAnswer, None, Some((Answer::Failed, now))),
             };
             count(event);

@@ -147,6 +147,15 @@ is(get('/admins', $ivan)->{status}, 200, 'Graph back: in');
 like(log_text(), qr/\[error\] .*provider "live": group overage of tenant $TENANT not answered: .*graph/,
     'one error line names the tenant');
 
+# --- An app token Graph refuses (401, revoked): 503, and the next lookup gets another.
+member('wes', $ADMINS);
+my $wes = overage('wes');
+my $asked_tokens = graph()->{app_tokens}{$TENANT};
+idp_admin('graph?revoke=1');
+is(get('/admins', $wes)->{status}, 503, 'Graph refuses the app token: 503');
+is(get('/admins', $wes)->{status}, 200, 'the next request gets in');
+is(graph()->{app_tokens}{$TENANT}, $asked_tokens + 1, 'with a new app token');
+
 # --- A garbage answer is an error, never a membership.
 member('nina', $ADMINS);
 idp_admin('graph?mode=garbage');

@@ -85,6 +85,7 @@ pub enum Found {
 }
 
 /// How a lookup ended, to store (no `Debug`: it may hold a token).
+#[derive(Default)]
 pub struct Finished {
     /// A new app token for the tenant, and until when it is used (ms).
     pub token: Option<(String, u64)>,
@@ -92,6 +93,8 @@ pub struct Finished {
     pub tenant: Option<(TenantState, u64)>,
     /// The answer, and until when it holds (ms).
     pub answer: Option<(Answer, u64)>,
+    /// The tenant's token is not to be used again (Graph refused it).
+    pub forget_token: bool,
 }
 
 /// One worker's handle on its provider's Graph answers and the tenants' tokens.
@@ -105,6 +108,18 @@ pub struct GraphRef {
 unsafe impl Send for GraphRef {}
 // SAFETY: as above.
 unsafe impl Sync for GraphRef {}
+
+impl Finished {
+    /// What the tables keep of it but the token (whose memory is the zone's to make).
+    fn stored(&self) -> entra_core::answers::Finished {
+        entra_core::answers::Finished {
+            token: None,
+            tenant: self.tenant,
+            answer: self.answer,
+            forget_token: self.forget_token,
+        }
+    }
+}
 
 impl GraphRef {
     pub fn find(zone: *mut ngx_shm_zone_t, provider: &str) -> Option<GraphRef> {
@@ -156,12 +171,11 @@ impl GraphRef {
     /// Stores how worker `pid`'s lookup of `keys` ended, and lets go of its claims.
     pub fn finish(&self, keys: (&LookupKey, &LookupKey), finished: Finished, now_ms: u64, pid: u32) {
         self.locked(|locked, mut tables| {
-            let token = finished.token.and_then(|(token, until)| {
+            let token = finished.token.as_ref().and_then(|(token, until)| {
                 let copy = copy_in(locked, token.as_bytes())?;
-                Some(((copy as usize, token.len()), until))
+                Some(((copy as usize, token.len()), *until))
             });
-            let stored =
-                entra_core::answers::Finished { token, tenant: finished.tenant, answer: finished.answer };
+            let stored = entra_core::answers::Finished { token, ..finished.stored() };
             release_token(locked, tables.finish(keys, stored, now_ms, pid));
         });
     }

@@ -90,7 +90,7 @@ pub enum Lookup {
 }
 
 /// How a lookup ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Finished {
     /// A new app token for the tenant (its memory, now the table's) and until when it is used.
     pub token: Option<((usize, usize), u64)>,
@@ -98,6 +98,8 @@ pub struct Finished {
     pub tenant: Option<(TenantState, u64)>,
     /// The answer, and until when it holds (ms).
     pub answer: Option<(Answer, u64)>,
+    /// The tenant's token is not to be used again (Graph refused it).
+    pub forget_token: bool,
 }
 
 /// Who asks: the worker's pid, and after how long (ms) a claim counts as abandoned.
@@ -288,6 +290,9 @@ impl Tables<'_> {
             if let Some((token, until_ms)) = finished.token {
                 freed = (t.token.0 != 0).then_some(t.token);
                 (t.token, t.token_until_ms) = (token, until_ms);
+            } else if finished.forget_token && t.token.0 != 0 {
+                freed = Some(t.token);
+                (t.token, t.token_until_ms) = ((0, 0), 0);
             }
             match finished.tenant {
                 Some((state, until_ms)) => (t.state, t.until_ms) = (state, until_ms),
@@ -378,7 +383,12 @@ mod tests {
         let (claimed, _) = t.lookup((&key, &TENANT), now, None, ME);
         let Lookup::Claimed { token } = claimed else { panic!("{claimed:?}") };
         let token = token.is_none().then_some(((0x1000, 1), u64::MAX));
-        let done = Finished { token, tenant: None, answer: Some((Answer::Members(members(1)), until)) };
+        let done = Finished {
+            token,
+            tenant: None,
+            answer: Some((Answer::Members(members(1)), until)),
+            ..Default::default()
+        };
         t.finish((&key, &TENANT), done, now, ME.pid);
     }
 
@@ -393,6 +403,7 @@ mod tests {
             token: Some(((0x1000, 40), 500_000)),
             tenant: None,
             answer: Some((Answer::Members(members(2)), 61_000)),
+            ..Default::default()
         };
         assert_eq!(t.finish((&k, &TENANT), token, 1000, ME.pid), None);
         assert_eq!(t.lookup((&k, &TENANT), 60_999, None, ME).0, Lookup::Answered(members(2)));
@@ -448,7 +459,12 @@ mod tests {
         let mut t = Tables { tenants: &mut tenants, answers: &mut answers };
         let k = user(1);
         t.lookup((&k, &TENANT), 1000, None, ME);
-        let refused = Finished { token: None, tenant: None, answer: Some((Answer::Refused, 61_000)) };
+        let refused = Finished {
+            token: None,
+            tenant: None,
+            answer: Some((Answer::Refused, 61_000)),
+            ..Default::default()
+        };
         t.finish((&k, &TENANT), refused, 1000, ME.pid);
         assert_eq!(t.lookup((&k, &TENANT), 60_000, None, ME).0, Lookup::Refused);
         // A failure: the request that waited since before it gets a 503, a newer one asks again.
@@ -457,20 +473,30 @@ mod tests {
         assert_eq!(claimed, Lookup::Claimed { token: None }, "the tenant has no token yet");
         t.finish(
             (&k2, &TENANT),
-            Finished { token: None, tenant: None, answer: Some((Answer::Failed, 2500)) },
+            Finished {
+                token: None,
+                tenant: None,
+                answer: Some((Answer::Failed, 2500)),
+                ..Default::default()
+            },
             2500,
             ME.pid,
         );
         assert_eq!(t.lookup((&k2, &TENANT), 2600, Some(2000), ME).0, Lookup::Failed);
         assert!(matches!(t.lookup((&k2, &TENANT), 2600, None, ME).0, Lookup::Claimed { .. }));
-        let unfinished = Finished { token: None, tenant: None, answer: None };
+        let unfinished = Finished { answer: None, ..Default::default() };
         t.finish((&k2, &TENANT), unfinished, 2600, ME.pid);
         // A failure never replaces an answer in force.
         answered(&mut t, user(3), 3000, 90_000);
         t.lookup((&user(3), &TENANT), 90_000, None, ME);
         t.finish(
             (&user(3), &TENANT),
-            Finished { token: None, tenant: None, answer: Some((Answer::Failed, 4000)) },
+            Finished {
+                token: None,
+                tenant: None,
+                answer: Some((Answer::Failed, 4000)),
+                ..Default::default()
+            },
             4000,
             ME.pid,
         );
@@ -485,14 +511,18 @@ mod tests {
         let refused = Finished {
             token: None,
             tenant: Some((TenantState::Refused { status: 400, code: 700016 }, 601_000)),
-            answer: None,
+            ..Default::default()
         };
         t.finish((&user(1), &TENANT), refused, 1000, ME.pid);
         assert_eq!(t.lookup((&user(2), &TENANT), 2000, None, ME).0, Lookup::Refused);
         let other: LookupKey = [3; 32];
         t.lookup((&user(3), &other), 1000, None, ME);
-        let throttled =
-            Finished { token: None, tenant: Some((TenantState::Throttled, 31_000)), answer: None };
+        let throttled = Finished {
+            token: None,
+            tenant: Some((TenantState::Throttled, 31_000)),
+            answer: None,
+            ..Default::default()
+        };
         t.finish((&user(3), &other), throttled, 1000, ME.pid);
         assert_eq!(t.lookup((&user(4), &other), 2000, None, ME).0, Lookup::Throttled(29));
         assert!(matches!(t.lookup((&user(4), &other), 31_000, None, ME).0, Lookup::Claimed { token: None }));
@@ -506,14 +536,19 @@ mod tests {
         let (mut tenants, mut answers) = ([ZERO_T; 8], [ZERO_A; 8]);
         let mut t = Tables { tenants: &mut tenants, answers: &mut answers };
         t.lookup((&user(1), &TENANT), 1000, None, ME);
-        let first = Finished { token: Some(((0x10, 5), 2000)), tenant: None, answer: None };
+        let first = Finished { token: Some(((0x10, 5), 2000)), ..Default::default() };
         assert_eq!(t.finish((&user(1), &TENANT), first, 1000, ME.pid), None);
         assert_eq!(t.lookup((&user(1), &TENANT), 2000, None, ME).0, Lookup::Claimed { token: None });
-        let second = Finished { token: Some(((0x20, 6), 9000)), tenant: None, answer: None };
+        let second = Finished { token: Some(((0x20, 6), 9000)), ..Default::default() };
         assert_eq!(t.finish((&user(1), &TENANT), second, 2000, ME.pid), Some((0x10, 5)));
         assert_eq!(
             t.lookup((&user(2), &TENANT), 2001, None, ME).0,
             Lookup::Claimed { token: Some((0x20, 6)) }
         );
+        // Graph refused it: handed back, and the next lookup gets another.
+        let refused =
+            Finished { answer: Some((Answer::Failed, 2002)), forget_token: true, ..Default::default() };
+        assert_eq!(t.finish((&user(2), &TENANT), refused, 2002, ME.pid), Some((0x20, 6)));
+        assert_eq!(t.lookup((&user(3), &TENANT), 2003, None, ME).0, Lookup::Claimed { token: None });
     }
 }

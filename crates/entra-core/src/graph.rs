@@ -150,6 +150,9 @@ pub enum GraphError {
     /// Graph answered 404: the object is not there (yet).
     #[error("Graph does not know the user (HTTP 404)")]
     NotFound,
+    /// Graph refused the app token (401: expired early, revoked): the next lookup gets another.
+    #[error("Graph refused the app token (HTTP 401)")]
+    TokenNotAccepted,
     /// 429: asked to wait this many seconds.
     #[error("{at} answered 429 (retry after {retry_after} s)")]
     Throttled { at: &'static str, retry_after: u64 },
@@ -474,6 +477,7 @@ pub fn check_member_groups(
             200 => read_member_groups(&answer, asked, chunk, &mut membership)?,
             403 => return Err(GraphError::Forbidden),
             404 => return Err(GraphError::NotFound),
+            401 => return Err(GraphError::TokenNotAccepted),
             429 => {
                 return Err(GraphError::Throttled { at: "Graph", retry_after: retry_after(retry.as_deref()) })
             }

@@ -6,7 +6,8 @@
 //!
 //! Tests steer it through `/_admin/graph`: `mode=normal|down|slow&ms=N|throttle&retry=N|
 //! forbidden|not_found|garbage`, `user=NAME&groups=A,B` (that user's groups), `permissions=A,B`
-//! (the app's granted permissions), `unconsented=TENANT`; `/_admin/stats` counts Graph calls (and
+//! (the app's granted permissions), `unconsented=TENANT`, `revoke` (the app tokens given so far
+//! are refused); `/_admin/stats` counts Graph calls (and
 //! the most answered at once), app token requests per tenant and requests to `/_claim_source/`
 //! (where tests point `_claim_sources`).
 
@@ -110,6 +111,10 @@ impl Graph {
         }
         if let Some(tenant) = query.get("unconsented") {
             lock(&self.unconsented).push(tenant.clone());
+        }
+        if query.contains_key("revoke") {
+            // Every app token given so far: Graph refuses them (401) from now on.
+            lock(&self.issued).clear();
         }
         self.stats()
     }
