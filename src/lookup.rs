@@ -89,15 +89,28 @@ pub fn groups(
         return Groups::Denied(Denial::GroupOverage);
     }
     let keys = *token.lookup_keys.get_or_init(|| (graph.answer_key(tid, oid), graph.tenant_key(tid)));
-    if let Some((known, until)) = zone.answered(&keys.0, now_epoch) {
+    // What the zone knows, other than a wait: an answer (kept as this worker's copy until it
+    // expires) or a refusal. The same whether the first probe or the full lookup found it
+    // (another worker may store the answer in between).
+    let settle = |known: Lookup| match known {
+        Lookup::Answered(members, until) => {
+            *token.answer_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((members.0, until));
+            Some(Groups::Answered(members, asked_at(until)))
+        }
+        Lookup::Refused => Some(Groups::Denied(Denial::GroupOverage)),
+        Lookup::Throttled(seconds) => {
+            Some(Groups::Denied(Denial::GroupsUnavailable(u32::try_from(seconds).unwrap_or(u32::MAX))))
+        }
+        Lookup::Failed => Some(Groups::Denied(unavailable())),
+        Lookup::Asking | Lookup::Claimed { .. } => None,
+    };
+    if let Some(known) = zone.answered(&keys.0, now_epoch) {
         if waiting.is_none() {
             count(GraphEvent::Answered);
         }
-        if let Lookup::Answered(members) = known {
-            *token.answer_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((members.0, until));
-            return Groups::Answered(members, asked_at(until));
+        if let Some(groups) = settle(known) {
+            return groups;
         }
-        return known_groups(known);
     }
     let (wait_ms, stale_ms) = lookup_time(graph);
     let now = now_ms();
@@ -108,8 +121,7 @@ pub fn groups(
     };
     let asker = Asker { pid: pid(), stale_ms };
     match zone.lookup((&keys.0, &keys.1), epoch_ms(), waiting.map(|(since, _)| since), asker) {
-        Found::Known(Lookup::Asking | Lookup::Claimed { .. }) => wait(),
-        Found::Known(known) => known_groups(known),
+        Found::Known(known) => settle(known).unwrap_or_else(wait),
         Found::Unavailable => Groups::Denied(unavailable()),
         Found::Claimed(token) => {
             if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, tid, oid, keys, token) {
@@ -119,20 +131,6 @@ pub fn groups(
             }
             count(GraphEvent::Lookup);
             wait()
-        }
-    }
-}
-
-/// What a request gets of a refusal the zone knows (an answer comes with its time, from
-/// `GraphRef::answered`).
-fn known_groups(known: Lookup) -> Groups {
-    match known {
-        Lookup::Refused => Groups::Denied(Denial::GroupOverage),
-        Lookup::Throttled(seconds) => {
-            Groups::Denied(Denial::GroupsUnavailable(u32::try_from(seconds).unwrap_or(u32::MAX)))
-        }
-        Lookup::Answered(_) | Lookup::Failed | Lookup::Asking | Lookup::Claimed { .. } => {
-            Groups::Denied(unavailable())
         }
     }
 }

@@ -138,8 +138,8 @@ impl GraphRef {
         Some(body(&locked, Tables { tenants: &mut part.tenants, answers }))
     }
 
-    /// The answer in force for `answer_key`, if any, and until when (one probe under the lock).
-    pub fn answered(&self, answer_key: &LookupKey, now_ms: u64) -> Option<(Lookup, u64)> {
+    /// The answer in force for `answer_key`, if any (one probe under the lock).
+    pub fn answered(&self, answer_key: &LookupKey, now_ms: u64) -> Option<Lookup> {
         self.locked(|_, mut tables| tables.answered(answer_key, now_ms)).flatten()
     }
 

@@ -74,8 +74,8 @@ pub struct AnswerEntry {
 /// What is known of a user's membership, for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// The answer in force.
-    Answered(Membership),
+    /// The answer in force, and until when it holds (ms).
+    Answered(Membership, u64),
     /// 403: Graph refused, or the tenant's token endpoint refused the app.
     Refused,
     /// 503 for this many seconds: the tenant is throttled.
@@ -162,13 +162,12 @@ impl Tables<'_> {
     }
 
     /// The answer in force for `answer_key` at `now_ms`, if there is one (a member list or a
-    /// remembered refusal), and until when it holds: what most requests need, without the
-    /// tenant's key.
-    pub fn answered(&mut self, answer_key: &LookupKey, now_ms: u64) -> Option<(Lookup, u64)> {
+    /// remembered refusal): what most requests need, without the tenant's key.
+    pub fn answered(&mut self, answer_key: &LookupKey, now_ms: u64) -> Option<Lookup> {
         let e = self.answer(answer_key)?;
         match e.answer {
-            Answer::Members(members) if now_ms < e.until_ms => Some((Lookup::Answered(members), e.until_ms)),
-            Answer::Refused if now_ms < e.until_ms => Some((Lookup::Refused, e.until_ms)),
+            Answer::Members(members) if now_ms < e.until_ms => Some(Lookup::Answered(members, e.until_ms)),
+            Answer::Refused if now_ms < e.until_ms => Some(Lookup::Refused),
             _ => None,
         }
     }
@@ -185,7 +184,7 @@ impl Tables<'_> {
     ) -> (Lookup, Option<(usize, usize)>) {
         let now_ms = now_ms.max(1);
         let stale = asker.stale_ms;
-        if let Some((known, _)) = self.answered(answer_key, now_ms) {
+        if let Some(known) = self.answered(answer_key, now_ms) {
             return (known, None);
         }
         if let Some(e) = self.answer(answer_key) {
@@ -406,7 +405,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(t.finish((&k, &TENANT), token, 1000, ME.pid), None);
-        assert_eq!(t.lookup((&k, &TENANT), 60_999, None, ME).0, Lookup::Answered(members(2)));
+        assert_eq!(t.lookup((&k, &TENANT), 60_999, None, ME).0, Lookup::Answered(members(2), 61_000));
         // Expired: asked again, with the tenant's token.
         assert_eq!(
             t.lookup((&k, &TENANT), 61_000, None, ME).0,
@@ -500,7 +499,7 @@ mod tests {
             4000,
             ME.pid,
         );
-        assert_eq!(t.lookup((&user(3), &TENANT), 5000, None, ME).0, Lookup::Answered(members(1)));
+        assert_eq!(t.lookup((&user(3), &TENANT), 5000, None, ME).0, Lookup::Answered(members(1), 90_000));
     }
 
     #[test]
