@@ -7,7 +7,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use entra_core::graph::Membership;
-use entra_core::signin::Leftover;
+use entra_core::signin::{AttemptKind, Leftover};
+use entra_core::stepup::StepUp;
 use entra_core::{Denial, DenialClass, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t, ngx_int_t, ngx_log_t};
@@ -26,6 +27,7 @@ use crate::request::Incoming;
 use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
 use crate::session::{self, Revalidation};
 use crate::worker::{self, KeyFetch, ProviderState, Worker};
+use crate::zone::StepUpEvent;
 use entra_core::session::SESSION_KID;
 use entra_core::token::GroupsAnswered;
 
@@ -285,7 +287,14 @@ pub unsafe fn decide(
         }
     }
     let asked = settings.map(|g| g.asked());
-    Ok(p.lcf.policy.check(token, asked.zip(graph.as_ref())))
+    let policy = &p.lcf.policy;
+    let decision = policy.check(token, asked.zip(graph.as_ref()));
+    // How recently the user authenticated counts for sessions only (access tokens carry no
+    // dependable sign-in time).
+    Ok(decision.and_then(|()| match token.kid == SESSION_KID {
+        true => policy.check_signin(token, now(), state.provider.leeway),
+        false => Ok(()),
+    }))
 }
 
 /// Whether a denial sends a browser to sign in: a session's absence or end, for a navigation.
@@ -323,13 +332,27 @@ pub unsafe fn settle(
     let who = verified.as_deref().ok();
     // SAFETY: per the contract.
     unsafe { crate::log::denial(r, p.worker.request_id_index, &state.provider, denial, who) };
+    if denial == Denial::SigninTooOld(true) && !state.warned_no_signin_time.replace(true) {
+        crate::log::warning!(
+            p.log,
+            "provider \"{}\": a session has no auth_time, so entra_require_recent_signin can never pass: add the \
+             optional claim auth_time to the app registration's ID token",
+            state.provider.name
+        );
+    }
     let navigation = asker == Asker::Access { navigation: true };
+    if let (Source::Session, true, Some(identity)) = (source, navigation, who) {
+        // SAFETY: per the contract.
+        if let Some(answered) = unsafe { step_up(r, p, denial, identity) } {
+            return answered;
+        }
+    }
     if signs_in(source, denial, navigation) {
         let leftover = if denial == Denial::SessionInvalid { Leftover::Clear } else { Leftover::Keep };
         // SAFETY: per the contract.
         return unsafe { session::start(r, state, leftover) };
     }
-    let forbidden = matches!(denial.class(), DenialClass::InsufficientScope | DenialClass::Forbidden);
+    let forbidden = crate::denial::status(denial) == 403;
     if source == Source::Session && forbidden && navigation {
         // SAFETY: per the contract.
         if let Some(answered) = unsafe { session::forbidden_page(r, state, denial, who) } {
@@ -337,7 +360,50 @@ pub unsafe fn settle(
         }
     }
     // SAFETY: per the contract.
-    unsafe { challenge(r, &state.provider, denial) }
+    unsafe { challenge(r, &state.provider, denial, who, &p.lcf.policy) }
+}
+
+/// A navigation whose session lacks an authentication context, or whose sign-in is too old, sent
+/// to sign in again asking for what is missing (with the session's `login_hint`, so that the user
+/// is not asked who they are); `None` when the denial is no step-up, or none can start yet.
+///
+/// # Safety
+/// `r` is a valid request.
+unsafe fn step_up(
+    r: *mut ngx_http_request_t,
+    p: &Protected,
+    denial: Denial,
+    identity: &VerifiedToken,
+) -> Option<ngx_int_t> {
+    let state = p.state();
+    let policy = &p.lcf.policy;
+    let context = match denial {
+        Denial::AuthContextMissing(_) => policy.missing_context(identity),
+        Denial::SigninTooOld(false) => None,
+        _ => return None,
+    };
+    let too_old = policy.check_signin(identity, now(), state.provider.leeway) == Err(Denial::SigninTooOld(false));
+    let asked = StepUp { context, max_age: policy.recent_signin.filter(|_| too_old), kept_contexts: false };
+    if !asked.asks() || !session::can_start(state) {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let (req, log) = unsafe { (Incoming::new(r), p.log) };
+    let parameters = asked.parameters(identity.str("login_hint").unwrap_or(""));
+    let kind = AttemptKind {
+        extra: parameters.iter().map(|(name, value)| (*name, value.as_str())).collect(),
+        revalidating: None,
+        step_up: asked,
+    };
+    let answered = match session::sign_in_headers(&req, state, kind, None, Leftover::Keep, Vec::new(), log) {
+        // SAFETY: per the contract.
+        Ok(headers) => unsafe { session::redirect(r, &headers) },
+        Err(status) => status,
+    };
+    if let Some(counters) = state.counters() {
+        counters.step_up(context.is_some(), StepUpEvent::Started);
+    }
+    Some(answered)
 }
 
 /// What proves the identity for a location of `mode`: a bearer token, or (`session`, and `any`

@@ -14,9 +14,9 @@ use entra_core::oidc::{select_account_return, token_request, TRANSACTION_LIFETIM
 use entra_core::provider::KeySource;
 use entra_core::revocation::{sid_key, Once, Revocation};
 use entra_core::session::Session;
-use entra_core::signin::{AttemptKind, Leftover, Matched};
+use entra_core::signin::{AttemptKind, Leftover, Matched, Next};
 use entra_core::token::GroupsAnswered;
-use entra_core::{Denial, Provider};
+use entra_core::{Denial, DenialClass, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_conf_t, ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE,
@@ -37,7 +37,7 @@ use crate::response::{page, send, send_framed, set_cookies, Framing, INTERNAL_ER
 use crate::session::restart;
 use crate::threads;
 use crate::worker::{self, ProviderState, Worker};
-use crate::zone::{admit_callback, SignInEvent};
+use crate::zone::{admit_callback, SignInEvent, StepUpEvent};
 
 /// Callbacks one worker keeps parked for their code exchange at most.
 const MAX_PARKED_CALLBACKS: usize = 64;
@@ -240,7 +240,7 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &Worker, index: usize) ->
     // The 403 page's "sign in as someone else", clicked.
     // SAFETY: per the contract.
     if let Some(return_url) = select_account_return(unsafe { Incoming::new(r) }.args()) {
-        let kind = AttemptKind { extra: vec![("prompt", "select_account")], revalidating: None };
+        let kind = AttemptKind { extra: vec![("prompt", "select_account")], ..AttemptKind::default() };
         // SAFETY: per the contract.
         return unsafe { restart(r, state, kind, return_url, Leftover::Keep, Vec::new()) };
     }
@@ -257,6 +257,13 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &Worker, index: usize) ->
     }
     // SAFETY: per the contract.
     unsafe { start_exchange(r, worker, state) }
+}
+
+/// Counts the end of a step-up the callback refused with `denial`.
+fn count_step_up(state: &ProviderState, denial: Denial, event: StepUpEvent) {
+    if let Some(counters) = state.counters() {
+        counters.step_up(matches!(denial, Denial::AuthContextMissing(_)), event);
+    }
 }
 
 /// Counts an event of the sign-in callback in the provider's counters.
@@ -372,19 +379,38 @@ unsafe fn transaction(r: *mut ngx_http_request_t, state: &ProviderState) -> Resu
         Ok(matched) => return Ok(matched),
         Err(refused) => refused,
     };
-    Err(match refused.ask_user {
+    let name = &state.provider.name;
+    Err(match refused.next {
         // A silent revalidation needs the user: one interactive attempt, never a second silent one.
-        Some(return_url) => {
-            let name = &state.provider.name;
-            info!(
-                log,
-                "provider \"{}\": silent revalidation answered {}: signing in again", name, refused.detail
-            );
+        Next::AskUser(return_url) => {
+            info!(log, "provider \"{}\": silent revalidation answered {}: signing in again", name, refused.detail);
             // SAFETY: per the contract.
             unsafe { restart(r, state, AttemptKind::default(), return_url, Leftover::Keep, refused.clear) }
         }
-        // SAFETY: per the contract.
-        None => unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) },
+        // Entra wants the user for the contexts the session held: it keeps its sign-in, drops
+        // them, and its navigation revalidates again without asking for any.
+        Next::DropContexts(location) => {
+            info!(
+                log,
+                "provider \"{}\": silent revalidation answered {} for the session's authentication contexts: \
+                 they are dropped",
+                name,
+                refused.detail
+            );
+            let mut cookies = sign_in.drop_auth_contexts(&req.session_request(now()));
+            cookies.extend(refused.clear);
+            let mut headers = vec![(&b"Location"[..], location)];
+            headers.extend(set_cookies(cookies));
+            // SAFETY: per the contract.
+            unsafe { send(r, 302, &headers, "", "") }
+        }
+        Next::Page => {
+            if refused.denial.class() == DenialClass::StepUp {
+                count_step_up(state, refused.denial, StepUpEvent::Refused);
+            }
+            // SAFETY: per the contract.
+            unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) }
+        }
     })
 }
 
@@ -489,6 +515,18 @@ unsafe fn signed_in(
             }
         }
     }
+    // A step-up continues the session it steps up: the contexts it satisfied before are kept
+    // (Entra names only those asked now).
+    let step_up = transaction.step_up;
+    if step_up.context.is_some() || step_up.max_age.is_some() {
+        if let Some(previous) = sign_in.session_of(&req.session_request(now())) {
+            let p = &previous.session;
+            if (&p.oid, &p.tid) == (&session.oid, &session.tid) && now() < p.expires {
+                let kept = p.auth_contexts.iter().filter(|c| !session.auth_contexts.contains(c)).cloned();
+                session.auth_contexts.extend(kept.collect::<Vec<_>>());
+            }
+        }
+    }
     // Recorded for single sign-out; a session the record cannot take says so in its cookie.
     session.unrecorded = !state.record.as_ref().is_some_and(|record| record.record_session(&session, now_ms));
     let mut cookies = match sign_in.session_cookies(&session, &req.cookies(), req.is_secure_for(sign_in)) {
@@ -524,17 +562,25 @@ unsafe fn signed_in(
     if let Some(counters) = state.counters() {
         counters.sign_in(SignInEvent::Completed);
     }
-    let location = format!("{}{}", origin_of(&transaction.redirect_uri), transaction.return_url);
-    let mut headers = vec![(&b"Location"[..], location)];
+    if step_up.context.is_some() || step_up.max_age.is_some() {
+        // The user is signed in either way; a step-up Entra did not grant ends on a page that
+        // says what was asked, never on another attempt.
+        if let Some(unmet) = step_up.unmet(&session, now(), provider.leeway) {
+            if let Some(counters) = state.counters() {
+                counters.step_up(step_up.context.is_some(), StepUpEvent::Refused);
+            }
+            let detail = "the ID token does not have what the step-up asked for";
+            // SAFETY: per the contract.
+            return unsafe { sign_in_failed(r, state, unmet, detail, cookies) };
+        }
+        if let Some(counters) = state.counters() {
+            counters.step_up(step_up.context.is_some(), StepUpEvent::Satisfied);
+        }
+    }
+    let mut headers = vec![(&b"Location"[..], transaction.return_location())];
     headers.extend(set_cookies(cookies));
     // SAFETY: per the contract.
     unsafe { send(r, 302, &headers, "", "") }
-}
-
-/// The origin part of an absolute URL.
-fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    url[after_scheme..].find('/').map_or(url, |i| &url[..after_scheme + i])
 }
 
 /// Parks the callback until its exchange is done (or its deadline passes).

@@ -2,7 +2,9 @@
 //! an API client gets, and the page a failed sign-in shows.
 
 use entra_core::signin::SetCookie;
-use entra_core::{Denial, DenialClass, Provider};
+use entra_core::error::AuthContext;
+use entra_core::stepup::{claims_challenge, recent_signin_challenge};
+use entra_core::{Denial, DenialClass, Policy, Provider, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
 
 use crate::log::{info, request_log};
@@ -15,17 +17,27 @@ pub fn status(denial: Denial) -> u16 {
     match (denial, denial.class()) {
         // The user refused the sign-in at Entra: another attempt would not help.
         (Denial::IdpError(true), _) | (_, DenialClass::InsufficientScope | DenialClass::Forbidden) => 403,
+        // Another sign-in would not help: an app-only token never carries a context, a sign-in
+        // without auth_time never has a known age.
+        (Denial::AuthContextMissing(AuthContext::NONE_POSSIBLE) | Denial::SigninTooOld(true), _) => 403,
         (_, DenialClass::Unavailable) => 503,
         _ => 401,
     }
 }
 
 /// The status of a denial with its header: `WWW-Authenticate` (bare for a missing credential,
-/// `invalid_token` or `insufficient_scope`), `Retry-After` for a 503; never cached.
+/// `invalid_token` or `insufficient_scope`, a step-up's challenge), `Retry-After` for a 503;
+/// never cached. `who` is the caller, when known; `policy` the location's requirements.
 ///
 /// # Safety
 /// `r` is a valid request.
-pub unsafe fn challenge(r: *mut ngx_http_request_t, provider: &Provider, denial: Denial) -> ngx_int_t {
+pub unsafe fn challenge(
+    r: *mut ngx_http_request_t,
+    provider: &Provider,
+    denial: Denial,
+    who: Option<&VerifiedToken>,
+    policy: &Policy,
+) -> ngx_int_t {
     let realm = &provider.name;
     let with_error = |error: &str| {
         format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", denial.reason())
@@ -40,6 +52,18 @@ pub unsafe fn challenge(r: *mut ngx_http_request_t, provider: &Provider, denial:
         DenialClass::InsufficientScope => Some((WWW_AUTHENTICATE, with_error("insufficient_scope"))),
         DenialClass::Unavailable => Some((RETRY_AFTER, retry_after(denial))),
         DenialClass::Forbidden => None,
+        DenialClass::StepUp => match denial {
+            Denial::AuthContextMissing(id) if id != AuthContext::NONE_POSSIBLE => {
+                // The caller's own tenant: a guest or another organisation signs in at its home.
+                let tenant = who.and_then(VerifiedToken::tid).unwrap_or(provider.tenant.as_str());
+                let authorize = format!("{}/{tenant}/oauth2/v2.0/authorize", provider.authority);
+                Some((WWW_AUTHENTICATE, claims_challenge(realm, &authorize, id)))
+            }
+            Denial::SigninTooOld(false) => {
+                Some((WWW_AUTHENTICATE, recent_signin_challenge(realm, policy.recent_signin.unwrap_or(0))))
+            }
+            _ => None,
+        },
     };
     let known = |name: &[u8]| if name == WWW_AUTHENTICATE { Known::WwwAuthenticate } else { Known::None };
     // SAFETY: per the contract.
@@ -75,7 +99,8 @@ pub unsafe fn sign_in_failed(
     if let Some(o) = unsafe { outcome::store(r, Outcome::denied(state.index, denial)) } {
         o.denial = Some(denial);
     }
-    let status = status(denial);
+    // A step-up Entra did not grant: asking again would only ask the same.
+    let status = if denial.class() == DenialClass::StepUp { 403 } else { status(denial) };
     let mut headers: Vec<Header> = set_cookies(clear).collect();
     if status == 503 {
         headers.push((RETRY_AFTER, retry_after(denial)));
@@ -84,6 +109,17 @@ pub unsafe fn sign_in_failed(
         Denial::IdpError(_) => {
             format!("Entra answered the sign-in with the error <code>{}</code>.", escape(detail))
         }
+        Denial::AuthContextMissing(id) => format!(
+            "this page requires the authentication context <code>{id}</code> (a Conditional Access policy of \
+             your organisation, such as multi-factor authentication), and the sign-in did not satisfy it \
+             (<code>{}</code>).",
+            escape(detail)
+        ),
+        Denial::SigninTooOld(true) => "this page requires a recent sign-in, and Entra's ID token does not say \
+                                       when the user authenticated (the app registration lacks the optional \
+                                       claim <code>auth_time</code>)."
+            .to_owned(),
+        Denial::SigninTooOld(false) => "this page requires a recent sign-in, and Entra's answer was older.".to_owned(),
         other => escape(&other.to_string()),
     };
     let body = page(

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::clock::{epoch_ms, mono_s, now};
 use crate::log::{guard, request_log, test_panic};
 use crate::worker::{self, Worker};
-use crate::zone::{CounterValues, GRAPH_EVENTS};
+use crate::zone::{CounterValues, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS};
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
@@ -104,6 +104,8 @@ struct ProviderStatus {
     /// Group overage answered by Graph: readings of [`GRAPH_EVENTS`], the time the lookups took
     /// (µs), the answers kept and the table's size.
     graph: Option<GraphStatus>,
+    /// Readings of the step-ups, by [`STEP_UP_REASONS`] then [`STEP_UP_EVENTS`].
+    step_ups: Vec<u64>,
 }
 
 struct GraphStatus {
@@ -132,6 +134,7 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 denied: Vec::new(),
                 record: state.record.as_ref().and_then(|r| r.status()),
                 graph: None,
+                step_ups: Vec::new(),
             };
             if let Some((entries, capacity)) = state.graph.as_ref().and_then(|g| g.status(epoch_ms())) {
                 let counters = state.slot.as_ref().and_then(|s| s.status()).map(|s| s.counters);
@@ -154,6 +157,10 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 };
                 status.last_error = slot.last_error;
                 status.counters = COUNTERS.iter().map(|counter| (counter.read)(&slot.counters)).collect();
+                if state.record.is_some() {
+                    // Providers that sign browsers in.
+                    status.step_ups = slot.counters.step_ups.clone();
+                }
                 status.denied = REASONS.iter().map(|r| r.word).zip(slot.counters.denied).collect();
             }
             status
@@ -203,6 +210,16 @@ fn as_json(providers: &[ProviderStatus]) -> String {
                 graph.insert("entries".into(), json!(g.entries));
                 graph.insert("capacity".into(), json!(g.capacity));
                 provider["graph"] = Value::Object(graph);
+            }
+            if !p.step_ups.is_empty() {
+                let by_reason = |events: &[u64]| -> Value {
+                    STEP_UP_EVENTS.iter().zip(events).map(|(e, n)| (e.to_string(), json!(n))).collect()
+                };
+                provider["step_ups"] = STEP_UP_REASONS
+                    .iter()
+                    .zip(p.step_ups.chunks(STEP_UP_EVENTS.len()))
+                    .map(|(reason, events)| (reason.to_string(), by_reason(events)))
+                    .collect();
             }
             provider
         })
@@ -258,6 +275,14 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
         metric(&mut out, name, kind, help);
         for p in providers.iter().filter_map(|p| Some((&p.name, p.graph.as_ref()?))) {
             let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.0, read(p.1));
+        }
+    }
+    metric(&mut out, "step_ups_total", "counter", "Browsers sent to sign in again for a step-up, and its end.");
+    for p in providers {
+        let events = STEP_UP_REASONS.iter().flat_map(|r| STEP_UP_EVENTS.iter().map(move |e| (r, e)));
+        for ((reason, event), n) in events.zip(&p.step_ups) {
+            let labels = format!("provider=\"{}\",reason=\"{reason}\",event=\"{event}\"", p.name);
+            let _ = writeln!(out, "entra_step_ups_total{{{labels}}} {n}");
         }
     }
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");

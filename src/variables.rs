@@ -33,9 +33,11 @@ enum Field {
     Error,
     AuthSource,
     GroupsSource,
+    AuthContexts,
+    SigninTime,
 }
 
-const VARIABLES: [(&str, Field); 14] = [
+const VARIABLES: [(&str, Field); 16] = [
     ("entra_oid", Field::Oid),
     ("entra_tid", Field::Tid),
     ("entra_sub", Field::Sub),
@@ -50,6 +52,8 @@ const VARIABLES: [(&str, Field); 14] = [
     ("entra_error", Field::Error),
     ("entra_auth_source", Field::AuthSource),
     ("entra_groups_source", Field::GroupsSource),
+    ("entra_auth_contexts", Field::AuthContexts),
+    ("entra_signin_time", Field::SigninTime),
 ];
 
 const CLAIM_PREFIX: &str = "entra_claim_";
@@ -91,6 +95,8 @@ fn field(token: &VerifiedToken, field: Field) -> Option<Cow<'_, str>> {
         Field::Scopes => return join(token.scopes(), " "),
         Field::AppId => token.app_id(),
         Field::TokenVersion => token.str("ver"),
+        Field::AuthContexts => return join(token.auth_contexts(), ","),
+        Field::SigninTime => return token.signin_time().map(|at| Cow::Owned(at.to_string())),
         Field::Error | Field::AuthSource | Field::GroupsSource => None,
     };
     text.map(Cow::Borrowed)

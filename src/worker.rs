@@ -83,6 +83,8 @@ pub struct ProviderState {
     pub graph: Option<GraphRef>,
     /// Its Graph lookups this worker has on the thread pool.
     pub lookups: Cell<usize>,
+    /// This worker warned that its sessions have no `auth_time` (once: every request would).
+    pub warned_no_signin_time: Cell<bool>,
 }
 
 thread_local! {
@@ -116,6 +118,7 @@ pub fn current() -> Option<Rc<Worker>> {
                 exchanges: Arc::new(AtomicUsize::new(0)),
                 graph: provider.graph.as_ref().and_then(|_| GraphRef::find(main.zone.shm, &provider.name)),
                 lookups: Cell::new(0),
+                warned_no_signin_time: Cell::new(false),
             })
             .collect();
         let worker = Rc::new(Worker {

@@ -4,6 +4,7 @@
 
 use core::ffi::{c_char, c_void};
 
+use entra_core::error::AuthContext;
 use entra_core::policy::{Policy, Requirement, Subject, MUTABLE_CLAIMS};
 use entra_core::provider::KeySource;
 use entra_core::Provider;
@@ -11,7 +12,7 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_t};
 use ngx::http::{HttpModuleMainConf, HttpModuleServerConf};
 
-use super::ext::{answer, Conf, ConfError, Origin};
+use super::ext::{answer, time_value, Conf, ConfError, Origin};
 use crate::log::guard;
 use crate::module::EntraModule;
 
@@ -103,6 +104,9 @@ pub struct LocationConf {
     roles: Setting,
     scopes: Setting,
     permissions: Setting,
+    auth_contexts: Setting,
+    /// `entra_require_recent_signin`: unset (inherit), `off` (`None`), or seconds, and where.
+    recent_signin: Option<(Option<u64>, Origin)>,
     /// `entra_require_claim off;` at this level: inherit no claim requirement.
     claims_off: bool,
     claims: Vec<(String, Setting)>,
@@ -175,6 +179,51 @@ pub extern "C" fn set_requirement(
     })
 }
 
+pub extern "C" fn set_auth_context(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    handle(cf, conf, |cf, lcf, a| {
+        let ids = match &a[1..] {
+            ["off"] => vec!["off".to_owned()],
+            values => values
+                .iter()
+                .map(|v| {
+                    AuthContext::parse(v).map(|id| id.to_string()).ok_or_else(|| ConfError::Invalid {
+                        directive: "entra_require_auth_context",
+                        value: v.to_string(),
+                        expected: "an authentication context id is c1 to c99",
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        lcf.auth_contexts.add(a[0], &ids, cf.origin())
+    })
+}
+
+pub extern "C" fn set_recent_signin(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    handle(cf, conf, |cf, lcf, a| {
+        if lcf.recent_signin.is_some() {
+            return Err(ConfError::Duplicate(a[0].to_owned()));
+        }
+        let within = match a[1] {
+            "off" => None,
+            v => match time_value(a[0], v, true)?.as_secs() {
+                0 => return Err(ConfError::Rule(format!("\"{}\" value \"{v}\" must be at least 1s", a[0]))),
+                seconds => Some(seconds),
+            },
+        };
+        lcf.recent_signin = Some((within, cf.origin()));
+        Ok(())
+    })
+}
+
 pub extern "C" fn set_claim(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     handle(cf, conf, |cf, lcf, a| {
         let off = matches!(a, ["entra_require_claim", "off"]);
@@ -221,8 +270,13 @@ impl LocationConf {
             (&mut self.roles, &prev.roles),
             (&mut self.scopes, &prev.scopes),
             (&mut self.permissions, &prev.permissions),
+            (&mut self.auth_contexts, &prev.auth_contexts),
         ] {
             setting.inherit(parent);
+        }
+        let own_recent_signin = self.recent_signin.is_some();
+        if !own_recent_signin {
+            self.recent_signin = prev.recent_signin.clone();
         }
         if !self.claims_off {
             for (name, setting) in &prev.claims {
@@ -270,6 +324,22 @@ impl LocationConf {
             }
             AuthSetting::Off => (None, AuthMode::Bearer),
         };
+        if let (Some((Some(_), origin)), Some(_), AuthMode::Bearer) = (&self.recent_signin, self.provider, self.mode) {
+            // Access tokens carry no dependable sign-in time: nothing could ever pass.
+            let why = format!(
+                "\"entra_require_recent_signin\" in {origin} applies to browser sessions: a bearer-only location \
+                 (entra_auth without session or any) can never satisfy it"
+            );
+            if own_recent_signin {
+                return Err(ConfError::Rule(why));
+            }
+            // SAFETY: merging happens within the http block, whose main conf exists.
+            let main = unsafe { EntraModule::main_conf_mut(&*cf.as_ptr()) }
+                .ok_or_else(|| ConfError::Rule("no http configuration".into()))?;
+            if main.unguarded_warned.insert((origin.file.clone(), origin.line)) {
+                cf.warn_about(&format_args!("{why}; it is inherited by one"));
+            }
+        }
         let mut policy = Policy::default();
         self.groups.requirements(Subject::Group, &mut policy);
         self.roles.requirements(Subject::Role, &mut policy);
@@ -278,6 +348,8 @@ impl LocationConf {
         for (name, setting) in &self.claims {
             setting.requirements(Subject::Claim(name.clone()), &mut policy);
         }
+        self.auth_contexts.requirements(Subject::AuthContext, &mut policy);
+        policy.recent_signin = self.recent_signin.as_ref().and_then(|(within, _)| *within);
         if let (Some(index), true) = (self.provider, policy.has_group_requirement()) {
             // SAFETY: merging happens within the http block, whose main conf exists.
             let main = unsafe { EntraModule::main_conf_mut(&*cf.as_ptr()) }
@@ -297,7 +369,7 @@ impl LocationConf {
         // SAFETY: merging happens within the http block, whose main conf exists.
         let main = unsafe { EntraModule::main_conf_mut(&*cf.as_ptr()) }
             .ok_or_else(|| ConfError::Rule("no http configuration".into()))?;
-        let settings = [&self.groups, &self.roles, &self.scopes, &self.permissions];
+        let settings = [&self.groups, &self.roles, &self.scopes, &self.permissions, &self.auth_contexts];
         let lines = settings.into_iter().chain(self.claims.iter().map(|(_, s)| s)).flat_map(Setting::lines);
         for line in lines {
             if main.unguarded_warned.insert((line.origin.file.clone(), line.origin.line)) {

@@ -53,7 +53,7 @@ const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 
 /// Every directive of the module.
-pub static mut COMMANDS: [ngx_command_t; 12] = [
+pub static mut COMMANDS: [ngx_command_t; 14] = [
     command(
         ngx_string!("entra_provider"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
@@ -99,6 +99,18 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
         location::set_requirement,
     ),
     command(ngx_string!("entra_require_claim"), LOCATION_LEVELS | NGX_CONF_1MORE, LOC, location::set_claim),
+    command(
+        ngx_string!("entra_require_auth_context"),
+        LOCATION_LEVELS | NGX_CONF_1MORE,
+        LOC,
+        location::set_auth_context,
+    ),
+    command(
+        ngx_string!("entra_require_recent_signin"),
+        LOCATION_LEVELS | NGX_CONF_TAKE1,
+        LOC,
+        location::set_recent_signin,
+    ),
     command(ngx_string!("entra_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::status::set_status),
     command(ngx_string!("entra_logout"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::logout::set_logout),
     ngx_command_t::empty(),

@@ -38,6 +38,23 @@ pub struct Counters {
     pub(super) graph: [AtomicU64; GRAPH_EVENTS.len()],
     /// Time the lookups took, on the pool.
     pub(super) graph_nanoseconds: AtomicU64,
+    /// Step-ups, by [`STEP_UP_REASONS`] then [`STEP_UP_EVENTS`].
+    pub(super) step_ups: [AtomicU64; STEP_UP_REASONS.len() * STEP_UP_EVENTS.len()],
+}
+
+/// Why a browser was sent to sign in again, with its name in `entra_status`: an authentication
+/// context (`entra_require_auth_context`, with or without a recent sign-in), or only a recent
+/// sign-in (`entra_require_recent_signin`).
+pub const STEP_UP_REASONS: [&str; 2] = ["auth_context", "recent_signin"];
+/// What became of a step-up: sent to Entra, given what was asked, or not (a 403 page).
+pub const STEP_UP_EVENTS: [&str; 3] = ["started", "satisfied", "refused"];
+
+/// A step-up event.
+#[derive(Clone, Copy)]
+pub enum StepUpEvent {
+    Started,
+    Satisfied,
+    Refused,
 }
 
 /// What `entra_status` counts of Graph lookups, with its name there.
@@ -98,7 +115,7 @@ impl Counters {
             &self.refused_callbacks,
             &self.graph_nanoseconds,
         ];
-        for counter in singles.into_iter().chain(&self.denied).chain(&self.graph) {
+        for counter in singles.into_iter().chain(&self.denied).chain(&self.graph).chain(&self.step_ups) {
             counter.store(0, Relaxed);
         }
     }
@@ -138,6 +155,8 @@ pub struct CounterValues {
     /// By [`GRAPH_EVENTS`].
     pub graph: Vec<u64>,
     pub graph_microseconds: u64,
+    /// By [`STEP_UP_REASONS`] then [`STEP_UP_EVENTS`].
+    pub step_ups: Vec<u64>,
 }
 
 impl Counters {
@@ -174,6 +193,13 @@ impl Counters {
             SignInEvent::CallbackRefused => &self.refused_callbacks,
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// A step-up event of a step-up that asks for an authentication context (`context`) or
+    /// only a recent sign-in.
+    pub fn step_up(&self, context: bool, event: StepUpEvent) {
+        let reason = if context { 0 } else { 1 };
+        self.step_ups[reason * STEP_UP_EVENTS.len() + event as usize].fetch_add(1, Relaxed);
     }
 
     pub fn graph(&self, event: GraphEvent) {
@@ -214,6 +240,7 @@ impl Counters {
             refused_callbacks: self.refused_callbacks.load(Relaxed),
             graph: self.graph.iter().map(|n| n.load(Relaxed)).collect(),
             graph_microseconds: self.graph_nanoseconds.load(Relaxed) / 1000,
+            step_ups: self.step_ups.iter().map(|n| n.load(Relaxed)).collect(),
         }
     }
 }

@@ -24,6 +24,37 @@ pub enum DenialClass {
     Callback,
     /// 403 with a page that says why (no challenge: another token would not help).
     Forbidden,
+    /// Step-up: how the user signed in does not satisfy the location. A browser's navigation is
+    /// sent to sign in again asking for it; anything else gets 401 with a challenge that says
+    /// what to ask for, or 403 where asking again cannot help.
+    StepUp,
+}
+
+/// A Conditional Access authentication context id (`c1` to `c99`) a location requires; 0 stands
+/// for none that can be asked (an app-only token, which never carries one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthContext(pub u8);
+
+impl AuthContext {
+    /// The id of an app-only token's refusal: no context can be asked for it.
+    pub const NONE_POSSIBLE: AuthContext = AuthContext(0);
+
+    /// `c1` to `c99`, case-insensitive.
+    pub fn parse(text: &str) -> Option<AuthContext> {
+        let digits = text.strip_prefix(['c', 'C'])?;
+        let valid = matches!(digits.len(), 1 | 2) && digits.bytes().all(|b| b.is_ascii_digit());
+        let n: u8 = digits.parse().ok().filter(|_| valid && !digits.starts_with('0'))?;
+        (1..=99).contains(&n).then_some(AuthContext(n))
+    }
+}
+
+impl std::fmt::Display for AuthContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => f.write_str("none: an app-only token carries no authentication context"),
+            n => write!(f, "c{n}"),
+        }
+    }
 }
 
 /// A reason word and how it is answered.
@@ -108,6 +139,10 @@ denials! {
     SessionTooLarge => "session_too_large", Forbidden,
         "the session would not fit its cookies (too many groups: emit only the groups assigned to the application, or use app roles)";
     CrossOrigin => "cross_origin", Forbidden, "a request from another site may not use the session cookie";
+    AuthContextMissing(AuthContext) => "auth_context_missing", StepUp,
+        "the sign-in lacks the required authentication context ({0})";
+    SigninTooOld(bool) => "signin_too_old", StepUp,
+        "the sign-in is older than this location allows (or its time is unknown: the ID token has no auth_time)";
 }
 
 impl Denial {

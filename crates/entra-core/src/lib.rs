@@ -48,6 +48,7 @@ pub mod seal;
 pub mod session;
 pub mod signature;
 pub mod signin;
+pub mod stepup;
 pub mod throttle;
 pub mod token;
 pub mod values;

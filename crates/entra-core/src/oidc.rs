@@ -10,6 +10,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use thiserror::Error;
 
 use crate::binary::{put_text, put_u64, DecodeError, Reader, TooLong};
+use crate::error::AuthContext;
+use crate::stepup::StepUp;
 
 /// What `application/x-www-form-urlencoded` and query strings leave as it is.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -65,7 +67,12 @@ pub struct Transaction {
     pub created: u64,
     /// A silent revalidation (`prompt=none`) of the session of this `oid` and `tid`.
     pub revalidating: Option<(String, String)>,
+    /// What a step-up asked of Entra, checked when it answers.
+    pub step_up: StepUp,
 }
+
+/// The transaction's step-up field's tag.
+const STEP_UP_FIELD: u8 = 1;
 
 /// The errors of a silent authorize request that mean "ask the user": one interactive attempt
 /// follows, never a second silent one.
@@ -90,6 +97,11 @@ impl Transaction {
                 put_text(&mut out, tid)?;
             }
         }
+        if self.step_up.asks() {
+            out.extend_from_slice(&[STEP_UP_FIELD, self.step_up.context.map_or(0, |c| c.0)]);
+            put_u64(&mut out, self.step_up.max_age.unwrap_or(0));
+            out.push(u8::from(self.step_up.kept_contexts));
+        }
         Ok(out)
     }
 
@@ -103,11 +115,26 @@ impl Transaction {
             0 => None,
             _ => Some((r.text()?, r.text()?)),
         };
+        let mut step_up = StepUp::default();
+        if !r.0.is_empty() {
+            r.version(STEP_UP_FIELD)?;
+            step_up.context = Some(r.byte()?).filter(|c| *c != 0).map(AuthContext);
+            step_up.max_age = Some(r.u64()?).filter(|a| *a != 0);
+            step_up.kept_contexts = r.byte()? != 0;
+        }
         r.finish()?;
-        Ok(Transaction { attempt, redirect_uri, return_url, created, revalidating })
+        Ok(Transaction { attempt, redirect_uri, return_url, created, revalidating, step_up })
     }
 
     /// Still within [`TRANSACTION_LIFETIME`] at `now` (and not from the future).
+    /// Where the browser goes back to: the return URL on the redirect URI's origin.
+    pub fn return_location(&self) -> String {
+        let url = &self.redirect_uri;
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let origin = url[after_scheme..].find('/').map_or(url.as_str(), |i| &url[..after_scheme + i]);
+        format!("{origin}{}", self.return_url)
+    }
+
     pub fn is_fresh(&self, now: u64) -> bool {
         self.created <= now && now - self.created <= TRANSACTION_LIFETIME
     }
@@ -356,11 +383,20 @@ mod tests {
             return_url: "/reports?q=1".into(),
             created: 1_790_000_000,
             revalidating: None,
+            step_up: StepUp::default(),
         };
         let bytes = t.encode().unwrap();
         assert_eq!(Transaction::decode(&bytes).unwrap(), t);
         let silent = Transaction { revalidating: Some(("oid".into(), "tid".into())), ..t.clone() };
         assert_eq!(Transaction::decode(&silent.encode().unwrap()).unwrap(), silent);
+        let step_up = StepUp { context: Some(AuthContext(7)), max_age: Some(300), kept_contexts: false };
+        let stepping = Transaction { step_up, ..t.clone() };
+        let stepping_bytes = stepping.encode().unwrap();
+        assert_eq!(Transaction::decode(&stepping_bytes).unwrap(), stepping);
+        assert_eq!(stepping_bytes.len(), bytes.len() + 11, "a tag, the context, max_age and a flag");
+        let mut other = stepping_bytes.clone();
+        other[bytes.len()] = 9;
+        assert!(Transaction::decode(&other).is_err(), "an unknown field is no transaction");
         for n in 0..bytes.len() {
             assert!(Transaction::decode(&bytes[..n]).is_err(), "truncated at {n}");
         }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::error::Denial;
+use crate::error::{AuthContext, Denial};
 use crate::graph::{Asked, Membership};
 use crate::token::VerifiedToken;
 
@@ -24,6 +24,9 @@ pub enum Subject {
     Permission,
     /// Any top-level claim.
     Claim(String),
+    /// `acrs`: the Conditional Access authentication contexts the sign-in satisfied (values
+    /// `c1` to `c99`, lower-case).
+    AuthContext,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,7 @@ impl Requirement {
             Subject::Claim(name) => {
                 token.claim(name).is_some_and(|v| self.any_of.iter().any(|w| claim_matches(v, w)))
             }
+            Subject::AuthContext => token.auth_contexts().any(|c| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(c))),
         };
         if satisfied {
             return Ok(());
@@ -76,6 +80,12 @@ impl Requirement {
             Subject::Scope => Denial::MissingScope,
             Subject::Permission => Denial::MissingPermission,
             Subject::Claim(_) => Denial::MissingClaim,
+            // The first id of the line is what a step-up asks for; an app-only token can never
+            // carry one.
+            Subject::AuthContext if token.is_app_only() => Denial::AuthContextMissing(AuthContext::NONE_POSSIBLE),
+            Subject::AuthContext => Denial::AuthContextMissing(
+                self.any_of.first().and_then(|id| AuthContext::parse(id)).unwrap_or(AuthContext::NONE_POSSIBLE),
+            ),
         })
     }
 }
@@ -83,12 +93,39 @@ impl Requirement {
 /// All requirements of one location.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// Checked in order; authentication contexts come last, so that a step-up is only asked
+    /// of a caller that passes everything else.
     pub requirements: Vec<Requirement>,
+    /// `entra_require_recent_signin`, in seconds: sessions only.
+    pub recent_signin: Option<u64>,
 }
 
 impl Policy {
     pub fn check(&self, token: &VerifiedToken, answered: Answered) -> Result<(), Denial> {
         self.requirements.iter().try_for_each(|r| r.check(token, answered))
+    }
+
+    /// A session's sign-in against `entra_require_recent_signin` at `now`, allowing `leeway`:
+    /// only the ID token's `auth_time` counts (a silent revalidation renews nothing of it).
+    /// `SigninTooOld(true)` when the sign-in time is unknown, which no new sign-in changes.
+    pub fn check_signin(&self, session: &VerifiedToken, now: u64, leeway: u64) -> Result<(), Denial> {
+        let Some(within) = self.recent_signin else { return Ok(()) };
+        match session.signin_time() {
+            None => Err(Denial::SigninTooOld(true)),
+            Some(at) if now > at.saturating_add(within).saturating_add(leeway) => Err(Denial::SigninTooOld(false)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The authentication context a step-up asks for: the first id of the first line `token`
+    /// does not satisfy.
+    pub fn missing_context(&self, token: &VerifiedToken) -> Option<AuthContext> {
+        self.requirements.iter().filter(|r| r.subject == Subject::AuthContext).find_map(|r| {
+            match r.check(token, None) {
+                Err(Denial::AuthContextMissing(id)) if id != AuthContext::NONE_POSSIBLE => Some(id),
+                _ => None,
+            }
+        })
     }
 
     /// Whether a token with group overage needs Graph's answer here.

@@ -10,13 +10,15 @@
 //! and text fields) and the kept claims (2-byte count, then name and JSON text fields), then
 //! extensions to the end, each a tag (1 byte) and a text field: tag 1 the app's client id (the
 //! ID token's `aud`), tag 2 Graph's answer to a group overage (the asked set's digest, 8 bytes in
-//! hexadecimal, `:`, and when it was asked, in seconds; the groups are then Graph's). A tag this release does not know is skipped, so later fields never make a
+//! hexadecimal, `:`, and when it was asked, in seconds; the groups are then Graph's), tag 3 the
+//! authentication contexts the sign-in satisfied (`acrs`, comma-separated), tag 4 when the user
+//! authenticated (`auth_time`, decimal seconds). A tag this release does not know is skipped, so later fields never make a
 //! cookie of this version undecodable; sessions sealed before an extension existed lack it.
 //! Decoding checks every length against what is left: garbage is an error, never a panic.
 
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
-use crate::error::Denial;
+use crate::error::{AuthContext, Denial};
 use crate::token::{GroupsAnswered, VerifiedToken};
 use crate::values::is_guid;
 use serde_json::{Map, Value};
@@ -30,6 +32,8 @@ const GUID_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
 const CLIENT_ID_EXTENSION: u8 = 1;
 const GRAPH_EXTENSION: u8 = 2;
+const AUTH_CONTEXTS_EXTENSION: u8 = 3;
+const AUTH_TIME_EXTENSION: u8 = 4;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
@@ -70,6 +74,11 @@ pub struct Session {
     pub client_id: String,
     /// Group overage answered by Graph: `groups` are the asked groups the user is in.
     pub groups_answered: Option<GroupsAnswered>,
+    /// The authentication contexts (`c1` to `c99`) the sign-in satisfied, kept for the
+    /// session's life; none in sessions sealed before they were kept.
+    pub auth_contexts: Vec<String>,
+    /// The ID token's `auth_time`: when the user last authenticated (seconds).
+    pub auth_time: Option<u64>,
 }
 
 /// 16 bytes of a canonical GUID (8-4-4-4-12 hexadecimal).
@@ -150,6 +159,14 @@ impl Session {
             let hex: String = answered.asked.iter().map(|b| format!("{b:02x}")).collect();
             put_text(&mut out, &format!("{hex}:{}", answered.at))?;
         }
+        if !self.auth_contexts.is_empty() {
+            out.push(AUTH_CONTEXTS_EXTENSION);
+            put_text(&mut out, &self.auth_contexts.join(","))?;
+        }
+        if let Some(at) = self.auth_time {
+            out.push(AUTH_TIME_EXTENSION);
+            put_text(&mut out, &at.to_string())?;
+        }
         Ok(out)
     }
 
@@ -176,12 +193,16 @@ impl Session {
         let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
         let mut client_id = String::new();
         let mut groups_answered = None;
+        let (mut auth_contexts, mut auth_time) = (Vec::new(), None);
         while !r.0.is_empty() {
             let (tag, text) = (r.byte()?, r.text()?);
             match tag {
                 CLIENT_ID_EXTENSION => client_id = text,
                 // Only with its flag; a malformed one is none (the groups get asked again).
                 GRAPH_EXTENSION if flags & GRAPH != 0 => groups_answered = read_answered(&text),
+                // Only ids of their form; anything else is no context.
+                AUTH_CONTEXTS_EXTENSION => auth_contexts = auth_context_ids(text.split(',')),
+                AUTH_TIME_EXTENSION => auth_time = text.parse().ok(),
                 _ => {}
             }
         }
@@ -207,8 +228,15 @@ impl Session {
             claims,
             client_id,
             groups_answered,
+            auth_contexts,
+            auth_time,
         })
     }
+}
+
+/// The authentication context ids among `values`, as `c1` to `c99`.
+fn auth_context_ids<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    values.filter_map(AuthContext::parse).map(|id| id.to_string()).collect()
 }
 
 /// Graph's answer of a session, as its extension writes it: 16 hex digits, `:`, seconds.
@@ -259,6 +287,8 @@ impl Session {
                 .collect(),
             client_id: text("aud"),
             groups_answered: None,
+            auth_contexts: auth_context_ids(token.auth_contexts()),
+            auth_time: token.signin_time(),
         }
     }
 
@@ -286,6 +316,12 @@ impl Session {
         if self.group_overage {
             c.insert("_claim_names".into(), serde_json::json!({ "groups": "src1" }));
         }
+        if !self.auth_contexts.is_empty() {
+            c.insert("acrs".into(), self.auth_contexts.iter().cloned().collect());
+        }
+        if let Some(at) = self.auth_time {
+            c.insert("auth_time".into(), at.into());
+        }
         for (name, json) in &self.claims {
             if let Ok(value) = serde_json::from_str(json) {
                 c.insert(name.clone(), value);
@@ -301,7 +337,7 @@ impl Session {
 pub const SESSION_KID: &str = "session";
 
 /// The claims every session keeps (besides `session_claims`), as [`Session::identity`] gives them.
-pub const KEPT_CLAIMS: [&str; 11] = [
+pub const KEPT_CLAIMS: [&str; 13] = [
     "oid",
     "tid",
     "sub",
@@ -313,6 +349,8 @@ pub const KEPT_CLAIMS: [&str; 11] = [
     "ver",
     "groups",
     "roles",
+    "acrs",
+    "auth_time",
 ];
 
 /// How often a session in use is re-sealed with a new last-use time, at most (seconds).
@@ -414,6 +452,21 @@ mod tests {
         for text in ["ab010203040506ff", "ab010203040506f:1", "ab010203040506fg:1", "ab010203040506ff:x"] {
             assert_eq!(read_answered(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn auth_contexts_and_the_signin_time_are_kept_and_read_as_claims() {
+        let with = Session { auth_contexts: vec!["c1".into(), "c25".into()], auth_time: Some(1_790_000_000), ..alice(2) };
+        let bytes = with.encode().unwrap();
+        let opened = Session::decode(&bytes).unwrap();
+        assert_eq!(opened, with);
+        let identity = opened.identity();
+        assert_eq!(identity.auth_contexts().collect::<Vec<_>>(), ["c1", "c25"]);
+        assert_eq!(identity.signin_time(), Some(1_790_000_000));
+        assert!(!identity.is_app_only(), "a session is a user's");
+        let older = Session::decode(&alice(2).encode().unwrap()).unwrap();
+        assert!(older.auth_contexts.is_empty() && older.auth_time.is_none(), "none kept: none read");
+        assert_eq!(auth_context_ids(["c1", "C7", "c100", "c0", "x", "c01"].into_iter()), ["c1", "c7"]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::oidc::{
 use crate::revocation::Key;
 use crate::seal::{OpenError, Purpose, SealKeys};
 use crate::session::{self, Freshness, Session, Standing};
+use crate::stepup::{claims_request, ClaimsFor, StepUp};
 use crate::token::{GroupsAnswered, VerifiedToken};
 
 pub const DEFAULT_REDIRECT_URI: &str = "/.entra/callback";
@@ -247,9 +248,21 @@ pub struct Refused {
     /// Entra's error code (`idp_error`), or what was wrong with the callback, for the log.
     pub detail: String,
     pub clear: Vec<SetCookie>,
-    /// A silent revalidation that needs the user: start one interactive attempt for this
-    /// return URL instead of refusing.
-    pub ask_user: Option<String>,
+    /// What the browser is answered with.
+    pub next: Next,
+}
+
+/// How a refused callback is answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A page that says why.
+    Page,
+    /// A silent revalidation that needs the user: one interactive attempt for this return URL.
+    AskUser(String),
+    /// A silent revalidation that asked for the session's authentication contexts and needs the
+    /// user: the session drops its contexts and goes back to this location (whose navigation
+    /// revalidates again, asking for none).
+    DropContexts(String),
 }
 
 /// What a new sign-in attempt is.
@@ -259,6 +272,8 @@ pub struct AttemptKind<'a> {
     pub extra: Vec<(&'a str, &'a str)>,
     /// A silent revalidation of the session of this `oid` and `tid`.
     pub revalidating: Option<(String, String)>,
+    /// What the attempt asks beyond a sign-in, checked at its callback.
+    pub step_up: StepUp,
 }
 
 impl SignIn {
@@ -330,8 +345,14 @@ impl SignIn {
         );
         let name = self.transaction_name(secure, index);
         let path = return_url.split('?').next().unwrap_or("/").to_owned();
-        let mut transaction =
-            Transaction { attempt, redirect_uri, return_url, created: now, revalidating: kind.revalidating };
+        let mut transaction = Transaction {
+            attempt,
+            redirect_uri,
+            return_url,
+            created: now,
+            revalidating: kind.revalidating,
+            step_up: kind.step_up,
+        };
         let aad = self.aad(&name, crate::oidc::TRANSACTION_VERSION);
         // The return URL as it is, then its path, then `/`, until the cookie fits its size.
         let mut shorter = [path, "/".to_owned()].into_iter();
@@ -432,31 +453,33 @@ impl SignIn {
                 Found::Absent => {}
             }
         }
-        let refuse = |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused {
-            denial,
-            detail,
-            clear,
-            ask_user: None,
-        };
+        let refuse =
+            |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused { denial, detail, clear, next: Next::Page };
         let (code, state) = match Callback::parse(query) {
             Ok(Callback::Code { code, state }) => (code, state),
             Ok(Callback::Error { error, state }) => {
                 // The attempt is over either way: its cookie goes.
-                let mut ask_user = None;
+                let (mut next, mut denial) = (Next::Page, Denial::IdpError(error == "access_denied"));
                 for (index, value) in &transactions {
                     let Some(t) = self.open_transaction(secure, *index, value) else { continue };
                     if Some(&t.attempt.state) == state.as_ref() {
                         let name = self.transaction_name(secure, *index);
                         clear.push(cookie::set_cookie(&name, "", secure, Some(0)));
-                        if t.revalidating.is_some() && INTERACTION_NEEDED.contains(&error.as_str()) {
-                            ask_user = Some(t.return_url);
+                        let needs_user = INTERACTION_NEEDED.contains(&error.as_str());
+                        if t.revalidating.is_some() && needs_user && t.step_up.kept_contexts {
+                            next = Next::DropContexts(t.return_location());
+                        } else if t.revalidating.is_some() && needs_user {
+                            next = Next::AskUser(t.return_url);
+                        } else if let Some(unmet) = t.step_up.refused().filter(|_| needs_user || error == "access_denied") {
+                            // Entra would not step up (the user could not pass the policy):
+                            // a page that says what was asked, never another attempt.
+                            denial = unmet;
                         }
                     }
                 }
-                let denied = error == "access_denied";
                 let shown: String =
                     error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
-                return Err(Refused { ask_user, ..refuse(Denial::IdpError(denied), shown, clear) });
+                return Err(Refused { next, ..refuse(denial, shown, clear) });
             }
             Err(e) => return Err(refuse(Denial::StateMismatch, e.to_string(), clear)),
         };
@@ -617,25 +640,40 @@ impl SignIn {
 
 impl SignIn {
     /// The request's session re-sealed with Graph's answer to its group overage: `groups` (the
-    /// asked groups the user is in), for the set and as of the time `answered` says. Empty when
-    /// the session does not open or no longer fits its cookies (the answer then holds for this
-    /// request only).
+    /// asked groups the user is in), for the set and as of the time `answered` says.
     pub fn reseal_groups<'g>(
         &self,
         request: &SessionRequest,
         answered: GroupsAnswered,
         groups: impl Iterator<Item = &'g str>,
     ) -> Vec<SetCookie> {
-        let jar = request.jar();
+        self.reseal(request, |session| {
+            session.groups = groups.map(str::to_owned).collect();
+            session.groups_answered = Some(answered);
+        })
+    }
+
+    /// The request's session re-sealed without its authentication contexts (Entra would not
+    /// grant them again silently): the next navigation that needs one steps up.
+    pub fn drop_auth_contexts(&self, request: &SessionRequest) -> Vec<SetCookie> {
+        self.reseal(request, |session| session.auth_contexts.clear())
+    }
+
+    /// The request's session re-sealed as `change` makes it. Empty when the session does not
+    /// open or no longer fits its cookies (the change then holds for this request only).
+    fn reseal(&self, request: &SessionRequest, change: impl FnOnce(&mut Session)) -> Vec<SetCookie> {
+        let Some(opened) = self.session_of(request) else { return Vec::new() };
+        let mut session = opened.session.clone();
+        change(&mut session);
         let secure = self.is_secure(request.tls);
-        let Some(Ok(sealed)) = self.session_cookie(&jar, secure) else { return Vec::new() };
-        let Ok(opened) = self.open_cached(&sealed, secure, request.now).0 else { return Vec::new() };
-        let session = Session {
-            groups: groups.map(str::to_owned).collect(),
-            groups_answered: Some(answered),
-            ..opened.session.clone()
-        };
-        self.session_cookies(&session, &jar, secure).unwrap_or_default()
+        self.session_cookies(&session, &request.jar(), secure).unwrap_or_default()
+    }
+
+    /// The request's session cookie, opened (or found opened in this worker), if it opens.
+    pub fn session_of(&self, request: &SessionRequest) -> Option<Arc<OpenedSession>> {
+        let secure = self.is_secure(request.tls);
+        let sealed = self.session_cookie(&request.jar(), secure)?.ok()?;
+        self.open_cached(&sealed, secure, request.now).0.ok()
     }
 }
 
@@ -789,10 +827,18 @@ impl SignIn {
             return judgment;
         };
         let session = &opened.session;
-        let kind = AttemptKind {
+        let held: Vec<&str> = session.auth_contexts.iter().map(String::as_str).collect();
+        let claims = claims_request(ClaimsFor::IdToken, &held);
+        let mut kind = AttemptKind {
             extra: vec![("prompt", "none"), ("login_hint", &session.login_hint)],
             revalidating: Some((session.oid.clone(), session.tid.clone())),
+            step_up: StepUp { kept_contexts: !held.is_empty(), ..StepUp::default() },
         };
+        // The contexts it holds are asked again: Entra answers interaction_required when its
+        // policy wants the user once more.
+        if !held.is_empty() {
+            kind.extra.push(("claims", &claims));
+        }
         let random = SystemRandom::new();
         judgment.revalidation = Some(self.redirect(request, authorize, kind, None, Leftover::Keep, &random));
         judgment

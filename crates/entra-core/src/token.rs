@@ -54,6 +54,11 @@ pub(crate) struct ClaimsView<'a> {
     pub(crate) roles: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) groups: Option<&'a RawValue>,
+    /// Conditional Access authentication contexts satisfied: an array of strings.
+    #[serde(borrow, default)]
+    pub(crate) acrs: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) auth_time: Option<&'a RawValue>,
     /// ID tokens only: the sign-in attempt's nonce.
     #[serde(borrow, default)]
     pub(crate) nonce: Option<&'a RawValue>,
@@ -247,6 +252,22 @@ impl VerifiedToken {
 
     pub fn roles(&self) -> impl Iterator<Item = &str> {
         strings(self.claims(), "roles")
+    }
+
+    /// `acrs`: the authentication contexts the sign-in satisfied.
+    pub fn auth_contexts(&self) -> impl Iterator<Item = &str> {
+        strings(self.claims(), "acrs")
+    }
+
+    /// `auth_time`: when the user last authenticated (seconds), if a whole JSON number.
+    pub fn signin_time(&self) -> Option<u64> {
+        self.claim("auth_time").and_then(Value::as_u64)
+    }
+
+    /// A token an app got for itself (client credentials): no user, so no `scp`; Entra's
+    /// optional claim `idtyp` says `app` too. A session's identity is always a user's.
+    pub fn is_app_only(&self) -> bool {
+        self.kid != crate::session::SESSION_KID && (self.str("idtyp") == Some("app") || self.claim("scp").is_none())
     }
 
     /// Delegated scopes: `scp` is one space-separated string.

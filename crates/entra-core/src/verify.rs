@@ -164,6 +164,9 @@ impl Provider {
         let scp = typed::<JsonStr>(view.scp, "scp")?;
         let roles = typed::<StringArray>(view.roles, "roles")?;
         typed::<StringArray>(view.groups, "groups")?;
+        typed::<StringArray>(view.acrs, "acrs")?;
+        // When the user authenticated: a whole number of seconds, as Entra writes it.
+        typed::<u64>(view.auth_time, "auth_time")?;
         // An ID token of this app has `aud` = the client id, a default audience: only its form
         // tells it apart. Every Entra access token names its client (`azp` in v2, `appid` in v1),
         // and only ID tokens carry a `nonce` (those from refresh or device-code flows may not).

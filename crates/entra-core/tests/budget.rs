@@ -12,7 +12,9 @@ use entra_core::cookie::{
 };
 use entra_core::seal::SealKeys;
 use entra_core::session::Session;
+use entra_core::error::AuthContext;
 use entra_core::signin::{AttemptKind, Authorize, Leftover, SessionRequest, SignIn, SignInConfig};
+use entra_core::stepup::StepUp;
 use ring::rand::SystemRandom;
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -64,6 +66,9 @@ fn largest_session(s: &SignIn) -> Vec<String> {
             email: "alice@contoso.example".into(),
             client_id: "11111111-2222-3333-4444-555555555555".into(),
             groups: (0..groups).map(|i| format!("00000000-0000-0000-0000-{i:012x}")).collect(),
+            // Step-up's fields, as a session that passed several contexts has them.
+            auth_contexts: (91..=99).map(|i| format!("c{i}")).collect(),
+            auth_time: Some(NOW),
             ..Default::default()
         };
         match s.session_cookies(&session, &Default::default(), false) {
@@ -103,8 +108,13 @@ fn the_budget_leaves_one_largest_transaction_room_beside_the_largest_session_and
 fn a_transaction_at_its_worst_fits_its_size() {
     let s = sign_in();
     let long = format!("/reports/{}?{}", "p".repeat(200), "q=1&".repeat(70));
-    let kind =
-        AttemptKind { extra: vec![("prompt", "none")], revalidating: Some(("o".repeat(36), "t".repeat(36))) };
+    // A step-up asks the most of a transaction: a context, a recent authentication, the contexts kept.
+    let step_up = StepUp { context: Some(AuthContext(99)), max_age: Some(u64::MAX), kept_contexts: true };
+    let kind = AttemptKind {
+        extra: vec![("prompt", "none")],
+        revalidating: Some(("o".repeat(36), "t".repeat(36))),
+        step_up,
+    };
     let random = SystemRandom::new();
     let line = String::new();
     let redirect = s
@@ -155,7 +165,8 @@ fn many_tabs_and_long_return_urls_never_pass_the_budget() {
     for tab in 0..6 {
         let uri = format!("/tab{tab}/{}", "p".repeat(500));
         let line = fresh.line();
-        let kind = AttemptKind { extra: vec![], revalidating: Some(("o".repeat(36), "t".repeat(36))) };
+        let step_up = StepUp { context: Some(AuthContext(99)), max_age: Some(u64::MAX), kept_contexts: true };
+        let kind = AttemptKind { extra: vec![], revalidating: Some(("o".repeat(36), "t".repeat(36))), step_up };
         let redirect = s
             .redirect(&request(&line, uri.as_bytes()), authorize(), kind, None, Leftover::Keep, &random)
             .unwrap();

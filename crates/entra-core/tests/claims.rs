@@ -2,6 +2,7 @@
 
 mod common;
 
+use entra_core::error::AuthContext;
 use common::*;
 use serde_json::json;
 
@@ -150,7 +151,9 @@ fn denial_classes_map_to_the_documented_responses() {
         let first = entra_core::error::REASONS.iter().position(|r| r.word == reason.word);
         assert_eq!(first, Some(i), "{} twice", reason.word);
     }
-    assert_eq!(Denial::CrossOrigin.index(), entra_core::error::REASONS.len() - 1);
+    assert_eq!(Denial::SigninTooOld(false).index(), entra_core::error::REASONS.len() - 1);
+    assert_eq!(Denial::AuthContextMissing(AuthContext(1)).class(), DenialClass::StepUp);
+    assert_eq!(Denial::SigninTooOld(true).reason(), "signin_too_old");
     assert_eq!(Denial::NoSession.class(), DenialClass::SignIn);
     assert_eq!(Denial::StateMismatch.class(), DenialClass::Callback);
     assert_eq!(Denial::IdpUnavailable.class(), DenialClass::Unavailable);

@@ -130,6 +130,7 @@ pub fn policy(requirements: Vec<(Subject, &[&str])>) -> Policy {
                 any_of: values.iter().map(|v| v.to_string()).collect(),
             })
             .collect(),
+        recent_signin: None,
     }
 }
 
