@@ -26,6 +26,7 @@ use crate::graph::{Graph, GRAPH_PATH};
 use crate::http::{Reply, Request};
 use crate::keystore::{KeyStore, DEV_CLIENT_SECRET};
 use crate::mint::{guid_for, mint, MintOptions, Signing};
+use crate::stepup::{asked_contexts, Issued, StepUp};
 
 /// The IdP's sign-in cookie (its own session, for `prompt=none`).
 const SIGNIN_COOKIE: &str = "idp_signin";
@@ -43,6 +44,8 @@ struct Grant {
     sid: String,
     created: u64,
     redeemed: bool,
+    /// How the user signed in: the contexts passed, and when.
+    issued: Issued,
 }
 
 /// The browser side's state.
@@ -61,6 +64,8 @@ pub struct Browser {
     assertions: SeenAssertions,
     /// The Microsoft Graph stand-in (its client-credentials grant is the token endpoint's).
     pub graph: Graph,
+    /// Authentication contexts and recent authentication.
+    pub step_up: StepUp,
 }
 
 fn now() -> u64 {
@@ -113,6 +118,7 @@ impl Browser {
             }
             "/_admin/disable" => lock(&self.disabled).extend(query.get("user").cloned()),
             "/_admin/register" => *lock(&self.frontchannel) = query.get("frontchannel_logout_uri").cloned(),
+            "/_admin/step_up" => self.step_up.admin(query),
             "/_admin/break" => {
                 *lock(&self.break_id_token) = query.get("id_token").cloned();
                 *lock(&self.break_authorize) = query.get("authorize").cloned();
@@ -131,6 +137,7 @@ impl Browser {
         *lock(&self.break_authorize) = None;
         *lock(&self.frontchannel) = None;
         self.graph.reset();
+        self.step_up.reset();
     }
 
     /// The endpoints under `/{tenant}/oauth2/v2.0/`; `None` for another path.
@@ -145,7 +152,8 @@ impl Browser {
         let prefix = format!("{base_url}/{tenant}/oauth2/v2.0");
         Some(match (req.method, endpoint) {
             ("GET", "authorize") => self.authorize(store, &prefix, req),
-            ("GET", "authorize/pick") => self.pick(store, req),
+            ("GET", "authorize/pick") => self.pick(store, prefix.as_str(), req, false),
+            ("GET", "authorize/mfa") => self.pick(store, prefix.as_str(), req, true),
             ("POST", "token") => {
                 self.token(store, tenant, &format!("{prefix}/token"), &format!("{base_url}{GRAPH_PATH}"), req)
             }
@@ -174,19 +182,38 @@ impl Browser {
         if let Some(error) = lock(&self.break_authorize).take() {
             return self.back_with_error(redirect_uri, &q, &error);
         }
-        let signed_in = cookie_value(req.cookie, SIGNIN_COOKIE).map(str::to_owned);
+        self.step_up.record(&q);
+        let asked = asked_contexts(q.get("claims"));
+        let max_age = q.get("max_age").and_then(|a| a.parse().ok());
+        let signed_in = cookie_value(req.cookie, SIGNIN_COOKIE).filter(|u| !u.is_empty()).map(str::to_owned);
         let approved = lock(&self.approve).clone();
-        let user = match (q.get("prompt").map(String::as_str), signed_in, approved) {
-            (Some("none"), Some(user), _) => (user, 0),
-            (Some("none"), None, _) => return self.back_with_error(redirect_uri, &q, "login_required"),
-            (_, _, Some(approved)) => approved,
+        let hinted = q.get("login_hint").and_then(|h| URL_SAFE_NO_PAD.decode(h).ok()).and_then(|h| {
+            String::from_utf8(h).ok()?.strip_prefix("hint:").map(str::to_owned)
+        });
+        let answer = match (q.get("prompt").map(String::as_str), signed_in, approved) {
+            (Some("none"), Some(user), _) => {
+                self.step_up.silent(&user, &asked, max_age).map(|issued| ((user, 0), issued))
+            }
+            (Some("none"), None, _) => Err("login_required".to_owned()),
+            (_, _, Some(approved)) => {
+                self.step_up.authenticate(&approved.0, &asked).map(|issued| (approved, issued))
+            }
+            // The user is known (login_hint): no picking; a context asked needs the second click.
+            (_, _, None) if hinted.is_some() && !asked.is_empty() => {
+                return second_factor_page(prefix, hinted.as_deref().unwrap_or(""), req.query)
+            }
             _ => return choose_page(prefix, req.query),
         };
-        self.grant(redirect_uri, &q, user)
+        match answer {
+            Ok((user, issued)) => self.grant(redirect_uri, &q, user, issued),
+            Err(error) => self.back_with_error(redirect_uri, &q, &error),
+        }
     }
 
-    /// The sign-in page's choice: `authorize/pick?user=NAME&<the authorize query>`.
-    fn pick(&self, store: &KeyStore, req: &Request) -> Reply {
+    /// The sign-in page's choice, `authorize/pick?user=NAME&<the authorize query>`, or the second
+    /// click that stands for MFA (`authorize/mfa`, `second`), asked for when the request asks
+    /// for an authentication context.
+    fn pick(&self, store: &KeyStore, prefix: &str, req: &Request, second: bool) -> Reply {
         let q = form(req.query);
         let (Some(user), Some(redirect_uri)) = (q.get("user"), q.get("redirect_uri")) else {
             return Reply::html(400, "<h1>Bad choice</h1>".into());
@@ -194,7 +221,15 @@ impl Browser {
         if q.get("client_id") != Some(&store.settings().client_id) {
             return Reply::html(400, "<h1>Unknown client</h1>".into());
         }
-        self.grant(redirect_uri, &q, (user.clone(), 0))
+        let asked = asked_contexts(q.get("claims"));
+        if !second && !asked.is_empty() {
+            let query: String = req.query.split('&').filter(|p| !p.starts_with("user=")).collect::<Vec<_>>().join("&");
+            return second_factor_page(prefix, user, &query);
+        }
+        match self.step_up.authenticate(user, &asked) {
+            Ok(issued) => self.grant(redirect_uri, &q, (user.clone(), 0), issued),
+            Err(error) => self.back_with_error(redirect_uri, &q, &error),
+        }
     }
 
     fn grant(
@@ -202,6 +237,7 @@ impl Browser {
         redirect_uri: &str,
         q: &HashMap<String, String>,
         (user, extra_groups): (String, usize),
+        issued: Issued,
     ) -> Reply {
         if lock(&self.disabled).contains(&user) {
             return self.back_with_error(redirect_uri, q, "interaction_required");
@@ -225,6 +261,7 @@ impl Browser {
             sid,
             created: now(),
             redeemed: false,
+            issued,
         };
         lock(&self.grants).insert(code.clone(), grant);
         let state = q.get("state").map(|s| format!("&state={}", encode(s))).unwrap_or_default();
@@ -332,6 +369,12 @@ impl Browser {
         if let Some(nonce) = &grant.nonce {
             o.claims.push(("nonce".into(), json!(nonce)));
         }
+        if !grant.issued.acrs.is_empty() {
+            o.claims.push(("acrs".into(), json!(grant.issued.acrs)));
+        }
+        if let Some(at) = grant.issued.auth_time {
+            o.claims.push(("auth_time".into(), json!(at)));
+        }
         match lock(&self.break_id_token).take().as_deref() {
             Some("nonce") => o.claims.push(("nonce".into(), json!("not-the-nonce"))),
             Some("no_nonce") => o.unset_claims.push("nonce".into()),
@@ -353,6 +396,23 @@ fn separator(url: &str) -> char {
     } else {
         '?'
     }
+}
+
+/// The second step of a sign-in that asks for an authentication context: one more click, which
+/// stands for the policy's MFA.
+fn second_factor_page(prefix: &str, user: &str, query: &str) -> Reply {
+    Reply::html(
+        200,
+        format!(
+            "<!doctype html><title>Development IdP: verify</title><h1>Verify your identity</h1>\
+             <p>This application asks for an authentication context (a Conditional Access policy, such as MFA).</p>\
+             <p><a id=\"verify\" href=\"{prefix}/authorize/mfa?user={}&amp;{}\">Approve the sign-in as {}</a> \
+             (this click stands for the second factor)</p>",
+            encode(user),
+            escape(query),
+            escape(user)
+        ),
+    )
 }
 
 /// The page that lets a person pick a demo user.

@@ -12,6 +12,7 @@ pub mod http;
 pub mod keystore;
 pub mod mint;
 pub mod server;
+pub mod stepup;
 pub mod tls;
 
 use thiserror::Error;

@@ -40,6 +40,7 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
     --user NAME | --app NAME        user (delegated) or app-only token
     --ver 1|2  --tid GUID  --aud AUD
     --groups A,B  --roles A,B  --scp \"a b\"
+    --acrs c1,c2                    authentication contexts satisfied (claim acrs)
     --exp SECONDS  --nbf SECONDS    relative to now (negative: in the past)
     --claim NAME=JSON   --unset NAME            (repeatable)
     --header NAME=JSON  --unset-header NAME     (repeatable)
@@ -120,7 +121,11 @@ fn mint_options(a: &mut Args) -> Result<MintOptions, Error> {
         scopes: a.take("--scp")?,
         expires_in: parse_num("--exp", a.take("--exp")?)?,
         not_before: parse_num("--nbf", a.take("--nbf")?)?,
-        claims: pairs("--claim", a.take_all("--claim")?)?,
+        claims: {
+            let mut claims = pairs("--claim", a.take_all("--claim")?)?;
+            claims.extend(list(a.take("--acrs")?).map(|ids| ("acrs".to_owned(), serde_json::json!(ids))));
+            claims
+        },
         unset_claims: a.take_all("--unset")?,
         headers: pairs("--header", a.take_all("--header")?)?,
         unset_headers: a.take_all("--unset-header")?,

@@ -165,6 +165,7 @@ impl Control {
             "metadata": self.metadata.load(Ordering::SeqCst),
             "mode": format!("{:?}", self.mode()),
             "graph": self.browser.graph.stats(),
+            "authorize": self.browser.step_up.stats(),
         })
     }
 }
