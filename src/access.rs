@@ -382,7 +382,8 @@ unsafe fn step_up(
         Denial::SigninTooOld(false) => None,
         _ => return None,
     };
-    let too_old = policy.check_signin(identity, now(), state.provider.leeway) == Err(Denial::SigninTooOld(false));
+    let too_old =
+        policy.check_signin(identity, now(), state.provider.leeway) == Err(Denial::SigninTooOld(false));
     let asked = StepUp { context, max_age: policy.recent_signin.filter(|_| too_old), kept_contexts: false };
     if !asked.asks() || !session::can_start(state) {
         return None;

@@ -383,7 +383,10 @@ unsafe fn transaction(r: *mut ngx_http_request_t, state: &ProviderState) -> Resu
     Err(match refused.next {
         // A silent revalidation needs the user: one interactive attempt, never a second silent one.
         Next::AskUser(return_url) => {
-            info!(log, "provider \"{}\": silent revalidation answered {}: signing in again", name, refused.detail);
+            info!(
+                log,
+                "provider \"{}\": silent revalidation answered {}: signing in again", name, refused.detail
+            );
             // SAFETY: per the contract.
             unsafe { restart(r, state, AttemptKind::default(), return_url, Leftover::Keep, refused.clear) }
         }

@@ -1,8 +1,8 @@
 //! Where a refusal becomes an answer: the one mapping from a denial to its status, the challenge
 //! an API client gets, and the page a failed sign-in shows.
 
-use entra_core::signin::SetCookie;
 use entra_core::error::AuthContext;
+use entra_core::signin::SetCookie;
 use entra_core::stepup::{claims_challenge, recent_signin_challenge};
 use entra_core::{Denial, DenialClass, Policy, Provider, VerifiedToken};
 use ngx::ffi::{ngx_http_request_t, ngx_int_t};
@@ -115,11 +115,15 @@ pub unsafe fn sign_in_failed(
              (<code>{}</code>).",
             escape(detail)
         ),
-        Denial::SigninTooOld(true) => "this page requires a recent sign-in, and Entra's ID token does not say \
+        Denial::SigninTooOld(true) => {
+            "this page requires a recent sign-in, and Entra's ID token does not say \
                                        when the user authenticated (the app registration lacks the optional \
                                        claim <code>auth_time</code>)."
-            .to_owned(),
-        Denial::SigninTooOld(false) => "this page requires a recent sign-in, and Entra's answer was older.".to_owned(),
+                .to_owned()
+        }
+        Denial::SigninTooOld(false) => {
+            "this page requires a recent sign-in, and Entra's answer was older.".to_owned()
+        }
         other => escape(&other.to_string()),
     };
     let body = page(

@@ -277,7 +277,12 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
             let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.0, read(p.1));
         }
     }
-    metric(&mut out, "step_ups_total", "counter", "Browsers sent to sign in again for a step-up, and its end.");
+    metric(
+        &mut out,
+        "step_ups_total",
+        "counter",
+        "Browsers sent to sign in again for a step-up, and its end.",
+    );
     for p in providers {
         let events = STEP_UP_REASONS.iter().flat_map(|r| STEP_UP_EVENTS.iter().map(move |e| (r, e)));
         for ((reason, event), n) in events.zip(&p.step_ups) {

@@ -324,7 +324,9 @@ impl LocationConf {
             }
             AuthSetting::Off => (None, AuthMode::Bearer),
         };
-        if let (Some((Some(_), origin)), Some(_), AuthMode::Bearer) = (&self.recent_signin, self.provider, self.mode) {
+        if let (Some((Some(_), origin)), Some(_), AuthMode::Bearer) =
+            (&self.recent_signin, self.provider, self.mode)
+        {
             // Access tokens carry no dependable sign-in time: nothing could ever pass.
             let why = format!(
                 "\"entra_require_recent_signin\" in {origin} applies to browser sessions: a bearer-only location \

@@ -25,7 +25,8 @@ mod slot;
 
 pub use claim::Claim;
 pub use counters::{
-    CounterValues, Counters, GraphEvent, SignInEvent, StepUpEvent, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS,
+    CounterValues, Counters, GraphEvent, SignInEvent, StepUpEvent, GRAPH_EVENTS, STEP_UP_EVENTS,
+    STEP_UP_REASONS,
 };
 pub use graph::{answers_bytes, Finished, Found, GraphRef};
 pub use record::{admit_callback, record_bytes, RecordKind, RecordRef, WantedRecord};

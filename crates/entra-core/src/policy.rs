@@ -69,7 +69,9 @@ impl Requirement {
             Subject::Claim(name) => {
                 token.claim(name).is_some_and(|v| self.any_of.iter().any(|w| claim_matches(v, w)))
             }
-            Subject::AuthContext => token.auth_contexts().any(|c| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(c))),
+            Subject::AuthContext => {
+                token.auth_contexts().any(|c| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(c)))
+            }
         };
         if satisfied {
             return Ok(());
@@ -82,9 +84,14 @@ impl Requirement {
             Subject::Claim(_) => Denial::MissingClaim,
             // The first id of the line is what a step-up asks for; an app-only token can never
             // carry one.
-            Subject::AuthContext if token.is_app_only() => Denial::AuthContextMissing(AuthContext::NONE_POSSIBLE),
+            Subject::AuthContext if token.is_app_only() => {
+                Denial::AuthContextMissing(AuthContext::NONE_POSSIBLE)
+            }
             Subject::AuthContext => Denial::AuthContextMissing(
-                self.any_of.first().and_then(|id| AuthContext::parse(id)).unwrap_or(AuthContext::NONE_POSSIBLE),
+                self.any_of
+                    .first()
+                    .and_then(|id| AuthContext::parse(id))
+                    .unwrap_or(AuthContext::NONE_POSSIBLE),
             ),
         })
     }
@@ -112,7 +119,9 @@ impl Policy {
         let Some(within) = self.recent_signin else { return Ok(()) };
         match session.signin_time() {
             None => Err(Denial::SigninTooOld(true)),
-            Some(at) if now > at.saturating_add(within).saturating_add(leeway) => Err(Denial::SigninTooOld(false)),
+            Some(at) if now > at.saturating_add(within).saturating_add(leeway) => {
+                Err(Denial::SigninTooOld(false))
+            }
             Some(_) => Ok(()),
         }
     }

@@ -456,7 +456,11 @@ mod tests {
 
     #[test]
     fn auth_contexts_and_the_signin_time_are_kept_and_read_as_claims() {
-        let with = Session { auth_contexts: vec!["c1".into(), "c25".into()], auth_time: Some(1_790_000_000), ..alice(2) };
+        let with = Session {
+            auth_contexts: vec!["c1".into(), "c25".into()],
+            auth_time: Some(1_790_000_000),
+            ..alice(2)
+        };
         let bytes = with.encode().unwrap();
         let opened = Session::decode(&bytes).unwrap();
         assert_eq!(opened, with);

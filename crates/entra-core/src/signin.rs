@@ -453,8 +453,12 @@ impl SignIn {
                 Found::Absent => {}
             }
         }
-        let refuse =
-            |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused { denial, detail, clear, next: Next::Page };
+        let refuse = |denial: Denial, detail: String, clear: Vec<SetCookie>| Refused {
+            denial,
+            detail,
+            clear,
+            next: Next::Page,
+        };
         let (code, state) = match Callback::parse(query) {
             Ok(Callback::Code { code, state }) => (code, state),
             Ok(Callback::Error { error, state }) => {
@@ -470,7 +474,9 @@ impl SignIn {
                             next = Next::DropContexts(t.return_location());
                         } else if t.revalidating.is_some() && needs_user {
                             next = Next::AskUser(t.return_url);
-                        } else if let Some(unmet) = t.step_up.refused().filter(|_| needs_user || error == "access_denied") {
+                        } else if let Some(unmet) =
+                            t.step_up.refused().filter(|_| needs_user || error == "access_denied")
+                        {
                             // Entra would not step up (the user could not pass the policy):
                             // a page that says what was asked, never another attempt.
                             denial = unmet;

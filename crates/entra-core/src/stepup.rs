@@ -105,7 +105,9 @@ impl StepUp {
         let max_age = self.max_age?;
         match session.auth_time {
             None => Some(Denial::SigninTooOld(true)),
-            Some(at) if now > at.saturating_add(max_age).saturating_add(leeway) => Some(Denial::SigninTooOld(false)),
+            Some(at) if now > at.saturating_add(max_age).saturating_add(leeway) => {
+                Some(Denial::SigninTooOld(false))
+            }
             Some(_) => None,
         }
     }
@@ -141,7 +143,8 @@ mod tests {
 
     #[test]
     fn a_step_up_is_met_by_the_context_asked_and_a_recent_enough_authentication() {
-        let session = Session { auth_contexts: vec!["c2".into()], auth_time: Some(1000), ..Session::default() };
+        let session =
+            Session { auth_contexts: vec!["c2".into()], auth_time: Some(1000), ..Session::default() };
         let asked = |context, max_age| StepUp { context, max_age, kept_contexts: false };
         assert_eq!(asked(Some(AuthContext(2)), None).unmet(&session, 5000, 60), None);
         assert_eq!(

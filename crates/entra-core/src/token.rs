@@ -267,7 +267,8 @@ impl VerifiedToken {
     /// A token an app got for itself (client credentials): no user, so no `scp`; Entra's
     /// optional claim `idtyp` says `app` too. A session's identity is always a user's.
     pub fn is_app_only(&self) -> bool {
-        self.kid != crate::session::SESSION_KID && (self.str("idtyp") == Some("app") || self.claim("scp").is_none())
+        self.kid != crate::session::SESSION_KID
+            && (self.str("idtyp") == Some("app") || self.claim("scp").is_none())
     }
 
     /// Delegated scopes: `scp` is one space-separated string.

@@ -10,9 +10,9 @@ use entra_core::cookie::{
     COOKIE_BUDGET, MAX_SESSION_BYTES, MAX_TRANSACTION_BYTES, RESERVED_SESSION_BYTES,
     RESERVED_TRANSACTION_BYTES,
 };
+use entra_core::error::AuthContext;
 use entra_core::seal::SealKeys;
 use entra_core::session::Session;
-use entra_core::error::AuthContext;
 use entra_core::signin::{AttemptKind, Authorize, Leftover, SessionRequest, SignIn, SignInConfig};
 use entra_core::stepup::StepUp;
 use ring::rand::SystemRandom;
@@ -166,7 +166,8 @@ fn many_tabs_and_long_return_urls_never_pass_the_budget() {
         let uri = format!("/tab{tab}/{}", "p".repeat(500));
         let line = fresh.line();
         let step_up = StepUp { context: Some(AuthContext(99)), max_age: Some(u64::MAX), kept_contexts: true };
-        let kind = AttemptKind { extra: vec![], revalidating: Some(("o".repeat(36), "t".repeat(36))), step_up };
+        let kind =
+            AttemptKind { extra: vec![], revalidating: Some(("o".repeat(36), "t".repeat(36))), step_up };
         let redirect = s
             .redirect(&request(&line, uri.as_bytes()), authorize(), kind, None, Leftover::Keep, &random)
             .unwrap();

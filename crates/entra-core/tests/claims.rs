@@ -2,8 +2,8 @@
 
 mod common;
 
-use entra_core::error::AuthContext;
 use common::*;
+use entra_core::error::AuthContext;
 use serde_json::json;
 
 #[test]

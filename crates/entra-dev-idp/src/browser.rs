@@ -187,9 +187,10 @@ impl Browser {
         let max_age = q.get("max_age").and_then(|a| a.parse().ok());
         let signed_in = cookie_value(req.cookie, SIGNIN_COOKIE).filter(|u| !u.is_empty()).map(str::to_owned);
         let approved = lock(&self.approve).clone();
-        let hinted = q.get("login_hint").and_then(|h| URL_SAFE_NO_PAD.decode(h).ok()).and_then(|h| {
-            String::from_utf8(h).ok()?.strip_prefix("hint:").map(str::to_owned)
-        });
+        let hinted = q
+            .get("login_hint")
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|h| String::from_utf8(h).ok()?.strip_prefix("hint:").map(str::to_owned));
         let answer = match (q.get("prompt").map(String::as_str), signed_in, approved) {
             (Some("none"), Some(user), _) => {
                 self.step_up.silent(&user, &asked, max_age).map(|issued| ((user, 0), issued))
@@ -223,7 +224,8 @@ impl Browser {
         }
         let asked = asked_contexts(q.get("claims"));
         if !second && !asked.is_empty() {
-            let query: String = req.query.split('&').filter(|p| !p.starts_with("user=")).collect::<Vec<_>>().join("&");
+            let query: String =
+                req.query.split('&').filter(|p| !p.starts_with("user=")).collect::<Vec<_>>().join("&");
             return second_factor_page(prefix, user, &query);
         }
         match self.step_up.authenticate(user, &asked) {

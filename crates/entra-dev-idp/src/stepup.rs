@@ -58,7 +58,8 @@ fn now() -> u64 {
 
 /// The authentication contexts a `claims` request parameter asks for in the ID token.
 pub fn asked_contexts(claims: Option<&String>) -> Vec<String> {
-    let Some(acrs) = claims.and_then(|c| serde_json::from_str::<Value>(c).ok()).map(|c| c["id_token"]["acrs"].clone())
+    let Some(acrs) =
+        claims.and_then(|c| serde_json::from_str::<Value>(c).ok()).map(|c| c["id_token"]["acrs"].clone())
     else {
         return Vec::new();
     };
@@ -126,17 +127,27 @@ impl StepUp {
         let mut users = lock(&self.users);
         let known = users.entry(user.to_owned()).or_default();
         known.at = at;
-        known.contexts.extend(granted.iter().filter(|c| !known.contexts.contains(c)).cloned().collect::<Vec<_>>());
+        known
+            .contexts
+            .extend(granted.iter().filter(|c| !known.contexts.contains(c)).cloned().collect::<Vec<_>>());
         drop(users);
         Ok(self.issued(at, granted))
     }
 
-    /// A silent sign-in (`prompt=none`) of `user`: only the contexts the user passed before, and
-    /// only within `max_age` of the last authentication.
+    /// A silent sign-in (`prompt=none`) of `user`: only the contexts the user passed before (and
+    /// none when told to answer an error), and only within `max_age` of the last authentication.
     pub fn silent(&self, user: &str, asked: &[String], max_age: Option<u64>) -> Result<Issued, String> {
-        let known = lock(&self.users).entry(user.to_owned()).or_insert_with(|| Authenticated { at: now(), contexts: vec![] }).clone();
+        let known = lock(&self.users)
+            .entry(user.to_owned())
+            .or_insert_with(|| Authenticated { at: now(), contexts: vec![] })
+            .clone();
         if max_age.is_some_and(|age| now() > known.at + age) {
             return Err("login_required".into());
+        }
+        let answer = lock(&self.settings).answer.clone().filter(|a| a != "ignore" && !asked.is_empty());
+        if let Some(error) = answer {
+            // The policy wants the user again (its sign-in frequency passed).
+            return Err(error);
         }
         if !asked.iter().all(|c| known.contexts.contains(c)) {
             return Err("interaction_required".into());
