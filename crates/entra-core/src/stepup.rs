@@ -98,7 +98,7 @@ impl StepUp {
     pub fn unmet(&self, session: &Session, now: u64, leeway: u64) -> Option<Denial> {
         if let Some(id) = self.context {
             let wanted = id.to_string();
-            if !session.auth_contexts.iter().any(|c| *c == wanted) {
+            if !session.auth_contexts.contains(&wanted) {
                 return Some(Denial::AuthContextMissing(id));
             }
         }

@@ -140,6 +140,38 @@ fn claim_requirements_compare_strings_arrays_numbers_and_booleans() {
 }
 
 #[test]
+fn auth_contexts_are_any_of_within_and_all_of_across_lines_and_name_what_to_ask() {
+    let with = |acrs: serde_json::Value| {
+        verify(MintOptions { claims: vec![("acrs".into(), acrs)], ..Default::default() }).unwrap()
+    };
+    let lines = policy(vec![(Subject::AuthContext, &["c1", "c2"]), (Subject::AuthContext, &["c3"])]);
+    assert_eq!(lines.check(&with(json!(["c2", "c3"])), None), Ok(()));
+    let only_c1 = with(json!(["c1"]));
+    assert_eq!(lines.check(&only_c1, None), Err(Denial::AuthContextMissing(AuthContext(3))));
+    assert_eq!(
+        lines.missing_context(&only_c1),
+        Some(AuthContext(3)),
+        "the first id of the line not satisfied"
+    );
+    let none = verify(MintOptions::default()).unwrap();
+    assert_eq!(lines.check(&none, None), Err(Denial::AuthContextMissing(AuthContext(1))));
+    // A token an app got for itself never carries a context: nothing to ask for.
+    let app = verify(MintOptions { app: Some("daemon".into()), ..Default::default() }).unwrap();
+    assert!(app.is_app_only() && !none.is_app_only());
+    assert_eq!(lines.check(&app, None), Err(Denial::AuthContextMissing(AuthContext::NONE_POSSIBLE)));
+    assert_eq!(lines.missing_context(&app), None);
+    // acrs must be an array of strings; auth_time a whole number.
+    for (name, value) in [("acrs", json!("c1")), ("acrs", json!([1])), ("auth_time", json!(1.5))] {
+        let wrong = verify(MintOptions { claims: vec![(name.into(), value)], ..Default::default() });
+        assert_eq!(wrong.unwrap_err(), Denial::InvalidClaim(name));
+    }
+    for id in ["c0", "c100", "c01", "x1", "c", "c1a"] {
+        assert_eq!(AuthContext::parse(id), None, "{id}");
+    }
+    assert_eq!(AuthContext::parse("C42"), Some(AuthContext(42)));
+}
+
+#[test]
 fn denial_classes_map_to_the_documented_responses() {
     assert_eq!(Denial::NoToken.class(), DenialClass::Challenge);
     assert_eq!(Denial::UnknownKid.class(), DenialClass::InvalidToken);

@@ -90,3 +90,41 @@ fn a_session_sealed_before_graph_answers_still_opens_with_none() {
         assert!(session.identity().has_group_overage(), "and its identity still says overage");
     }
 }
+
+/// Cookies sealed by the release before issue 24 (step-up's fields in sessions and transactions).
+const BEFORE_STEP_UP: &str = include_str!("fixtures/sealed-before-issue-24.txt");
+
+#[test]
+fn cookies_sealed_before_step_up_still_open_with_no_contexts_and_no_step_up() {
+    let words = |kind: &str| -> Vec<Vec<&str>> {
+        BEFORE_STEP_UP
+            .lines()
+            .filter(|l| l.starts_with(kind))
+            .map(|l| l.split(' ').skip(1).collect())
+            .collect()
+    };
+    let key = SealKeys::parse(words("KEY")[0][0]).expect("the fixture's key");
+    let s = SignInConfig { keys: Some(key), ..Default::default() }.build("live", 16);
+    let sessions = words("SESSION");
+    assert_eq!(sessions.len(), 2, "one over plain HTTP, one over HTTPS");
+    for words in sessions {
+        let (secure, line) = (words[0] == "true", words[1].as_bytes());
+        let sealed = s.session_cookie(&Jar::parse([line]), secure).expect("the cookie").expect("one value");
+        let session = s.open_session(&sealed, secure).expect("it opens");
+        assert_eq!(session.oid, "00000000-0000-0000-0000-0000000a11ce");
+        assert!(session.groups_answered.is_some(), "Graph's answer as sealed");
+        assert!(session.auth_contexts.is_empty(), "no contexts");
+        assert_eq!(session.auth_time, None, "no known sign-in time");
+        let identity = session.identity();
+        assert_eq!(identity.auth_contexts().count(), 0);
+        assert_eq!(identity.signin_time(), None);
+    }
+    let cookie = words("TRANSACTION")[0][0];
+    let location = words("LOCATION")[0][0];
+    let state = location.split(['?', '&']).find_map(|p| p.strip_prefix("state=")).expect("a state");
+    let matched = s
+        .callback(&format!("code=abc&state={state}"), &Jar::parse([cookie.as_bytes()]), false, 1_796_000_060)
+        .expect("the callback matches its transaction");
+    assert_eq!(matched.transaction.return_url, "/admin/?page=2");
+    assert!(!matched.transaction.step_up.asks(), "a transaction of before asked no step-up");
+}
