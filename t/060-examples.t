@@ -63,10 +63,12 @@ my %cases = (
         ['/api/orders', [], 200, qr/"oid": "[0-9a-f-]{36}", "name": "alice\@contoso\.example"/],
         ['/api/orders', undef, 401],
         ['/api/admin/stats', [], 403],
-        ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 200,
+        # Admins signed in with MFA (the authentication context c1): without it, Entra's claims challenge.
+        ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1'], 401],
+        ['/api/admin/stats', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1', '--acrs', 'c1'], 200,
             qr/"oid": "[0-9a-f-]{36}", "name": "alice\@contoso\.example", "groups": "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1"/],
         # dana is in 250 groups: her token names none, and Graph says she is an admin.
-        ['/api/admin/stats', ['--user', 'dana', '--overage'], 200, qr/"groups": "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1"/],
+        ['/api/admin/stats', ['--user', 'dana', '--overage', '--acrs', 'c1'], 200, qr/"groups": "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1"/],
         ['/api/admin/stats', ['--user', 'bob', '--overage'], 403],
         ['/admin/', { Accept => 'text/html' }, 302],
         ['/health', undef, 200, qr/^\{"path": "\/health", "status": "ok"\}$/],
@@ -86,7 +88,7 @@ my %cases = (
         ['/health', undef, 200],
     ],
     'audit-log.conf' => [
-        ['/reports', ['--groups', '3d6f2a1b-9c8e-4f7a-b5d4-0e1f2a3b4c5d'], 200, qr/^\/reports for [0-9a-f-]{36}, request [0-9a-f]{32}$/],
+        ['/reports', ['--groups', '3d6f2a1b-9c8e-4f7a-b5d4-0e1f2a3b4c5d', '--acrs', 'c1'], 200, qr/^\/reports for [0-9a-f-]{36}, request [0-9a-f]{32}$/],
         ['/reports', [], 403],
     ],
     'multi-tenant.conf' => [
@@ -106,7 +108,10 @@ my %afterwards = (
         my $oid = $claims->{oid};
         my %common = (client => '127.0.0.1', method => 'GET', uri => '/reports', auth_source => 'bearer',
             oid => $oid, upn => 'alice@contoso.example', tid => $EntraTest::TENANT, app_id => $claims->{azp});
-        my @expected = ({ %common, status => 200, error => '' }, { %common, status => 403, error => 'missing_group' });
+        # Access tokens carry no sign-in time: only a session's shows one.
+        %common = (%common, signin_time => '');
+        my @expected = ({ %common, status => 200, error => '', auth_contexts => 'c1' },
+            { %common, status => 403, error => 'missing_group', auth_contexts => '' });
         for my $i (0, 1) {
             my %got = %{ $lines[$i] || {} };
             like(delete $got{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/, "audit-log.conf: line $i: time");

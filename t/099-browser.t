@@ -38,6 +38,12 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
             default_type text/html;
             return 200 '<!doctype html><title>App</title><h1>Hello, \$http_x_name</h1><form method="post" action="/logout"><button id="signout" type="submit">Sign out</button></form>';
         }
+        location /admin/ {
+            entra_auth live session;
+            entra_require_auth_context c1;
+            proxy_set_header X-Name "\$entra_name with \$entra_auth_contexts";
+            proxy_pass http://127.0.0.1:$port/_app/;
+        }
         location = /logout { entra_auth live session; entra_logout; }
         location = /signed-out { default_type text/html; return 200 '<!doctype html><h1>You are signed out</h1>'; }
 LOCATIONS
@@ -104,6 +110,14 @@ click('partial link text', 'Alice Example');
 page_shows(qr/Hello, Alice Example/, 'after signing in, the protected page greets the user by name');
 is(url(), "$origin/", 'back at the URL first asked for');
 like(log_text(), qr/signed in: provider "live", oid \S+, tid \S+, sid \S+, 2 groups/, 'nginx logged the sign-in');
+
+# A page that needs the authentication context c1: the browser steps up, the IdP's second click
+# standing for MFA, and comes back to it.
+go("$origin/admin/");
+page_shows(qr/Verify your identity/, 'a page with an authentication context steps up at the IdP');
+click('css selector', '#verify');
+page_shows(qr/Hello, Alice Example with c1/, 'and comes back with the context');
+is(url(), "$origin/admin/", 'to the page asked for');
 
 click('css selector', '#signout');
 page_shows(qr/You are signed out/, 'signing out lands on the signed-out page');
