@@ -19,7 +19,7 @@
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
 use crate::error::{AuthContext, Denial};
-use crate::token::{GroupsAnswered, VerifiedToken};
+use crate::token::{GroupsAnswered, VerifiedToken, SESSION_KID};
 use crate::values::is_guid;
 use serde_json::{Map, Value};
 
@@ -332,9 +332,6 @@ impl Session {
         identity
     }
 }
-
-/// The `kid` of a session's identity: no key signed it.
-pub const SESSION_KID: &str = "session";
 
 /// The claims every session keeps (besides `session_claims`), as [`Session::identity`] gives them.
 pub const KEPT_CLAIMS: [&str; 13] = [

@@ -140,6 +140,9 @@ pub struct GroupsAnswered {
     pub at: u64,
 }
 
+/// The `kid` of a browser session's identity: no key signed it.
+pub const SESSION_KID: &str = "session";
+
 /// A token whose signature and claims passed every rule of its provider.
 #[derive(Debug)]
 pub struct VerifiedToken {
@@ -267,8 +270,7 @@ impl VerifiedToken {
     /// A token an app got for itself (client credentials): no user, so no `scp`; Entra's
     /// optional claim `idtyp` says `app` too. A session's identity is always a user's.
     pub fn is_app_only(&self) -> bool {
-        self.kid != crate::session::SESSION_KID
-            && (self.str("idtyp") == Some("app") || self.claim("scp").is_none())
+        self.kid != SESSION_KID && (self.str("idtyp") == Some("app") || self.claim("scp").is_none())
     }
 
     /// Delegated scopes: `scp` is one space-separated string.
