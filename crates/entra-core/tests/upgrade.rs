@@ -5,13 +5,38 @@
 use entra_core::browser::RequestHeaders;
 use entra_core::cookie::Jar;
 use entra_core::seal::SealKeys;
+use entra_core::session::Session;
 use entra_core::signin::{SessionRequest, SignIn, SignInConfig};
 
 const FIXTURE: &str = include_str!("fixtures/sealed-before-issue-22.txt");
 
 /// The fixture's lines of `kind`, each split into its words.
 fn lines(kind: &str) -> Vec<Vec<&'static str>> {
-    FIXTURE.lines().filter(|l| l.starts_with(kind)).map(|l| l.split(' ').skip(1).collect()).collect()
+    words_of(FIXTURE, kind)
+}
+
+/// A fixture's lines of `kind`, each split into its words.
+fn words_of(fixture: &'static str, kind: &str) -> Vec<Vec<&'static str>> {
+    fixture.lines().filter(|l| l.starts_with(kind)).map(|l| l.split(' ').skip(1).collect()).collect()
+}
+
+/// A fixture's sign-in settings (its key, provider "live") and its two sessions opened, one
+/// sealed for plain HTTP and one for HTTPS.
+fn opened_sessions(fixture: &'static str) -> (SignIn, Vec<Session>) {
+    let key = SealKeys::parse(words_of(fixture, "KEY")[0][0]).expect("the fixture's key");
+    let s = SignInConfig { keys: Some(key), ..Default::default() }.build("live", 16);
+    let sessions = words_of(fixture, "SESSION");
+    assert_eq!(sessions.len(), 2, "one over plain HTTP, one over HTTPS");
+    let opened = sessions
+        .iter()
+        .map(|words| {
+            let (secure, line) = (words[0] == "true", words[1].as_bytes());
+            let sealed =
+                s.session_cookie(&Jar::parse([line]), secure).expect("the cookie").expect("one value");
+            s.open_session(&sealed, secure).expect("it opens")
+        })
+        .collect();
+    (s, opened)
 }
 
 fn sign_in() -> SignIn {
@@ -72,17 +97,7 @@ const BEFORE_GRAPH: &str = include_str!("fixtures/sealed-before-issue-23.txt");
 
 #[test]
 fn a_session_sealed_before_graph_answers_still_opens_with_none() {
-    let words = |kind: &str| -> Vec<Vec<&str>> {
-        BEFORE_GRAPH.lines().filter(|l| l.starts_with(kind)).map(|l| l.split(' ').skip(1).collect()).collect()
-    };
-    let key = SealKeys::parse(words("KEY")[0][0]).expect("the fixture's key");
-    let s = SignInConfig { keys: Some(key), ..Default::default() }.build("live", 16);
-    let sessions = words("SESSION");
-    assert_eq!(sessions.len(), 2, "one over plain HTTP, one over HTTPS");
-    for words in sessions {
-        let (secure, line) = (words[0] == "true", words[1].as_bytes());
-        let sealed = s.session_cookie(&Jar::parse([line]), secure).expect("the cookie").expect("one value");
-        let session = s.open_session(&sealed, secure).expect("it opens");
+    for session in opened_sessions(BEFORE_GRAPH).1 {
         assert_eq!(session.oid, "00000000-0000-0000-0000-00000000da7a");
         assert!(session.group_overage && session.unrecorded, "its flags as sealed");
         assert_eq!(session.client_id, "6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64");
@@ -96,21 +111,8 @@ const BEFORE_STEP_UP: &str = include_str!("fixtures/sealed-before-issue-24.txt")
 
 #[test]
 fn cookies_sealed_before_step_up_still_open_with_no_contexts_and_no_step_up() {
-    let words = |kind: &str| -> Vec<Vec<&str>> {
-        BEFORE_STEP_UP
-            .lines()
-            .filter(|l| l.starts_with(kind))
-            .map(|l| l.split(' ').skip(1).collect())
-            .collect()
-    };
-    let key = SealKeys::parse(words("KEY")[0][0]).expect("the fixture's key");
-    let s = SignInConfig { keys: Some(key), ..Default::default() }.build("live", 16);
-    let sessions = words("SESSION");
-    assert_eq!(sessions.len(), 2, "one over plain HTTP, one over HTTPS");
-    for words in sessions {
-        let (secure, line) = (words[0] == "true", words[1].as_bytes());
-        let sealed = s.session_cookie(&Jar::parse([line]), secure).expect("the cookie").expect("one value");
-        let session = s.open_session(&sealed, secure).expect("it opens");
+    let (s, sessions) = opened_sessions(BEFORE_STEP_UP);
+    for session in sessions {
         assert_eq!(session.oid, "00000000-0000-0000-0000-0000000a11ce");
         assert!(session.groups_answered.is_some(), "Graph's answer as sealed");
         assert!(session.auth_contexts.is_empty(), "no contexts");
@@ -119,8 +121,8 @@ fn cookies_sealed_before_step_up_still_open_with_no_contexts_and_no_step_up() {
         assert_eq!(identity.auth_contexts().count(), 0);
         assert_eq!(identity.signin_time(), None);
     }
-    let cookie = words("TRANSACTION")[0][0];
-    let location = words("LOCATION")[0][0];
+    let cookie = words_of(BEFORE_STEP_UP, "TRANSACTION")[0][0];
+    let location = words_of(BEFORE_STEP_UP, "LOCATION")[0][0];
     let state = location.split(['?', '&']).find_map(|p| p.strip_prefix("state=")).expect("a state");
     let matched = s
         .callback(&format!("code=abc&state={state}"), &Jar::parse([cookie.as_bytes()]), false, 1_796_000_060)
