@@ -259,10 +259,11 @@ unsafe fn callback(r: *mut ngx_http_request_t, worker: &Worker, index: usize) ->
     unsafe { start_exchange(r, worker, state) }
 }
 
-/// Counts the end of a step-up the callback refused with `denial`.
-fn count_step_up(state: &ProviderState, denial: Denial, event: StepUpEvent) {
+/// Counts an event of a step-up that asked for an authentication context (`context`) or only a
+/// recent sign-in.
+fn count_step_up(state: &ProviderState, context: bool, event: StepUpEvent) {
     if let Some(counters) = state.counters() {
-        counters.step_up(matches!(denial, Denial::AuthContextMissing(_)), event);
+        counters.step_up(context, event);
     }
 }
 
@@ -409,7 +410,8 @@ unsafe fn transaction(r: *mut ngx_http_request_t, state: &ProviderState) -> Resu
         }
         Next::Page => {
             if refused.denial.class() == DenialClass::StepUp {
-                count_step_up(state, refused.denial, StepUpEvent::Refused);
+                let context = matches!(refused.denial, Denial::AuthContextMissing(_));
+                count_step_up(state, context, StepUpEvent::Refused);
             }
             // SAFETY: per the contract.
             unsafe { sign_in_failed(r, state, refused.denial, &refused.detail, refused.clear) }
@@ -521,10 +523,12 @@ unsafe fn signed_in(
     // A step-up continues the session it steps up: the contexts it satisfied before are kept
     // (Entra names only those asked now).
     let step_up = transaction.step_up;
-    if step_up.context.is_some() || step_up.max_age.is_some() {
+    if step_up.steps_up() {
         if let Some(previous) = sign_in.session_of(&req.session_request(now())) {
             let p = &previous.session;
-            if (&p.oid, &p.tid) == (&session.oid, &session.tid) && now() < p.expires {
+            let holds = now() < p.expires
+                && provider.admits(p, previous.record_key, |s, key| state.is_revoked(s, key)).is_ok();
+            if (&p.oid, &p.tid) == (&session.oid, &session.tid) && holds {
                 let kept = p.auth_contexts.iter().filter(|c| !session.auth_contexts.contains(c)).cloned();
                 session.auth_contexts.extend(kept.collect::<Vec<_>>());
             }
@@ -565,20 +569,16 @@ unsafe fn signed_in(
     if let Some(counters) = state.counters() {
         counters.sign_in(SignInEvent::Completed);
     }
-    if step_up.context.is_some() || step_up.max_age.is_some() {
+    if step_up.steps_up() {
         // The user is signed in either way; a step-up Entra did not grant ends on a page that
         // says what was asked, never on another attempt.
         if let Some(unmet) = step_up.unmet(&session, now(), provider.leeway) {
-            if let Some(counters) = state.counters() {
-                counters.step_up(step_up.context.is_some(), StepUpEvent::Refused);
-            }
+            count_step_up(state, step_up.context.is_some(), StepUpEvent::Refused);
             let detail = "the ID token does not have what the step-up asked for";
             // SAFETY: per the contract.
             return unsafe { sign_in_failed(r, state, unmet, detail, cookies) };
         }
-        if let Some(counters) = state.counters() {
-            counters.step_up(step_up.context.is_some(), StepUpEvent::Satisfied);
-        }
+        count_step_up(state, step_up.context.is_some(), StepUpEvent::Satisfied);
     }
     let mut headers = vec![(&b"Location"[..], transaction.return_location())];
     headers.extend(set_cookies(cookies));

@@ -44,6 +44,12 @@ write_nginx_conf($prefix, $port, $provider, server => <<"LOCATIONS");
             proxy_pass http://127.0.0.1:$port/who;
         }
         location /admin2/ { entra_auth live any; entra_require_auth_context c1; proxy_pass http://127.0.0.1:$port/who; }
+        location /admin3/ {
+            entra_auth live session;
+            entra_require_auth_context c2;
+            proxy_set_header X-Contexts \$entra_auth_contexts;
+            proxy_pass http://127.0.0.1:$port/who;
+        }
         location /sudo/ {
             entra_auth live session;
             entra_require_recent_signin 60s;
@@ -119,6 +125,13 @@ my $page = navigate('/admin/page?x=1', $jar);
 is($page->{status}, 200, 'the page is served');
 like($page->{content}, qr/contexts=c1 signin=\d{10}/, '$entra_auth_contexts and $entra_signin_time');
 is(navigate('/admin2/other', $jar)->{status}, 200, 'a second page with the same context does not step up again');
+my $c2 = navigate('/admin3/', $jar);
+is($c2->{status}, 302, 'a page with another context steps up for it');
+apply_cookies($jar, $c2);
+my $c2_back = navigate(request('GET', $c2->{headers}{location})->{headers}{location}, $jar);
+apply_cookies($jar, $c2_back);
+like(navigate('/admin3/', $jar)->{content}, qr/contexts=c2,c1 /, 'the session keeps the context it had');
+is(navigate('/admin/page', $jar)->{status}, 200, 'so the first page needs no step-up again');
 
 # Scripts get the claims challenge instead.
 my (undef, $plain) = sign_in('/app');
@@ -211,15 +224,15 @@ is($pq{claims}, undef, 'asking for no context');
 # --- Counted.
 my $status = decode_json(request('GET', '/status')->{content});
 my ($live) = grep { $_->{name} eq 'live' } @{ $status->{providers} };
-is($live->{step_ups}{auth_context}{started}, 3, 'step-ups for a context started');
-is($live->{step_ups}{auth_context}{satisfied}, 1, 'satisfied');
+is($live->{step_ups}{auth_context}{started}, 4, 'step-ups for a context started');
+is($live->{step_ups}{auth_context}{satisfied}, 2, 'satisfied');
 is($live->{step_ups}{auth_context}{refused}, 2, 'refused');
 is($live->{step_ups}{recent_signin}{started}, 2, 'step-ups for a recent sign-in started');
 is($live->{step_ups}{recent_signin}{refused}, 1, 'refused');
 is($live->{step_ups}{recent_signin}{satisfied}, 1, 'satisfied');
 ok($live->{denied}{auth_context_missing} >= 5, 'auth_context_missing among the denials');
 my $prom = request('GET', '/status?format=prometheus')->{content} // '';
-like($prom, qr/entra_step_ups_total\{provider="live",reason="auth_context",event="started"\} 3/, 'and in Prometheus');
+like($prom, qr/entra_step_ups_total\{provider="live",reason="auth_context",event="started"\} 4/, 'and in Prometheus');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

@@ -68,6 +68,12 @@ impl StepUp {
         *self != StepUp::default()
     }
 
+    /// Whether the attempt steps a session up (a context or a recent authentication), as
+    /// opposed to a silent revalidation that only asked again for what the session held.
+    pub fn steps_up(&self) -> bool {
+        self.context.is_some() || self.max_age.is_some()
+    }
+
     /// The refusal of a step-up Entra answered with an error: what was asked, not given.
     pub fn refused(&self) -> Option<Denial> {
         match (self.context, self.max_age) {
