@@ -833,18 +833,16 @@ impl SignIn {
             return judgment;
         };
         let session = &opened.session;
-        let held: Vec<&str> = session.auth_contexts.iter().map(String::as_str).collect();
-        let claims = claims_request(ClaimsFor::IdToken, &held);
+        // The contexts it holds are asked again: Entra answers interaction_required when its
+        // policy wants the user once more.
+        let contexts: Vec<&str> = session.auth_contexts.iter().map(String::as_str).collect();
+        let claims = (!contexts.is_empty()).then(|| claims_request(ClaimsFor::IdToken, &contexts));
         let mut kind = AttemptKind {
             extra: vec![("prompt", "none"), ("login_hint", &session.login_hint)],
             revalidating: Some((session.oid.clone(), session.tid.clone())),
-            step_up: StepUp { kept_contexts: !held.is_empty(), ..StepUp::default() },
+            step_up: StepUp { kept_contexts: claims.is_some(), ..StepUp::default() },
         };
-        // The contexts it holds are asked again: Entra answers interaction_required when its
-        // policy wants the user once more.
-        if !held.is_empty() {
-            kind.extra.push(("claims", &claims));
-        }
+        kind.extra.extend(claims.as_deref().map(|claims| ("claims", claims)));
         let random = SystemRandom::new();
         judgment.revalidation = Some(self.redirect(request, authorize, kind, None, Leftover::Keep, &random));
         judgment
