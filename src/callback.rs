@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::fleet::FrontChannel;
 use entra_core::browser::frontchannel_sid;
 use entra_core::exchange::{exchange, ExchangeError};
 use entra_core::oidc::{select_account_return, token_request, TRANSACTION_LIFETIME};
@@ -145,7 +146,7 @@ unsafe fn answer(r: *mut ngx_http_request_t) -> ngx_int_t {
         // SAFETY: per the contract.
         OwnPath::Callback => unsafe { callback(r, &worker, index) },
         // SAFETY: per the contract.
-        OwnPath::FrontChannelLogout => unsafe { frontchannel_logout(r, state) },
+        OwnPath::FrontChannelLogout => unsafe { frontchannel_logout(r, &worker, state) },
     }
 }
 
@@ -527,7 +528,7 @@ unsafe fn signed_in(
         if let Some(previous) = sign_in.session_of(&req.session_request(now())) {
             let p = &previous.session;
             let holds = now() < p.expires
-                && provider.admits(p, previous.record_key, |s, key| state.is_revoked(s, key)).is_ok();
+                && provider.admits(p, &previous.keys, |s, keys| state.is_revoked(s, keys)).is_ok();
             if (&p.oid, &p.tid) == (&session.oid, &session.tid) && holds {
                 let kept = p.auth_contexts.iter().filter(|c| !session.auth_contexts.contains(c)).cloned();
                 session.auth_contexts.extend(kept.collect::<Vec<_>>());
@@ -536,6 +537,7 @@ unsafe fn signed_in(
     }
     // Recorded for single sign-out; a session the record cannot take says so in its cookie.
     session.unrecorded = !state.record.as_ref().is_some_and(|record| record.record_session(&session, now_ms));
+    crate::fleet::signed_in(worker, state, &sign_in.keys_of(&session), session.expires.saturating_mul(1000));
     let mut cookies = match sign_in.session_cookies(&session, &req.cookies(), req.is_secure_for(sign_in)) {
         Ok(cookies) => cookies,
         Err(denial) => {
@@ -606,7 +608,11 @@ unsafe fn wait(r: *mut ngx_http_request_t, pending: Pending) -> ngx_int_t {
 ///
 /// # Safety
 /// `r` is a valid request.
-unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState) -> ngx_int_t {
+unsafe fn frontchannel_logout(
+    r: *mut ngx_http_request_t,
+    worker: &Worker,
+    state: &ProviderState,
+) -> ngx_int_t {
     // SAFETY: per the contract.
     let (req, log) = unsafe { (Incoming::new(r), request_log(r)) };
     let provider = &state.provider;
@@ -623,21 +629,30 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
             return unsafe { send(r, 400, &[], "", "") };
         }
     };
-    let Some(revocation) = state.record.as_ref().and_then(|record| record.revoke(sid_key(sid), epoch_ms()))
-    else {
-        crate::log::error!(
-            log,
-            "front-channel logout: provider \"{}\" has no record of sessions in the shared zone",
-            provider.name
-        );
-        // SAFETY: per the contract.
-        return unsafe { send(r, 503, &[(RETRY_AFTER, RETRY_SECONDS.to_string())], "", "") };
+    // With a fleet, a sid this instance did not issue is asked about; nothing rises meanwhile.
+    let called = match crate::fleet::frontchannel(worker, state, sid, epoch_ms()) {
+        Some(FrontChannel::Ended) => Some(Revocation::Recorded),
+        Some(FrontChannel::Asked) => None,
+        None => {
+            let Some(revocation) =
+                state.record.as_ref().and_then(|record| record.revoke(sid_key(sid), epoch_ms()))
+            else {
+                crate::log::error!(
+                    log,
+                    "front-channel logout: provider \"{}\" has no record of sessions in the shared zone",
+                    provider.name
+                );
+                // SAFETY: per the contract.
+                return unsafe { send(r, 503, &[(RETRY_AFTER, RETRY_SECONDS.to_string())], "", "") };
+            };
+            Some(revocation)
+        }
     };
-    match revocation {
-        Revocation::Recorded => {
+    match called {
+        Some(Revocation::Recorded) => {
             info!(log, "front-channel logout: provider \"{}\", sid {}: its sessions end", provider.name, sid)
         }
-        Revocation::Unknown => {
+        Some(Revocation::Unknown) => {
             info!(
                 log,
                 "front-channel logout: provider \"{}\", sid {} is not one this instance signed in: \
@@ -655,6 +670,13 @@ unsafe fn frontchannel_logout(r: *mut ngx_http_request_t, state: &ProviderState)
                 );
             }
         }
+        None => info!(
+            log,
+            "front-channel logout: provider \"{}\", sid {} is not one this instance signed in: asking the fleet's \
+             store whether another did",
+            provider.name,
+            sid
+        ),
     }
     if let Some(counters) = state.counters() {
         counters.sign_in(SignInEvent::FrontChannelLogout);

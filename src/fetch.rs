@@ -58,7 +58,8 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         let Some(worker) = worker::current() else { return NGX_OK as ngx_int_t };
         let keeps_records =
             worker.keys_cache.is_some() && worker.providers.iter().any(|p| p.record.is_some());
-        if !keeps_records && !worker.providers.iter().any(|p| p.discovery().is_some()) {
+        let discovery = worker.providers.iter().any(|p| p.discovery().is_some());
+        if !keeps_records && !discovery && worker.fleet.is_none() {
             return NGX_OK as ngx_int_t;
         }
         // SAFETY: the cycle's pool lives as long as the worker.
@@ -97,6 +98,7 @@ unsafe extern "C" fn on_tick(tick: *mut ngx_event_t) {
                 start_if_due(&worker, index);
             }
             crate::persist::keep_changed(&worker);
+            crate::fleet::tick(&worker);
         }
         // SAFETY: the event armed in init_process, fired and not armed again yet.
         unsafe { ngx_add_timer(tick, TICK_MS) };

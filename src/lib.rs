@@ -8,7 +8,8 @@
 //! answers to refusals in [`denial`]; `entra_logout` and `entra_status` are content handlers
 //! ([`logout`], [`status`]). Beside them: the result kept per request ([`outcome`]), `$entra_*`
 //! ([`variables`]), the shared zone ([`zone`]), this worker's view of it ([`worker`]), key
-//! fetches ([`fetch`]) on nginx's thread pools ([`threads`]), what is read of a request
+//! fetches ([`fetch`]) and the fleet's round trips with its store ([`fleet`]) on nginx's thread
+//! pools ([`threads`]), what is read of a request
 //! ([`request`]) and made of a response ([`response`]), the module's identity ([`module`]),
 //! clocks ([`clock`]) and log lines ([`log`]). docs/ARCHITECTURE.md draws the whole.
 
@@ -28,6 +29,7 @@ mod clock;
 mod conf;
 mod denial;
 mod fetch;
+mod fleet;
 mod log;
 mod logout;
 mod lookup;
@@ -84,6 +86,7 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
             Some(log::index_request_id(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?);
         let size = main.zone.name_and_size().1;
         main.ask_graph().map_err(ConfError::Rule)?;
+        fleet::configure(cf, main)?;
         main.size_records(size).map_err(ConfError::Rule)?;
         main.kept_records = conf::cache::read_records(cf, main);
         let (name, size) = main.zone.name_and_size();
@@ -103,6 +106,9 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
         conf::server::warn_auth_basic(cf, &main.providers);
         threads::add_pool(cf.as_ptr(), threads::SIGNIN_POOL).map_err(|e| ConfError::Rule(e.into()))?;
         callback::register(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?;
+    }
+    if main.fleet.is_some() {
+        threads::add_pool(cf.as_ptr(), threads::DEFAULT_POOL).map_err(|e| ConfError::Rule(e.into()))?;
     }
     if !main.graph_tables.is_empty() {
         threads::add_pool(cf.as_ptr(), threads::GRAPH_POOL).map_err(|e| ConfError::Rule(e.into()))?;
@@ -130,12 +136,14 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(main) = EntraModule::main_conf(cycle) else { return NGX_OK as ngx_int_t };
     guard(cycle.log, "the module's init", NGX_ERROR as ngx_int_t, || {
         keep_mapped(cycle.log);
+        let fleet = main.fleet_providers();
         match zone::assign_slots(
             cycle.log,
             &main.providers,
             &main.cached_keys,
             (&main.records, &main.kept_records),
             &main.graph_tables,
+            fleet.as_ref().map(|(store, names)| (*store, names.as_slice())),
             main.zone.shm,
         ) {
             Ok(()) => NGX_OK as ngx_int_t,

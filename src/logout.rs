@@ -93,6 +93,7 @@ unsafe fn logout(r: *mut ngx_http_request_t) -> ngx_int_t {
         if let (Ok(opened), _) = sign_in.open_cached(&sealed, secure, now()) {
             let ended =
                 state.record.as_ref().is_some_and(|record| record.end_session(&opened.session, epoch_ms()));
+            crate::fleet::signed_out(&worker, state, &opened.keys.fleet, epoch_ms());
             if !ended {
                 crate::log::error!(
                     log,

@@ -36,11 +36,11 @@ pub fn judge(
 ) -> SessionJudgment {
     let provider = &state.provider;
     let request = req.session_request(now());
-    let is_revoked = |session: &_, key| state.is_revoked(session, key);
+    let is_revoked = |session: &_, keys: &_| state.is_revoked(session, keys);
     let judgment = match revalidation {
         Revalidation::Offered => provider.judge_session(&request, is_revoked),
         Revalidation::Never => {
-            provider.sign_in.judge_session(&request, || None, |s, key| provider.admits(s, key, is_revoked))
+            provider.sign_in.judge_session(&request, || None, |s, keys| provider.admits(s, keys, is_revoked))
         }
     };
     if let Some(counters) = state.counters() {

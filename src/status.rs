@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::clock::{epoch_ms, mono_s, now};
 use crate::log::{guard, request_log, test_panic};
 use crate::worker::{self, Worker};
-use crate::zone::{CounterValues, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS};
+use crate::zone::{CounterValues, StoreState, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS};
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
@@ -106,6 +106,45 @@ struct ProviderStatus {
     graph: Option<GraphStatus>,
     /// Readings of the step-ups, by [`STEP_UP_REASONS`] then [`STEP_UP_EVENTS`].
     step_ups: Vec<u64>,
+    /// With `entra_shared_store`: [`FLEET_FIELDS`]' readings, in its order.
+    fleet: Option<Vec<u64>>,
+    /// The fleet record's watermark (ms; 0: none).
+    fleet_watermark_ms: u64,
+}
+
+/// What a provider's fleet reports: name, Prometheus help, kind.
+const FLEET_FIELDS: [(&str, &str, &str); 9] = [
+    ("published", "Sign-outs and watermarks this instance published to the store.", "counter"),
+    ("received", "Sign-outs and watermarks read from the store.", "counter"),
+    ("confirmed", "Front-channel calls for sids another instance issued.", "counter"),
+    ("unknown", "Front-channel calls for sids no instance issued (ignored).", "counter"),
+    (
+        "dropped",
+        "Sign-outs not published (outbox full, or over the rate): each raised the watermark.",
+        "counter",
+    ),
+    ("watermarks", "Times the fleet watermark rose.", "counter"),
+    ("malformed", "Store entries that were not the module's.", "counter"),
+    ("waiting", "Entries waiting in the outbox for the store.", "gauge"),
+    ("signed_out", "Sessions the fleet record refuses by name.", "gauge"),
+];
+
+fn fleet_readings(state: &crate::worker::ProviderState) -> Option<Vec<u64>> {
+    let fleet = state.fleet.as_ref()?;
+    let c = fleet.counters()?;
+    let read = |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed);
+    let record = fleet.record.status().unwrap_or_default();
+    Some(vec![
+        read(&c.published),
+        read(&c.received),
+        read(&c.confirmed),
+        read(&c.unknown),
+        read(&c.dropped),
+        read(&c.watermarks),
+        read(&c.malformed),
+        fleet.waiting() as u64,
+        record.revoked,
+    ])
 }
 
 struct GraphStatus {
@@ -135,6 +174,12 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 record: state.record.as_ref().and_then(|r| r.status()),
                 graph: None,
                 step_ups: Vec::new(),
+                fleet: fleet_readings(state),
+                fleet_watermark_ms: state
+                    .fleet
+                    .as_ref()
+                    .and_then(|f| f.record.status())
+                    .map_or(0, |r| r.watermark_ms),
             };
             if let Some((entries, capacity)) = state.graph.as_ref().and_then(|g| g.status(epoch_ms())) {
                 let counters = state.slot.as_ref().and_then(|s| s.status()).map(|s| s.counters);
@@ -168,7 +213,7 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
         .collect()
 }
 
-fn as_json(providers: &[ProviderStatus]) -> String {
+fn as_json(providers: &[ProviderStatus], store: Option<&StoreView>) -> String {
     let providers: Vec<Value> = providers
         .iter()
         .map(|p| {
@@ -221,13 +266,51 @@ fn as_json(providers: &[ProviderStatus]) -> String {
                     .map(|(reason, events)| (reason.to_string(), by_reason(events)))
                     .collect();
             }
+            if let Some(readings) = &p.fleet {
+                let mut fleet: serde_json::Map<String, Value> = FLEET_FIELDS
+                    .iter()
+                    .zip(readings)
+                    .map(|((name, ..), n)| (name.to_string(), json!(n)))
+                    .collect();
+                let watermark = p.fleet_watermark_ms / 1000;
+                fleet.insert("watermark".into(), json!((watermark > 0).then_some(watermark)));
+                provider["fleet"] = Value::Object(fleet);
+            }
             provider
         })
         .collect();
-    json!({ "providers": providers }).to_string() + "\n"
+    let mut out = json!({ "providers": providers });
+    if let Some(store) = store {
+        out["store"] = json!({
+            "name": store.name,
+            "state": store.state.word(),
+            "since": (store.since_ms > 0).then_some(store.since_ms / 1000),
+            "last_error": (!store.last_error.is_empty()).then_some(&store.last_error),
+        });
+    }
+    out.to_string() + "\n"
 }
 
-fn as_prometheus(providers: &[ProviderStatus]) -> String {
+/// What `entra_status` shows of the store.
+struct StoreView {
+    name: String,
+    state: StoreState,
+    since_ms: u64,
+    last_error: String,
+}
+
+fn store_view(worker: &Worker) -> Option<StoreView> {
+    let (store, part) = worker.fleet.as_ref()?;
+    let status = part.status();
+    Some(StoreView {
+        name: store.config.name(),
+        state: status.state,
+        since_ms: status.since_ms,
+        last_error: status.last_error,
+    })
+}
+
+fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> String {
     let mut out = String::new();
     let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP entra_{name} {help}\n# TYPE entra_{name} {kind}");
@@ -290,6 +373,25 @@ fn as_prometheus(providers: &[ProviderStatus]) -> String {
             let _ = writeln!(out, "entra_step_ups_total{{{labels}}} {n}");
         }
     }
+    for (i, (name, help, kind)) in FLEET_FIELDS.iter().enumerate() {
+        let name = if *kind == "counter" { format!("fleet_{name}_total") } else { format!("fleet_{name}") };
+        metric(&mut out, &name, kind, help);
+        for p in providers {
+            if let Some(n) = p.fleet.as_ref().and_then(|f| f.get(i)) {
+                let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {n}", p.name);
+            }
+        }
+    }
+    if let Some(store) = store {
+        metric(
+            &mut out,
+            "store_up",
+            "gauge",
+            "Whether the last round trip with entra_shared_store succeeded.",
+        );
+        let up = u8::from(store.state == StoreState::Up);
+        let _ = writeln!(out, "entra_store_up{{store=\"{}\"}} {up}", store.name);
+    }
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");
     for p in providers {
         for (reason, n) in &p.denied {
@@ -316,10 +418,11 @@ unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
     let (log, args) = unsafe { (request_log(r), (*r).args.as_bytes()) };
     let prometheus = args.split(|b| *b == b'&').any(|a| a == b"format=prometheus");
     let providers = collect(&worker, log);
+    let store = store_view(&worker);
     let (body, content_type) = if prometheus {
-        (as_prometheus(&providers), "text/plain; version=0.0.4")
+        (as_prometheus(&providers, store.as_ref()), "text/plain; version=0.0.4")
     } else {
-        (as_json(&providers), "application/json")
+        (as_json(&providers, store.as_ref()), "application/json")
     };
     // SAFETY: per the contract, in a content handler.
     unsafe { crate::response::send(r, 200, &[], content_type, &body) }

@@ -12,9 +12,10 @@ use core::ptr::addr_of_mut;
 use entra_core::discovery::{Discovery, Fetched};
 use entra_core::keycache::KeyCache;
 use entra_core::provider::{KeySource, KeyState};
-use entra_core::revocation::Key;
+use entra_core::revocation::SessionKeys;
 use entra_core::schedule::Schedule;
 use entra_core::session::Session;
+use entra_core::store::Store;
 use entra_core::{KeySet, Provider};
 
 use ngx::ffi::{
@@ -25,7 +26,7 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::log::{debug, guard};
 use crate::module::EntraModule;
-use crate::zone::{identity, Counters, GraphRef, RecordKind, RecordRef, SlotRef};
+use crate::zone::{identity, Counters, FleetProviderRef, FleetRef, GraphRef, RecordKind, RecordRef, SlotRef};
 
 pub struct Worker {
     /// The cycle this was built for: a single-process nginx reloads in place.
@@ -43,6 +44,10 @@ pub struct Worker {
     waiters: RefCell<Vec<(*mut ngx_http_request_t, Awaited)>>,
     /// The index of `$request_id`, for the denial line.
     pub request_id_index: Option<usize>,
+    /// `entra_shared_store`'s client and the instance's part of the zone for it.
+    pub fleet: Option<(Arc<Store>, FleetRef)>,
+    /// This worker has a round trip with the store on the thread pool.
+    pub round_in_flight: Cell<bool>,
 }
 
 /// Requests one worker keeps parked for keys, metadata or Graph lookups at most: beyond, 503 at
@@ -85,6 +90,8 @@ pub struct ProviderState {
     pub lookups: Cell<usize>,
     /// This worker warned that its sessions have no `auth_time` (once: every request would).
     pub warned_no_signin_time: Cell<bool>,
+    /// Its part of the fleet (`entra_shared_store`, session providers).
+    pub fleet: Option<FleetProviderRef>,
 }
 
 thread_local! {
@@ -101,6 +108,11 @@ pub fn current() -> Option<Rc<Worker>> {
         }
         // SAFETY: as above.
         let main = EntraModule::main_conf(unsafe { &*cycle })?;
+        let fleet = main
+            .fleet
+            .clone()
+            .zip(main.fleet_providers())
+            .and_then(|(store, (id, _))| FleetRef::find(main.zone.shm, id).map(|part| (store, part)));
         let providers = main
             .providers
             .iter()
@@ -119,6 +131,7 @@ pub fn current() -> Option<Rc<Worker>> {
                 graph: provider.graph.as_ref().and_then(|_| GraphRef::find(main.zone.shm, &provider.name)),
                 lookups: Cell::new(0),
                 warned_no_signin_time: Cell::new(false),
+                fleet: fleet.as_ref().and_then(|(_, part)| part.provider(main.zone.shm, &provider.name)),
             })
             .collect();
         let worker = Rc::new(Worker {
@@ -129,6 +142,8 @@ pub fn current() -> Option<Rc<Worker>> {
             keys_cache: main.keys_cache.clone(),
             waiters: RefCell::new(Vec::new()),
             request_id_index: main.request_id_index,
+            fleet,
+            round_in_flight: Cell::new(false),
         });
         // A new worker judges with the keys in the zone from its first request on (a reload
         // keeps them), even if a later reload gives its slots away before that request.
@@ -265,10 +280,15 @@ impl ProviderState {
         self.generation.set(snapshot.generation);
     }
 
-    /// Whether a logout ended `session` (of record key `key`). Without a record (a worker that outlived the reload
-    /// that gave it away) every session counts as ended: it fails closed.
-    pub fn is_revoked(&self, session: &Session, key: Key) -> bool {
-        self.record.as_ref().is_none_or(|record| record.is_revoked(session, key))
+    /// Whether a logout ended `session` (named by `keys`): here, or with a fleet at any
+    /// instance. Without a record (a worker that outlived the reload that gave it away) every
+    /// session counts as ended: it fails closed.
+    pub fn is_revoked(&self, session: &Session, keys: &SessionKeys) -> bool {
+        self.record.as_ref().is_none_or(|record| record.is_revoked(session, keys.record))
+            || self
+                .fleet
+                .as_ref()
+                .is_some_and(|fleet| fleet.record.is_signed_out(&keys.fleet, session.signed_in))
     }
 
     /// Puts keys this worker fetched itself in force, as of `generation` of the zone (0: kept

@@ -160,3 +160,19 @@ pub fn size_value(value: &str) -> Option<usize> {
     let bytes = unsafe { ngx_parse_size(&mut text) };
     usize::try_from(bytes).ok()
 }
+
+/// Reads a file of secrets at configuration time; warns when other users may read it.
+pub fn read_secret_file(cf: &Conf, directive: &'static str, path: &str) -> Result<Vec<u8>, ConfError> {
+    use std::os::unix::fs::PermissionsExt;
+    let full = cf.full_path(path)?;
+    let unreadable = |e: std::io::Error| ConfError::Rule(format!("\"{directive}\" \"{full}\": {e}"));
+    let meta = std::fs::metadata(&full).map_err(unreadable)?;
+    let text = std::fs::read(&full).map_err(unreadable)?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfError::Rule(format!("\"{directive}\" \"{full}\": the file is empty")));
+    }
+    if meta.permissions().mode() & 0o044 != 0 {
+        cf.warn(&format_args!("\"{directive}\" \"{full}\" is readable by other users (chmod 600 it)"));
+    }
+    Ok(text)
+}

@@ -23,6 +23,10 @@ pub struct MainConf {
     pub sign_in_used: bool,
     /// `entra_keys_cache_path`.
     pub keys_cache: Option<KeyCache>,
+    /// `entra_shared_store` as written.
+    pub store: Option<entra_core::store::StoreConfig>,
+    /// Its client, made once the block is parsed (with the providers' timeout).
+    pub fleet: Option<Arc<entra_core::store::Store>>,
     /// The cached keys a start may serve with, per provider (read once the block is parsed).
     pub cached_keys: Vec<Option<Fetched>>,
     /// The records of each provider that signs browsers in (set once the block is parsed, by
@@ -43,6 +47,15 @@ pub struct MainConf {
 }
 
 impl MainConf {
+    /// The fleet's store (the first word of its identity) and the providers it names sessions
+    /// of, for `assign_slots`.
+    pub fn fleet_providers(&self) -> Option<(u64, Vec<String>)> {
+        let store = self.store.as_ref()?;
+        let id = store.identity();
+        let providers = self.providers.iter().filter(|p| p.sign_in.keys.is_some()).map(|p| p.name.clone());
+        Some((u64::from_be_bytes(id[..8].try_into().expect("8 bytes")) | 1, providers.collect()))
+    }
+
     /// The provider a location names, by its index in `providers`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.providers.iter().position(|p| p.name == name)
@@ -83,30 +96,38 @@ impl MainConf {
         let signing_in: Vec<&Arc<Provider>> =
             self.providers.iter().filter(|p| p.sign_in.keys.is_some()).collect();
         let graph: Vec<&Arc<Provider>> = self.providers.iter().filter(|p| p.graph.is_some()).collect();
-        let room =
-            zone_size.saturating_sub(crate::zone::fixed_bytes(!signing_in.is_empty(), !graph.is_empty()));
+        let fleet = self.store.is_some() && !signing_in.is_empty();
+        let room = zone_size
+            .saturating_sub(crate::zone::fixed_bytes(!signing_in.is_empty(), !graph.is_empty(), fleet))
+            .saturating_sub(if fleet { signing_in.len() * crate::zone::outbox_bytes() } else { 0 });
         let share = room / 2 / signing_in.len().max(1);
-        // Sessions and a quarter as many states.
-        let fits = (share * 4 / 5 / BYTES_PER_SESSION).max(4) as u64;
+        // Sessions and a quarter as many states (and with a fleet, as many fleet entries).
+        let parts = if fleet { 9 } else { 5 };
+        let fits = (share * 4 / parts / BYTES_PER_SESSION).max(4) as u64;
         let default = 1u64 << (63 - fits.leading_zeros());
         self.records = signing_in
             .iter()
             .flat_map(|p| {
                 let sessions = p.sign_in.session_record.unwrap_or(default);
-                [
+                let mut records = vec![
                     (RecordKind::Sessions, p.name.clone(), sessions),
                     (RecordKind::States, p.name.clone(), (sessions / 4).max(64)),
-                ]
+                ];
+                if fleet {
+                    records.push((RecordKind::Fleet, p.name.clone(), sessions));
+                }
+                records
             })
             .collect();
         let bytes: usize = self.records.iter().map(|(_, _, n)| crate::zone::record_bytes(*n)).sum();
         if bytes > room / 4 * 3 {
             let sessions = self.records.iter().filter(|(kind, _, _)| *kind == RecordKind::Sessions);
             return Err(format!(
-                "the session records ({}) take {} KiB with their records of states, more than three quarters of \
+                "the session records ({}) take {} KiB with their records of states{}, more than three quarters of \
                  the {} KiB entra_shared_zone has for them: lower \"session_record\" or enlarge the zone",
                 sessions.map(|(_, name, n)| format!("\"{name}\" {n}")).collect::<Vec<_>>().join(", "),
                 bytes / 1024,
+                if fleet { " and of the fleet's sign-outs" } else { "" },
                 room / 1024
             ));
         }

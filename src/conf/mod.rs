@@ -3,7 +3,7 @@
 //! The http block's configuration is [`main`]; `entra_provider { ... }` is parsed in
 //! [`provider`], `entra_auth` and `entra_require_*` with their inheritance in [`location`],
 //! `entra_shared_zone` in [`zone`] (the zone itself belongs to `crate::zone`),
-//! `entra_keys_cache_path` in [`cache`]; `entra_status` and `entra_logout` beside the content
+//! `entra_keys_cache_path` in [`cache`], `entra_shared_store` in [`store`]; `entra_status` and `entra_logout` beside the content
 //! handlers they install, in `crate::status` and `crate::logout`. Helpers are in [`ext`].
 
 use core::ffi::{c_char, c_void};
@@ -22,6 +22,7 @@ pub mod location;
 pub mod main;
 pub mod provider;
 pub mod server;
+pub mod store;
 pub mod zone;
 
 pub use location::LocationConf;
@@ -53,7 +54,7 @@ const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 
 /// Every directive of the module.
-pub static mut COMMANDS: [ngx_command_t; 14] = [
+pub static mut COMMANDS: [ngx_command_t; 15] = [
     command(
         ngx_string!("entra_provider"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
@@ -73,6 +74,7 @@ pub static mut COMMANDS: [ngx_command_t; 14] = [
         MAIN,
         cache::set_cache_path,
     ),
+    command(ngx_string!("entra_shared_store"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, MAIN, store::set_store),
     command(ngx_string!("entra_auth"), LOCATION_LEVELS | NGX_CONF_TAKE12, LOC, location::set_auth),
     command(
         ngx_string!("entra_require_group"),

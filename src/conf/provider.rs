@@ -19,7 +19,7 @@ use entra_core::{ConfigError, KeySet, ProviderConfig};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_parse, ngx_conf_t, NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE2};
 
-use super::ext::{answer, time_value, Conf, ConfError};
+use super::ext::{answer, read_secret_file, time_value, Conf, ConfError};
 use super::main::MainConf;
 use crate::log::guard;
 
@@ -329,22 +329,6 @@ fn without_query(directive: &'static str, value: &str) -> Result<(), ConfError> 
         )));
     }
     Ok(())
-}
-
-/// Reads a file of secrets at configuration time; warns when other users may read it.
-fn read_secret_file(cf: &Conf, directive: &'static str, path: &str) -> Result<Vec<u8>, ConfError> {
-    use std::os::unix::fs::PermissionsExt;
-    let full = cf.full_path(path)?;
-    let unreadable = |e: std::io::Error| ConfError::Rule(format!("\"{directive}\" \"{full}\": {e}"));
-    let meta = std::fs::metadata(&full).map_err(unreadable)?;
-    let text = std::fs::read(&full).map_err(unreadable)?;
-    if text.iter().all(u8::is_ascii_whitespace) {
-        return Err(ConfError::Rule(format!("\"{directive}\" \"{full}\": the file is empty")));
-    }
-    if meta.permissions().mode() & 0o044 != 0 {
-        cf.warn(&format_args!("\"{directive}\" \"{full}\" is readable by other users (chmod 600 it)"));
-    }
-    Ok(text)
 }
 
 impl Block {

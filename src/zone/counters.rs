@@ -248,3 +248,20 @@ impl Counters {
 fn nanoseconds(took: Duration) -> u64 {
     u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// What `entra_status` shows of a provider's fleet.
+#[repr(C)]
+#[derive(Default)]
+pub struct FleetCounters {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    /// Front-channel calls the store said no instance issued.
+    pub unknown: AtomicU64,
+    /// Front-channel calls the store confirmed.
+    pub confirmed: AtomicU64,
+    /// Sign-outs not published (outbox full or over the rate): each raised the watermark.
+    pub dropped: AtomicU64,
+    pub watermarks: AtomicU64,
+    /// Stream entries that were not the module's.
+    pub malformed: AtomicU64,
+}

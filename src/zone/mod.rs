@@ -1,5 +1,7 @@
 //! The shared zone (`entra_shared_zone`), and the only code that changes it.
 //!
+//! With `entra_shared_store`, the fleet's part (`fleet.rs`): per session provider its outbox
+//! and where its reading of the store stands, and the instance's round claim.
 //! Graph's answers per provider and the tenants' app tokens (`graph.rs`, group overage).
 //! One record per session provider holds the sessions issued and ended, for single sign-out
 //! (`record.rs`, by provider name). One slot per provider holds, for every worker to see: the key set and issuers last fetched
@@ -17,6 +19,7 @@
 
 mod claim;
 mod counters;
+mod fleet;
 mod graph;
 mod record;
 mod root;
@@ -28,6 +31,7 @@ pub use counters::{
     CounterValues, Counters, GraphEvent, SignInEvent, StepUpEvent, GRAPH_EVENTS, STEP_UP_EVENTS,
     STEP_UP_REASONS,
 };
+pub use fleet::{outbox_bytes, FleetProviderRef, FleetRef, RoundPart, StoreState};
 pub use graph::{answers_bytes, Finished, Found, GraphRef};
 pub use record::{admit_callback, record_bytes, RecordKind, RecordRef, WantedRecord};
 pub use root::{fixed_bytes, StoreError};

@@ -26,6 +26,9 @@ pub enum RecordKind {
     Sessions,
     /// The sign-in attempts' states used (each once).
     States,
+    /// With a fleet (`entra_shared_store`): the sign-outs its instances published, and the
+    /// sessions this instance issued (to tell a store restarted empty), by their fleet keys.
+    Fleet,
 }
 
 /// One record the configuration wants: its kind, its provider's name and its capacity.
@@ -177,6 +180,46 @@ impl RecordRef {
         });
         // Still this provider's after the read, or the answer may be another table's.
         answer.filter(|_| self.slot().name.load(SeqCst) == self.name).unwrap_or(true)
+    }
+
+    /// Whether the fleet signed out a session signed in at `signed_in_ms` named by `keys` (its
+    /// fleet keys; the fleet record's watermark refuses every session before it). Read like
+    /// [`RecordRef::is_revoked`]; a record given away refuses every session.
+    pub fn is_signed_out(&self, keys: &[Key], signed_in_ms: u64) -> bool {
+        let read = || {
+            let record = self.record()?;
+            keys.iter().try_fold(false, |out, &key| Some(out | record.is_revoked(key, signed_in_ms, false)?))
+        };
+        let answer = read().or_else(|| {
+            let _locked = self.pool.lock();
+            read()
+        });
+        answer.filter(|_| self.slot().name.load(SeqCst) == self.name).unwrap_or(true)
+    }
+
+    /// A logout of `key` when the record holds it; `false` when it does not (or is gone).
+    pub fn revoke_known(&self, key: Key, now_ms: u64) -> bool {
+        self.locked(|r| r.revoke_known(key, now_ms)).unwrap_or(false)
+    }
+
+    /// A sign-out the fleet published (see [`Record::deny`]).
+    pub fn deny(&self, key: Key, revoked_at_ms: u64, expires_ms: u64, now_ms: u64) {
+        self.locked(|r| r.deny(key, revoked_at_ms, expires_ms, now_ms));
+    }
+
+    pub fn raise_watermark(&self, at_ms: u64) {
+        self.locked(|r| r.raise_watermark(at_ms));
+    }
+
+    /// Records `key` until `expires_ms`; `false` when the record could not take it.
+    pub fn record_key(&self, key: Key, expires_ms: u64, now_ms: u64) -> bool {
+        self.locked(|r| r.record(key, expires_ms, now_ms)).unwrap_or(false)
+    }
+
+    /// Its live entries (a copy, under the lock).
+    pub fn entries(&self, now_ms: u64) -> Vec<entra_core::revocation::Kept> {
+        self.locked(|r| r.entries().into_iter().filter(|k| k.expires_ms > now_ms).collect())
+            .unwrap_or_default()
     }
 
     /// Records a session signed in now; `false` when the record could not take it.

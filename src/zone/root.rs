@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 
 use entra_core::answers::{AnswerEntry, TenantEntry};
 use entra_core::discovery::Fetched;
+use entra_core::fleet::OutboxEntry;
 use entra_core::revocation::{Entry, Header};
 use entra_core::throttle::Bucket;
 use ngx::allocator::Allocator;
@@ -22,12 +23,13 @@ use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
 use ngx::ffi::ngx_shm_zone_t;
 
-use super::counters::Counters;
+use super::counters::{Counters, FleetCounters};
 
 /// Providers one zone can hold.
 pub const MAX_PROVIDERS: usize = 64;
-/// Records one zone can hold: each provider that signs browsers in has two (sessions, states).
-pub const MAX_RECORDS: usize = 2 * MAX_PROVIDERS;
+/// Records one zone can hold: each provider that signs browsers in has two (sessions, states),
+/// and a third with a fleet.
+pub const MAX_RECORDS: usize = 3 * MAX_PROVIDERS;
 /// Buckets counting callbacks per client address and minute.
 pub const CALLBACK_BUCKETS: usize = 512;
 pub(super) const ERROR_BYTES: usize = 240;
@@ -84,6 +86,9 @@ pub(super) struct Root {
     /// What Graph lookups share, made by `assign_slots` when a configuration first asks Graph
     /// (null until then; never freed).
     pub(super) graph: AtomicPtr<GraphShared>,
+    /// What a fleet's instance keeps of its store (`entra_shared_store`), made by
+    /// `assign_slots` when a configuration first has one (null until then; never freed).
+    pub(super) fleet: AtomicPtr<FleetShared>,
 }
 
 /// The zone's part for browser sign-in.
@@ -117,11 +122,58 @@ pub(super) struct AnswerTable {
 }
 
 /// Bytes of the zone taken before any key set or record table: the root, and with browser
-/// sign-in or Graph lookups their parts.
-pub fn fixed_bytes(sign_in: bool, graph: bool) -> usize {
+/// sign-in, Graph lookups or a fleet their parts.
+pub fn fixed_bytes(sign_in: bool, graph: bool, fleet: bool) -> usize {
     core::mem::size_of::<Root>()
         + if sign_in { core::mem::size_of::<SignInShared>() } else { 0 }
         + if graph { core::mem::size_of::<GraphShared>() } else { 0 }
+        + if fleet { core::mem::size_of::<FleetShared>() } else { 0 }
+}
+
+/// The instance's part for the fleet.
+#[repr(C)]
+pub(super) struct FleetShared {
+    /// The store the part speaks to (the first word of its identity): another store on reload
+    /// starts the reading afresh.
+    pub(super) store: AtomicU64,
+    pub(super) round_owner: AtomicU32,
+    pub(super) round_started_ms: AtomicU64,
+    pub(super) last_round_ms: AtomicU64,
+    /// [`StoreState`] as a number, and since when (ms).
+    pub(super) state: AtomicU32,
+    pub(super) state_since_ms: AtomicU64,
+    /// When (s) a failure was last logged: one `error` line a minute.
+    pub(super) logged_s: AtomicU64,
+    pub(super) guarded: UnsafeCell<FleetGuarded>,
+    pub(super) slots: [FleetSlot; MAX_PROVIDERS],
+}
+
+#[repr(C)]
+pub(super) struct FleetGuarded {
+    pub(super) run_id: [u8; 64],
+    pub(super) run_id_len: usize,
+    pub(super) last_error: [u8; ERROR_BYTES],
+    pub(super) last_error_len: usize,
+}
+
+/// One session provider's part, by name.
+#[repr(C)]
+pub(super) struct FleetSlot {
+    pub(super) name: AtomicU64,
+    pub(super) outbox: AtomicPtr<OutboxEntry>,
+    pub(super) outbox_len: AtomicUsize,
+    pub(super) after_ms: AtomicU64,
+    pub(super) after_seq: AtomicU64,
+    /// The stream was read through once since this slot (or its store) began.
+    pub(super) read: AtomicU32,
+    /// A watermark still to publish (ms; 0: none).
+    pub(super) watermark_ms: AtomicU64,
+    /// What this instance holds is to be told again (the store restarted empty).
+    pub(super) republish: AtomicU32,
+    /// Sign-outs published in the current second.
+    pub(super) publish_second: AtomicU64,
+    pub(super) publish_count: AtomicU64,
+    pub(super) counters: FleetCounters,
 }
 
 /// One provider's record of sessions issued and ended (`entra_core::revocation`).
@@ -159,6 +211,14 @@ pub(super) fn graph_part(pool: &SlabPool) -> Option<*mut GraphShared> {
     let root = root(pool);
     // SAFETY: the root init_zone made lives as long as the zone.
     let part = unsafe { root.as_ref()?.graph.load(SeqCst) };
+    (!part.is_null()).then_some(part)
+}
+
+/// The zone's part for the fleet, once made.
+pub(super) fn fleet_part(pool: &SlabPool) -> Option<*mut FleetShared> {
+    let root = root(pool);
+    // SAFETY: the root init_zone made lives as long as the zone.
+    let part = unsafe { root.as_ref()?.fleet.load(SeqCst) };
     (!part.is_null()).then_some(part)
 }
 

@@ -18,10 +18,11 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModule;
 
+use super::fleet::{assign_fleet, make_fleet_part};
 use super::graph::{assign_tables, make_part};
 use super::record::{assign_records, WantedRecord};
 use super::root::{
-    free, graph_part, pool, root, sign_in_part, store_keys, Root, SignInShared, MAX_PROVIDERS,
+    fleet_part, free, graph_part, pool, root, sign_in_part, store_keys, Root, SignInShared, MAX_PROVIDERS,
 };
 use super::slot::identity;
 use crate::log::{debug, guard, notice, warning};
@@ -92,6 +93,7 @@ pub fn assign_slots(
     cached: &[Option<Fetched>],
     (records, kept): (&[WantedRecord], &[Option<Snapshot>]),
     graph_tables: &[(String, u64)],
+    fleet: Option<(u64, &[String])>,
     zone: *mut ngx_shm_zone_t,
 ) -> Result<(), String> {
     let Some(pool) = pool(zone) else { return Ok(()) };
@@ -116,6 +118,21 @@ pub fn assign_slots(
     if let Some(part) = graph {
         // SAFETY: the part lives as long as the zone; the lock is held.
         assign_tables(&locked, unsafe { &mut *part }, graph_tables)?;
+    }
+    let fleet_part = match (fleet_part(&pool), fleet) {
+        (Some(part), _) => Some(part),
+        (None, Some(_)) => {
+            let part = make_fleet_part(&locked)?;
+            // SAFETY: the root lives as long as the zone; the part is fresh and zeroed.
+            unsafe { (*root).fleet.store(part, SeqCst) };
+            Some(part)
+        }
+        (None, None) => None,
+    };
+    if let Some(part) = fleet_part {
+        let (store, providers) = fleet.unwrap_or((0, &[]));
+        // SAFETY: the part lives as long as the zone; the lock is held.
+        assign_fleet(&locked, unsafe { &*part }, store, providers)?;
     }
     // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };

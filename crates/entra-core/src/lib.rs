@@ -21,6 +21,8 @@
 //! - [`exchange`]: the code exchange at the token endpoint (blocking).
 //! - [`graph`]: group overage answered by Microsoft Graph (forms, answers; blocking calls).
 //! - [`answers`]: Graph's answers and the tenants' app tokens as the shared zone keeps them.
+//! - [`fleet`]: sign-ins and sign-outs shared by a fleet of instances through the store.
+//! - [`store`]: `entra_shared_store`, the fleet's Redis, and its blocking client.
 //! - [`error`]: the denial vocabulary and configuration errors.
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
@@ -36,6 +38,7 @@ pub mod cookie;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod fleet;
 pub mod graph;
 pub mod keycache;
 pub mod keys;
@@ -49,6 +52,7 @@ pub mod session;
 pub mod signature;
 pub mod signin;
 pub mod stepup;
+pub mod store;
 pub mod throttle;
 pub mod token;
 pub mod values;

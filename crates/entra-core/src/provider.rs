@@ -12,7 +12,7 @@ use crate::discovery::{Discovery, Endpoints};
 use crate::error::{ConfigError, Denial};
 use crate::graph::{Graph, GraphConfig};
 use crate::keys::{KeyFamily, KeySet};
-use crate::revocation::Key;
+use crate::revocation::SessionKeys;
 use crate::schedule::Schedule;
 use crate::session::Session;
 use crate::signin::{
@@ -196,12 +196,12 @@ impl Provider {
     pub fn judge_session(
         &self,
         request: &SessionRequest,
-        is_revoked: impl FnOnce(&Session, Key) -> bool,
+        is_revoked: impl FnOnce(&Session, &SessionKeys) -> bool,
     ) -> SessionJudgment {
         self.sign_in.judge_session(
             request,
             || self.authorize(),
-            |session, key| self.admits(session, key, is_revoked),
+            |session, keys| self.admits(session, keys, is_revoked),
         )
     }
 
@@ -211,8 +211,8 @@ impl Provider {
     pub fn admits(
         &self,
         session: &Session,
-        key: Key,
-        is_revoked: impl FnOnce(&Session, Key) -> bool,
+        keys: &SessionKeys,
+        is_revoked: impl FnOnce(&Session, &SessionKeys) -> bool,
     ) -> Result<(), Denial> {
         let tenant_allowed = match &self.allowed_tenants {
             // Only this rule reads the keys' state (the metadata's issuers).
@@ -226,7 +226,7 @@ impl Provider {
         if !session.client_id.is_empty() && !session.client_id.eq_ignore_ascii_case(&self.client_id) {
             return Err(Denial::SessionInvalid);
         }
-        if is_revoked(session, key) {
+        if is_revoked(session, keys) {
             return Err(Denial::SessionRevoked);
         }
         Ok(())

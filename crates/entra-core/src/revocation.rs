@@ -24,9 +24,23 @@ use ring::digest::{digest, SHA256};
 pub type Key = [u64; 2];
 
 fn key_of(parts: &[&[u8]]) -> Key {
-    let hash = digest(&SHA256, &parts.join(&0u8));
-    let word = |i: usize| u64::from_be_bytes(hash.as_ref()[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    key_from_digest(digest(&SHA256, &parts.join(&0u8)).as_ref())
+}
+
+/// A record key from the first 16 bytes of a digest (never all zero: the low bit is set).
+pub fn key_from_digest(hash: &[u8]) -> Key {
+    let word = |i: usize| u64::from_be_bytes(hash[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     [word(0) | 1, word(1)]
+}
+
+/// What names one session, as [`session_key`] hashes it: its `sid`, or the user and the moment
+/// of signing in (the fleet's store names sessions by a keyed hash of the same bytes).
+pub fn identity(sid: &str, oid: &str, tid: &str, signed_in_ms: u64) -> Vec<u8> {
+    if sid.is_empty() {
+        [b"session", oid.as_bytes(), tid.as_bytes(), &signed_in_ms.to_be_bytes()].join(&0u8)
+    } else {
+        [&b"sid"[..], sid.as_bytes()].join(&0u8)
+    }
 }
 
 /// The key of Entra's `sid`, as a front-channel logout names it.
@@ -42,11 +56,16 @@ pub fn state_key(state: &str) -> Key {
 /// The key of one session: its `sid`, or for an ID token without one, the user and the moment
 /// of signing in (so that `entra_logout` can still end that session alone).
 pub fn session_key(sid: &str, oid: &str, tid: &str, signed_in_ms: u64) -> Key {
-    if sid.is_empty() {
-        key_of(&[b"session", oid.as_bytes(), tid.as_bytes(), &signed_in_ms.to_be_bytes()])
-    } else {
-        sid_key(sid)
-    }
+    key_from_digest(digest(&SHA256, &identity(sid, oid, tid, signed_in_ms)).as_ref())
+}
+
+/// What names one opened session: its key in the local record, and its names in the fleet's
+/// store (one per `session_key_file` line; none without `entra_shared_store`), made once when
+/// the cookie opens so that a request costs no hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionKeys {
+    pub record: Key,
+    pub fleet: Vec<Key>,
 }
 
 /// One entry of the table.
@@ -319,6 +338,46 @@ impl<'a> Record<'a> {
                 Revocation::Unknown
             }
         })
+    }
+
+    /// A logout of `key` when the record holds it (`true`); else nothing changes: with a fleet,
+    /// the store says whether another instance issued it. Writer.
+    pub fn revoke_known(&self, key: Key, now_ms: u64) -> bool {
+        self.write(|| match self.find(key) {
+            Some(e) => {
+                if e.revoked_at_ms.swap(now_ms, SeqCst) == 0 {
+                    self.header.revoked.fetch_add(1, SeqCst);
+                }
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// A sign-out the fleet published, in the fleet's record: the sessions of `key` signed in up
+    /// to `revoked_at_ms` are refused, kept until `expires_ms`. A record full of live entries
+    /// raises its watermark instead (closed, never open); `false` then. Writer.
+    pub fn deny(&self, key: Key, revoked_at_ms: u64, expires_ms: u64, now_ms: u64) -> bool {
+        self.write(|| {
+            let e = match self.find(key) {
+                Some(e) => e,
+                None if self.insert(key, expires_ms, now_ms) => self.find(key).expect("just put in"),
+                None => {
+                    self.header.watermark_ms.fetch_max(revoked_at_ms, SeqCst);
+                    return false;
+                }
+            };
+            e.expires_ms.fetch_max(expires_ms, SeqCst);
+            if e.revoked_at_ms.fetch_max(revoked_at_ms, SeqCst) == 0 {
+                self.header.revoked.fetch_add(1, SeqCst);
+            }
+            true
+        })
+    }
+
+    /// Refuses every session judged with `recorded` false signed in up to `at_ms`. Writer.
+    pub fn raise_watermark(&self, at_ms: u64) {
+        self.write(|| self.header.watermark_ms.fetch_max(at_ms, SeqCst));
     }
 
     /// `entra_logout` of one session: its key when the record holds it, else (unrecorded) the
@@ -676,6 +735,28 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(Snapshot::decode(&longer), Err(SnapshotError::Length));
+    }
+
+    #[test]
+    fn the_fleet_record_refuses_what_was_published_and_fails_closed_when_full() {
+        let o = owned(4, 0);
+        let r = o.record();
+        let mine = sid_key("issued here");
+        assert!(r.record(mine, 10 * HOUR, 1_000));
+        assert!(!r.revoke_known(sid_key("never issued"), 2_000), "an unknown sid changes nothing");
+        assert_eq!(r.status().watermark_ms, 0);
+        assert!(r.deny(sid_key("elsewhere"), 3_000, 10 * HOUR, 2_000));
+        assert_eq!(r.is_revoked(sid_key("elsewhere"), 2_500, false), Some(true));
+        assert_eq!(r.is_revoked(sid_key("elsewhere"), 3_001, false), Some(false), "a later sign-in");
+        assert_eq!(r.is_revoked(mine, 1_000, false), Some(false));
+        assert!(r.revoke_known(mine, 4_000));
+        assert_eq!(r.is_revoked(mine, 1_000, false), Some(true));
+        assert!(
+            r.deny(sid_key("a"), 3_000, 10 * HOUR, 2_000) && r.deny(sid_key("b"), 3_000, 10 * HOUR, 2_000)
+        );
+        assert!(!r.deny(sid_key("no room"), 5_000, 10 * HOUR, 2_000), "full of live entries");
+        assert_eq!(r.is_revoked(sid_key("anyone"), 4_999, false), Some(true), "the watermark refuses it");
+        assert_eq!(r.is_revoked(sid_key("anyone"), 5_001, false), Some(false));
     }
 
     #[test]

@@ -68,6 +68,8 @@ struct SealKey {
     legacy_id: [u8; KEY_ID_LEN],
     session: LessSafeKey,
     transaction: LessSafeKey,
+    /// Names a session in the fleet's store (`entra_shared_store`): HMAC-SHA-256, its own purpose.
+    fleet: ring::hmac::Key,
 }
 
 /// HKDF output of `len` bytes.
@@ -93,11 +95,15 @@ impl SealKey {
             let okm = prk.expand(&info, &AES_256_GCM).expect("an AES-256 key is a valid HKDF length");
             LessSafeKey::new(UnboundKey::from(okm))
         };
+        let fleet = prk
+            .expand(&[b"ngx-entra fleet session v1"], ring::hmac::HMAC_SHA256)
+            .expect("an HMAC key is a valid HKDF length");
         SealKey {
             id,
             legacy_id,
             session: derive(Purpose::Session),
             transaction: derive(Purpose::Transaction),
+            fleet: ring::hmac::Key::from(fleet),
         }
     }
 
@@ -163,6 +169,25 @@ impl SealKeys {
             .expect("a plaintext within AES-GCM's limits");
         out.extend_from_slice(&sealed);
         URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// A session's names in the fleet's store, one per key line (the first line's first):
+    /// HMAC-SHA-256 of the provider and the session's identity ([`crate::revocation::identity`]),
+    /// cut to a record key. Never the `sid` itself: the store sees only these. An instance
+    /// records a sign-in under its first line; a sign-out is looked up and published under every
+    /// line, so instances in the middle of a key rotation (the new line first on some, second on
+    /// others) still name each other's sessions alike.
+    pub fn fleet_keys(&self, provider: &str, identity: &[u8]) -> Vec<crate::revocation::Key> {
+        self.keys
+            .iter()
+            .map(|k| {
+                let mut context = ring::hmac::Context::with_key(&k.fleet);
+                context.update(provider.as_bytes());
+                context.update(&[0]);
+                context.update(identity);
+                crate::revocation::key_from_digest(context.sign().as_ref())
+            })
+            .collect()
     }
 
     /// Opens a value sealed by [`SealKeys::seal`] with any configured key.
@@ -272,5 +297,24 @@ mod tests {
         assert_eq!(SealKeys::parse(&format!("{ONE}\nnot*base64")).unwrap_err(), KeyFileError::NotBase64(2));
         assert_eq!(SealKeys::parse("c2hvcnQ=").unwrap_err(), KeyFileError::TooShort { line: 1, bytes: 5 });
         assert!(!format!("{:?}", SealKeys::parse(ONE).unwrap()).contains(ONE), "Debug shows no key");
+    }
+
+    #[test]
+    fn fleet_keys_are_one_per_line_bound_to_the_provider_and_never_the_local_key() {
+        use crate::revocation::{identity, sid_key};
+        let both = SealKeys::parse(&format!("{TWO}\n{ONE}\n")).unwrap();
+        let one = SealKeys::parse(ONE).unwrap();
+        let sid = identity("a-sid", "", "", 0);
+        let names = both.fleet_keys("live", &sid);
+        assert_eq!(names.len(), 2, "one per line");
+        assert_eq!(
+            names[1],
+            one.fleet_keys("live", &sid)[0],
+            "the same line names a session alike everywhere"
+        );
+        assert_ne!(names[0], names[1]);
+        assert_ne!(one.fleet_keys("other", &sid), one.fleet_keys("live", &sid), "bound to the provider");
+        assert_ne!(names[1], sid_key("a-sid"), "a keyed hash, not the local record's SHA-256");
+        assert_eq!(one.fleet_keys("live", &identity("a-sid", "oid", "tid", 5)), one.fleet_keys("live", &sid));
     }
 }

@@ -258,6 +258,11 @@ impl Session {
         crate::revocation::session_key(&self.sid, &self.oid, &self.tid, self.signed_in)
     }
 
+    /// What names it: the bytes its keys are made of ([`crate::revocation::identity`]).
+    pub fn identity_bytes(&self) -> Vec<u8> {
+        crate::revocation::identity(&self.sid, &self.oid, &self.tid, self.signed_in)
+    }
+
     /// The session of a verified ID token, signed in at `now_ms` for `lifetime` seconds, keeping
     /// the top-level `claims` named (as JSON text).
     pub fn from_id_token(token: &VerifiedToken, now_ms: u64, lifetime: u64, claims: &[String]) -> Session {

@@ -21,7 +21,7 @@ use crate::error::Denial;
 use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
 };
-use crate::revocation::Key;
+use crate::revocation::SessionKeys;
 use crate::seal::{OpenError, Purpose, SealKeys};
 use crate::session::{self, Freshness, Session, Standing};
 use crate::stepup::{claims_request, ClaimsFor, StepUp};
@@ -141,14 +141,16 @@ pub struct SignIn {
     pub callbacks_per_minute: Option<u64>,
     /// Sessions opened in this worker, by their cookie (`token_cache` sizes it; off turns it off).
     cache: TokenCache<OpenedSession>,
+    /// Sessions are named in the fleet's store too (set once the http block is parsed).
+    fleet: core::sync::atomic::AtomicBool,
 }
 
 /// A session cookie opened once: the session, and the identity requirements and variables read.
 #[derive(Debug)]
 pub struct OpenedSession {
     pub session: Session,
-    /// Its key in the record of sessions (a SHA-256, made once when it opened).
-    pub record_key: crate::revocation::Key,
+    /// Its keys in the records of sessions (made once when it opened).
+    pub keys: SessionKeys,
     pub identity: Arc<VerifiedToken>,
     /// Opened under the HTTPS cookie name (a value is only valid under the name it was sealed
     /// for: the cache, keyed by the value alone, checks this on a hit).
@@ -176,6 +178,7 @@ impl SignInConfig {
             session_record: self.session_record,
             callbacks_per_minute: self.callbacks_per_minute.unwrap_or(Some(DEFAULT_CALLBACKS_PER_MINUTE)),
             cache: TokenCache::new(cache),
+            fleet: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -612,6 +615,20 @@ impl SignIn {
         }
     }
 
+    /// Names the sessions of this provider in the fleet's store too (`entra_shared_store`).
+    pub fn name_in_fleet(&self) {
+        self.fleet.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What names `session` in the records: its local key, and with a fleet its names there.
+    pub fn keys_of(&self, session: &Session) -> SessionKeys {
+        let fleet = match (&self.keys, self.fleet.load(core::sync::atomic::Ordering::Relaxed)) {
+            (Some(keys), true) => keys.fleet_keys(&self.provider, &session.identity_bytes()),
+            _ => Vec::new(),
+        };
+        SessionKeys { record: session.record_key(), fleet }
+    }
+
     /// Opens a reassembled session cookie.
     pub fn open_session(&self, sealed: &[u8], secure: bool) -> Result<Session, SessionFault> {
         let aad = self.aad(self.cookie_name(secure), session::FORMAT_VERSION);
@@ -635,8 +652,8 @@ impl SignIn {
         let opened = self.open_session(sealed, secure).map(|session| {
             let identity = Arc::new(session.identity());
             let expires = session.expires;
-            let record_key = session.record_key();
-            let opened = Arc::new(OpenedSession { session, record_key, identity, secure });
+            let keys = self.keys_of(&session);
+            let opened = Arc::new(OpenedSession { session, keys, identity, secure });
             self.cache.insert(sealed, opened.clone(), expires, now);
             opened
         });
@@ -794,7 +811,7 @@ impl SignIn {
         &self,
         request: &SessionRequest,
         authorize: impl FnOnce() -> Option<Authorize<'p>>,
-        admits: impl FnOnce(&Session, Key) -> Result<(), Denial>,
+        admits: impl FnOnce(&Session, &SessionKeys) -> Result<(), Denial>,
     ) -> SessionJudgment {
         let mut judgment = SessionJudgment {
             verdict: Err(Denial::NoSession),
@@ -854,11 +871,11 @@ impl SignIn {
         opened: &OpenedSession,
         request: &SessionRequest,
         jar: &Jar,
-        admits: impl FnOnce(&Session, Key) -> Result<(), Denial>,
+        admits: impl FnOnce(&Session, &SessionKeys) -> Result<(), Denial>,
     ) -> Held {
         let session = &opened.session;
         let mut held = Held { verdict: Err(Denial::NoSession), touched: Vec::new(), revalidate: false };
-        if let Err(denial) = admits(session, opened.record_key) {
+        if let Err(denial) = admits(session, &opened.keys) {
             held.verdict = Err(denial);
             return held;
         }

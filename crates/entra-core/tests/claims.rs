@@ -206,9 +206,9 @@ fn a_session_holds_only_under_the_providers_tenants_and_client_id_now() {
         ..Default::default()
     };
     let p = provider();
-    assert_eq!(p.admits(&session, session.record_key(), |_, _| false), Ok(()));
+    assert_eq!(p.admits(&session, &p.sign_in.keys_of(&session), |_, _| false), Ok(()));
     assert_eq!(
-        p.admits(&session, session.record_key(), |_, _| true),
+        p.admits(&session, &p.sign_in.keys_of(&session), |_, _| true),
         Err(Denial::SessionRevoked),
         "the record says it ended"
     );
@@ -216,16 +216,19 @@ fn a_session_holds_only_under_the_providers_tenants_and_client_id_now() {
         ProviderConfig { allowed_tenants: Some(AllowedTenants::Only(vec![OTHER_TENANT.into()])), ..config() }
             .build("dev")
             .unwrap();
-    assert_eq!(narrowed.admits(&session, session.record_key(), |_, _| false), Err(Denial::TenantNotAllowed));
+    assert_eq!(
+        narrowed.admits(&session, &p.sign_in.keys_of(&session), |_, _| false),
+        Err(Denial::TenantNotAllowed)
+    );
     let other_app = ProviderConfig { client_id: Some(OTHER_TENANT.into()), ..config() }.build("dev").unwrap();
     assert_eq!(
-        other_app.admits(&session, session.record_key(), |_, _| false),
+        other_app.admits(&session, &p.sign_in.keys_of(&session), |_, _| false),
         Err(Denial::SessionInvalid),
         "another app's session"
     );
     let sealed_before = Session { client_id: String::new(), ..session };
     assert_eq!(
-        other_app.admits(&sealed_before, sealed_before.record_key(), |_, _| false),
+        other_app.admits(&sealed_before, &p.sign_in.keys_of(&sealed_before), |_, _| false),
         Ok(()),
         "one sealed before the client id was kept"
     );
