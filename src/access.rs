@@ -187,7 +187,24 @@ unsafe fn judge_anew<'a>(
     previous_wait: Option<u64>,
 ) -> Result<&'a mut Outcome, ngx_int_t> {
     let state = p.state();
-    let judged = if proves_with(p.lcf.mode, header) == Source::Session {
+    let session = proves_with(p.lcf.mode, header) == Source::Session;
+    // A start waits for the fleet's sign-outs before judging a session (as for keys).
+    if let Some(until) = session.then(|| crate::fleet::first_read_until(&p.worker, state, now_ms())).flatten()
+    {
+        // SAFETY: per the contract.
+        let parked = unsafe {
+            outcome::store(
+                r,
+                Outcome { wait_until: Some(until), ..Outcome::denied(p.index, Denial::NoSession) },
+            )
+        };
+        return Err(match parked {
+            // SAFETY: per the contract.
+            Some(_) => unsafe { park_waiter(r, &p.worker, previous_wait, Waiting::Keys) },
+            None => INTERNAL_ERROR,
+        });
+    }
+    let judged = if session {
         // SAFETY: per the contract.
         let judged = session::judge(&unsafe { Incoming::new(r) }, state, p.log, Revalidation::Offered);
         let cookies: Vec<_> = set_cookies(judged.set_cookies).collect();

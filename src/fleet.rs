@@ -19,7 +19,7 @@ use crate::conf::ext::{Conf, ConfError};
 use crate::conf::MainConf;
 use crate::log::{error, info};
 use crate::threads;
-use crate::worker::{self, cycle_log, ProviderState, Worker};
+use crate::worker::{self, cycle_log, Awaited, ProviderState, Worker};
 use crate::zone::RoundPart;
 
 /// Rounds start at most this often without something to tell.
@@ -45,6 +45,13 @@ pub fn configure(cf: &Conf, main: &mut MainConf) -> Result<(), ConfError> {
     }
     for provider in sessions {
         provider.sign_in.name_in_fleet();
+    }
+    for provider in main.providers.iter().filter(|p| p.graph.is_some() && p.sign_in.keys.is_none()) {
+        cf.warn_about(&format_args!(
+            "entra: provider \"{}\": its Graph answers are not shared through \"entra_shared_store\": it has no \
+             session_key_file to seal them with",
+            provider.name
+        ));
     }
     main.fleet = Some(Arc::new(Store::new(config, timeout)));
     Ok(())
@@ -162,6 +169,16 @@ fn finish(worker: &Worker, job: RoundJob) {
             why
         );
     }
+    let restarted = answer.as_ref().is_ok_and(|a| a.restarted);
+    if restarted {
+        part.note_restart(now_ms);
+        info!(
+            cycle_log(),
+            "entra_shared_store \"{}\" is another or restarted: telling it again what this instance holds",
+            store.config.name()
+        );
+    }
+    let grace = part.in_restart_grace(now_ms);
     for (position, (index, taken)) in job.parts.iter().enumerate() {
         let Some(state) = worker.providers.get(*index) else { continue };
         let Some(fleet) = &state.fleet else { continue };
@@ -171,20 +188,31 @@ fn finish(worker: &Worker, job: RoundJob) {
             state.provider.leeway.saturating_mul(1000),
             state.provider.sign_in.session_lifetime.saturating_mul(1000),
         );
-        fleet.end_round(pid(), taken, provider_answer, times);
-        if answer.as_ref().is_ok_and(|a| a.restarted) {
+        fleet.end_round(pid(), taken, provider_answer, times, grace);
+        if restarted {
             fleet.ask_republish();
         }
     }
-    if let Ok(a) = &answer {
-        if a.restarted {
-            info!(cycle_log(), "entra_shared_store \"{}\" is another or restarted: telling it again what this instance holds", store.config.name());
-        }
-    }
-    // What came meanwhile goes at once.
-    if worker.providers.iter().any(|s| s.fleet.as_ref().is_some_and(|f| f.waiting() > 0)) && answer.is_ok() {
+    // Session requests parked for the first read are judged now.
+    worker.wake(Awaited::Keys);
+    // What came meanwhile goes at once (calls asked again after a restart, at the next tick).
+    let waiting = worker.providers.iter().any(|s| s.fleet.as_ref().is_some_and(|f| f.waiting() > 0));
+    if answer.is_ok() && (restarted || (waiting && !grace)) {
         start_round(worker, true);
     }
+}
+
+/// Until when (monotonic ms) a session request of `state`'s provider waits for the instance's first read
+/// of the store (a start, or another store): at most the store's timeout after it began. `None`
+/// once read, or once that time passed (the instance's own records judge meanwhile, and the
+/// failed round has said why at `error`).
+pub fn first_read_until(worker: &Worker, state: &ProviderState, now_ms: u64) -> Option<u64> {
+    let ((store, _), fleet) = (worker.fleet.as_ref()?, state.fleet.as_ref()?);
+    let until = fleet.first_read_until(store.timeout.as_millis() as u64)?;
+    (now_ms < until && worker.may_wait()).then(|| {
+        start_round(worker, true);
+        until
+    })
 }
 
 /// A session signed in here (the callback): issued, in the fleet record and the store.

@@ -4,12 +4,15 @@
 //! in the zone back on the event loop, and wakes this worker's waiting requests.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use entra_core::fleet::{fetch_answer, keep_answer, open_answer, seal_answer, Names};
 use entra_core::graph::{
     app_token_form, check_member_groups, fetch_app_token, token_url, AppToken, Graph, GraphError, LookupKey,
     Membership, GROUPS_PER_CALL, NOT_FOUND_MEMORY, TOKEN_MARGIN,
 };
+use entra_core::seal::SealKeys;
+use entra_core::store::Store;
 use entra_core::values::is_guid;
 use entra_core::{Denial, Provider, VerifiedToken};
 use ring::rand::SystemRandom;
@@ -124,7 +127,8 @@ pub fn groups(
         Found::Known(known) => settle(known).unwrap_or_else(wait),
         Found::Unavailable => Groups::Denied(unavailable()),
         Found::Claimed(token) => {
-            if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, tid, oid, keys, token) {
+            let shared = worker.fleet.as_ref().map(|(store, _)| store.clone());
+            if state.lookups.get() >= LOOKUPS_IN_FLIGHT || !post(state, (tid, oid), keys, token, shared) {
                 let nothing = Finished::default();
                 zone.finish((&keys.0, &keys.1), nothing, epoch_ms(), pid());
                 return wait();
@@ -140,13 +144,14 @@ fn pid() -> u32 {
     unsafe { ngx::ffi::ngx_pid as u32 }
 }
 
-/// Posts the lookup of `oid` in `tid`; `false` when the pool would not take it.
+/// Posts the lookup of `oid` in `tid` (asking the fleet's store first, when `shared`); `false`
+/// when the pool would not take it.
 fn post(
     state: &ProviderState,
-    tid: &str,
-    oid: &str,
+    (tid, oid): (&str, &str),
     keys: (LookupKey, LookupKey),
     token: Option<String>,
+    shared: Option<Arc<Store>>,
 ) -> bool {
     let job = LookupJob {
         index: state.index,
@@ -156,6 +161,7 @@ fn post(
         keys,
         token,
         posted: epoch_ms(),
+        shared,
         result: None,
     };
     if !threads::post(threads::GRAPH_POOL, Box::new(job)) {
@@ -176,6 +182,9 @@ struct LookupJob {
     token: Option<String>,
     /// When it was posted (ms since the epoch): the assertion's `iat`, the token's start.
     posted: u64,
+    /// The fleet's store, where another instance's answer may wait (providers with a
+    /// `session_key_file`, whose keys seal the answers).
+    shared: Option<Arc<Store>>,
     result: Option<Ran>,
 }
 
@@ -185,9 +194,51 @@ struct Ran {
     fetched: Option<Result<AppToken, GraphError>>,
     membership: Option<Result<Membership, GraphError>>,
     took: Duration,
+    /// The answer came from the fleet's store, sealed by another instance: until when (ms).
+    shared_until: Option<u64>,
+    /// What went wrong with the store (never fatal: Graph is asked then).
+    store_fault: Option<String>,
 }
 
 impl LookupJob {
+    /// The store's names for this provider's things, and the keys that seal its answers.
+    fn shared(&self) -> Option<(&Store, Names<'_>, &SealKeys)> {
+        let store = self.shared.as_deref()?;
+        let keys = self.provider.sign_in.keys.as_ref()?;
+        Some((store, Names { prefix: &store.config.prefix, provider: &self.provider.name }, keys))
+    }
+
+    /// Another instance's answer from the fleet's store, if it holds one that opens.
+    fn answer_from_store(&self, now_ms: u64, fault: &mut Option<String>) -> Option<(Membership, u64)> {
+        let (store, names, keys) = self.shared()?;
+        let sealed = match fetch_answer(store, &names.answer(&self.keys.0)) {
+            Ok(sealed) => sealed?,
+            Err(e) => {
+                *fault = Some(format!("the store did not answer: {e}"));
+                return None;
+            }
+        };
+        match open_answer(keys, &self.provider.name, &self.keys.0, &sealed, now_ms) {
+            Ok(answer) => answer,
+            Err(e) => {
+                *fault = Some(format!("an answer in the store does not open ({e}): ignored"));
+                None
+            }
+        }
+    }
+
+    /// Keeps Graph's answer in the fleet's store for the other instances, sealed, until it expires.
+    fn keep_in_store(&self, members: &Membership, now_ms: u64, fault: &mut Option<String>) {
+        let (Some((store, names, keys)), Some(graph)) = (self.shared(), self.provider.graph.as_ref()) else {
+            return;
+        };
+        let ttl_ms = graph.settings.cache * 1000;
+        let sealed = seal_answer(keys, &self.provider.name, &self.keys.0, members, now_ms + ttl_ms);
+        if let Err(e) = keep_answer(store, &names.answer(&self.keys.0), &sealed, ttl_ms) {
+            *fault = Some(format!("the answer could not be kept in the store: {e}"));
+        }
+    }
+
     fn app_token(&self, graph: &Graph) -> Result<AppToken, GraphError> {
         let url = token_url(&graph.authority, &self.tid);
         let mut assertion = String::new();
@@ -210,6 +261,16 @@ impl threads::Job for LookupJob {
     fn run(&mut self) {
         let Some(graph) = self.provider.graph.as_ref() else { return };
         let started = Instant::now();
+        // The pool thread's own clock: nginx's cached time belongs to the event loop.
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut store_fault = None;
+        if let Some((members, until)) = self.answer_from_store(now_ms, &mut store_fault) {
+            let membership = Some(Ok(members));
+            let took = started.elapsed();
+            self.result =
+                Some(Ran { fetched: None, membership, took, shared_until: Some(until), store_fault });
+            return;
+        }
         let fetched = self.token.is_none().then(|| self.app_token(graph));
         let token = match (&self.token, &fetched) {
             (Some(token), _) => Some(token.as_str()),
@@ -218,7 +279,11 @@ impl threads::Job for LookupJob {
         };
         let membership =
             token.map(|token| check_member_groups(&graph.settings, token, &self.oid, graph.asked()));
-        self.result = Some(Ran { fetched, membership, took: started.elapsed() });
+        if let Some(Ok(members)) = &membership {
+            self.keep_in_store(members, now_ms, &mut store_fault);
+        }
+        let took = started.elapsed();
+        self.result = Some(Ran { fetched, membership, took, shared_until: None, store_fault });
     }
 
     fn done(self: Box<Self>) {
@@ -235,6 +300,8 @@ impl threads::Job for LookupJob {
             fetched: None,
             membership: Some(Err(GraphError::Unavailable("the lookup did not run".into()))),
             took: Duration::ZERO,
+            shared_until: None,
+            store_fault: None,
         });
         let counters = state.counters();
         if let Some(counters) = counters {
@@ -260,8 +327,21 @@ impl threads::Job for LookupJob {
             }
             None => {}
         }
+        if let Some(fault) = &ran.store_fault {
+            if zone.should_log(&self.keys.1, now / 1000) {
+                error!(cycle_log(), "provider \"{}\": shared Graph answers: {}", self.provider.name, fault);
+            }
+        }
+        if let Some(fleet) = state.fleet.as_ref().and_then(|f| f.counters()) {
+            let counter = if ran.shared_until.is_some() { &fleet.graph_shared } else { &fleet.graph_asked };
+            if self.shared.is_some() {
+                counter.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
         match ran.membership {
-            Some(Ok(members)) => finished.answer = Some((Answer::Members(members), now + cache_ms)),
+            Some(Ok(members)) => {
+                finished.answer = Some((Answer::Members(members), ran.shared_until.unwrap_or(now + cache_ms)))
+            }
             Some(Err(e)) => failure = Some(e),
             None => {}
         }

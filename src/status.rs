@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::clock::{epoch_ms, mono_s, now};
 use crate::log::{guard, request_log, test_panic};
 use crate::worker::{self, Worker};
-use crate::zone::{CounterValues, StoreState, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS};
+use crate::zone::{CounterValues, StoreState, StoreStatus, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS};
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
@@ -113,7 +113,7 @@ struct ProviderStatus {
 }
 
 /// What a provider's fleet reports: name, Prometheus help, kind.
-const FLEET_FIELDS: [(&str, &str, &str); 9] = [
+const FLEET_FIELDS: [(&str, &str, &str); 11] = [
     ("published", "Sign-outs and watermarks this instance published to the store.", "counter"),
     ("received", "Sign-outs and watermarks read from the store.", "counter"),
     ("confirmed", "Front-channel calls for sids another instance issued.", "counter"),
@@ -125,6 +125,8 @@ const FLEET_FIELDS: [(&str, &str, &str); 9] = [
     ),
     ("watermarks", "Times the fleet watermark rose.", "counter"),
     ("malformed", "Store entries that were not the module's.", "counter"),
+    ("graph_shared", "Graph lookups answered from the store (another instance asked Graph).", "counter"),
+    ("graph_asked", "Graph lookups that asked Graph and kept the answer in the store.", "counter"),
     ("waiting", "Entries waiting in the outbox for the store.", "gauge"),
     ("signed_out", "Sessions the fleet record refuses by name.", "gauge"),
 ];
@@ -142,6 +144,8 @@ fn fleet_readings(state: &crate::worker::ProviderState) -> Option<Vec<u64>> {
         read(&c.dropped),
         read(&c.watermarks),
         read(&c.malformed),
+        read(&c.graph_shared),
+        read(&c.graph_asked),
         fleet.waiting() as u64,
         record.revoked,
     ])
@@ -281,33 +285,28 @@ fn as_json(providers: &[ProviderStatus], store: Option<&StoreView>) -> String {
         .collect();
     let mut out = json!({ "providers": providers });
     if let Some(store) = store {
+        let s = &store.status;
         out["store"] = json!({
             "name": store.name,
-            "state": store.state.word(),
-            "since": (store.since_ms > 0).then_some(store.since_ms / 1000),
-            "last_error": (!store.last_error.is_empty()).then_some(&store.last_error),
+            "state": s.state.word(),
+            "since": (s.since_ms > 0).then_some(s.since_ms / 1000),
+            "last_error": (!s.last_error.is_empty()).then_some(&s.last_error),
+            "rounds": s.rounds,
+            "failed_rounds": s.failures,
         });
     }
     out.to_string() + "\n"
 }
 
-/// What `entra_status` shows of the store.
+/// What `entra_status` shows of the store: its name and status.
 struct StoreView {
     name: String,
-    state: StoreState,
-    since_ms: u64,
-    last_error: String,
+    status: StoreStatus,
 }
 
 fn store_view(worker: &Worker) -> Option<StoreView> {
     let (store, part) = worker.fleet.as_ref()?;
-    let status = part.status();
-    Some(StoreView {
-        name: store.config.name(),
-        state: status.state,
-        since_ms: status.since_ms,
-        last_error: status.last_error,
-    })
+    Some(StoreView { name: store.config.name(), status: part.status() })
 }
 
 fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> String {
@@ -389,7 +388,7 @@ fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> Str
             "gauge",
             "Whether the last round trip with entra_shared_store succeeded.",
         );
-        let up = u8::from(store.state == StoreState::Up);
+        let up = u8::from(store.status.state == StoreState::Up);
         let _ = writeln!(out, "entra_store_up{{store=\"{}\"}} {up}", store.name);
     }
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");

@@ -16,6 +16,7 @@ use EntraTest;
 use EntraBrowser;
 
 my $base = ($ENV{TEST_NGINX_PORT} || 1984) + 230;
+my $ADMINS = '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1';
 my $redis_port = $base + 9;
 my $root = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-fleet';
 
@@ -57,9 +58,11 @@ for my $name (qw(b c d)) {
 }
 for my $name (sort keys %port) {
     my $provider = "    entra_shared_store redis://127.0.0.1:$redis_port prefix=t110;\n"
-        . live_provider('client_secret_file secret;', 'session_key_file session.keys;');
+        . live_provider('client_secret_file secret;', 'session_key_file session.keys;', 'groups_from_graph on;',
+            'graph_url $TEST_NGINX_IDP_URL/graph;');
     write_nginx_conf($prefix{$name}, $port{$name}, $provider, server => <<"LOCATIONS");
         location /app { entra_auth live session; proxy_pass http://127.0.0.1:$port{$name}/who; }
+        location /admins { entra_auth live; entra_require_group $ADMINS; proxy_pass http://127.0.0.1:$port{$name}/who; }
         location = /logout { entra_auth live session; entra_logout; }
         location /who { return 200 "who=\$entra_oid\\n"; }
         location = /status { entra_status; }
@@ -145,12 +148,13 @@ is(status_at('b', \%copy), 401, 'and at B');
 kill 'QUIT', $pid{c};
 waitpid $pid{c}, 0;
 $pid{c} = start_nginx($prefix{c}, 'conf/nginx.conf', $port{c});
-ok(wait_for('c', 'signed_out', 2, 5), 'C, restarted, reads the sign-outs back');
-is(status_at('c', $alice), 401, 'and refuses the first session');
+# Its first session request waits for its first read of the store: no window of acceptance.
+is(status_at('c', $alice), 401, 'C, restarted, refuses the first session from its first request on');
 is(status_at('c', \%copy), 401, 'and the second');
+is(fleet_of('c')->{signed_out}, 2, 'both read back from the store');
 $pid{d} = start_nginx($prefix{d}, 'conf/nginx.conf', $port{d});
-ok(wait_for('d', 'signed_out', 2, 5), 'a new instance D reads them');
-is(status_at('d', $alice), 401, 'and refuses them');
+is(status_at('d', \%copy), 401, 'a new instance D refuses them from its first request on');
+is(status_at('d', $alice), 401, 'both');
 
 # --- Redis stopped during the sign-out: the others refuse it once it is back.
 idp_admin('approve?user=dana');
@@ -161,11 +165,60 @@ stop_redis();
 is(request('GET', at('b', "/.entra/logout?sid=$carol_sid"))->{status}, 200, 'its front-channel call at B while Redis is down');
 ok(wait_for('b', 'waiting', 1, 5), 'B keeps it in its outbox');
 is(status_at('c', $carol), 200, 'nobody can say yet: C still accepts it');
-%received = map { $_ => fleet_of($_)->{received} } qw(a c);
+# Redis restarted (with its data) has another run_id: the instances read it again from the
+# start, so count the sessions refused by name, not the entries read.
+my %signed_out = map { $_ => fleet_of($_)->{signed_out} } qw(a c);
 start_redis();
-ok(wait_for('c', 'received', $received{c} + 1, 5), 'once Redis is back, C reads it');
+ok(wait_for('c', 'signed_out', $signed_out{c} + 1, 5), 'once Redis is back, C reads it');
+ok(wait_for('a', 'signed_out', $signed_out{a} + 1, 2), 'and A');
 is(status_at($_, $carol), 401, "and the session is refused at $_") for qw(a c);
 like(log_of('b'), qr/\[error\] .*entra_shared_store "redis:\/\/127\.0\.0\.1:$redis_port\/0" did not answer/,
     'B logged that the store did not answer');
+
+# --- Graph's answers shared: one instance asks Graph, the others read its sealed answer.
+# A few words of Redis's protocol, to look at the store as an operator (or an attacker) would.
+sub redis {
+    my @words = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $redis_port) or die $!;
+    print $sock '*' . @words . "\r\n" . join('', map { '$' . length($_) . "\r\n$_\r\n" } @words);
+    my $read = sub { my $line = <$sock>; $line =~ s/\r\n$//; $line };
+    my $reply = $read->();
+    if ($reply =~ /^\$(-?\d+)/) { return undef if $1 < 0; read $sock, my $bulk, $1 + 2; return substr $bulk, 0, $1 }
+    if ($reply =~ /^\*(\d+)/) { return [map { my $len = $read->(); read $sock, my $b, substr($len, 1) + 2; substr $b, 0, -2 } 1 .. $1] }
+    return $reply =~ s/^[+:]//r;
+}
+sub graph_calls { decode_json(idp_admin('stats'))->{graph}{calls} }
+sub overage { my ($user) = @_; live_idp('mint', '--user', $user, '--overage', '--claim-source', "$ENV{TEST_NGINX_IDP_URL}/_claim_source") }
+sub admins_at { my ($name, $token) = @_; request('GET', at($name, '/admins'), {}, Authorization => "Bearer $token")->{status} }
+# The answers the store holds that were not there before (dana's sign-in asked Graph too).
+my %known;
+sub new_answers { my @new = grep { !$known{$_}++ } @{ redis('KEYS', 't110:live:graph:*') }; @new }
+new_answers();
+idp_admin("graph?user=erin&groups=$ADMINS");
+my $erin = overage('erin');
+my $calls = graph_calls();
+is(admins_at('a', $erin), 200, 'a member with group overage gets in at A, by Graph');
+my $asked = graph_calls() - $calls;
+ok($asked > 0, 'A asked Graph');
+my @answers = new_answers();
+is(scalar @answers, 1, 'and kept the answer in the store');
+unlike(redis('GET', $answers[0]), qr/\Q$ADMINS\E|erin/, 'sealed: neither the group nor the user shows');
+is(admins_at('b', $erin), 200, 'B lets her in too');
+is(graph_calls() - $calls, $asked, 'without asking Graph: one lookup for two instances');
+is(fleet_of('b')->{graph_shared}, 1, 'B counts the answer it read from the store');
+# Frank is in no group asked: his answer says so. Erin's answer, copied over his, grants him nothing.
+idp_admin('graph?user=frank&groups=1d2c3b4a-0000-4000-8000-000000000001');
+my $frank = overage('frank');
+is(admins_at('a', $frank), 403, 'a user in no required group is refused at A');
+my @franks = new_answers();
+is(scalar @franks, 1, 'his answer is in the store too');
+my $franks = $franks[0];
+is(redis('SET', $franks, redis('GET', $answers[0])), 'OK', 'an attacker copies the member\'s answer over his');
+$calls = graph_calls();
+is(admins_at('c', $frank), 403, 'C still refuses him');
+ok(graph_calls() > $calls, 'C asked Graph itself');
+like(log_of('c'), qr/\[error\] .*provider "live": shared Graph answers: an answer in the store does not open/, 'and logged it');
+is(redis('SET', $franks, '{"groups":["' . $ADMINS . '"]}'), 'OK', 'an answer written by hand');
+is(admins_at('d', $frank), 403, 'grants nothing either');
 
 done_testing();

@@ -264,4 +264,8 @@ pub struct FleetCounters {
     pub watermarks: AtomicU64,
     /// Stream entries that were not the module's.
     pub malformed: AtomicU64,
+    /// Graph lookups answered from the store (another instance asked Graph), and those that
+    /// asked Graph (and kept the answer in the store).
+    pub graph_shared: AtomicU64,
+    pub graph_asked: AtomicU64,
 }

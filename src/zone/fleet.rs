@@ -56,13 +56,18 @@ pub(super) fn assign_fleet(
     part: &FleetShared,
     store: u64,
     providers: &[String],
+    now_ms: u64,
 ) -> Result<(), String> {
-    if part.store.swap(store, SeqCst) != store {
+    let before = part.store.swap(store, SeqCst);
+    if before != store {
+        // Another store knows nothing of this instance: it is told everything again.
         for slot in &part.slots {
             for word in [&slot.after_ms, &slot.after_seq] {
                 word.store(0, SeqCst);
             }
             slot.read.store(0, SeqCst);
+            slot.began_ms.store(now_ms, SeqCst);
+            slot.republish.store(u32::from(before != 0), SeqCst);
         }
         part.state.store(StoreState::Starting as u32, SeqCst);
         // SAFETY: the lock is held.
@@ -100,6 +105,7 @@ pub(super) fn assign_fleet(
             word.store(0, SeqCst);
         }
         slot.read.store(0, SeqCst);
+        slot.began_ms.store(now_ms, SeqCst);
         slot.republish.store(0, SeqCst);
         slot.name.store(name, SeqCst);
     }
@@ -155,6 +161,8 @@ pub struct StoreStatus {
     pub state: StoreState,
     pub since_ms: u64,
     pub last_error: String,
+    pub rounds: u64,
+    pub failures: u64,
 }
 
 impl FleetRef {
@@ -215,6 +223,10 @@ impl FleetRef {
         // SAFETY: the lock is held.
         let g = unsafe { &mut *p.guarded.get() };
         let state = if answer.is_ok() { StoreState::Up } else { StoreState::Down };
+        p.rounds.fetch_add(1, SeqCst);
+        if answer.is_err() {
+            p.failures.fetch_add(1, SeqCst);
+        }
         if p.state.swap(state as u32, SeqCst) != state as u32 {
             p.state_since_ms.store(now_ms, SeqCst);
         }
@@ -239,6 +251,18 @@ impl FleetRef {
         }
     }
 
+    /// The store restarted empty (or is another): noticed at `now_ms`.
+    pub fn note_restart(&self, now_ms: u64) {
+        self.part().restarted_ms.store(now_ms, SeqCst);
+    }
+
+    /// Whether the store restarted so recently that the other instances may not have told it
+    /// their sign-ins yet ([`entra_core::fleet::RESTART_GRACE_MS`]).
+    pub fn in_restart_grace(&self, now_ms: u64) -> bool {
+        let at = self.part().restarted_ms.load(SeqCst);
+        at != 0 && now_ms < at.saturating_add(entra_core::fleet::RESTART_GRACE_MS)
+    }
+
     pub fn status(&self) -> StoreStatus {
         let _locked = self.pool.lock();
         let p = self.part();
@@ -253,6 +277,8 @@ impl FleetRef {
             state,
             since_ms: p.state_since_ms.load(SeqCst),
             last_error: String::from_utf8_lossy(&g.last_error[..g.last_error_len]).into_owned(),
+            rounds: p.rounds.load(SeqCst),
+            failures: p.failures.load(SeqCst),
         }
     }
 
@@ -350,17 +376,23 @@ impl FleetProviderRef {
 
     /// The round is over: its items sent or not; when `answer` came, what it read goes into the
     /// fleet record (entries of sessions signed in up to their time plus `leeway_ms`), kept until
-    /// `lifetime_ms` after it.
+    /// `lifetime_ms` after it. With `ask_again`, the calls the store said no to wait in the
+    /// outbox for the next round instead of being ignored (the store just restarted empty).
     pub fn end_round(
         &self,
         pid: u32,
         part: &RoundPart,
         answer: Option<&entra_core::fleet::ProviderAnswer>,
         (now_ms, leeway_ms, lifetime_ms): (u64, u64, u64),
+        ask_again: bool,
     ) {
         self.outbox(|slot, outbox| {
             outbox.settle(pid, &part.taken, answer.is_some());
             let Some(answer) = answer else { return };
+            let unknown = match ask_again {
+                true => answer.unknown.iter().filter(|item| !outbox.push(**item)).count(),
+                false => answer.unknown.len(),
+            };
             if part.watermark_ms != 0 {
                 let _ = slot.watermark_ms.compare_exchange(part.watermark_ms, 0, SeqCst, SeqCst);
             }
@@ -373,7 +405,7 @@ impl FleetProviderRef {
             let c = &slot.counters;
             c.published.fetch_add(answer.published, SeqCst);
             c.received.fetch_add(answer.received.len() as u64, SeqCst);
-            c.unknown.fetch_add(answer.unknown, SeqCst);
+            c.unknown.fetch_add(unknown as u64, SeqCst);
             c.confirmed.fetch_add(answer.confirmed.len() as u64, SeqCst);
             c.malformed.fetch_add(answer.malformed, SeqCst);
         });
@@ -397,6 +429,13 @@ impl FleetProviderRef {
         if let Some(slot) = self.slot() {
             slot.republish.store(1, SeqCst);
         }
+    }
+
+    /// Until when (monotonic ms) session requests wait for the first read of the store: `wait_ms` after
+    /// the slot began, while that read has not completed; `None` once it has.
+    pub fn first_read_until(&self, wait_ms: u64) -> Option<u64> {
+        let slot = self.slot()?;
+        (slot.read.load(SeqCst) == 0).then(|| slot.began_ms.load(SeqCst).saturating_add(wait_ms))
     }
 
     /// Entries waiting in the outbox.

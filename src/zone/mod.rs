@@ -31,7 +31,7 @@ pub use counters::{
     CounterValues, Counters, GraphEvent, SignInEvent, StepUpEvent, GRAPH_EVENTS, STEP_UP_EVENTS,
     STEP_UP_REASONS,
 };
-pub use fleet::{outbox_bytes, FleetProviderRef, FleetRef, RoundPart, StoreState};
+pub use fleet::{outbox_bytes, FleetProviderRef, FleetRef, RoundPart, StoreState, StoreStatus};
 pub use graph::{answers_bytes, Finished, Found, GraphRef};
 pub use record::{admit_callback, record_bytes, RecordKind, RecordRef, WantedRecord};
 pub use root::{fixed_bytes, StoreError};

@@ -142,6 +142,11 @@ pub(super) struct FleetShared {
     /// [`StoreState`] as a number, and since when (ms).
     pub(super) state: AtomicU32,
     pub(super) state_since_ms: AtomicU64,
+    /// Round trips with the store, and those that failed.
+    pub(super) rounds: AtomicU64,
+    pub(super) failures: AtomicU64,
+    /// When (ms) this instance noticed that the store restarted (or is another).
+    pub(super) restarted_ms: AtomicU64,
     /// When (s) a failure was last logged: one `error` line a minute.
     pub(super) logged_s: AtomicU64,
     pub(super) guarded: UnsafeCell<FleetGuarded>,
@@ -164,6 +169,9 @@ pub(super) struct FleetSlot {
     pub(super) outbox_len: AtomicUsize,
     pub(super) after_ms: AtomicU64,
     pub(super) after_seq: AtomicU64,
+    /// When this slot (or its store) began (monotonic ms): session requests wait for the first
+    /// read until `fetch_timeout` after it.
+    pub(super) began_ms: AtomicU64,
     /// The stream was read through once since this slot (or its store) began.
     pub(super) read: AtomicU32,
     /// A watermark still to publish (ms; 0: none).

@@ -132,7 +132,8 @@ pub fn assign_slots(
     if let Some(part) = fleet_part {
         let (store, providers) = fleet.unwrap_or((0, &[]));
         // SAFETY: the part lives as long as the zone; the lock is held.
-        assign_fleet(&locked, unsafe { &*part }, store, providers)?;
+        // The monotonic clock, the same in every process: workers compare it with their own.
+        assign_fleet(&locked, unsafe { &*part }, store, providers, crate::clock::now_ms())?;
     }
     // SAFETY: the root holds MAX_PROVIDERS slots; the lock is held.
     let slot = |index: usize| unsafe { ptr::addr_of_mut!((*root).slots[index]) };

@@ -21,13 +21,18 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
+use crate::graph::{LookupKey, Membership};
 use crate::revocation::Key;
+use crate::seal::{OpenError, Purpose, SealKeys};
 use crate::store::{Store, StoreError};
 
 /// Entries an outbox holds per provider.
 pub const OUTBOX_CAPACITY: usize = 2048;
 /// Sign-outs one instance publishes per provider and second at most; beyond, a watermark.
 pub const PUBLISH_PER_SECOND: u64 = 500;
+/// How long after noticing that the store restarted empty an instance asks again about a
+/// `sid` it said it never saw: the others tell it their sign-ins within about a second.
+pub const RESTART_GRACE_MS: u64 = 5000;
 /// Stream entries asked for per read.
 const READ_BATCH: usize = 1000;
 
@@ -203,8 +208,9 @@ pub struct ProviderRound {
 pub struct ProviderAnswer {
     /// Front-channel calls whose `sid` the fleet issued: signed out, and now published.
     pub confirmed: Vec<Item>,
-    /// Front-channel calls whose `sid` no instance issued (ignored).
-    pub unknown: u64,
+    /// Front-channel calls whose `sid` no instance issued (ignored, unless the store just
+    /// restarted empty: then the instances may not have told it their sign-ins yet).
+    pub unknown: Vec<Item>,
     /// Sign-outs and watermarks published.
     pub published: u64,
     pub received: Vec<Received>,
@@ -251,6 +257,59 @@ impl Names<'_> {
     pub fn stream(&self) -> String {
         format!("{}:{}:signouts", self.prefix, self.provider)
     }
+
+    /// Where Graph's answer of `key` (tenant, user and groups asked) is kept.
+    pub fn answer(&self, key: &LookupKey) -> String {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{}:graph:{hex}", self.prefix, self.provider)
+    }
+}
+
+/// What a Graph answer is bound to in its seal: the provider and the answer's key.
+fn answer_aad(provider: &str, key: &LookupKey) -> Vec<u8> {
+    [provider.as_bytes(), b"\0", key.as_slice()].concat()
+}
+
+/// A Graph answer as the store keeps it: sealed (AES-256-GCM, a key of its own purpose from
+/// `session_key_file`), bound to the provider and the answer's key (the app, tenant, user and
+/// groups asked), its expiry inside the seal. The store cannot grant access: what does not open
+/// under these is no answer.
+pub fn seal_answer(
+    keys: &SealKeys,
+    provider: &str,
+    key: &LookupKey,
+    members: &Membership,
+    expires_ms: u64,
+) -> String {
+    let mut plain = expires_ms.to_be_bytes().to_vec();
+    plain.extend_from_slice(&members.0);
+    keys.seal(Purpose::GraphAnswer, &answer_aad(provider, key), &plain)
+}
+
+/// A sealed answer read from the store: the membership and until when (ms) it holds; `None`
+/// once expired.
+pub fn open_answer(
+    keys: &SealKeys,
+    provider: &str,
+    key: &LookupKey,
+    sealed: &[u8],
+    now_ms: u64,
+) -> Result<Option<(Membership, u64)>, OpenError> {
+    let plain = keys.open(Purpose::GraphAnswer, &answer_aad(provider, key), sealed)?;
+    let (expires, bits) = plain.split_at_checked(8).ok_or(OpenError::Malformed)?;
+    let expires_ms = u64::from_be_bytes(expires.try_into().expect("8 bytes"));
+    let bits = bits.try_into().map_err(|_| OpenError::Malformed)?;
+    Ok((expires_ms > now_ms).then_some((Membership(bits), expires_ms)))
+}
+
+/// The sealed answer kept at `name`, if any (blocking).
+pub fn fetch_answer(store: &Store, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    store.with(|c| Ok(redis::cmd("GET").arg(name).query(c)?))
+}
+
+/// Keeps a sealed answer at `name` for `ttl_ms` (blocking).
+pub fn keep_answer(store: &Store, name: &str, sealed: &str, ttl_ms: u64) -> Result<(), StoreError> {
+    store.with(|c| Ok(redis::cmd("SET").arg(name).arg(sealed).arg("PX").arg(ttl_ms.max(1)).query(c)?))
 }
 
 fn publish(pipe: &mut redis::Pipeline, stream: &str, oldest_ms: u64, fields: &[(&str, String)]) {
@@ -336,7 +395,7 @@ pub fn run_round(
                     out.confirmed.push(item);
                     out.published += 1;
                 } else {
-                    out.unknown += 1;
+                    out.unknown.push(item);
                 }
             }
             if !out.confirmed.is_empty() {
@@ -497,5 +556,25 @@ mod tests {
         }
         assert_eq!(StreamId::parse("1700000000000-3"), Some(StreamId { ms: 1_700_000_000_000, seq: 3 }));
         assert_eq!(StreamId::parse("5"), None);
+    }
+
+    #[test]
+    fn a_graph_answer_opens_only_where_it_was_sealed_and_until_it_expires() {
+        let keys = SealKeys::parse("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        let mut members = Membership::default();
+        members.0[0] = 0b101;
+        let sealed = seal_answer(&keys, "live", &key, &members, 10_000);
+        let opened = open_answer(&keys, "live", &key, sealed.as_bytes(), 9_000).unwrap().unwrap();
+        assert_eq!((opened.0 .0, opened.1), (members.0, 10_000));
+        assert_eq!(open_answer(&keys, "live", &key, sealed.as_bytes(), 10_000), Ok(None), "expired");
+        assert!(open_answer(&keys, "live", &other, sealed.as_bytes(), 0).is_err(), "another user's key");
+        assert!(open_answer(&keys, "other", &key, sealed.as_bytes(), 0).is_err(), "another provider");
+        let forged = keys.seal(Purpose::Session, &answer_aad("live", &key), &[0xff; 40]);
+        assert!(
+            open_answer(&keys, "live", &key, forged.as_bytes(), 0).is_err(),
+            "sealed for another purpose"
+        );
+        assert!(open_answer(&keys, "live", &key, b"{\"groups\":[\"all\"]}", 0).is_err(), "written by hand");
     }
 }

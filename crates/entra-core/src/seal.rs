@@ -26,6 +26,8 @@ const TAG_LEN: usize = 16;
 pub enum Purpose {
     Session,
     Transaction,
+    /// A Graph answer kept in the fleet's store (`entra_shared_store`).
+    GraphAnswer,
 }
 
 impl Purpose {
@@ -33,6 +35,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"ngx-entra session v1",
             Purpose::Transaction => b"ngx-entra transaction v1",
+            Purpose::GraphAnswer => b"ngx-entra graph answer v1",
         }
     }
 }
@@ -68,6 +71,7 @@ struct SealKey {
     legacy_id: [u8; KEY_ID_LEN],
     session: LessSafeKey,
     transaction: LessSafeKey,
+    graph_answer: LessSafeKey,
     /// Names a session in the fleet's store (`entra_shared_store`): HMAC-SHA-256, its own purpose.
     fleet: ring::hmac::Key,
 }
@@ -103,6 +107,7 @@ impl SealKey {
             legacy_id,
             session: derive(Purpose::Session),
             transaction: derive(Purpose::Transaction),
+            graph_answer: derive(Purpose::GraphAnswer),
             fleet: ring::hmac::Key::from(fleet),
         }
     }
@@ -111,6 +116,7 @@ impl SealKey {
         match purpose {
             Purpose::Session => &self.session,
             Purpose::Transaction => &self.transaction,
+            Purpose::GraphAnswer => &self.graph_answer,
         }
     }
 }

@@ -212,8 +212,15 @@ pub enum StoreError {
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> StoreError {
         use redis::ErrorKind;
-        // redis-rs's messages name the command and the server's words, never a password.
-        let text = e.to_string();
+        // redis-rs's messages name the command and the server's words, never a password; they
+        // may hold line breaks and the server's bytes, kept out of the log's lines.
+        let text: String = e
+            .to_string()
+            .split(|c: char| c.is_control())
+            .filter(|part| !part.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
         if e.is_timeout() {
             return StoreError::Timeout;
         }
