@@ -135,6 +135,7 @@ fn start_round(worker: &Worker, urgent: bool) {
         parts.push((state.index, taken));
     }
     let run_id = part.run_id();
+    let taken_back = parts.clone();
     let job = RoundJob {
         store: store.clone(),
         known: Some(run_id).filter(|id| !id.is_empty()),
@@ -145,9 +146,15 @@ fn start_round(worker: &Worker, urgent: bool) {
     };
     if threads::post(threads::DEFAULT_POOL, Box::new(job)) {
         worker.round_in_flight.set(true);
-    } else {
-        part.end_round(pid(), now_ms, Err("the thread pool is full or missing"));
+        return;
     }
+    // Not posted: what was taken waits in the outbox again.
+    for (index, taken) in &taken_back {
+        if let Some(fleet) = worker.providers.get(*index).and_then(|s| s.fleet.as_ref()) {
+            fleet.end_round(pid(), taken, None, (now_ms, 0, 0), false);
+        }
+    }
+    part.end_round(pid(), now_ms, Err("the thread pool is full or missing"));
 }
 
 fn finish(worker: &Worker, job: RoundJob) {
@@ -195,9 +202,11 @@ fn finish(worker: &Worker, job: RoundJob) {
     }
     // Session requests parked for the first read are judged now.
     worker.wake(Awaited::Keys);
-    // What came meanwhile goes at once (calls asked again after a restart, at the next tick).
+    // What came meanwhile goes at once (calls asked again after a restart, at the next tick),
+    // and a stream not read to its end is read on.
     let waiting = worker.providers.iter().any(|s| s.fleet.as_ref().is_some_and(|f| f.waiting() > 0));
-    if answer.is_ok() && (restarted || (waiting && !grace)) {
+    let unread = answer.as_ref().is_ok_and(|a| a.providers.iter().any(|p| !p.read_through));
+    if answer.is_ok() && (restarted || unread || (waiting && !grace)) {
         start_round(worker, true);
     }
 }

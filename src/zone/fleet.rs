@@ -148,6 +148,7 @@ unsafe impl Send for FleetProviderRef {}
 unsafe impl Sync for FleetProviderRef {}
 
 /// What a round takes of one provider's slot.
+#[derive(Clone)]
 pub struct RoundPart {
     pub taken: Vec<Taken>,
     pub items: Vec<Item>,
@@ -187,7 +188,7 @@ impl FleetRef {
     }
 
     /// Takes the round for worker `pid`: when none runs (or its worker died, `stale_ms`), and
-    /// the last ended `every_ms` ago or the round is `urgent`.
+    /// the last started `every_ms` ago or the round is `urgent`.
     pub fn claim_round(&self, pid: u32, now_ms: u64, every_ms: u64, stale_ms: u64, urgent: bool) -> bool {
         let _locked = self.pool.lock();
         let p = self.part();
@@ -198,6 +199,8 @@ impl FleetRef {
             return false;
         }
         p.round_started_ms.store(now_ms, SeqCst);
+        // Rounds are due by when the last one started: a tick a second apart finds it due.
+        p.last_round_ms.store(now_ms, SeqCst);
         p.round_owner.store(pid, SeqCst);
         true
     }
@@ -216,7 +219,6 @@ impl FleetRef {
         let _locked = self.pool.lock();
         let p = self.part();
         let _ = p.round_owner.compare_exchange(pid, 0, SeqCst, SeqCst);
-        p.last_round_ms.store(now_ms, SeqCst);
         if !self.current() {
             return false;
         }
@@ -401,7 +403,9 @@ impl FleetProviderRef {
             }
             slot.after_ms.store(answer.last.ms, SeqCst);
             slot.after_seq.store(answer.last.seq, SeqCst);
-            slot.read.store(1, SeqCst);
+            if answer.read_through {
+                slot.read.store(1, SeqCst);
+            }
             let c = &slot.counters;
             c.published.fetch_add(answer.published, SeqCst);
             c.received.fetch_add(answer.received.len() as u64, SeqCst);

@@ -138,6 +138,7 @@ pub(super) struct FleetShared {
     pub(super) store: AtomicU64,
     pub(super) round_owner: AtomicU32,
     pub(super) round_started_ms: AtomicU64,
+    /// When the last round started (ms).
     pub(super) last_round_ms: AtomicU64,
     /// [`StoreState`] as a number, and since when (ms).
     pub(super) state: AtomicU32,

@@ -217,6 +217,8 @@ pub struct ProviderAnswer {
     /// Entries that were not ours to read (counted, skipped).
     pub malformed: u64,
     pub last: StreamId,
+    /// The stream was read to its end (not cut short by the time allowed).
+    pub read_through: bool,
 }
 
 /// A round trip: what every provider told and read, and the server's `run_id`.
@@ -436,7 +438,11 @@ fn read_stream(
                 None => out.malformed += 1,
             }
         }
-        if count < READ_BATCH || Instant::now() >= deadline {
+        if count < READ_BATCH {
+            out.read_through = true;
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
             return Ok(());
         }
     }
