@@ -124,6 +124,8 @@ fn start_round(worker: &Worker, urgent: bool) {
                 0 => Item { kind: ItemKind::SignIn, key: k.key, at_ms: k.expires_ms },
                 at_ms => Item { kind: ItemKind::SignOut, key: k.key, at_ms },
             }));
+            let watermark = fleet.record.status().map_or(0, |r| r.watermark_ms);
+            taken.watermark_ms = taken.watermark_ms.max(watermark);
         }
         rounds.push(ProviderRound {
             name: state.provider.name.clone(),

@@ -118,6 +118,9 @@ my $t0 = time;
 ok(wait_for('a', 'received', $received{a} + 1, 2), 'A reads the sign-out within 2 s');
 ok(wait_for('c', 'received', $received{c} + 1, 2 - (time - $t0) + 0.2), 'C too');
 is(fleet_of('b')->{confirmed}, 1, 'B counts the call the store confirmed');
+my $metrics = request('GET', at('b', '/status?format=prometheus'))->{content};
+like($metrics, qr/^entra_fleet_confirmed_total\{provider="live"\} 1$/m, 'in Prometheus\' format too');
+like($metrics, qr/^entra_store_up\{store="redis:\/\/127\.0\.0\.1:$redis_port\/0"\} 1$/m, 'with the store\'s state');
 is(status_at($_, $alice), 401, "the session is refused at $_") for qw(a b c);
 like(log_of('c'), qr/session_revoked/, 'C logs why');
 

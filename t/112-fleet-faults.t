@@ -17,7 +17,7 @@ use EntraBrowser;
 
 my $base = ($ENV{TEST_NGINX_PORT} || 1984) + 250;
 my $root = ($ENV{TEST_NGINX_SERVROOT} || 't/servroot') . '-fleet-faults';
-my %redis_port = (plain => $base + 10, auth => $base + 11, tls => $base + 12);
+my %redis_port = (plain => $base + 10, auth => $base + 11, tls => $base + 12, other => $base + 15);
 my $garbage_port = $base + 13;
 my $silent_port = $base + 14;
 my $certs = File::Spec->rel2abs("$root-certs");
@@ -90,7 +90,7 @@ close $silent;
 END { kill 'TERM', $silent_pid if $silent_pid }
 
 my %port = (a => $base, b => $base + 2, garbage => $base + 3, auth => $base + 4, tls => $base + 5, ca => $base + 6,
-    silent => $base + 7);
+    silent => $base + 7, e => $base + 8);
 my %prefix = map { $_ => "$root-$_" } keys %port;
 signin_prefix($prefix{a});
 for my $name (grep { $_ ne 'a' } keys %port) {
@@ -113,6 +113,7 @@ my %store = (
     tls => "rediss://127.0.0.1:$redis_port{tls}",
     ca => "rediss://127.0.0.1:$redis_port{tls} ca_file=$certs/ca.pem",
     silent => "redis://127.0.0.1:$silent_port",
+    e => "redis://127.0.0.1:$redis_port{other}",
 );
 sub configure {
     my ($name, $with_store) = @_;
@@ -127,7 +128,7 @@ LOCATIONS
 configure($_, 1) for keys %port;
 browser_origin("http://127.0.0.1:$port{a}");
 my %pid = (a => run_nginx($prefix{a}, $port{a}, 'approve?user=alice'));
-$pid{$_} = start_nginx($prefix{$_}, 'conf/nginx.conf', $port{$_}) for grep { $_ ne 'a' } keys %port;
+$pid{$_} = start_nginx($prefix{$_}, 'conf/nginx.conf', $port{$_}) for grep { $_ !~ /^[ae]$/ } keys %port;
 END { kill 'TERM', $_ for grep { $_ } map { $pid{$_} } grep { $_ ne 'a' } keys %pid }
 
 sub at { my ($name, $path) = @_; "http://127.0.0.1:$port{$name}$path" }
@@ -213,6 +214,34 @@ ok(wait_until('tls', 10, sub { ($_[0]{store}{failed_rounds} // 0) >= 1 }), 'a ce
 like(log_of('tls'), qr/\[error\] .*entra_shared_store "rediss:\/\/127\.0\.0\.1:$redis_port{tls}\/0" did not answer: TLS: .*certificate/i,
     'is an error line naming the store and why');
 is(status_of('ca')->{store}{state}, 'up', 'with ca_file naming it, the same server is up');
+
+# --- The outbox overflows while Redis is down: a watermark signs out every session signed in
+# before it (closed, never open), at B at once and at A once Redis is back.
+browser_origin("http://127.0.0.1:$port{a}");
+idp_admin('approve?user=erin');
+my (undef, $erin) = sign_in('/app');
+is(status_at('b', $erin), 200, 'a session accepted at B');
+my %before = map { $_ => status_of($_) } qw(a b);
+stop_redis('plain');
+my $called = 0;
+$called += request('GET', at('b', "/.entra/logout?sid=flood-$_"))->{status} == 200 for 1 .. 2100;
+is($called, 2100, 'B answers 2,100 calls for sids it did not issue while Redis is down');
+ok(wait_until('b', 2, sub { $_[0]{dropped} > $before{b}{dropped} && $_[0]{watermarks} > $before{b}{watermarks} }),
+    'its outbox overflows: calls it cannot keep raise the watermark');
+is(status_at('b', $erin), 401, 'which refuses the session at B at once');
+start_redis('plain');
+ok(wait_until('a', 10, sub { ($_[0]{watermark} // 0) > ($before{a}{watermark} // 0) }), 'once Redis is back, A reads the watermark');
+is(status_at('a', $erin), 401, 'and refuses the session too');
+
+# --- Another store on reload: B tells it what it holds and reads it from the start.
+start_redis('other');
+$store{b} = "redis://127.0.0.1:$redis_port{other}";
+configure('b', 1);
+reload_nginx($pid{b}, $prefix{b});
+ok(wait_until('b', 10, sub { ($_[0]{store}{name} // '') =~ /:$redis_port{other}\// && $_[0]{store}{state} eq 'up' }),
+    'B speaks to the other Redis');
+$pid{e} = start_nginx($prefix{e}, 'conf/nginx.conf', $port{e});
+is(status_at('e', $alice), 401, 'a new instance on it refuses the sign-out B was told before the reload');
 
 # --- A reload without the store: the instance goes on alone, its own sign-outs in force.
 configure('a', 0);
