@@ -22,8 +22,9 @@ use crate::threads;
 use crate::worker::{self, cycle_log, Awaited, ProviderState, Worker};
 use crate::zone::RoundPart;
 
-/// Rounds start at most this often without something to tell.
-const ROUND_EVERY_MS: u64 = 1000;
+/// Rounds start at most this often without something to tell: a little under the tick's
+/// second, since the wall clock and the timers' monotonic clock may round a millisecond apart.
+const ROUND_EVERY_MS: u64 = 900;
 
 /// Once the http block is parsed: the store's client, with the providers' smallest
 /// `fetch_timeout` for its connects and commands, and the session providers told to name their
