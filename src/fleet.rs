@@ -179,6 +179,9 @@ fn finish(worker: &Worker, job: RoundJob) {
             why
         );
     }
+    // A round of a store a reload replaced since: what it read is another store's (its
+    // position above all); what it took waits for the new store.
+    let answer = if part.current() { answer } else { Err("the store was replaced by a reload".to_owned()) };
     let restarted = answer.as_ref().is_ok_and(|a| a.restarted);
     if restarted {
         part.note_restart(now_ms);

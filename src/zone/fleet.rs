@@ -183,7 +183,7 @@ impl FleetRef {
     }
 
     /// Whether the part still speaks to this worker's store (a reload may have changed it).
-    fn current(&self) -> bool {
+    pub fn current(&self) -> bool {
         self.part().store.load(SeqCst) == self.store
     }
 
