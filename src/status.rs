@@ -106,10 +106,8 @@ struct ProviderStatus {
     graph: Option<GraphStatus>,
     /// Readings of the step-ups, by [`STEP_UP_REASONS`] then [`STEP_UP_EVENTS`].
     step_ups: Vec<u64>,
-    /// With `entra_shared_store`: [`FLEET_FIELDS`]' readings, in its order.
-    fleet: Option<Vec<u64>>,
-    /// The fleet record's watermark (ms; 0: none).
-    fleet_watermark_ms: u64,
+    /// With `entra_shared_store`.
+    fleet: Option<FleetReading>,
 }
 
 /// What a provider's fleet reports: name, Prometheus help, kind.
@@ -131,12 +129,20 @@ const FLEET_FIELDS: [(&str, &str, &str); 11] = [
     ("signed_out", "Sessions the fleet record refuses by name.", "gauge"),
 ];
 
-fn fleet_readings(state: &crate::worker::ProviderState) -> Option<Vec<u64>> {
+/// A provider's fleet as `entra_status` shows it.
+struct FleetReading {
+    /// [`FLEET_FIELDS`]' readings, in its order.
+    values: Vec<u64>,
+    /// The fleet record's watermark (ms; 0: none).
+    watermark_ms: u64,
+}
+
+fn fleet_reading(state: &crate::worker::ProviderState) -> Option<FleetReading> {
     let fleet = state.fleet.as_ref()?;
     let c = fleet.counters()?;
     let read = |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed);
     let record = fleet.record.status().unwrap_or_default();
-    Some(vec![
+    let values = vec![
         read(&c.published),
         read(&c.received),
         read(&c.confirmed),
@@ -148,7 +154,8 @@ fn fleet_readings(state: &crate::worker::ProviderState) -> Option<Vec<u64>> {
         read(&c.graph_asked),
         fleet.waiting() as u64,
         record.revoked,
-    ])
+    ];
+    Some(FleetReading { values, watermark_ms: record.watermark_ms })
 }
 
 struct GraphStatus {
@@ -178,12 +185,7 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 record: state.record.as_ref().and_then(|r| r.status()),
                 graph: None,
                 step_ups: Vec::new(),
-                fleet: fleet_readings(state),
-                fleet_watermark_ms: state
-                    .fleet
-                    .as_ref()
-                    .and_then(|f| f.record.status())
-                    .map_or(0, |r| r.watermark_ms),
+                fleet: fleet_reading(state),
             };
             if let Some((entries, capacity)) = state.graph.as_ref().and_then(|g| g.status(epoch_ms())) {
                 let counters = state.slot.as_ref().and_then(|s| s.status()).map(|s| s.counters);
@@ -270,13 +272,13 @@ fn as_json(providers: &[ProviderStatus], store: Option<&StoreView>) -> String {
                     .map(|(reason, events)| (reason.to_string(), by_reason(events)))
                     .collect();
             }
-            if let Some(readings) = &p.fleet {
+            if let Some(reading) = &p.fleet {
                 let mut fleet: serde_json::Map<String, Value> = FLEET_FIELDS
                     .iter()
-                    .zip(readings)
+                    .zip(&reading.values)
                     .map(|((name, ..), n)| (name.to_string(), json!(n)))
                     .collect();
-                let watermark = p.fleet_watermark_ms / 1000;
+                let watermark = reading.watermark_ms / 1000;
                 fleet.insert("watermark".into(), json!((watermark > 0).then_some(watermark)));
                 provider["fleet"] = Value::Object(fleet);
             }
@@ -376,7 +378,7 @@ fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> Str
         let name = if *kind == "counter" { format!("fleet_{name}_total") } else { format!("fleet_{name}") };
         metric(&mut out, &name, kind, help);
         for p in providers {
-            if let Some(n) = p.fleet.as_ref().and_then(|f| f.get(i)) {
+            if let Some(n) = p.fleet.as_ref().and_then(|f| f.values.get(i)) {
                 let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {n}", p.name);
             }
         }

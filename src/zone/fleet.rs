@@ -320,14 +320,15 @@ impl FleetProviderRef {
     pub fn tell(&self, item: Item) -> bool {
         let kept = self.outbox(|slot, outbox| {
             let kept = outbox.push(item);
-            if !kept && item.kind != ItemKind::SignIn {
-                slot.watermark_ms.fetch_max(item.at_ms, SeqCst);
-                slot.counters.dropped.fetch_add(1, SeqCst);
-                slot.counters.watermarks.fetch_add(1, SeqCst);
-            }
-            if !kept && item.kind == ItemKind::SignIn {
+            match (kept, item.kind) {
+                (true, _) => {}
                 // Told again with everything this instance issued, once the store is back.
-                slot.republish.store(1, SeqCst);
+                (false, ItemKind::SignIn) => slot.republish.store(1, SeqCst),
+                (false, _) => {
+                    slot.watermark_ms.fetch_max(item.at_ms, SeqCst);
+                    slot.counters.dropped.fetch_add(1, SeqCst);
+                    slot.counters.watermarks.fetch_add(1, SeqCst);
+                }
             }
             kept
         });
