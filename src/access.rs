@@ -346,8 +346,19 @@ pub unsafe fn settle(
         Err(denial) => denial,
     };
     let who = verified.as_deref().ok();
+    let detail = match who {
+        Some(token) => p.lcf.policy.explain(
+            token,
+            denial,
+            if source == Source::Session { "the session" } else { "the token" },
+        ),
+        // SAFETY: per the contract; the header, if any, is a valid table element.
+        None => state
+            .provider
+            .explain(denial, unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes())),
+    };
     // SAFETY: per the contract.
-    unsafe { crate::log::denial(r, p.worker.request_id_index, &state.provider, denial, who) };
+    unsafe { crate::log::denial(r, p.worker.request_id_index, &state.provider, denial, who, detail) };
     if denial == Denial::SigninTooOld(true) && !state.warned_no_signin_time.replace(true) {
         crate::log::warning!(
             p.log,
@@ -371,7 +382,7 @@ pub unsafe fn settle(
     let forbidden = crate::denial::status(denial) == 403;
     if source == Source::Session && forbidden && navigation {
         // SAFETY: per the contract.
-        if let Some(answered) = unsafe { session::forbidden_page(r, state, denial, who) } {
+        if let Some(answered) = unsafe { session::forbidden_page(r, state, denial, who, &p.lcf.policy) } {
             return answered;
         }
     }

@@ -5,6 +5,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use entra_core::token::SESSION_KID;
 use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
 use ngx::ffi::{
     ngx_conf_t, ngx_http_get_indexed_variable, ngx_http_get_variable_index, ngx_http_request_t, ngx_log_t,
@@ -133,8 +134,9 @@ unsafe fn request_id<'r>(r: *mut ngx_http_request_t, index: Option<usize>) -> &'
 
 /// One line per denial at `info` (at `error` when the provider has no keys: that is the
 /// operator's trouble, not the client's): the reason, the provider, nginx's `$request_id` (to
-/// join it with the access log) and, for a verified token, who it names and which key signed
-/// it. Never the token itself.
+/// join it with the access log), for a verified token who it names and which key signed it
+/// (a session has no key of its own), then `detail`: what was required and what was had
+/// (`entra_core::explain`), else the reason's sentence. Never the token itself.
 ///
 /// # Safety
 /// `r` is a valid request; `request_id_index` is its configuration's (`Worker::request_id_index`).
@@ -144,36 +146,34 @@ pub unsafe fn denial(
     provider: &Provider,
     denial: Denial,
     token: Option<&VerifiedToken>,
+    detail: Option<String>,
 ) {
     // SAFETY: per the contract.
     let (log, id) = unsafe { (request_log(r), request_id(r, request_id_index)) };
-    match token {
-        Some(t) => info!(
-            log,
-            "access denied: {} (provider \"{}\", request_id {}, oid {}, tid {}, kid {})",
-            denial.reason(),
-            provider.name,
-            id,
-            t.oid().unwrap_or("-"),
-            t.tid().unwrap_or("-"),
-            t.kid
-        ),
-        None => {
-            let level = if denial.class() == DenialClass::Unavailable { NGX_LOG_ERR } else { NGX_LOG_INFO };
-            let claim = match denial {
-                Denial::InvalidClaim(name) => format!(", claim \"{name}\""),
-                _ => String::new(),
-            };
-            log_at!(
-                level,
-                log,
-                "access denied: {} (provider \"{}\", request_id {}{}): {}",
-                denial.reason(),
-                provider.name,
-                id,
-                claim,
-                denial
-            );
+    let level = if denial.class() == DenialClass::Unavailable { NGX_LOG_ERR } else { NGX_LOG_INFO };
+    let mut who = String::new();
+    if let Some(t) = token {
+        who = format!(", oid {}, tid {}", t.oid().unwrap_or("-"), t.tid().unwrap_or("-"));
+        if t.kid != SESSION_KID {
+            who.push_str(&format!(", kid {}", t.kid));
         }
     }
+    if let Denial::InvalidClaim(name) = denial {
+        who.push_str(&format!(", claim \"{name}\""));
+    }
+    let detail = match (detail, token) {
+        (Some(detail), _) => format!(": {detail}"),
+        (None, None) => format!(": {denial}"),
+        (None, Some(_)) => String::new(),
+    };
+    log_at!(
+        level,
+        log,
+        "access denied: {} (provider \"{}\", request_id {}{}){}",
+        denial.reason(),
+        provider.name,
+        id,
+        who,
+        detail
+    );
 }

@@ -152,7 +152,7 @@ pub fn escape(text: &str) -> String {
 
 /// The module's small default page.
 pub fn page(title: &str, paragraphs: &[String]) -> String {
-    let body: String = paragraphs.iter().map(|p| format!("<p>{p}</p>")).collect();
+    let body: String = paragraphs.iter().filter(|p| !p.is_empty()).map(|p| format!("<p>{p}</p>")).collect();
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
          <body><h1>{t}</h1>{body}</body></html>\n",

@@ -5,7 +5,7 @@
 use entra_core::oidc::{with_query, SELECT_ACCOUNT};
 use entra_core::signin::{AttemptKind, Leftover, Redirect, SessionJudgment, SetCookie, StartError};
 use entra_core::token::GroupsAnswered;
-use entra_core::{Denial, VerifiedToken};
+use entra_core::{Denial, Policy, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t};
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
@@ -198,6 +198,7 @@ pub unsafe fn forbidden_page(
     state: &ProviderState,
     denial: Denial,
     who: Option<&VerifiedToken>,
+    policy: &Policy,
 ) -> Option<ngx_int_t> {
     // SAFETY: per the contract.
     if unsafe { nginx_answers(r, 403) } {
@@ -220,6 +221,10 @@ pub unsafe fn forbidden_page(
         links.push(format!("<a href=\"{}\">Sign out</a>", escape(end_session)));
     }
     let user = who.and_then(|t| t.upn().or_else(|| t.str("name"))).unwrap_or("you");
+    // Which requirement refused (values the configuration names, not the user's).
+    let refusing = who.and_then(|t| policy.refusing(t, denial));
+    let required =
+        refusing.map(|r| format!("This page needs {}.", escape(&r.described()))).unwrap_or_default();
     let body = page(
         "Access denied",
         &[
@@ -229,6 +234,7 @@ pub unsafe fn forbidden_page(
                 escape(&denial.to_string())
             ),
             format!("Reason: <code>{}</code>", denial.reason()),
+            required,
             links.join(" &middot; "),
         ],
     );

@@ -58,7 +58,7 @@ qr/entra: access denied: expired \(provider "dev", request_id [0-9a-f]{32}\): th
 --- more_headers eval: bearer('--user', 'carol', '--groups', 'staff')
 --- error_code: 403
 --- error_log eval
-qr/\[info\] .*entra: access denied: missing_group \(provider "dev", request_id [0-9a-f]{32}, oid [0-9a-f-]{36}, tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93, kid \S+\)/
+qr/\[info\] .*entra: access denied: missing_group \(provider "dev", request_id [0-9a-f]{32}, oid [0-9a-f-]{36}, tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93, kid \S+\): groups \(object ids\) required, any of: "admins"; the token has: "staff", client/
 --- no_error_log eval
 qr/eyJ/
 

@@ -231,12 +231,16 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="wrong_audience"
+--- error_log eval
+qr/entra: access denied: wrong_audience \(provider "dev", request_id [0-9a-f]{32}\): aud "api:\/\/someone-else", accepted: "[^"]+"/
 
 === TEST 36: an audience array without ours
 --- more_headers eval: bearer('--claim', 'aud=["api://a","api://b"]')
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="wrong_audience"
+--- error_log eval
+qr/access denied: wrong_audience .*: aud "api:\/\/a" "api:\/\/b", accepted: /
 
 === TEST 37: aud is a number
 --- more_headers eval: bearer('--claim', 'aud=1')
@@ -249,6 +253,8 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="wrong_issuer"
+--- error_log eval
+qr/access denied: wrong_issuer .*: iss "https:\/\/evil\.example\/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93\/v2\.0", accepted: "https:\/\/login\.microsoftonline\.com\/\{tenantid\}\/v2\.0" "https:\/\/sts\.windows\.net\/\{tenantid\}\/"/
 
 === TEST 39: the issuer with an extra trailing slash
 --- more_headers eval: bearer('--claim', qq{iss="https://login.microsoftonline.com/$EntraTest::TENANT/v2.0/"})
@@ -267,6 +273,8 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="tenant_not_allowed"
+--- error_log eval
+qr/access denied: tenant_not_allowed .*: tid "[0-9a-f-]{36}", allowed: "9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93"/
 
 === TEST 42: a Microsoft Graph token
 --- more_headers eval: bearer('--graph')

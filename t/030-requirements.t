@@ -272,3 +272,42 @@ entra: access denied: group_overage
 --- request eval: ['GET /api/x', 'GET /api/admin', 'GET /api/admin']
 --- more_headers eval: [bearer('--groups', 'staff'), bearer('--groups', 'staff'), bearer('--groups', 'admins')]
 --- error_code eval: [200, 403, 200]
+
+=== TEST 22: the denial line bounds and escapes what the token had
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_role Orders.Write;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer('--claim', 'roles=["a\\nforged [error] line","' . ('x' x 300) . '","1","2","3","4","5","6","7","8","9","10"]')
+--- error_code: 403
+--- error_log eval
+qr/the token has: "a\\u\{a\}forged \[error\] line" "x{96}\.\.\." "1" "2" "3" "4" "5" "6" "7" "8" and 2 more, client/
+--- no_error_log eval
+qr/^forged/m
+
+=== TEST 23: the denial line says what was required and what the token had
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_role Orders.Read Orders.Admin;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer('--roles', 'orders.read')
+--- error_code: 403
+--- error_log
+app roles required, any of: "Orders.Read" "Orders.Admin"; the token has: "orders.read"
+
+=== TEST 24: for a claim, which claim
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_claim tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
+        entra_require_claim idtyp app;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer()
+--- error_code: 403
+--- error_log
+values of the claim "idtyp" required, any of: "app"; the token has: none

@@ -24,6 +24,7 @@
 //! - [`fleet`]: sign-ins and sign-outs shared by a fleet of instances through the store.
 //! - [`store`]: `entra_shared_store`, the fleet's Redis, and its blocking client.
 //! - [`error`]: the denial vocabulary and configuration errors.
+//! - [`explain`]: what a denial line says beyond its reason (values required, values held).
 //!
 //! Rule numbers in comments refer to `docs/ARCHITECTURE.md`, "Entra's rules".
 
@@ -38,6 +39,7 @@ pub mod cookie;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod explain;
 pub mod fleet;
 pub mod graph;
 pub mod keycache;
