@@ -554,3 +554,31 @@ qr/\[emerg\] .*entra_provider "contoso": "issuer" with \{tenantid\} accepts ever
 --- must_die
 --- error_log
 more than 64 entra_provider blocks
+
+=== TEST 46: a group that is no object id draws a warning naming file and line (a display name never matches)
+--- config
+    location /api {
+        entra_auth dev;
+        entra_require_group Dashboard-Users 5c2a9d0b-7e2f-4d43-8c5a-1b2e3f4a5b77;
+        proxy_pass http://backend;
+    }
+--- more_headers eval: bearer('--groups', '5c2a9d0b-7e2f-4d43-8c5a-1b2e3f4a5b77')
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*entra_require_group "Dashboard-Users" is not an object id: .* in \S+nginx\.conf:\d+/
+--- no_error_log
+entra_require_group "5c2a9d0b
+
+=== TEST 47: a session lifetime over 24 hours draws a warning that says why
+--- http_config eval: EntraTest::provider('dev', 'session_lifetime 2d;')
+--- more_headers eval: bearer()
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*"session_lifetime" "2d" is over 24 hours: a copied session cookie stays usable that long.* in \S+nginx\.conf:\d+/
+
+=== TEST 48: 24 hours exactly draws none
+--- http_config eval: EntraTest::provider('dev', 'session_lifetime 24h;')
+--- more_headers eval: bearer()
+--- error_code: 200
+--- no_error_log
+is over 24 hours

@@ -7,6 +7,7 @@ use core::ffi::{c_char, c_void};
 use entra_core::error::AuthContext;
 use entra_core::policy::{Policy, Requirement, Subject, MUTABLE_CLAIMS};
 use entra_core::provider::KeySource;
+use entra_core::values::is_guid;
 use entra_core::Provider;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_t};
@@ -175,6 +176,15 @@ pub extern "C" fn set_requirement(
             "entra_require_scope" => &mut lcf.scopes,
             _ => &mut lcf.permissions,
         };
+        if a[0] == "entra_require_group" {
+            for value in a[1..].iter().filter(|v| **v != "off" && !is_guid(v)) {
+                cf.warn(&format_args!(
+                    "entra_require_group \"{value}\" is not an object id: Entra's groups claim (and Microsoft Graph's \
+                     overage answer) names groups by object id, never by display name, so this value matches only \
+                     if the app registration emits group names (sAMAccountName of synced groups)"
+                ));
+            }
+        }
         setting.add(a[0], &a[1..], cf.origin())
     })
 }

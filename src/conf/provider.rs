@@ -201,9 +201,17 @@ const PROVIDER_COMMANDS: [BlockCommand; 34] = [
         c.sign_in.cookie = Some(v[0].to_owned());
         Ok(())
     }),
-    one("session_lifetime", |_, c, v| {
-        c.sign_in.lifetime =
-            Some(bounded("session_lifetime", v[0], true, Duration::from_secs(1), None)?.as_secs());
+    one("session_lifetime", |cf, c, v| {
+        let lifetime = bounded("session_lifetime", v[0], true, Duration::from_secs(1), None)?.as_secs();
+        if lifetime > 86_400 {
+            cf.warn(&format_args!(
+                "\"session_lifetime\" \"{}\" is over 24 hours: a copied session cookie stays usable that long, and \
+                 what changes in Entra (a disabled account, a removed group, a sign-in frequency policy) reaches the \
+                 session only when it revalidates; a working day is the usual upper bound",
+                v[0]
+            ));
+        }
+        c.sign_in.lifetime = Some(lifetime);
         Ok(())
     }),
     one("session_idle_timeout", |_, c, v| {
