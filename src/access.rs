@@ -332,8 +332,12 @@ pub unsafe fn settle(
     asker: Asker,
 ) -> ngx_int_t {
     let state = p.state();
+    let navigation = asker == Asker::Access { navigation: true };
+    // A navigation without a session is a browser's first visit: a sign-in challenge, counted
+    // and logged apart from the refusals.
+    let first_visit = decision == Err(Denial::NoSession) && signs_in(source, Denial::NoSession, navigation);
     if let Some(counters) = state.counters() {
-        counters.decided(decision);
+        counters.decided(decision, first_visit);
     }
     let allowed = match asker {
         Asker::Access { .. } => Status::NGX_OK.into(),
@@ -357,8 +361,12 @@ pub unsafe fn settle(
             .provider
             .explain(denial, unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes())),
     };
-    // SAFETY: per the contract.
-    unsafe { crate::log::denial(r, p.worker.request_id_index, &state.provider, denial, who, detail) };
+    if first_visit {
+        debug!(p.log, "no session: sending the browser to sign in (provider \"{}\")", state.provider.name);
+    } else {
+        // SAFETY: per the contract.
+        unsafe { crate::log::denial(r, p.worker.request_id_index, &state.provider, denial, who, detail) };
+    }
     if denial == Denial::SigninTooOld(true) && !state.warned_no_signin_time.replace(true) {
         crate::log::warning!(
             p.log,
@@ -367,7 +375,6 @@ pub unsafe fn settle(
             state.provider.name
         );
     }
-    let navigation = asker == Asker::Access { navigation: true };
     if let (Source::Session, true, Some(identity)) = (source, navigation, who) {
         // SAFETY: per the contract.
         if let Some(answered) = unsafe { step_up(r, p, denial, identity) } {

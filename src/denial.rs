@@ -93,7 +93,7 @@ pub unsafe fn sign_in_failed(
     let provider = &state.provider;
     info!(log, "sign-in failed: {} (provider \"{}\"): {}", denial.reason(), provider.name, detail);
     if let Some(counters) = state.counters() {
-        counters.decided(Err(denial));
+        counters.decided(Err(denial), false);
     }
     // SAFETY: per the contract.
     if let Some(o) = unsafe { outcome::store(r, Outcome::denied(state.index, denial)) } {

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 use crate::clock::{epoch_ms, mono_s, now};
 use crate::log::{guard, request_log, test_panic};
 use crate::worker::{self, Worker};
-use crate::zone::{CounterValues, StoreState, StoreStatus, GRAPH_EVENTS, STEP_UP_EVENTS, STEP_UP_REASONS};
+use crate::zone::{
+    CounterValues, StoreState, StoreStatus, GRAPH_EVENTS, JUDGED, JUDGING_BUCKETS_US, STEP_UP_EVENTS,
+    STEP_UP_REASONS,
+};
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
@@ -57,8 +60,9 @@ macro_rules! counter {
 }
 
 /// Every provider's counters, in the order shown.
-const COUNTERS: [Counter; 15] = [
+const COUNTERS: [Counter; 16] = [
     counter!(allowed, "Requests let in."),
+    counter!(sign_in_challenges, "Navigations without a session sent to sign in (not denials)."),
     counter!(cache_hits, "Tokens and sessions found in the worker's caches."),
     // Shown under its first name, which dashboards read.
     counter!(cache_misses = tokens_verified, "Tokens not found in the cache that verified and passed."),
@@ -108,6 +112,17 @@ struct ProviderStatus {
     step_ups: Vec<u64>,
     /// With `entra_shared_store`.
     fleet: Option<FleetReading>,
+    /// Judgments by how long they took: by [`JUDGED`], then by bucket (not cumulative).
+    judging: Vec<u64>,
+}
+
+/// The module's version and what it was built with.
+fn build() -> [(&'static str, &'static str); 3] {
+    [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("nginx", ngx::ffi::NGINX_VERSION.to_str().unwrap_or("?")),
+        ("signatures", entra_core::signature::LIBRARY),
+    ]
 }
 
 /// What a provider's fleet reports: name, Prometheus help, kind.
@@ -186,6 +201,7 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                 graph: None,
                 step_ups: Vec::new(),
                 fleet: fleet_reading(state),
+                judging: Vec::new(),
             };
             if let Some((entries, capacity)) = state.graph.as_ref().and_then(|g| g.status(epoch_ms())) {
                 let counters = state.slot.as_ref().and_then(|s| s.status()).map(|s| s.counters);
@@ -213,6 +229,7 @@ fn collect(worker: &Worker, log: *mut ngx_log_t) -> Vec<ProviderStatus> {
                     status.step_ups = slot.counters.step_ups.clone();
                 }
                 status.denied = REASONS.iter().map(|r| r.word).zip(slot.counters.denied).collect();
+                status.judging = slot.counters.judging;
             }
             status
         })
@@ -285,7 +302,9 @@ fn as_json(providers: &[ProviderStatus], store: Option<&StoreView>) -> String {
             provider
         })
         .collect();
-    let mut out = json!({ "providers": providers });
+    let module: serde_json::Map<String, Value> =
+        build().iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let mut out = json!({ "module": module, "providers": providers });
     if let Some(store) = store {
         let s = &store.status;
         out["store"] = json!({
@@ -323,6 +342,9 @@ fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> Str
                 let _ = writeln!(out, "entra_{name}{{provider=\"{}\"}} {}", p.name, value(p));
             }
         };
+    metric(&mut out, "build_info", "gauge", "The module's version, nginx's and the signature library.");
+    let labels: Vec<String> = build().iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let _ = writeln!(out, "entra_build_info{{{}}} 1", labels.join(","));
     family(&mut out, "keys", "gauge", "Signing keys in force.", &|p| p.kids.len() as u64);
     family(&mut out, "last_key_fetch_timestamp_seconds", "gauge", "Last successful key fetch.", &|p| {
         p.last_fetch
@@ -393,6 +415,7 @@ fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> Str
         let up = u8::from(store.status.state == StoreState::Up);
         let _ = writeln!(out, "entra_store_up{{store=\"{}\"}} {up}", store.name);
     }
+    judging_histogram(&mut out, providers);
     metric(&mut out, "denied_total", "counter", "Requests refused, by reason.");
     for p in providers {
         for (reason, n) in &p.denied {
@@ -400,6 +423,37 @@ fn as_prometheus(providers: &[ProviderStatus], store: Option<&StoreView>) -> Str
         }
     }
     out
+}
+
+/// `entra_judging_seconds`: how long judging a token or a session took, when no cache answered
+/// (a cached answer takes about a microsecond and is counted in `cache_hits`).
+fn judging_histogram(out: &mut String, providers: &[ProviderStatus]) {
+    let name = "entra_judging_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to judge a token or session no cache answered.\n# TYPE {name} histogram"
+    );
+    // The histogram's sums are the counters of time spent, by the same [`JUDGED`] order.
+    let index_of = |name: &str| COUNTERS.iter().position(|c| c.name == name).unwrap_or(usize::MAX);
+    let sums = [index_of("verify_microseconds"), index_of("session_microseconds")];
+    for p in providers.iter().filter(|p| !p.judging.is_empty()) {
+        for ((judged, buckets), sum) in
+            JUDGED.iter().zip(p.judging.chunks(JUDGING_BUCKETS_US.len() + 1)).zip(sums)
+        {
+            let labels = format!("provider=\"{}\",judged=\"{judged}\"", p.name);
+            let mut count = 0;
+            for (i, n) in buckets.iter().enumerate() {
+                count += n;
+                let le = match JUDGING_BUCKETS_US.get(i) {
+                    Some(us) => format!("{}", *us as f64 / 1e6),
+                    None => "+Inf".to_owned(),
+                };
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {count}");
+            }
+            let seconds = p.counters.get(sum).copied().unwrap_or(0) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {seconds}\n{name}_count{{{labels}}} {count}");
+        }
+    }
 }
 
 extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

@@ -17,7 +17,7 @@ __DATA__
 --- error_code eval: [200, 200, 200, 200, 200]
 --- response_body_like eval
 [qr/^backend/, qr/^backend/, qr/^backend/, qr/"keys":1,"metadata":2,/,
- qr/"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"refused_callbacks":0,"replayed_states":0,"session_microseconds":0,"sessions_accepted":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\}.*"key_source":"metadata".*"last_error":null,"last_fetch":\d+/]
+ qr/"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"refused_callbacks":0,"replayed_states":0,"session_microseconds":0,"sessions_accepted":0,"sign_in_challenges":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\}.*"key_source":"metadata".*"last_error":null,"last_fetch":\d+/]
 --- no_error_log
 [error]
 
@@ -116,7 +116,7 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b
 --- response_headers eval: [undef, undef, undef, undef, 'Content-Type: application/json']
 --- response_body_like eval
 [qr/^backend/, qr/^backend/, qr/403/, qr/401/,
- qr/^\{"providers":\[\{"counters":\{"allowed":2,"cache_hits":(?:0,"cache_misses":3|1,"cache_misses":2),"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"refused_callbacks":0,"replayed_states":0,"session_microseconds":0,"sessions_accepted":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\},"denied":\{"missing_group":1,"no_token":1\},"key_source":"metadata","kids":\["[^"]+"(,"[^"]+")*\],"last_error":null,"last_fetch":\d+,"name":"live","next_refresh":\d+\}\]\}$/]
+ qr/^\{"module":\{"nginx":"1\.\d+\.\d+","signatures":"aws-lc-rs","version":"\d+\.\d+\.\d+"\},"providers":\[\{"counters":\{"allowed":2,"cache_hits":(?:0,"cache_misses":3|1,"cache_misses":2),"fetch_errors":0,"fetches":1,"frontchannel_logouts":0,"logouts":0,"metadata_fetches":2,"refused_callbacks":0,"replayed_states":0,"session_microseconds":0,"sessions_accepted":0,"sign_in_challenges":0,"signins_completed":0,"signins_started":0,"verify_microseconds":[1-9]\d*\},"denied":\{"missing_group":1,"no_token":1\},"key_source":"metadata","kids":\["[^"]+"(,"[^"]+")*\],"last_error":null,"last_fetch":\d+,"name":"live","next_refresh":\d+\}\]\}$/]
 
 === TEST 13: entra_status in Prometheus' text format, for key-file providers too
 --- http_config eval: live_provider() . provider()
@@ -141,3 +141,14 @@ live_provider('metadata_url $TEST_NGINX_IDP_URL/redirect?to=$TEST_NGINX_IDP_URL/
 --- error_code eval: [503, 200]
 --- response_body_like eval
 [qr/503/, qr/"kids":\[\],"last_error":"http:[^"]+redirect[^"]+: HTTP status 302","last_fetch":null/]
+
+=== TEST 15: entra_status shows the module's build, and a histogram of judging times
+--- config
+    location /api { entra_auth live; proxy_pass http://backend; }
+    location = /status { entra_status; }
+--- request eval: ['GET /api', 'GET /status?format=prometheus']
+--- more_headers eval: [live_bearer(), '']
+--- error_code eval: [200, 200]
+--- response_body_like eval
+[qr/^backend/,
+ qr/\A(?=.*^entra_build_info\{version="\d+\.\d+\.\d+",nginx="1\.\d+\.\d+",signatures="aws-lc-rs"\} 1$)(?=.*^# TYPE entra_judging_seconds histogram$)(?=.*^entra_judging_seconds_bucket\{provider="live",judged="token",le="0\.00001"\} [01]$)(?=.*^entra_judging_seconds_bucket\{provider="live",judged="token",le="0\.01"\} 1$)(?=.*^entra_judging_seconds_bucket\{provider="live",judged="token",le="\+Inf"\} 1$)(?=.*^entra_judging_seconds_sum\{provider="live",judged="token"\} 0\.\d+$)(?=.*^entra_judging_seconds_count\{provider="live",judged="token"\} 1$)(?=.*^entra_judging_seconds_count\{provider="live",judged="session"\} 0$)/ms]

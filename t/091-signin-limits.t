@@ -94,8 +94,17 @@ is_deeply([@rated[0 .. 2]], [302, 302, 302], 'three callbacks in a minute sign i
 is($rated[3], 503, 'the fourth from the same address is refused with 503');
 like(log_text(), qr/sign-in failed: idp_unavailable \(provider "rated"\): too many sign-in callbacks from this address/,
     'and the log says why');
-like(request('GET', '/status?format=prometheus')->{content}, qr/^entra_refused_callbacks_total\{provider="rated"\} 1$/m,
-    'entra_status counts it');
+my $metrics = request('GET', '/status?format=prometheus')->{content};
+like($metrics, qr/^entra_refused_callbacks_total\{provider="rated"\} 1$/m, 'entra_status counts it');
+# Each of the four began with a navigation without a session: a sign-in challenge, no denial.
+like($metrics, qr/^entra_sign_in_challenges_total\{provider="rated"\} 4$/m, 'first visits are counted as sign-in challenges');
+like($metrics, qr/^entra_denied_total\{provider="rated",reason="no_session"\} 0$/m, 'not as denials');
+unlike(log_text(), qr/access denied: no_session \(provider "rated"/, 'nor logged as denials');
+my $json = request('GET', '/status', {}, Accept => 'application/json')->{content};
+like($json, qr/"name":"rated"/, 'the JSON form');
+like($json, qr/"sign_in_challenges":4,.*"name":"rated"/, 'counts them too');
+unlike($json, qr/"denied":\{[^}]*"no_session"[^}]*\},"key_source":"metadata","kids":\[[^]]*\],"last_error":null,"last_fetch":\d+,"name":"rated"/,
+    'and no no_session denial');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

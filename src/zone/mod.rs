@@ -28,8 +28,8 @@ mod slot;
 
 pub use claim::Claim;
 pub use counters::{
-    CounterValues, Counters, GraphEvent, SignInEvent, StepUpEvent, GRAPH_EVENTS, STEP_UP_EVENTS,
-    STEP_UP_REASONS,
+    CounterValues, Counters, GraphEvent, SignInEvent, StepUpEvent, GRAPH_EVENTS, JUDGED, JUDGING_BUCKETS_US,
+    STEP_UP_EVENTS, STEP_UP_REASONS,
 };
 pub use fleet::{outbox_bytes, FleetProviderRef, FleetRef, RoundPart, StoreState, StoreStatus};
 pub use graph::{answers_bytes, Finished, Found, GraphRef};
