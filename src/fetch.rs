@@ -229,10 +229,21 @@ fn finish(state: &ProviderState, job: Job) {
         Err(reason) => {
             let retry =
                 slot.finish_with_error(pid(), &reason, mono_s()).map(|s| format!(", next try in {s}s"));
+            // With no keys yet (a start while the IdP cannot be reached, and no cached keys),
+            // nothing is kept: every token is refused with 503 until a fetch succeeds.
+            let kept = if state.provider.key_state().keys.kids().next().is_some() {
+                "keeping the keys in force"
+            } else if job.cache.is_some() {
+                "and there are no keys yet (none cached): tokens are refused with 503 until a fetch succeeds"
+            } else {
+                "and there are no keys yet: tokens are refused with 503 until a fetch succeeds \
+                 (entra_keys_cache_path would let a restart start with the last keys)"
+            };
             error!(
                 log,
-                "provider \"{}\": key fetch failed, keeping the keys in force{}: {}",
+                "provider \"{}\": key fetch failed, {}{}: {}",
                 name,
+                kept,
                 retry.unwrap_or_default(),
                 reason
             );

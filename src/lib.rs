@@ -80,6 +80,7 @@ impl HttpModule for EntraModule {
 /// What the http block needs once it is parsed: the shared zone when there are providers,
 /// nginx's thread pool when one of them fetches its keys, and the access-phase handler.
 fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
+    conf::cache::use_default(cf, main);
     main.cached_keys = conf::cache::read_cached(cf, main);
     if !main.providers.is_empty() {
         main.request_id_index =

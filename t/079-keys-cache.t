@@ -131,4 +131,43 @@ truncate "$prefix/logs/error.log", 0;
 is(run_once()->{status}, 503, 'a cache file naming a plain-http endpoint off loopback is not used');
 like(log_text(), qr/key cache "[^"]+" is not used: .*must be an https:\/\/ URL/, 'logged');
 
+# --- Without a cache, a start while the IdP is down has no keys at all: the log says so (it keeps
+# nothing), and tokens get 503.
+write_nginx_conf($prefix, $port, live_provider());
+truncate "$prefix/logs/error.log", 0;
+is(run_once()->{status}, 503, 'no cache and the IdP down: 503');
+like(log_text(), qr/key fetch failed, and there are no keys yet: tokens are refused with 503 until a fetch succeeds \(entra_keys_cache_path would let a restart start with the last keys\)/,
+    'the log says there are no keys, rather than that it keeps them');
+unlike(log_text(), qr/keeping the keys in force/, 'and never that it keeps keys it does not have');
+
+# --- The default directory (the Debian package's /var/cache/nginx/entra; a debug build takes
+# NGX_ENTRA_TEST_KEYS_CACHE): used when it exists and no entra_keys_cache_path is written.
+my $default = File::Spec->rel2abs("$prefix/default-cache");
+make_path($default);
+chmod 0700, $default;
+local $ENV{NGX_ENTRA_TEST_KEYS_CACHE} = $default;
+idp_admin('mode?set=normal');
+$pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+ok(eventually(sub { -s "$default/live.keys.json" }), 'the default directory, when it exists, keeps the keys');
+kill 'TERM', $pid;
+waitpid $pid, 0;
+idp_admin('mode?set=down');
+is(run_once()->{status}, 200, 'and a restart with the IdP down serves with them');
+# `off` says no cache is wanted, not even the default one.
+unlink "$default/live.keys.json";
+write_nginx_conf($prefix, $port, "    entra_keys_cache_path off;\n" . live_provider());
+idp_admin('mode?set=normal');
+$pid = start_nginx($prefix, 'conf/nginx.conf', $port);
+is(api()->{status}, 200, 'entra_keys_cache_path off: the keys are fetched');
+kill 'TERM', $pid;
+waitpid $pid, 0;
+ok(!-e "$default/live.keys.json", 'and not kept in the default directory');
+# A default directory others can write is not used, with a warning (nginx -t still passes).
+write_nginx_conf($prefix, $port, live_provider());
+chmod 0777, $default;
+($code, $out) = nginx_t();
+is($code, 0, 'a default directory others can write: nginx -t passes');
+like($out, qr/\[warn\] .*the default keys cache "\Q$default\E" is not used: it is writable by group or others/, 'and warns');
+chmod 0700, $default;
+
 done_testing();

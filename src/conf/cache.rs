@@ -35,8 +35,12 @@ pub extern "C" fn set_cache_path(
 }
 
 fn set(cf: &Conf, main: &mut MainConf, a: &[&str]) -> Result<(), ConfError> {
-    if main.keys_cache.is_some() {
+    if main.keys_cache.is_some() || main.keys_cache_off {
         return Err(ConfError::Duplicate("entra_keys_cache_path".into()));
+    }
+    if a[1..] == ["off"] {
+        main.keys_cache_off = true;
+        return Ok(());
     }
     let max_age = match a.get(2) {
         None => DEFAULT_MAX_AGE,
@@ -54,6 +58,39 @@ fn set(cf: &Conf, main: &mut MainConf, a: &[&str]) -> Result<(), ConfError> {
         .map_err(|e| ConfError::Rule(format!("entra_keys_cache_path \"{}\": {e}", dir.display())))?;
     main.keys_cache = Some(KeyCache { dir, max_age });
     Ok(())
+}
+
+/// The directory the keys cache uses when `entra_keys_cache_path` is not written: the Debian
+/// package makes it (0700, for nginx's worker user). A debug build takes another from
+/// `NGX_ENTRA_TEST_KEYS_CACHE` (for the tests).
+fn default_dir() -> PathBuf {
+    #[cfg(debug_assertions)]
+    if let Some(dir) = std::env::var_os("NGX_ENTRA_TEST_KEYS_CACHE") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from("/var/cache/nginx/entra")
+}
+
+/// Without `entra_keys_cache_path`, a provider that fetches its keys uses the default directory
+/// if it exists (a restart during an IdP outage then starts with the last keys); one that does
+/// not pass the directory's checks is left alone, with a warning.
+pub fn use_default(cf: &Conf, main: &mut MainConf) {
+    let fetches = main.providers.iter().any(|p| matches!(p.source, KeySource::Discovery { .. }));
+    if main.keys_cache.is_some() || main.keys_cache_off || !fetches {
+        return;
+    }
+    let dir = default_dir();
+    if !dir.is_dir() {
+        return;
+    }
+    match KeyCache::check_dir(&dir, worker_uid(cf)) {
+        Ok(()) => main.keys_cache = Some(KeyCache { dir, max_age: DEFAULT_MAX_AGE }),
+        Err(e) => cf.warn_about(&format_args!(
+            "entra: the default keys cache \"{}\" is not used: {e} (write \"entra_keys_cache_path off;\" to say \
+             that none is wanted)",
+            dir.display()
+        )),
+    }
 }
 
 /// The user the workers will run as: the `user` directive's when it came first, else whoever

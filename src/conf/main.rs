@@ -21,8 +21,10 @@ pub struct MainConf {
     pub zone: ZoneConf,
     /// Some location signs browsers in (`entra_auth ... session|any`).
     pub sign_in_used: bool,
-    /// `entra_keys_cache_path`.
+    /// `entra_keys_cache_path`, or the default directory when it exists.
     pub keys_cache: Option<KeyCache>,
+    /// `entra_keys_cache_path off;`: not even the default directory.
+    pub keys_cache_off: bool,
     /// `entra_shared_store` as written.
     pub store: Option<entra_core::store::StoreConfig>,
     /// Its client, made once the block is parsed (with the providers' timeout).
