@@ -11,6 +11,7 @@ pub mod graph;
 pub mod http;
 pub mod keystore;
 pub mod mint;
+pub mod nginx;
 pub mod server;
 pub mod stepup;
 pub mod tls;

@@ -8,7 +8,7 @@ use entra_dev_idp::keystore::{
     KeyKind, KeyStore, Settings, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_TENANT, GLOBAL_AUTHORITY,
 };
 use entra_dev_idp::mint::{mint, MintOptions, Signing};
-use entra_dev_idp::{server, Error};
+use entra_dev_idp::{nginx, server, Error};
 
 const HELP: &str = "\
 entra-dev-idp: a development identity provider that speaks Entra ID's protocol on loopback.
@@ -16,7 +16,14 @@ entra-dev-idp: a development identity provider that speaks Entra ID's protocol o
 Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev-idp).
 
   init [--tenant GUID] [--client-id GUID] [--authority URL]
-                      create the state with one RSA signing key
+                      create the state with one RSA signing key, the app's client secret,
+                      a session key and the key set (files DIR/client-secret, session.keys,
+                      jwks.json), and print an entra_provider block for nginx. With
+                      --authority (say http://127.0.0.1:9400), nginx discovers the IdP there
+                      and browsers can sign in: `authority` in nginx must be exactly this URL
+                      and `serve --listen` its address. Without it, tokens only (jwks_file).
+  provider [--name NAME]
+                      print that entra_provider block again (named NAME, default dev)
   jwks [--out FILE]   print (or write) the public key set
   kids                list key ids, the current one first
   client-secret       print the app's client secret (for client_secret_file)
@@ -50,6 +57,12 @@ Every command takes --state DIR (default: $ENTRA_DEV_IDP_STATE, else ./entra-dev
     --claim-source URL  the overage token's _claim_sources endpoint base
                         (default https://graph.windows.net, as Entra writes)
     --graph             a Microsoft Graph token (header nonce)
+
+How it maps to Entra: the state is one app registration in one tenant (tenant, client_id);
+its client secret is the registration's secret; the key set is Entra's signing keys at
+{authority}/{tenant}/discovery/v2.0/keys; the users below stand in for the tenant's users,
+their groups for security groups (object ids); `serve` answers what Entra and Microsoft Graph
+answer at the same paths.
 ";
 
 struct Args {
@@ -140,7 +153,7 @@ fn mint_options(a: &mut Args) -> Result<MintOptions, Error> {
 
 fn run(mut a: Args) -> Result<(), Error> {
     if a.words.is_empty() {
-        print!("{HELP}");
+        print!("{HELP}\n{}", nginx::users_text());
         return Ok(());
     }
     let command = a.words.remove(0);
@@ -152,7 +165,7 @@ fn run(mut a: Args) -> Result<(), Error> {
         a.take("--kind")?.as_deref().map_or(Ok(KeyKind::Rsa), KeyKind::parse)
     };
     match command.as_str() {
-        "help" | "--help" | "-h" => print!("{HELP}"),
+        "help" | "--help" | "-h" => print!("{HELP}\n{}", nginx::users_text()),
         "init" => {
             let settings = Settings {
                 tenant: a.take("--tenant")?.unwrap_or_else(|| DEV_TENANT.into()),
@@ -161,7 +174,13 @@ fn run(mut a: Args) -> Result<(), Error> {
             };
             a.finish()?;
             let store = KeyStore::init(&state, settings)?;
-            println!("{}", store.current().kid);
+            nginx::write_app_files(&store)?;
+            print!("{}", nginx::provider_block(&store, "dev"));
+        }
+        "provider" => {
+            let name = a.take("--name")?.unwrap_or_else(|| "dev".into());
+            a.finish()?;
+            print!("{}", nginx::provider_block(&KeyStore::open(&state)?, &name));
         }
         "jwks" => {
             let out = a.take("--out")?;
