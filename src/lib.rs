@@ -44,6 +44,7 @@ mod status;
 mod subrequest;
 mod threads;
 mod variables;
+mod whoami;
 mod worker;
 mod zone;
 

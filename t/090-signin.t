@@ -62,6 +62,7 @@ write_nginx_conf($prefix, $port, $provider, level => $debug ? 'debug' : 'info', 
             proxy_pass http://127.0.0.1:$port/who;
         }
         location = /logout { entra_auth live session; entra_logout; }
+        location = /whoami { entra_auth live session; entra_whoami; }
         location /signout { entra_auth live session; entra_logout; }
         location /lb/ {
             entra_auth lb session;
@@ -134,6 +135,10 @@ is($page->{status}, 200, 'the session lets the navigation in');
 is($page->{content}, "who=Alice Example (session) $ALICE_GROUP,5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20\n",
     'with the user, the source and the groups in variables');
 is(request('GET', '/app', $jar, Accept => 'application/json')->{status}, 200, 'and a script of the page');
+my $whoami = request('GET', '/whoami', $jar, Accept => 'application/json');
+like($whoami->{content}, qr/"groups":\["$ALICE_GROUP","5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20"\].*"provider":"live".*"source":"session".*"upn":"alice\@contoso\.example"/,
+    'entra_whoami shows the session\'s identity');
+unlike($whoami->{content}, qr/\Q$jar->{entra}\E/, 'never the cookie');
 is(navigate('/via-auth', $jar)->{status}, 200, 'an auth_request subrequest into a session location passes with the session');
 my $unsigned = navigate('/via-auth', {});
 is($unsigned->{status}, 401, 'and without one gets a 401, never a redirect to sign in');

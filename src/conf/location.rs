@@ -114,6 +114,8 @@ pub struct LocationConf {
     /// `entra_logout;` here: the access check lets the request through with or without a
     /// session (the logout handler answers).
     pub logout: bool,
+    /// `entra_whoami;` here (its location must have `entra_auth` in force).
+    pub whoami: bool,
     /// Set by merge: the index of the provider that guards this location, if any.
     pub provider: Option<usize>,
     /// Set by merge: with what.
@@ -334,6 +336,13 @@ impl LocationConf {
             }
             AuthSetting::Off => (None, AuthMode::Bearer),
         };
+        if self.whoami && self.provider.is_none() {
+            return Err(ConfError::Rule(
+                "\"entra_whoami\" needs \"entra_auth\" in force in its location: it shows the identity the access \
+                 check saw"
+                    .into(),
+            ));
+        }
         if let (Some((Some(_), origin)), Some(_), AuthMode::Bearer) =
             (&self.recent_signin, self.provider, self.mode)
         {

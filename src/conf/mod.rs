@@ -3,8 +3,8 @@
 //! The http block's configuration is [`main`]; `entra_provider { ... }` is parsed in
 //! [`provider`], `entra_auth` and `entra_require_*` with their inheritance in [`location`],
 //! `entra_shared_zone` in [`zone`] (the zone itself belongs to `crate::zone`),
-//! `entra_keys_cache_path` in [`cache`], `entra_shared_store` in [`store`]; `entra_status` and `entra_logout` beside the content
-//! handlers they install, in `crate::status` and `crate::logout`. Helpers are in [`ext`].
+//! `entra_keys_cache_path` in [`cache`], `entra_shared_store` in [`store`]; `entra_status`, `entra_logout` and `entra_whoami` beside the
+//! content handlers they install, in `crate::status`, `crate::logout` and `crate::whoami`. Helpers are in [`ext`].
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -56,7 +56,7 @@ const MAIN: usize = NGX_HTTP_MAIN_CONF_OFFSET;
 const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 
 /// Every directive of the module.
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 16] = [
     command(
         ngx_string!("entra_provider"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
@@ -117,6 +117,7 @@ pub static mut COMMANDS: [ngx_command_t; 15] = [
     ),
     command(ngx_string!("entra_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::status::set_status),
     command(ngx_string!("entra_logout"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::logout::set_logout),
+    command(ngx_string!("entra_whoami"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, LOC, crate::whoami::set_whoami),
     ngx_command_t::empty(),
 ];
 

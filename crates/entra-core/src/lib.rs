@@ -23,6 +23,7 @@
 //! - [`answers`]: Graph's answers and the tenants' app tokens as the shared zone keeps them.
 //! - [`fleet`]: sign-ins and sign-outs shared by a fleet of instances through the store.
 //! - [`store`]: `entra_shared_store`, the fleet's Redis, and its blocking client.
+//! - [`whoami`]: what `entra_whoami` shows of an identity.
 //! - [`error`]: the denial vocabulary and configuration errors.
 //! - [`explain`]: what a denial line says beyond its reason (values required, values held).
 //!
@@ -59,6 +60,7 @@ pub mod throttle;
 pub mod token;
 pub mod values;
 pub mod verify;
+pub mod whoami;
 
 pub use error::{ConfigError, Denial, DenialClass, KeySetError};
 pub use keys::KeySet;

@@ -1,0 +1,73 @@
+//! `entra_whoami;`: a content handler that shows the identity the access check saw (as JSON,
+//! never stored by caches), for debugging a configuration. Its location needs `entra_auth`, so
+//! only the signed-in user or the bearer of a valid token sees it.
+
+use core::ffi::{c_char, c_void};
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use serde_json::json;
+
+use crate::conf::location::LocationConf;
+use crate::log::{guard, request_log};
+use crate::module::EntraModule;
+use crate::outcome::{self, Source};
+use crate::response::{send, INTERNAL_ERROR};
+use crate::worker;
+
+/// `entra_whoami;`
+pub extern "C" fn set_whoami(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
+    guard(unsafe { (*cf).log }, "entra_whoami", NGX_CONF_ERROR, || {
+        // SAFETY: as above.
+        let lcf = unsafe { &mut *(conf as *mut LocationConf) };
+        lcf.whoami = true;
+        // SAFETY: as above, in a location.
+        match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
+            Some(clcf) => {
+                clcf.handler = Some(whoami_handler);
+                NGX_CONF_OK
+            }
+            None => NGX_CONF_ERROR,
+        }
+    })
+}
+
+extern "C" fn whoami_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a valid request.
+    guard(unsafe { request_log(r) }, "entra_whoami", INTERNAL_ERROR, || unsafe { whoami(r) })
+}
+
+/// # Safety
+/// `r` is a valid request.
+unsafe fn whoami(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
+    let (Some(lcf), Some(worker)) = (EntraModule::location_conf(request), worker::current()) else {
+        return INTERNAL_ERROR;
+    };
+    let Some(state) = lcf.provider.and_then(|i| worker.providers.get(i)) else { return INTERNAL_ERROR };
+    let provider = &state.provider;
+    // SAFETY: per the contract.
+    let body = match unsafe { outcome::get(r) }.filter(|o| o.provider == state.index) {
+        Some(o) => match &o.verified {
+            Ok(token) => {
+                let source = if o.source == Source::Session { "session" } else { "bearer" };
+                let asked = provider.graph.as_ref().map(|g| g.asked());
+                let graph = asked.zip(o.graph.as_ref()).map(|(asked, m)| m.groups(asked).collect());
+                entra_core::whoami::identity(token, &provider.name, source, graph)
+            }
+            Err(denial) => json!({ "provider": provider.name, "source": null, "denial": denial.reason() }),
+        },
+        // Let in without a check of the module's (`satisfy any` and an address nginx allowed).
+        None => json!({ "provider": provider.name, "source": null }),
+    };
+    // (`send` marks every answer of the module `Cache-Control: no-store`.)
+    // SAFETY: per the contract, in a content handler.
+    unsafe { send(r, 200, &[], "application/json", &(body.to_string() + "\n")) }
+}
