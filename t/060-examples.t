@@ -44,18 +44,24 @@ sub prepare {
     close $out;
 }
 
-# A GET with a token minted with these arguments (by the live IdP for a configuration that
-# discovers its keys there), with the headers of a hash, or with no token for undef.
+# A request ("METHOD /path", GET unless named) with a token minted with these arguments (by
+# the live IdP for a configuration that discovers its keys there), with the headers of a hash,
+# or with no token for undef.
 sub get {
     my ($path, $token_args, $live) = @_;
     my $mint = $live ? sub { live_idp('mint', @_) } : \&token;
     my %headers = ref $token_args eq 'HASH' ? %$token_args
         : $token_args ? (Authorization => 'Bearer ' . $mint->(@$token_args)) : ();
+    my $method = $path =~ s/^([A-Z]+) // ? $1 : 'GET';
     # A path of ":N/..." goes to the example's port 8080 + N.
     my ($offset, $rest) = $path =~ m{^:(\d+)(/.*)$};
     my $url = defined $offset ? "http://127.0.0.1:" . ($port + $offset) . $rest : "http://127.0.0.1:$port$path";
-    return $http->get($url, { headers => \%headers });
+    my %body = $method =~ /^(POST|PUT)$/ ? (content => '{}') : ();
+    return $http->request($method, $url, { headers => \%headers, %body });
 }
+
+# Grafana's identity headers as a client might forge them, with bob's token.
+my %forged = ('X-WEBAUTH-USER' => 'admin', 'X-WEBAUTH-ROLE' => 'Admin', 'X-WEBAUTH-GROUPS' => 'x');
 
 # Each example with the requests that show what it does: [path, mint arguments or undef, status, body regex].
 my %cases = (
@@ -90,6 +96,34 @@ my %cases = (
     'audit-log.conf' => [
         ['/reports', ['--groups', '3d6f2a1b-9c8e-4f7a-b5d4-0e1f2a3b4c5d', '--acrs', 'c1'], 200, qr/^\/reports for [0-9a-f-]{36}, request [0-9a-f]{32}$/],
         ['/reports', [], 403],
+    ],
+    'read-write-api.conf' => [
+        ['/orders', ['--roles', 'Orders.Read'], 200, qr/^GET \/orders by [0-9a-f-]{36}$/],
+        ['HEAD /orders', ['--roles', 'Orders.Read'], 200],
+        ['POST /orders', ['--roles', 'Orders.Read'], 403],
+        ['POST /orders', ['--roles', 'Orders.Write'], 200, qr/^POST \/orders by [0-9a-f-]{36}$/],
+        ['DELETE /orders/7', ['--roles', 'Orders.Read'], 403],
+        ['DELETE /orders/7', ['--roles', 'Orders.Write'], 200],
+        ['/orders', ['--roles', 'Orders.Write'], 200],
+        ['/orders', [], 403],
+        ['POST /orders', undef, 401],
+        ['OPTIONS /orders', { Origin => 'https://app.contoso.example', 'Access-Control-Request-Method' => 'POST' }, 204],
+    ],
+    'grafana.conf' => [
+        ['/', ['--groups', '0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1,5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20'], 200,
+            qr/^user=alice\@contoso\.example role=Admin groups=0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1,5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20$/],
+        ['/', ['--groups', '5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20'], 200, qr/ role=Editor /],
+        ['/', { Authorization => 'Bearer ' . live_idp('mint', '--user', 'bob'), %forged }, 200,
+            qr/^user=bob\@contoso\.example role=Viewer groups=$/],
+        ['/', { %forged }, 401],
+        ['/', { Accept => 'text/html' }, 302],
+    ],
+    'two-registrations.conf' => [
+        ['/api/orders', ['--aud', 'api://orders-api', '--scp', 'Orders.Read'], 200, qr/^\/api\/orders for alice\@contoso\.example$/],
+        ['/api/orders', ['--scp', 'Orders.Read'], 401],
+        ['/api/orders', ['--aud', 'api://orders-api', '--scp', 'Orders.Write'], 403],
+        ['/', { Accept => 'text/html' }, 302],
+        ['/', ['--aud', 'api://orders-api', '--scp', 'Orders.Read'], 401],
     ],
     'multi-tenant.conf' => [
         ['/', ['--tid', $EntraTest::OTHER_TENANT], 200, qr/^tenant \Q$EntraTest::OTHER_TENANT\E$/],
@@ -134,14 +168,14 @@ for my $name (@examples) {
     my $test = `$nginx -p $prefix/ -c conf/$name -t 2>&1`;
     is($?, 0, "$name: nginx -t accepts it") or diag $test;
     # (but the one about the development IdP's plain-http address)
-    my $warnings = $test =~ s/.*is plain http: for tests and development only.*//r;
+    my $warnings = $test =~ s/.*is plain http: for tests and development only.*//gr;
     unlike($warnings, qr/\[(warn|emerg|alert)\]/, "$name: no warning");
     my $pid = start_nginx($prefix, "conf/$name", $port);
     my $live = do { open my $fh, '<', "nginx-conf/$name" or die $!; local $/; <$fh> } =~ /127\.0\.0\.1:9400/;
     for my $case (@{ $cases{$name} }) {
         my ($path, $args, $status, $body) = @$case;
         my $res = get($path, $args, $live);
-        my $what = "$name: GET $path " . (ref $args eq 'HASH' ? "with @{[ %$args ]}"
+        my $what = "$name: " . ($path =~ /^[A-Z]/ ? $path : "GET $path") . ' ' . (ref $args eq 'HASH' ? "with @{[ %$args ]}"
             : defined $args ? "with a token (@$args)" : 'without a token');
         is($res->{status}, $status, "$what: $status");
         like($res->{content}, $body, "$what: body") if $body;
