@@ -5,12 +5,12 @@
 use core::ffi::{c_char, c_void};
 
 use entra_core::Denial;
-use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::core::Status;
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t};
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::http::HttpModuleLocationConf;
 
 use crate::clock::{epoch_ms, now};
-use crate::conf::location::LocationConf;
+use crate::conf::location::install_handler;
 use crate::denial::sign_in_failed;
 use crate::log::{guard, info, request_log};
 use crate::module::EntraModule;
@@ -26,20 +26,7 @@ pub extern "C" fn set_logout(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
-    guard(unsafe { (*cf).log }, "entra_logout", NGX_CONF_ERROR, || {
-        // SAFETY: as above.
-        let lcf = unsafe { &mut *(conf as *mut LocationConf) };
-        lcf.logout = true;
-        // SAFETY: as above, in a location.
-        match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
-            Some(clcf) => {
-                clcf.handler = Some(logout_handler);
-                NGX_CONF_OK
-            }
-            None => NGX_CONF_ERROR,
-        }
-    })
+    install_handler(cf, conf, "entra_logout", logout_handler, |lcf| lcf.logout = true)
 }
 
 extern "C" fn logout_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

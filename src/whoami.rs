@@ -4,12 +4,11 @@
 
 use core::ffi::{c_char, c_void};
 
-use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t};
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::http::HttpModuleLocationConf;
 use serde_json::json;
 
-use crate::conf::location::LocationConf;
+use crate::conf::location::install_handler;
 use crate::log::{guard, request_log};
 use crate::module::EntraModule;
 use crate::outcome::{self, Source};
@@ -22,20 +21,7 @@ pub extern "C" fn set_whoami(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
-    guard(unsafe { (*cf).log }, "entra_whoami", NGX_CONF_ERROR, || {
-        // SAFETY: as above.
-        let lcf = unsafe { &mut *(conf as *mut LocationConf) };
-        lcf.whoami = true;
-        // SAFETY: as above, in a location.
-        match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
-            Some(clcf) => {
-                clcf.handler = Some(whoami_handler);
-                NGX_CONF_OK
-            }
-            None => NGX_CONF_ERROR,
-        }
-    })
+    install_handler(cf, conf, "entra_whoami", whoami_handler, |lcf| lcf.whoami = true)
 }
 
 extern "C" fn whoami_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

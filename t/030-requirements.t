@@ -303,7 +303,6 @@ app roles required, any of: "Orders.Read" "Orders.Admin"; the token has: "orders
 --- config
     location /api {
         entra_auth dev;
-        entra_require_claim tid 9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93;
         entra_require_claim idtyp app;
         proxy_pass http://backend;
     }

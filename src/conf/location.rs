@@ -11,7 +11,7 @@ use entra_core::values::is_guid;
 use entra_core::Provider;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{ngx_command_t, ngx_conf_t};
-use ngx::http::{HttpModuleMainConf, HttpModuleServerConf};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf};
 
 use super::ext::{answer, time_value, Conf, ConfError, Origin};
 use crate::log::guard;
@@ -447,6 +447,30 @@ pub unsafe extern "C" fn merge_loc_conf(
                 ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, unsafe { (*cf.as_ptr()).log }, "{}", e);
                 NGX_CONF_ERROR
             }
+        }
+    })
+}
+
+/// A directive that makes its location answered by `handler` (`entra_logout`, `entra_whoami`),
+/// after `mark` notes it in this module's location configuration.
+pub fn install_handler(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    entry: &str,
+    handler: extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx::ffi::ngx_int_t,
+    mark: fn(&mut LocationConf),
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and this module's location conf.
+    guard(unsafe { (*cf).log }, entry, NGX_CONF_ERROR, || {
+        // SAFETY: as above.
+        mark(unsafe { &mut *(conf as *mut LocationConf) });
+        // SAFETY: as above, in a location.
+        match unsafe { ngx::http::NgxHttpCoreModule::location_conf_mut(&*cf) } {
+            Some(clcf) => {
+                clcf.handler = Some(handler);
+                NGX_CONF_OK
+            }
+            None => NGX_CONF_ERROR,
         }
     })
 }
