@@ -350,20 +350,21 @@ pub unsafe fn settle(
         Err(denial) => denial,
     };
     let who = verified.as_deref().ok();
-    let detail = match who {
-        Some(token) => p.lcf.policy.explain(
-            token,
-            denial,
-            if source == Source::Session { "the session" } else { "the token" },
-        ),
-        // SAFETY: per the contract; the header, if any, is a valid table element.
-        None => state
-            .provider
-            .explain(denial, unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes())),
-    };
     if first_visit {
         debug!(p.log, "no session: sending the browser to sign in (provider \"{}\")", state.provider.name);
     } else {
+        let detail = || match who {
+            Some(token) => p.lcf.policy.explain(
+                token,
+                denial,
+                if source == Source::Session { "the session" } else { "the token" },
+            ),
+            // SAFETY: per the contract; the header, if any, is a valid table element.
+            None => state.provider.explain(
+                denial,
+                unsafe { (*r).headers_in.authorization.as_ref() }.map(|h| h.value.as_bytes()),
+            ),
+        };
         // SAFETY: per the contract.
         unsafe { crate::log::denial(r, p.worker.request_id_index, &state.provider, denial, who, detail) };
     }

@@ -135,8 +135,9 @@ unsafe fn request_id<'r>(r: *mut ngx_http_request_t, index: Option<usize>) -> &'
 /// One line per denial at `info` (at `error` when the provider has no keys: that is the
 /// operator's trouble, not the client's): the reason, the provider, nginx's `$request_id` (to
 /// join it with the access log), for a verified token who it names and which key signed it
-/// (a session has no key of its own), then `detail`: what was required and what was had
-/// (`entra_core::explain`), else the reason's sentence. Never the token itself.
+/// (a session has no key of its own), then `detail`'s answer: what was required and what was had
+/// (`entra_core::explain`), else the reason's sentence. Never the token itself; nothing at all
+/// when the log's level drops the line.
 ///
 /// # Safety
 /// `r` is a valid request; `request_id_index` is its configuration's (`Worker::request_id_index`).
@@ -146,11 +147,18 @@ pub unsafe fn denial(
     provider: &Provider,
     denial: Denial,
     token: Option<&VerifiedToken>,
-    detail: Option<String>,
+    detail: impl FnOnce() -> Option<String>,
 ) {
     // SAFETY: per the contract.
-    let (log, id) = unsafe { (request_log(r), request_id(r, request_id_index)) };
+    let log = unsafe { request_log(r) };
     let level = if denial.class() == DenialClass::Unavailable { NGX_LOG_ERR } else { NGX_LOG_INFO };
+    // Nothing is worked out for a line the log would drop.
+    // SAFETY: a request's log is valid.
+    if unsafe { (*log).log_level } < level as ngx::ffi::ngx_uint_t {
+        return;
+    }
+    // SAFETY: per the contract.
+    let id = unsafe { request_id(r, request_id_index) };
     let mut who = String::new();
     if let Some(t) = token {
         who = format!(", oid {}, tid {}", t.oid().unwrap_or("-"), t.tid().unwrap_or("-"));
@@ -161,7 +169,7 @@ pub unsafe fn denial(
     if let Denial::InvalidClaim(name) = denial {
         who.push_str(&format!(", claim \"{name}\""));
     }
-    let detail = match (detail, token) {
+    let detail = match (detail(), token) {
         (Some(detail), _) => format!(": {detail}"),
         (None, None) => format!(": {denial}"),
         (None, Some(_)) => String::new(),
