@@ -4,6 +4,7 @@
 //! They are not cached: the same request can be judged again after an internal redirect.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 
 use entra_core::VerifiedToken;
 use ngx::core::Status;
@@ -77,8 +78,14 @@ pub fn register(cf: *mut ngx_conf_t) -> Result<(), &'static str> {
 
 type Handler = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
 
-fn join<'a>(items: impl Iterator<Item = &'a str>, sep: &str) -> Option<Cow<'a, str>> {
-    let joined = items.collect::<Vec<_>>().join(sep);
+fn join<'a, T: std::fmt::Display>(items: impl Iterator<Item = T>, sep: &str) -> Option<Cow<'a, str>> {
+    let mut joined = String::new();
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            joined.push_str(sep);
+        }
+        let _ = write!(joined, "{item}");
+    }
     (!joined.is_empty()).then_some(Cow::Owned(joined))
 }
 

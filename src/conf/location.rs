@@ -84,9 +84,9 @@ impl Setting {
 
     fn requirements(&self, subject: Subject, policy: &mut Policy) {
         if let Setting::AllOf(lines) = self {
-            policy.requirements.extend(
-                lines.iter().map(|w| Requirement { subject: subject.clone(), any_of: w.any_of.clone() }),
-            );
+            policy
+                .requirements
+                .extend(lines.iter().map(|w| Requirement::new(subject.clone(), w.any_of.clone())));
         }
     }
 

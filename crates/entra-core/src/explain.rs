@@ -5,11 +5,11 @@
 
 use std::fmt::Write;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::Value;
 
+use crate::base64url;
 use crate::error::Denial;
+use crate::group::Group;
 use crate::policy::{Policy, Requirement, Subject};
 use crate::provider::Provider;
 use crate::token::{bearer_token, VerifiedToken};
@@ -44,7 +44,7 @@ fn quoted(out: &mut String, value: &str) {
 }
 
 /// Values quoted and separated by spaces, at most [`MAX_VALUES`] of them; "none" for none.
-fn list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+fn list<T: AsRef<str>>(values: impl IntoIterator<Item = T>) -> String {
     let mut out = String::new();
     let mut count = 0;
     for value in values {
@@ -53,7 +53,7 @@ fn list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
             if count > 1 {
                 out.push(' ');
             }
-            quoted(&mut out, value);
+            quoted(&mut out, value.as_ref());
         }
     }
     match count {
@@ -107,7 +107,7 @@ impl Requirement {
             return "none in the token (group overage)".to_owned();
         }
         match &self.subject {
-            Subject::Group => list(token.groups()),
+            Subject::Group => list(token.groups().map(Group::text)),
             Subject::Role => list(token.roles()),
             Subject::Scope => list(token.scopes()),
             Subject::Permission => list(token.scopes().chain(token.roles())),
@@ -144,7 +144,7 @@ impl Provider {
         }
         let token = authorization.and_then(|h| bearer_token(h).ok())?;
         let payload = token.split(|&b| b == b'.').nth(1)?;
-        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let claims: Value = serde_json::from_slice(&base64url::decode(payload).ok()?).ok()?;
         let named = |claim: &str| claim_values(claims.get(claim));
         let named_list = |claim: &str| list(named(claim).iter().map(String::as_str));
         Some(match denial {
@@ -189,7 +189,7 @@ mod tests {
         let values: Vec<String> = (0..25).map(|i| i.to_string()).collect();
         let listed = list(values.iter().map(String::as_str));
         assert!(listed.ends_with("\"9\" and 15 more"), "{listed}");
-        assert_eq!(list([]), "none");
+        assert_eq!(list([""; 0]), "none");
     }
 
     #[test]
@@ -202,9 +202,8 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         );
-        let requirement = |subject, values: &[&str]| Requirement {
-            subject,
-            any_of: values.iter().map(|v| v.to_string()).collect(),
+        let requirement = |subject, values: &[&str]| {
+            Requirement::new(subject, values.iter().map(|v| v.to_string()).collect())
         };
         let policy = Policy {
             requirements: vec![

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::discovery::{agent, read_at_most};
+use crate::group::Group;
 use crate::oidc::ClientCredential;
 use crate::token::{json_object, JsonStr};
 use crate::values::is_guid;
@@ -118,9 +119,9 @@ impl Membership {
     }
 
     /// The membership `groups` (object ids, any case) say, over `asked`; groups not asked are left out.
-    pub fn of<'a>(asked: &Asked, groups: impl Iterator<Item = &'a str>) -> Membership {
+    pub fn of<'a>(asked: &Asked, groups: impl Iterator<Item = Group<'a>>) -> Membership {
         let mut membership = Membership::default();
-        for index in groups.filter_map(|g| asked.index_of(g)) {
+        for index in groups.filter_map(|g| asked.index_of(&g.text())) {
             membership.insert(index);
         }
         membership

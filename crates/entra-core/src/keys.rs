@@ -1,10 +1,9 @@
 //! Signing keys: a JWKS document parsed into the keys this module will verify with.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
+use crate::base64url;
 use crate::error::KeySetError;
 use crate::signature::PublicKey;
 
@@ -110,7 +109,7 @@ fn str_field<'a>(entry: &'a Value, name: &str) -> Result<&'a str, String> {
 
 fn b64_field(entry: &Value, name: &str) -> Result<Vec<u8>, String> {
     let text = str_field(entry, name)?;
-    URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("\"{name}\" is not base64url"))
+    base64url::decode(text).map_err(|_| format!("\"{name}\" is not base64url"))
 }
 
 fn parse_key(entry: &Value) -> Result<SigningKey, String> {

@@ -6,6 +6,7 @@
 //! - [`token`]: the bearer token, its header and claims read strictly, the verified token.
 //! - [`verify`]: the rules a provider judges a token by, and [`Provider::judge`].
 //! - [`policy`]: location requirements (`entra_require_*`).
+//! - [`base64url`]: strict base64url, decoded by table (tokens and sealed cookies).
 //! - [`assertion`]: the client assertion of `client_certificate` (private_key_jwt).
 //! - [`browser`]: navigations and cross-origin requests told apart by their headers.
 //! - [`cache`]: the verified-token cache.
@@ -19,6 +20,7 @@
 //! - [`signin`]: a provider's sign-in settings and the code flow's steps without I/O.
 //! - [`throttle`]: callbacks per client address and minute, counted in shared buckets.
 //! - [`exchange`]: the code exchange at the token endpoint (blocking).
+//! - [`group`]: a group as an identity holds it (object id bytes, or text).
 //! - [`graph`]: group overage answered by Microsoft Graph (forms, answers; blocking calls).
 //! - [`answers`]: Graph's answers and the tenants' app tokens as the shared zone keeps them.
 //! - [`fleet`]: sign-ins and sign-outs shared by a fleet of instances through the store.
@@ -33,6 +35,7 @@
 
 pub mod answers;
 pub mod assertion;
+pub mod base64url;
 mod binary;
 pub mod browser;
 pub mod cache;
@@ -43,6 +46,7 @@ pub mod exchange;
 pub mod explain;
 pub mod fleet;
 pub mod graph;
+pub mod group;
 pub mod keycache;
 pub mod keys;
 pub mod oidc;

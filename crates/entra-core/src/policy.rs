@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::error::{AuthContext, Denial};
 use crate::graph::{Asked, Membership};
+use crate::group::guid_bytes;
 use crate::token::VerifiedToken;
 
 /// Group memberships Microsoft Graph answered for a token with group overage: the set asked and
@@ -33,6 +34,9 @@ pub enum Subject {
 pub struct Requirement {
     pub subject: Subject,
     pub any_of: Vec<String>,
+    /// For each of `any_of`, its bytes when it is an object id: a session's groups are
+    /// compared as bytes.
+    ids: Vec<Option<[u8; 16]>>,
 }
 
 /// Claims that users or admins can change, and that must never authorize (rule 13).
@@ -51,6 +55,11 @@ fn claim_matches(value: &Value, wanted: &str) -> bool {
 }
 
 impl Requirement {
+    pub fn new(subject: Subject, any_of: Vec<String>) -> Requirement {
+        let ids = any_of.iter().map(|value| guid_bytes(value)).collect();
+        Requirement { subject, any_of, ids }
+    }
+
     /// Checks `token`; a group requirement on a token with group overage is decided by
     /// `answered`, or refused without it.
     pub fn check(&self, token: &VerifiedToken, answered: Answered) -> Result<(), Denial> {
@@ -62,7 +71,9 @@ impl Requirement {
                 Some((asked, _)) if self.any_of.iter().all(|w| asked.index_of(w).is_some()) => false,
                 _ => return Err(Denial::GroupOverage),
             },
-            Subject::Group => token.groups().any(|g| self.any_of.iter().any(|w| w.eq_ignore_ascii_case(g))),
+            Subject::Group => token
+                .groups()
+                .any(|g| self.any_of.iter().zip(&self.ids).any(|(wanted, id)| g.is(wanted, id.as_ref()))),
             Subject::Role => token.roles().any(wants),
             Subject::Scope => token.scopes().any(wants),
             Subject::Permission => token.scopes().chain(token.roles()).any(wants),

@@ -16,6 +16,8 @@ use ring::hkdf::{Salt, HKDF_SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use thiserror::Error;
 
+use crate::base64url;
+
 /// The least key material per line: 256 bits.
 pub const MIN_KEY_BYTES: usize = 32;
 const KEY_ID_LEN: usize = 4;
@@ -198,25 +200,26 @@ impl SealKeys {
 
     /// Opens a value sealed by [`SealKeys::seal`] with any configured key.
     pub fn open(&self, purpose: Purpose, aad: &[u8], sealed: impl AsRef<[u8]>) -> Result<Vec<u8>, OpenError> {
-        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
+        let mut bytes = base64url::decode(sealed).map_err(|_| OpenError::Malformed)?;
         if bytes.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
             return Err(OpenError::Malformed);
         }
         let (id, rest) = bytes.split_at(KEY_ID_LEN);
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let key = self
             .keys
             .iter()
             .find(|k| k.id == id)
             .or_else(|| self.keys.iter().find(|k| k.legacy_id == id))
             .ok_or(OpenError::UnknownKey)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Malformed)?;
-        let mut buffer = ciphertext.to_vec();
-        let plaintext = key
+        let nonce = Nonce::try_assume_unique_for_key(&rest[..NONCE_LEN]).map_err(|_| OpenError::Malformed)?;
+        // Decrypted where it lies, moved to the front by the same pass: no copy of its own.
+        let len = key
             .key(purpose)
-            .open_in_place(nonce, Aad::from(aad), &mut buffer)
-            .map_err(|_| OpenError::Tampered)?;
-        Ok(plaintext.to_vec())
+            .open_within(nonce, Aad::from(aad), &mut bytes, KEY_ID_LEN + NONCE_LEN..)
+            .map_err(|_| OpenError::Tampered)?
+            .len();
+        bytes.truncate(len);
+        Ok(bytes)
     }
 }
 

@@ -19,9 +19,10 @@
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
 use crate::error::{AuthContext, Denial};
-use crate::token::{GroupsAnswered, VerifiedToken, SESSION_KID};
-use crate::values::is_guid;
+use crate::group::KeptGroup;
+use crate::token::{GroupsAnswered, VerifiedToken};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The version of the layout above; part of the sealing's associated data too.
 pub const FORMAT_VERSION: u8 = 1;
@@ -64,8 +65,8 @@ pub struct Session {
     /// `preferred_username`, else `upn`.
     pub username: String,
     pub email: String,
-    /// Object ids, lower-case; or other forms (sAMAccountName, display names) as given.
-    pub groups: Vec<String>,
+    /// Object ids as their bytes; or other forms (sAMAccountName, display names) as given.
+    pub groups: Vec<KeptGroup>,
     pub roles: Vec<String>,
     /// `session_claims`: name and the claim's JSON text.
     pub claims: Vec<(String, String)>,
@@ -79,31 +80,6 @@ pub struct Session {
     pub auth_contexts: Vec<String>,
     /// The ID token's `auth_time`: when the user last authenticated (seconds).
     pub auth_time: Option<u64>,
-}
-
-/// 16 bytes of a canonical GUID (8-4-4-4-12 hexadecimal).
-fn guid_bytes(guid: &str) -> [u8; 16] {
-    let hex: Vec<u8> = guid.bytes().filter(|b| *b != b'-').collect();
-    let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    let mut out = [0; 16];
-    for (i, pair) in hex.chunks(2).enumerate().take(16) {
-        out[i] = nibble(pair[0]) << 4 | nibble(pair[1]);
-    }
-    out
-}
-
-fn guid_text(bytes: &[u8]) -> String {
-    // By hand rather than with format!: a 200-group session decodes 200 of them per request.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
 }
 
 impl Session {
@@ -133,12 +109,15 @@ impl Session {
         }
         put_len(&mut out, self.groups.len())?;
         for group in &self.groups {
-            if is_guid(group) && group.bytes().all(|b| !b.is_ascii_uppercase()) {
-                out.push(GUID_TAG);
-                out.extend_from_slice(&guid_bytes(group));
-            } else {
-                out.push(TEXT_TAG);
-                put_text(&mut out, group)?;
+            match group {
+                KeptGroup::Id(bytes) => {
+                    out.push(GUID_TAG);
+                    out.extend_from_slice(bytes);
+                }
+                KeptGroup::Name(name) => {
+                    out.push(TEXT_TAG);
+                    put_text(&mut out, name)?;
+                }
             }
         }
         put_len(&mut out, self.roles.len())?;
@@ -182,13 +161,16 @@ impl Session {
             *text = r.text()?;
         }
         let [oid, tid, sub, sid, login_hint, name, username, email] = texts;
-        let groups = (0..r.len()?)
-            .map(|_| match r.byte()? {
-                GUID_TAG => Ok(guid_text(r.take(16)?)),
-                TEXT_TAG => r.text(),
-                tag => Err(DecodeError::GroupTag(tag)),
-            })
-            .collect::<Result<_, _>>()?;
+        let count = r.len()?;
+        // Room for object ids (17 bytes each), never more than what is left could hold.
+        let mut groups = Vec::with_capacity(count.min(r.0.len() / 17));
+        for _ in 0..count {
+            groups.push(match r.byte()? {
+                GUID_TAG => KeptGroup::Id(r.array()?),
+                TEXT_TAG => KeptGroup::Name(r.text()?),
+                tag => return Err(DecodeError::GroupTag(tag)),
+            });
+        }
         let roles = (0..r.len()?).map(|_| r.text()).collect::<Result<_, _>>()?;
         let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
         let mut client_id = String::new();
@@ -284,7 +266,7 @@ impl Session {
             name: text("name"),
             username: token.upn().unwrap_or_default().to_owned(),
             email: text("email"),
-            groups: token.groups().map(str::to_owned).collect(),
+            groups: token.groups().map(KeptGroup::from).collect(),
             roles: token.roles().map(str::to_owned).collect(),
             claims: claims
                 .iter()
@@ -297,26 +279,40 @@ impl Session {
         }
     }
 
-    /// The session as the claims that requirements and variables read, like a token's: no
-    /// `scp` and no `azp` (a session is no delegated access token).
+    /// The session's own field for claim `name`, as its identity reads it: `None` for a claim
+    /// a session never keeps (`session_claims` aside, which the caller reads first).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        let text = match name {
+            "oid" => &self.oid,
+            "tid" => &self.tid,
+            "sub" => &self.sub,
+            "sid" => &self.sid,
+            "login_hint" => &self.login_hint,
+            "name" => &self.name,
+            "preferred_username" => &self.username,
+            "email" => &self.email,
+            "ver" => return Some(if self.token_version == 1 { "1.0" } else { "2.0" }),
+            _ => return None,
+        };
+        (!text.is_empty()).then_some(text.as_str())
+    }
+
+    /// The session's identity, read like a token's claims (see [`VerifiedToken::of_session`]).
     pub fn identity(&self) -> VerifiedToken {
+        VerifiedToken::of_session(Arc::new(self.clone()))
+    }
+
+    /// The session as every claim of its identity: no `scp` and no `azp` (a session is no
+    /// delegated access token). Built only when something asks for a claim its fields do not
+    /// answer.
+    pub(crate) fn claims(&self) -> Map<String, Value> {
         let mut c = Map::new();
-        for (name, value) in [
-            ("oid", &self.oid),
-            ("tid", &self.tid),
-            ("sub", &self.sub),
-            ("sid", &self.sid),
-            ("login_hint", &self.login_hint),
-            ("name", &self.name),
-            ("preferred_username", &self.username),
-            ("email", &self.email),
-        ] {
-            if !value.is_empty() {
-                c.insert(name.to_owned(), Value::String(value.clone()));
+        for name in ["oid", "tid", "sub", "sid", "login_hint", "name", "preferred_username", "email", "ver"] {
+            if let Some(value) = self.field(name) {
+                c.insert(name.to_owned(), Value::String(value.to_owned()));
             }
         }
-        c.insert("ver".into(), Value::String(if self.token_version == 1 { "1.0" } else { "2.0" }.into()));
-        c.insert("groups".into(), self.groups.iter().cloned().collect());
+        c.insert("groups".into(), self.groups.iter().map(|g| g.view().to_string()).collect());
         c.insert("roles".into(), self.roles.iter().cloned().collect());
         if self.group_overage {
             c.insert("_claim_names".into(), serde_json::json!({ "groups": "src1" }));
@@ -332,13 +328,11 @@ impl Session {
                 c.insert(name.clone(), value);
             }
         }
-        let mut identity = VerifiedToken::from_claims(SESSION_KID, self.expires, c);
-        identity.groups_answered = self.groups_answered;
-        identity
+        c
     }
 }
 
-/// The claims every session keeps (besides `session_claims`), as [`Session::identity`] gives them.
+/// The claims every session keeps (besides `session_claims`), as its identity reads them.
 pub const KEPT_CLAIMS: [&str; 13] = [
     "oid",
     "tid",
@@ -421,7 +415,7 @@ mod tests {
             name: "Alice Example".into(),
             username: "alice@contoso.example".into(),
             email: "alice@contoso.example".into(),
-            groups: (0..groups).map(|i| format!("0b9f3f6e-4a4c-4c1e-9a63-{i:012x}")).collect(),
+            groups: (0..groups).map(|i| format!("0b9f3f6e-4a4c-4c1e-9a63-{i:012x}").into()).collect(),
             roles: vec!["Orders.Read".into(), "Admin".into()],
             claims: vec![("department".into(), "\"Finance\"".into())],
             ..Default::default()

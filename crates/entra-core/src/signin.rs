@@ -18,6 +18,7 @@ use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
 use crate::cookie::{self, Found, Jar};
 use crate::error::Denial;
+use crate::group::KeptGroup;
 use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
 };
@@ -148,7 +149,7 @@ pub struct SignIn {
 /// A session cookie opened once: the session, and the identity requirements and variables read.
 #[derive(Debug)]
 pub struct OpenedSession {
-    pub session: Session,
+    pub session: Arc<Session>,
     /// Its keys in the records of sessions (made once when it opened).
     pub keys: SessionKeys,
     pub identity: Arc<VerifiedToken>,
@@ -650,7 +651,8 @@ impl SignIn {
         }
         let started = Instant::now();
         let opened = self.open_session(sealed, secure).map(|session| {
-            let identity = Arc::new(session.identity());
+            let session = Arc::new(session);
+            let identity = Arc::new(VerifiedToken::of_session(session.clone()));
             let expires = session.expires;
             let keys = self.keys_of(&session);
             let opened = Arc::new(OpenedSession { session, keys, identity, secure });
@@ -671,7 +673,7 @@ impl SignIn {
         groups: impl Iterator<Item = &'g str>,
     ) -> Vec<SetCookie> {
         self.reseal(request, |session| {
-            session.groups = groups.map(str::to_owned).collect();
+            session.groups = groups.map(KeptGroup::from).collect();
             session.groups_answered = Some(answered);
         })
     }
@@ -686,7 +688,7 @@ impl SignIn {
     /// open or no longer fits its cookies (the change then holds for this request only).
     fn reseal(&self, request: &SessionRequest, change: impl FnOnce(&mut Session)) -> Vec<SetCookie> {
         let Some(opened) = self.session_of(request) else { return Vec::new() };
-        let mut session = opened.session.clone();
+        let mut session = Session::clone(&opened.session);
         change(&mut session);
         let secure = self.is_secure(request.tls);
         self.session_cookies(&session, &request.jar(), secure).unwrap_or_default()
@@ -886,7 +888,7 @@ impl SignIn {
                 return held;
             }
             Ok(Standing::Valid { touch: true }) => {
-                let touched = Session { last_used: request.now, ..session.clone() };
+                let touched = Session { last_used: request.now, ..Session::clone(session) };
                 if let Ok(cookies) = self.session_cookies(&touched, jar, opened.secure) {
                     held.touched = cookies;
                 }

@@ -3,7 +3,7 @@
 //! The rules themselves are in [`crate::verify`].
 
 use std::borrow::Cow;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Denial;
+use crate::group::{Group, KeptGroup};
+use crate::session::Session;
 
 /// The JOSE header fields that decide anything. `jku`, `x5u`, `jwk` and `x5c` are never read:
 /// key material comes only from the provider's key set (rule 9).
@@ -143,10 +145,11 @@ pub struct GroupsAnswered {
 /// The `kid` of a browser session's identity: no key signed it.
 pub const SESSION_KID: &str = "session";
 
-/// A token whose signature and claims passed every rule of its provider.
+/// A token whose signature and claims passed every rule of its provider, or the identity of a
+/// browser session (read like a token's claims).
 #[derive(Debug)]
 pub struct VerifiedToken {
-    pub kid: String,
+    pub kid: Cow<'static, str>,
     /// `exp`, in seconds since the epoch.
     pub exp: u64,
     /// A session whose groups Graph answered: its `groups` are those, for this set and time.
@@ -160,11 +163,20 @@ pub struct VerifiedToken {
     /// the zone had it: the zone's answer stays as it is until then, so a repeated token needs
     /// no probe of the zone.
     pub answer_seen: Mutex<Option<([u8; 32], u64)>>,
-    /// The decoded payload (JSON).
-    payload: Box<str>,
-    /// Every claim, parsed from `payload` the first time a requirement or a variable asks:
-    /// a location that only needs a valid token never builds it.
+    body: Body,
+    /// Every claim, parsed from the body the first time a requirement or a variable asks for
+    /// one the body does not answer itself: a location that only needs a valid token never
+    /// builds it.
     claims: OnceLock<Map<String, Value>>,
+}
+
+/// Where an identity's claims come from.
+#[derive(Debug)]
+enum Body {
+    /// A token's decoded payload (JSON, UTF-8).
+    Payload(Box<[u8]>),
+    /// A browser session: its fields answer for the claims it keeps, its groups stay bytes.
+    Session(Arc<Session>),
 }
 
 /// A NumericDate claim: seconds since the epoch, a JSON number (fractions are cut).
@@ -175,10 +187,6 @@ pub(crate) fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result
         .or_else(|| number.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
         .map(Some)
         .ok_or(Denial::InvalidClaim(name))
-}
-
-fn strings<'a>(claims: &'a Map<String, Value>, name: &str) -> impl Iterator<Item = &'a str> {
-    claims.get(name).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
 }
 
 /// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
@@ -197,30 +205,56 @@ pub fn bearer_token(header: &[u8]) -> Result<&[u8], Denial> {
 }
 
 impl VerifiedToken {
-    pub(crate) fn new(kid: &str, exp: u64, payload: String) -> VerifiedToken {
+    fn with_body(kid: Cow<'static, str>, exp: u64, body: Body) -> VerifiedToken {
         VerifiedToken {
-            kid: kid.to_owned(),
+            kid,
             exp,
             groups_answered: None,
             lookup_keys: OnceLock::new(),
             answer_seen: Mutex::new(None),
             overage: OnceLock::new(),
-            payload: payload.into(),
+            body,
             claims: OnceLock::new(),
         }
     }
 
-    /// An identity that came from elsewhere than a token (a browser session), with its claims.
+    /// `payload`: the token's, UTF-8.
+    pub(crate) fn new(kid: &str, exp: u64, payload: Vec<u8>) -> VerifiedToken {
+        VerifiedToken::with_body(Cow::Owned(kid.to_owned()), exp, Body::Payload(payload.into()))
+    }
+
+    /// An identity with these claims (tests, and identities made elsewhere than a token).
     pub fn from_claims(kid: &str, exp: u64, claims: Map<String, Value>) -> VerifiedToken {
-        let token = VerifiedToken::new(kid, exp, String::new());
+        let token = VerifiedToken::new(kid, exp, Vec::new());
         let _ = token.claims.set(claims);
         token
     }
 
+    /// The identity of a browser session: no allocation per group or claim until a claim the
+    /// session's fields do not answer is asked for.
+    pub fn of_session(session: Arc<Session>) -> VerifiedToken {
+        let (exp, answered) = (session.expires, session.groups_answered);
+        let mut identity = VerifiedToken::with_body(Cow::Borrowed(SESSION_KID), exp, Body::Session(session));
+        identity.groups_answered = answered;
+        identity
+    }
+
     /// Every claim of the token.
     pub fn claims(&self) -> &Map<String, Value> {
-        // The payload parsed as a JSON object during verification, so this cannot fail.
-        self.claims.get_or_init(|| serde_json::from_str(&self.payload).unwrap_or_default())
+        self.claims.get_or_init(|| match &self.body {
+            // The payload parsed as a JSON object during verification, so this cannot fail.
+            Body::Payload(payload) => serde_json::from_slice(payload).unwrap_or_default(),
+            Body::Session(session) => session.claims(),
+        })
+    }
+
+    /// The session whose own field answers for claim `name` (none when `session_claims` kept
+    /// a claim of that name: it is read as it came).
+    fn session_answering(&self, name: &str) -> Option<&Session> {
+        match &self.body {
+            Body::Session(session) if !session.claims.iter().any(|(kept, _)| kept == name) => Some(session),
+            _ => None,
+        }
     }
 
     pub fn claim(&self, name: &str) -> Option<&Value> {
@@ -228,7 +262,23 @@ impl VerifiedToken {
     }
 
     pub fn str(&self, name: &str) -> Option<&str> {
-        self.claim(name).and_then(Value::as_str)
+        match self.session_answering(name) {
+            Some(session) => session.field(name),
+            None => self.claim(name).and_then(Value::as_str),
+        }
+    }
+
+    /// The strings of list claim `name`: the session's own (`kept`), or the JSON array's.
+    fn list<'a, T>(
+        &'a self,
+        name: &str,
+        kept: impl FnOnce(&'a Session) -> &'a [T],
+    ) -> (&'a [T], impl Iterator<Item = &'a str>) {
+        let (kept, json): (&[T], &[Value]) = match self.session_answering(name) {
+            Some(session) => (kept(session), &[]),
+            None => (&[], self.claim(name).and_then(Value::as_array).map_or(&[][..], Vec::as_slice)),
+        };
+        (kept, json.iter().filter_map(Value::as_str))
     }
 
     pub fn oid(&self) -> Option<&str> {
@@ -249,22 +299,28 @@ impl VerifiedToken {
         self.str("azp").or_else(|| self.str("appid"))
     }
 
-    pub fn groups(&self) -> impl Iterator<Item = &str> {
-        strings(self.claims(), "groups")
+    pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
+        let (kept, json) = self.list("groups", |s| &s.groups);
+        kept.iter().map(KeptGroup::view).chain(json.map(Group::Name))
     }
 
     pub fn roles(&self) -> impl Iterator<Item = &str> {
-        strings(self.claims(), "roles")
+        let (kept, json) = self.list("roles", |s| &s.roles);
+        kept.iter().map(String::as_str).chain(json)
     }
 
     /// `acrs`: the authentication contexts the sign-in satisfied.
     pub fn auth_contexts(&self) -> impl Iterator<Item = &str> {
-        strings(self.claims(), "acrs")
+        let (kept, json) = self.list("acrs", |s| &s.auth_contexts);
+        kept.iter().map(String::as_str).chain(json)
     }
 
     /// `auth_time`: when the user last authenticated (seconds), if a whole JSON number.
     pub fn signin_time(&self) -> Option<u64> {
-        self.claim("auth_time").and_then(Value::as_u64)
+        match self.session_answering("auth_time") {
+            Some(session) => session.auth_time,
+            None => self.claim("auth_time").and_then(Value::as_u64),
+        }
     }
 
     /// A token an app got for itself (client credentials): no user, so no `scp`; Entra's
@@ -281,6 +337,11 @@ impl VerifiedToken {
     /// Entra left the groups out (rule 16): `_claim_names.groups`, or `hasgroups` in implicit flow.
     pub fn has_group_overage(&self) -> bool {
         *self.overage.get_or_init(|| {
+            if let (Some(session), Some(_)) =
+                (self.session_answering("_claim_names"), self.session_answering("hasgroups"))
+            {
+                return session.group_overage;
+            }
             let named_elsewhere = self
                 .claim("_claim_names")
                 .and_then(Value::as_object)

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::value::RawValue;
 
+use crate::base64url;
 use crate::error::Denial;
 use crate::keys::KeyFamily;
 use crate::provider::{KeyState, Provider};
@@ -31,12 +30,12 @@ const DECODE_ON_STACK: usize = 1024;
 /// Decodes base64url (no padding) into `buf`, or into `spill` when it would not fit there (a
 /// header with a large extra parameter is still a header).
 fn decode_into<'b>(text: &str, buf: &'b mut [u8], spill: &'b mut Vec<u8>) -> Result<&'b [u8], Denial> {
-    if text.len().div_ceil(4) * 3 > buf.len() {
-        *spill = URL_SAFE_NO_PAD.decode(text).map_err(|_| Denial::Malformed)?;
-        return Ok(spill);
-    }
-    let written = URL_SAFE_NO_PAD.decode_slice(text, buf).map_err(|_| Denial::Malformed)?;
-    Ok(&buf[..written])
+    let text = text.as_bytes();
+    let decoded = match buf.len() >= base64url::decoded_len(text) {
+        true => base64url::decode_to_slice(text, buf).map(|d| &buf[..d.len]),
+        false => base64url::decode_to_vec(text, spill).map(|_| &spill[..]),
+    };
+    decoded.map_err(|_| Denial::Malformed)
 }
 
 /// What [`Provider::judge`] decided, and how.
@@ -129,12 +128,14 @@ impl Provider {
         // The claims are parsed once, and their times checked here with strict JSON types: a
         // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
         // Sized exactly, so that the verified token keeps this buffer without a reallocation.
-        let mut payload = vec![0u8; payload_b64.len() * 3 / 4];
-        let written =
-            URL_SAFE_NO_PAD.decode_slice(payload_b64, &mut payload).map_err(|_| Denial::Malformed)?;
-        payload.truncate(written);
-        let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed)?;
-        let view: ClaimsView = json_object(payload.as_bytes()).map_err(|_| Denial::Malformed)?;
+        let mut payload = Vec::new();
+        let decoded =
+            base64url::decode_to_vec(payload_b64.as_bytes(), &mut payload).map_err(|_| Denial::Malformed)?;
+        // JSON is UTF-8: an all-ASCII payload (most are) needs no second look.
+        if !decoded.ascii && std::str::from_utf8(&payload).is_err() {
+            return Err(Denial::Malformed);
+        }
+        let view: ClaimsView = json_object(&payload).map_err(|_| Denial::Malformed)?;
         let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
         if exp.saturating_add(self.leeway) < now {
             return Err(Denial::Expired);

@@ -32,7 +32,7 @@ pub fn identity(
         "upn": token.upn(),
         "app_id": token.app_id(),
         "app_only": token.is_app_only(),
-        "groups": token.groups().collect::<Vec<_>>(),
+        "groups": token.groups().map(|g| g.to_string()).collect::<Vec<_>>(),
         "group_overage": token.has_group_overage(),
         "roles": token.roles().collect::<Vec<_>>(),
         "scopes": token.scopes().collect::<Vec<_>>(),

@@ -125,9 +125,8 @@ pub fn policy(requirements: Vec<(Subject, &[&str])>) -> Policy {
     Policy {
         requirements: requirements
             .into_iter()
-            .map(|(subject, values)| Requirement {
-                subject,
-                any_of: values.iter().map(|v| v.to_string()).collect(),
+            .map(|(subject, values)| {
+                Requirement::new(subject, values.iter().map(|v| v.to_string()).collect())
             })
             .collect(),
         recent_signin: None,

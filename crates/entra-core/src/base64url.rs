@@ -1,0 +1,185 @@
+//! Strict base64url without padding (RFC 4648 §5), the encoding of JWTs and of sealed cookies,
+//! decoded with four lookup tables: a session cookie is 4.7 KB of it on every request that
+//! opens one, and the `base64` crate's decoder spends about seven instructions a character where
+//! this one spends under four (docs/BENCHMARK.md, "Performance"). The decode also says whether
+//! every byte was ASCII, which spares a token's payload its separate UTF-8 pass.
+//!
+//! Refused: any character outside the alphabet (padding `=` included), a length no encoding
+//! has (4n + 1), and trailing bits that are not zero (so each value has one encoding).
+
+/// Set in a table entry for a character outside the alphabet.
+const INVALID: u32 = 1 << 31;
+/// The high bit of each of the three decoded bytes of a group of four characters.
+const HIGH_BITS: u32 = 0x0080_8080;
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Each character's six bits, already shifted to their place in a group of four.
+const fn table(shift: u32) -> [u32; 256] {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = (i as u32) << shift;
+        i += 1;
+    }
+    table
+}
+
+static TABLES: [[u32; 256]; 4] = [table(18), table(12), table(6), table(0)];
+
+/// Not base64url as JWTs and sealed cookies write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+/// What a successful decode saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Bytes written.
+    pub len: usize,
+    /// Every byte is below 0x80: the bytes are UTF-8 without another look.
+    pub ascii: bool,
+}
+
+/// The bytes `text` decodes to (when it decodes).
+pub fn decoded_len(text: &[u8]) -> usize {
+    text.len() / 4 * 3 + (text.len() % 4).saturating_sub(1)
+}
+
+/// Four characters' 24 bits, with [`INVALID`] set if any is outside the alphabet.
+#[inline(always)]
+fn quad(q: &[u8]) -> u32 {
+    let [t0, t1, t2, t3] = &TABLES;
+    t0[usize::from(q[0])] | t1[usize::from(q[1])] | t2[usize::from(q[2])] | t3[usize::from(q[3])]
+}
+
+/// Decodes `text`, handing the bytes to `emit` in order; the answer has [`INVALID`] set when
+/// `text` is not strict base64url, and the high bit of any byte decoded.
+#[inline(always)]
+fn decode_with(text: &[u8], mut emit: impl FnMut(&[u8])) -> u32 {
+    if text.len() % 4 == 1 {
+        return INVALID;
+    }
+    let mut seen = 0u32;
+    // Eight characters at a time, their six bytes taken from one word.
+    let mut octets = text.chunks_exact(8);
+    for o in &mut octets {
+        let (a, b) = (quad(&o[..4]), quad(&o[4..]));
+        seen |= a | b;
+        emit(&(u64::from(a) << 40 | u64::from(b & 0xff_ffff) << 16).to_be_bytes()[..6]);
+    }
+    let rest = octets.remainder();
+    let (whole, tail) = rest.split_at(rest.len() / 4 * 4);
+    if !whole.is_empty() {
+        let n = quad(whole);
+        seen |= n;
+        emit(&n.to_be_bytes()[1..]);
+    }
+    if !tail.is_empty() {
+        let n = tail.iter().zip(&TABLES).fold(0, |n, (c, table)| n | table[usize::from(*c)]);
+        // Two characters carry one byte and four spare bits, three carry two bytes and two.
+        let spare = if tail.len() == 2 { 0xffff } else { 0xff };
+        seen |= n | if n & spare != 0 { INVALID } else { 0 };
+        emit(&n.to_be_bytes()[1..tail.len()]);
+    }
+    seen
+}
+
+fn decoded(seen: u32, len: usize) -> Result<Decoded, Invalid> {
+    match seen & INVALID {
+        0 => Ok(Decoded { len, ascii: seen & HIGH_BITS == 0 }),
+        _ => Err(Invalid),
+    }
+}
+
+/// Decodes `text`, appending to `out` (nothing appended when it does not decode).
+pub fn decode_to_vec(text: &[u8], out: &mut Vec<u8>) -> Result<Decoded, Invalid> {
+    let start = out.len();
+    out.reserve(decoded_len(text));
+    let answer = decoded(decode_with(text, |bytes| out.extend_from_slice(bytes)), out.len() - start);
+    if answer.is_err() {
+        out.truncate(start);
+    }
+    answer
+}
+
+/// Decodes `text` into the start of `out`, which must hold [`decoded_len`] bytes.
+pub fn decode_to_slice(text: &[u8], out: &mut [u8]) -> Result<Decoded, Invalid> {
+    let len = decoded_len(text);
+    let Some(out) = out.get_mut(..len) else { return Err(Invalid) };
+    let mut at = 0;
+    let seen = decode_with(text, |bytes| {
+        if let Some(place) = out.get_mut(at..at + bytes.len()) {
+            place.copy_from_slice(bytes);
+        }
+        at += bytes.len();
+    });
+    decoded(seen, len)
+}
+
+/// Decodes `text` into a vector of its own.
+pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, Invalid> {
+    let mut out = Vec::new();
+    decode_to_vec(text.as_ref(), &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    #[test]
+    fn every_length_and_byte_decodes_as_the_base64_crate_encodes() {
+        let bytes: Vec<u8> = (0..=255).chain(0..=255).collect();
+        for len in 0..bytes.len() {
+            let text = URL_SAFE_NO_PAD.encode(&bytes[..len]);
+            assert_eq!(decode(&text).as_deref(), Ok(&bytes[..len]), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn ascii_is_told_apart() {
+        let mut out = b"kept".to_vec();
+        let ascii = URL_SAFE_NO_PAD.encode(b"{\"oid\":\"a\"}");
+        assert_eq!(decode_to_vec(ascii.as_bytes(), &mut out), Ok(Decoded { len: 11, ascii: true }));
+        assert_eq!(out, b"kept{\"oid\":\"a\"}", "appended");
+        for text in ["{\"n\":\"é\"}", "é", "ab\u{80}", "0123456\u{80}"] {
+            let encoded = URL_SAFE_NO_PAD.encode(text);
+            assert!(!decode_to_vec(encoded.as_bytes(), &mut out).unwrap().ascii, "{text}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_strict_base64url_is_refused() {
+        for text in [
+            "a",
+            "abcde",
+            "ab==",
+            "abc=",
+            "ab+/",
+            "ab/c",
+            "ab c",
+            "ab\nc",
+            "abé",
+            "AB",
+            "AAB",
+            "AAAAAAA=",
+            "AAAAAAAA+AAA",
+        ] {
+            assert_eq!(decode(text), Err(Invalid), "{text:?}");
+        }
+        // Trailing bits: "AB" and "AAB" leave non-zero bits, "AA" and "AAA" do not.
+        assert_eq!(decode("AA"), Ok(vec![0]));
+        assert_eq!(decode("AAA"), Ok(vec![0, 0]));
+        assert_eq!(decode(""), Ok(vec![]));
+        let mut out = b"kept".to_vec();
+        assert_eq!(decode_to_vec(b"AAAAAAAAAAA*", &mut out), Err(Invalid));
+        assert_eq!(out, b"kept", "nothing appended");
+        let (mut short, mut room) = ([0u8; 2], [0u8; 4]);
+        assert_eq!(decode_to_slice(b"AAAA", &mut short), Err(Invalid), "no room");
+        assert_eq!(decode_to_slice(b"AAE", &mut room), Ok(Decoded { len: 2, ascii: true }));
+        assert_eq!(room, [0, 1, 0, 0]);
+        assert!(URL_SAFE_NO_PAD.decode("AB").is_err(), "as the base64 crate refuses it");
+    }
+}
