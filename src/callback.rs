@@ -11,7 +11,6 @@ use std::time::Duration;
 use crate::fleet::FrontChannel;
 use entra_core::browser::frontchannel_sid;
 use entra_core::exchange::{exchange, ExchangeError};
-use entra_core::group::KeptGroup;
 use entra_core::oidc::{select_account_return, token_request, TRANSACTION_LIFETIME};
 use entra_core::provider::KeySource;
 use entra_core::revocation::{sid_key, Once, Revocation};
@@ -517,7 +516,7 @@ unsafe fn signed_in(
     if let (Some(graph), true) = (provider.graph.as_ref(), session.group_overage && state.graph.is_some()) {
         if !graph.asked().is_empty() {
             if let Groups::Answered(members, at) = lookup::groups(worker, state, token, None, false) {
-                session.groups = members.groups(graph.asked()).map(KeptGroup::from).collect();
+                session.groups = members.groups(graph.asked()).collect();
                 session.groups_answered = Some(GroupsAnswered { asked: graph.asked_prefix(), at });
             }
         }

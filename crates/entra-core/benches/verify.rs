@@ -125,7 +125,7 @@ fn fixture() -> Fixture {
         oid: "00000000-0000-4000-8000-000000000001".into(),
         tid: DEV_TENANT.into(),
         name: "Bench User".into(),
-        groups: (0..200).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}").into()).collect(),
+        groups: (0..200).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}")).collect(),
         ..Default::default()
     };
     let cookies = sessions.session_cookies(&session, &Default::default(), false).expect("fits");

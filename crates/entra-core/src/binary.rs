@@ -69,9 +69,14 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(b))
     }
 
-    pub(crate) fn text(&mut self) -> Result<String, DecodeError> {
+    /// A text field, borrowed.
+    pub(crate) fn str(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::NotUtf8)
+        std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::NotUtf8)
+    }
+
+    pub(crate) fn text(&mut self) -> Result<String, DecodeError> {
+        self.str().map(str::to_owned)
     }
 
     /// The payload's first byte, its format version, must be `version`.

@@ -3,6 +3,9 @@
 //! and the other forms Entra emits: sAMAccountName, display names).
 
 use std::fmt;
+use std::ops::Range;
+
+use crate::binary::{put_len, put_text, DecodeError, Reader, TooLong};
 
 /// One group of an identity, borrowed from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,13 +15,21 @@ pub enum Group<'a> {
     Name(&'a str),
 }
 
-/// A group as a session keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeptGroup {
-    Id([u8; 16]),
-    /// Any other form, as given (an upper-case GUID stays text, so that it reads back as it was).
-    Name(String),
+/// A session's groups in their sealed form, each a tag and 16 bytes for an object id or a tag
+/// and a text field for any other form: read one by one when asked. Opening a session keeps
+/// the decrypted payload and where its groups lie in it, so 200 groups cost no copy and no
+/// allocation.
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    bytes: Vec<u8>,
+    /// Where the entries are in `bytes`: all of it for groups made here, the groups' part of a
+    /// session's payload for groups opened.
+    entries: Range<usize>,
+    count: usize,
 }
+
+const ID_TAG: u8 = 0;
+const TEXT_TAG: u8 = 1;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Where the 32 hexadecimal digits of a GUID's text are: every position but the four dashes.
@@ -110,40 +121,117 @@ impl fmt::Display for Group<'_> {
     }
 }
 
-impl KeptGroup {
-    pub fn view(&self) -> Group<'_> {
-        match self {
-            KeptGroup::Id(bytes) => Group::Id(*bytes),
-            KeptGroup::Name(name) => Group::Name(name),
+impl Groups {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn entries(&self) -> &[u8] {
+        self.bytes.get(self.entries.clone()).unwrap_or_default()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Group<'_>> {
+        let mut r = Reader(self.entries());
+        // Checked when they were opened or written: an entry that does not read ends the list.
+        (0..self.count).map_while(move |_| match r.byte().ok()? {
+            ID_TAG => r.array().ok().map(Group::Id),
+            _ => r.str().ok().map(Group::Name),
+        })
+    }
+
+    /// Adds `group`: an object id written lower-case (as Entra writes them) as its 16 bytes, any
+    /// other text as written (an upper-case GUID reads back as it was).
+    pub fn push(&mut self, group: Group) -> Result<(), TooLong> {
+        if self.entries != (0..self.bytes.len()) {
+            // Opened from a payload: the entries become the whole of their own buffer.
+            self.bytes = self.entries().to_vec();
+            self.entries = 0..self.bytes.len();
         }
+        let id = match group {
+            Group::Id(bytes) => Ok(bytes),
+            Group::Name(text) if text.bytes().any(|b| b.is_ascii_uppercase()) => Err(text),
+            Group::Name(text) => guid_bytes(text).ok_or(text),
+        };
+        match id {
+            Ok(bytes) => {
+                self.bytes.push(ID_TAG);
+                self.bytes.extend_from_slice(&bytes);
+            }
+            Err(text) => {
+                let mut entry = vec![TEXT_TAG];
+                put_text(&mut entry, text)?;
+                self.bytes.extend_from_slice(&entry);
+            }
+        }
+        self.entries = 0..self.bytes.len();
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Writes the count and the entries.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), TooLong> {
+        put_len(out, self.count)?;
+        out.extend_from_slice(self.entries());
+        Ok(())
+    }
+
+    /// Reads the count and the entries at `r`, every entry checked: the entries' place in the
+    /// payload `r` reads, whose length is `payload_len`.
+    pub(crate) fn read(r: &mut Reader, payload_len: usize) -> Result<(Range<usize>, usize), DecodeError> {
+        let count = r.len()?;
+        let start = payload_len - r.0.len();
+        for _ in 0..count {
+            match r.byte()? {
+                ID_TAG => drop(r.take(16)?),
+                TEXT_TAG => drop(r.str()?),
+                tag => return Err(DecodeError::GroupTag(tag)),
+            }
+        }
+        Ok((start..payload_len - r.0.len(), count))
+    }
+
+    /// The groups `read` found in `payload`, which they keep.
+    pub(crate) fn opened(payload: Vec<u8>, (entries, count): (Range<usize>, usize)) -> Groups {
+        Groups { bytes: payload, entries, count }
     }
 }
 
-impl From<&str> for KeptGroup {
-    /// An object id written lower-case (as Entra writes them) is kept as its bytes.
-    fn from(text: &str) -> KeptGroup {
-        match guid_bytes(text) {
-            Some(bytes) if !text.bytes().any(|b| b.is_ascii_uppercase()) => KeptGroup::Id(bytes),
-            _ => KeptGroup::Name(text.to_owned()),
-        }
+impl PartialEq for Groups {
+    fn eq(&self, other: &Groups) -> bool {
+        self.count == other.count && self.entries() == other.entries()
     }
 }
 
-impl From<String> for KeptGroup {
-    fn from(text: String) -> KeptGroup {
-        match KeptGroup::from(text.as_str()) {
-            KeptGroup::Name(_) => KeptGroup::Name(text),
-            id => id,
+impl Eq for Groups {}
+
+impl<'a> FromIterator<Group<'a>> for Groups {
+    /// Groups past the layout's limits (65,535 of them, or a name that long) are left out: such
+    /// a session would not fit its cookies anyway.
+    fn from_iter<I: IntoIterator<Item = Group<'a>>>(groups: I) -> Groups {
+        let mut out = Groups::default();
+        for group in groups {
+            if out.count < usize::from(u16::MAX) {
+                let _ = out.push(group);
+            }
         }
+        out
     }
 }
 
-impl From<Group<'_>> for KeptGroup {
-    fn from(group: Group) -> KeptGroup {
-        match group {
-            Group::Id(bytes) => KeptGroup::Id(bytes),
-            Group::Name(name) => KeptGroup::from(name),
-        }
+impl<'a> FromIterator<&'a str> for Groups {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(groups: I) -> Groups {
+        groups.into_iter().map(Group::Name).collect()
+    }
+}
+
+impl FromIterator<String> for Groups {
+    fn from_iter<I: IntoIterator<Item = String>>(groups: I) -> Groups {
+        let groups: Vec<String> = groups.into_iter().collect();
+        groups.iter().map(String::as_str).collect()
     }
 }
 
@@ -179,9 +267,32 @@ mod tests {
 
     #[test]
     fn only_lower_case_object_ids_are_kept_as_bytes() {
-        assert_eq!(KeptGroup::from(ID), KeptGroup::Id(guid_bytes(ID).unwrap()));
         let upper = ID.to_uppercase();
-        assert_eq!(KeptGroup::from(upper.as_str()), KeptGroup::Name(upper.clone()), "kept as written");
-        assert_eq!(KeptGroup::from("Domain Users").view(), Group::Name("Domain Users"));
+        let groups: Groups = [ID, upper.as_str(), "Domain Users"].into_iter().collect();
+        let id = guid_bytes(ID).unwrap();
+        assert_eq!(
+            groups.iter().collect::<Vec<_>>(),
+            [Group::Id(id), Group::Name(&upper), Group::Name("Domain Users")]
+        );
+        assert_eq!(groups.entries().len(), 17 + (3 + 36) + (3 + 12), "an id is a tag and 16 bytes");
+    }
+
+    #[test]
+    fn groups_opened_from_a_payload_read_in_place_and_grow_apart_from_it() {
+        let made: Groups = [ID, "Domain Users"].into_iter().collect();
+        let mut payload = b"before".to_vec();
+        made.encode(&mut payload).unwrap();
+        payload.extend_from_slice(b"after");
+        let mut r = Reader(&payload[6..]);
+        let found = Groups::read(&mut r, payload.len() - 6).unwrap();
+        assert_eq!(r.0, b"after");
+        let (entries, count) = found;
+        let mut opened = Groups::opened(payload.clone(), (entries.start + 6..entries.end + 6, count));
+        assert_eq!(opened, made);
+        opened.push(Group::Name("Finance")).unwrap();
+        assert_eq!(opened.iter().map(|g| g.to_string()).collect::<Vec<_>>(), [ID, "Domain Users", "Finance"]);
+        for bad in [&[0, 1, 7][..], &[0, 1, 0, 1], &[0, 1, 1, 0, 2, 0xff, 0xfe]] {
+            assert!(Groups::read(&mut Reader(bad), bad.len()).is_err(), "{bad:?}");
+        }
     }
 }

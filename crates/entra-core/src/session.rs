@@ -19,7 +19,7 @@
 use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
 use crate::error::{AuthContext, Denial};
-use crate::group::KeptGroup;
+use crate::group::Groups;
 use crate::token::{GroupsAnswered, VerifiedToken};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -29,8 +29,6 @@ pub const FORMAT_VERSION: u8 = 1;
 const OVERAGE: u8 = 1;
 const UNRECORDED: u8 = 2;
 const GRAPH: u8 = 4;
-const GUID_TAG: u8 = 0;
-const TEXT_TAG: u8 = 1;
 const CLIENT_ID_EXTENSION: u8 = 1;
 const GRAPH_EXTENSION: u8 = 2;
 const AUTH_CONTEXTS_EXTENSION: u8 = 3;
@@ -66,7 +64,7 @@ pub struct Session {
     pub username: String,
     pub email: String,
     /// Object ids as their bytes; or other forms (sAMAccountName, display names) as given.
-    pub groups: Vec<KeptGroup>,
+    pub groups: Groups,
     pub roles: Vec<String>,
     /// `session_claims`: name and the claim's JSON text.
     pub claims: Vec<(String, String)>,
@@ -107,19 +105,7 @@ impl Session {
         ] {
             put_text(&mut out, text)?;
         }
-        put_len(&mut out, self.groups.len())?;
-        for group in &self.groups {
-            match group {
-                KeptGroup::Id(bytes) => {
-                    out.push(GUID_TAG);
-                    out.extend_from_slice(bytes);
-                }
-                KeptGroup::Name(name) => {
-                    out.push(TEXT_TAG);
-                    put_text(&mut out, name)?;
-                }
-            }
-        }
+        self.groups.encode(&mut out)?;
         put_len(&mut out, self.roles.len())?;
         for role in &self.roles {
             put_text(&mut out, role)?;
@@ -149,8 +135,9 @@ impl Session {
         Ok(out)
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Session, DecodeError> {
-        let mut r = Reader(bytes);
+    /// Decodes a session's payload, which its groups keep (they are read where they lie).
+    pub fn decode(plain: Vec<u8>) -> Result<Session, DecodeError> {
+        let mut r = Reader(&plain);
         r.version(FORMAT_VERSION)?;
         let token_version = r.byte()?;
         let flags = r.byte()?;
@@ -161,16 +148,7 @@ impl Session {
             *text = r.text()?;
         }
         let [oid, tid, sub, sid, login_hint, name, username, email] = texts;
-        let count = r.len()?;
-        // Room for object ids (17 bytes each), never more than what is left could hold.
-        let mut groups = Vec::with_capacity(count.min(r.0.len() / 17));
-        for _ in 0..count {
-            groups.push(match r.byte()? {
-                GUID_TAG => KeptGroup::Id(r.array()?),
-                TEXT_TAG => KeptGroup::Name(r.text()?),
-                tag => return Err(DecodeError::GroupTag(tag)),
-            });
-        }
+        let groups = Groups::read(&mut r, plain.len())?;
         let roles = (0..r.len()?).map(|_| r.text()).collect::<Result<_, _>>()?;
         let claims = (0..r.len()?).map(|_| Ok((r.text()?, r.text()?))).collect::<Result<_, _>>()?;
         let mut client_id = String::new();
@@ -189,6 +167,7 @@ impl Session {
             }
         }
         r.finish()?;
+        let groups = Groups::opened(plain, groups);
         Ok(Session {
             token_version,
             group_overage,
@@ -266,7 +245,7 @@ impl Session {
             name: text("name"),
             username: token.upn().unwrap_or_default().to_owned(),
             email: text("email"),
-            groups: token.groups().map(KeptGroup::from).collect(),
+            groups: token.groups().collect(),
             roles: token.roles().map(str::to_owned).collect(),
             claims: claims
                 .iter()
@@ -312,7 +291,7 @@ impl Session {
                 c.insert(name.to_owned(), Value::String(value.to_owned()));
             }
         }
-        c.insert("groups".into(), self.groups.iter().map(|g| g.view().to_string()).collect());
+        c.insert("groups".into(), self.groups.iter().map(|g| g.to_string()).collect());
         c.insert("roles".into(), self.roles.iter().cloned().collect());
         if self.group_overage {
             c.insert("_claim_names".into(), serde_json::json!({ "groups": "src1" }));
@@ -400,6 +379,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::Group;
 
     fn alice(groups: usize) -> Session {
         Session {
@@ -415,7 +395,7 @@ mod tests {
             name: "Alice Example".into(),
             username: "alice@contoso.example".into(),
             email: "alice@contoso.example".into(),
-            groups: (0..groups).map(|i| format!("0b9f3f6e-4a4c-4c1e-9a63-{i:012x}").into()).collect(),
+            groups: (0..groups).map(|i| format!("0b9f3f6e-4a4c-4c1e-9a63-{i:012x}")).collect(),
             roles: vec!["Orders.Read".into(), "Admin".into()],
             claims: vec![("department".into(), "\"Finance\"".into())],
             ..Default::default()
@@ -425,11 +405,11 @@ mod tests {
     #[test]
     fn a_session_survives_encoding_and_guids_take_sixteen_bytes() {
         let mut s = alice(3);
-        s.groups.push("Domain Users".into());
-        s.groups.push("0B9F3F6E-4A4C-4C1E-9A63-2F1D8F1B57E1".into());
+        s.groups.push(Group::Name("Domain Users")).unwrap();
+        s.groups.push(Group::Name("0B9F3F6E-4A4C-4C1E-9A63-2F1D8F1B57E1")).unwrap();
         s.group_overage = true;
         let bytes = s.encode().unwrap();
-        assert_eq!(Session::decode(&bytes).unwrap(), s, "other group forms are kept as they were");
+        assert_eq!(Session::decode(bytes.to_vec()).unwrap(), s, "other group forms are kept as they were");
         let (one, two) = (alice(1).encode().unwrap().len(), alice(2).encode().unwrap().len());
         assert_eq!(two - one, 17, "a canonical GUID is a tag and 16 bytes");
     }
@@ -440,11 +420,11 @@ mod tests {
         let with = Session { group_overage: true, groups_answered: Some(answered), ..alice(2) };
         let bytes = with.encode().unwrap();
         assert_eq!(bytes[2], OVERAGE | GRAPH, "the flag says the groups came from Graph");
-        assert_eq!(Session::decode(&bytes).unwrap(), with);
+        assert_eq!(Session::decode(bytes.to_vec()).unwrap(), with);
         // The extension without its flag, or not in its form, is no answer: asked again.
         let mut unflagged = bytes.clone();
         unflagged[2] = OVERAGE;
-        assert_eq!(Session::decode(&unflagged).unwrap().groups_answered, None);
+        assert_eq!(Session::decode(unflagged.to_vec()).unwrap().groups_answered, None);
         for text in ["ab010203040506ff", "ab010203040506f:1", "ab010203040506fg:1", "ab010203040506ff:x"] {
             assert_eq!(read_answered(text), None, "{text}");
         }
@@ -458,13 +438,13 @@ mod tests {
             ..alice(2)
         };
         let bytes = with.encode().unwrap();
-        let opened = Session::decode(&bytes).unwrap();
+        let opened = Session::decode(bytes.to_vec()).unwrap();
         assert_eq!(opened, with);
         let identity = opened.identity();
         assert_eq!(identity.auth_contexts().collect::<Vec<_>>(), ["c1", "c25"]);
         assert_eq!(identity.signin_time(), Some(1_790_000_000));
         assert!(!identity.is_app_only(), "a session is a user's");
-        let older = Session::decode(&alice(2).encode().unwrap()).unwrap();
+        let older = Session::decode(alice(2).encode().unwrap().to_vec()).unwrap();
         assert!(older.auth_contexts.is_empty() && older.auth_time.is_none(), "none kept: none read");
         assert_eq!(auth_context_ids(["c1", "C7", "c100", "c0", "x", "c01"].into_iter()), ["c1", "c7"]);
     }
@@ -479,31 +459,31 @@ mod tests {
     fn extensions_carry_the_client_id_and_unknown_ones_are_skipped() {
         let with = Session { client_id: "6e1c4d2a-8b3f-4a7e-9c05-2f7d1b3e8a64".into(), ..alice(2) };
         let mut bytes = with.encode().unwrap();
-        assert_eq!(Session::decode(&bytes).unwrap(), with);
+        assert_eq!(Session::decode(bytes.to_vec()).unwrap(), with);
         // A later release's extension: tag 9, a text field.
         bytes.extend_from_slice(&[9, 0, 3, b'a', b'b', b'c']);
-        assert_eq!(Session::decode(&bytes).unwrap(), with, "skipped");
+        assert_eq!(Session::decode(bytes.to_vec()).unwrap(), with, "skipped");
         let without = alice(2);
-        assert_eq!(Session::decode(&without.encode().unwrap()).unwrap().client_id, "", "none kept");
+        assert_eq!(Session::decode(without.encode().unwrap().to_vec()).unwrap().client_id, "", "none kept");
     }
 
     #[test]
     fn garbage_is_an_error_never_a_panic() {
         let bytes = alice(5).encode().unwrap();
         for n in 0..bytes.len() {
-            assert!(Session::decode(&bytes[..n]).is_err(), "truncated at {n}");
+            assert!(Session::decode(bytes[..n].to_vec()).is_err(), "truncated at {n}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(Session::decode(&longer), Err(DecodeError::Truncated), "an extension's tag alone");
+        assert_eq!(Session::decode(longer.to_vec()), Err(DecodeError::Truncated), "an extension's tag alone");
         let mut other = bytes.clone();
         other[0] = 9;
-        assert_eq!(Session::decode(&other), Err(DecodeError::Version(9)));
+        assert_eq!(Session::decode(other.to_vec()), Err(DecodeError::Version(9)));
         // Every single-byte change decodes to something or fails cleanly.
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0xa5;
-            let _ = Session::decode(&b);
+            let _ = Session::decode(b.to_vec());
         }
     }
 

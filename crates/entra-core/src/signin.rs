@@ -18,7 +18,6 @@ use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
 use crate::cookie::{self, Found, Jar};
 use crate::error::Denial;
-use crate::group::KeptGroup;
 use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
 };
@@ -634,7 +633,7 @@ impl SignIn {
     pub fn open_session(&self, sealed: &[u8], secure: bool) -> Result<Session, SessionFault> {
         let aad = self.aad(self.cookie_name(secure), session::FORMAT_VERSION);
         let plain = self.keys()?.open(Purpose::Session, &aad, sealed)?;
-        Session::decode(&plain).map_err(|_| SessionFault::Undecodable)
+        Session::decode(plain).map_err(|_| SessionFault::Undecodable)
     }
 
     /// Opens a session cookie, or finds it opened before in this worker (the whole cookie
@@ -673,7 +672,7 @@ impl SignIn {
         groups: impl Iterator<Item = &'g str>,
     ) -> Vec<SetCookie> {
         self.reseal(request, |session| {
-            session.groups = groups.map(KeptGroup::from).collect();
+            session.groups = groups.collect();
             session.groups_answered = Some(answered);
         })
     }

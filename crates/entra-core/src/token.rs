@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Denial;
-use crate::group::{Group, KeptGroup};
+use crate::group::{Group, Groups};
 use crate::session::Session;
 
 /// The JOSE header fields that decide anything. `jku`, `x5u`, `jwk` and `x5c` are never read:
@@ -300,8 +300,8 @@ impl VerifiedToken {
     }
 
     pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
-        let (kept, json) = self.list("groups", |s| &s.groups);
-        kept.iter().map(KeptGroup::view).chain(json.map(Group::Name))
+        let (kept, json) = self.list("groups", |s| std::slice::from_ref(&s.groups));
+        kept.iter().flat_map(Groups::iter).chain(json.map(Group::Name))
     }
 
     pub fn roles(&self) -> impl Iterator<Item = &str> {

@@ -65,7 +65,7 @@ fn largest_session(s: &SignIn) -> Vec<String> {
             username: "alice@contoso.example".into(),
             email: "alice@contoso.example".into(),
             client_id: "11111111-2222-3333-4444-555555555555".into(),
-            groups: (0..groups).map(|i| format!("00000000-0000-0000-0000-{i:012x}").into()).collect(),
+            groups: (0..groups).map(|i| format!("00000000-0000-0000-0000-{i:012x}")).collect(),
             // Step-up's fields, as a session that passed several contexts has them.
             auth_contexts: (91..=99).map(|i| format!("c{i}")).collect(),
             auth_time: Some(NOW),

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 
 use entra_core::browser::RequestHeaders;
+use entra_core::group::Groups;
 use entra_core::seal::SealKeys;
 use entra_core::session::Session;
 use entra_core::signin::{Authorize, SessionRequest, SignIn, SignInConfig};
@@ -225,9 +226,9 @@ fn a_session_resealed_with_graphs_answer_carries_it_and_keeps_the_rest() {
     let sealed = s.session_cookie(&jar, false).expect("a cookie").expect("it joins");
     let session = s.open_session(&sealed, false).expect("it opens");
     assert_eq!(session.groups_answered, Some(answered), "as of when Graph answered");
-    assert_eq!(session.groups, [group.into()]);
+    assert_eq!(session.groups, [group].into_iter().collect());
     assert_eq!(
-        Session { groups: vec![], groups_answered: None, ..session.clone() },
+        Session { groups: Groups::default(), groups_answered: None, ..session.clone() },
         overage,
         "nothing else changed"
     );

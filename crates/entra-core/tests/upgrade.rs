@@ -60,7 +60,7 @@ fn a_session_sealed_by_the_previous_release_still_opens() {
         assert_eq!(session.sid, "0027c5e2-4c19-5a5f-6e19-1f1e7a1b8c2d");
         assert_eq!(session.signed_in, 1_796_000_000_000);
         assert_eq!(
-            session.groups.iter().map(|g| g.view().to_string()).collect::<Vec<_>>(),
+            session.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
             ["0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1", "Finance"]
         );
         assert_eq!(session.roles, ["Orders.Read"]);

@@ -143,7 +143,7 @@ fn main() -> Result<()> {
         sub: "fuzz-subject".into(),
         sid: "00000000-0000-4000-9000-000000000001".into(),
         name: "Fuzz User".into(),
-        groups: (0..groups).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}").into()).collect(),
+        groups: (0..groups).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}")).collect(),
         ..Session::default()
     };
     let mut sealed = Vec::new();

@@ -43,7 +43,7 @@ fn main() -> Result<(), String> {
             name: format!("Bench User {n}"),
             username: format!("user{n}@contoso.example"),
             email: format!("user{n}@contoso.example"),
-            groups: (0..groups).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}").into()).collect(),
+            groups: (0..groups).map(|g| format!("0b9f3f6e-4a4c-4c1e-9a63-{g:012x}")).collect(),
             roles: vec!["Orders.Read".into()],
             ..Session::default()
         };
