@@ -5,7 +5,7 @@
 use core::marker::PhantomData;
 
 use entra_core::browser::RequestHeaders;
-use entra_core::cookie::Jar;
+use entra_core::cookie::{CookieLines, Jar};
 use entra_core::signin::{SessionRequest, SignIn};
 use ngx::ffi::{ngx_http_request_t, ngx_str_t};
 
@@ -51,8 +51,8 @@ impl<'a> Incoming<'a> {
     }
 
     /// The value of every `Cookie` line, in order.
-    fn cookie_lines(&self) -> Vec<&'a [u8]> {
-        let mut lines = Vec::new();
+    fn cookie_lines(&self) -> CookieLines<'a> {
+        let mut lines = CookieLines::new();
         #[cfg(ngx_cookie_list)]
         {
             let mut h = self.r().headers_in.cookie;

@@ -31,6 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::Criterion;
+use entra_core::cookie::Chunks;
 use entra_core::seal::SealKeys;
 use entra_core::session::Session;
 use entra_core::signin::{OpenedSession, SignIn, SignInConfig};
@@ -154,7 +155,7 @@ fn fixture() -> Fixture {
 }
 
 fn open(s: &SignIn, cookie: &[u8]) -> Arc<OpenedSession> {
-    s.open_cached(cookie, false, now()).0.expect("opens")
+    s.open_cached(&Chunks::from(cookie), false, now()).0.expect("opens")
 }
 
 fn now() -> u64 {

@@ -25,6 +25,18 @@ struct Entry<T> {
     seq: u64,
 }
 
+/// Whether `stored` is `parts` put together.
+fn same(stored: &[u8], parts: &[&[u8]]) -> bool {
+    let mut rest = stored;
+    for part in parts {
+        match rest.split_at_checked(part.len()) {
+            Some((head, tail)) if head == *part => rest = tail,
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// The map's keys are already hashes: use them as they are.
 #[derive(Default)]
 struct IdentityHasher(u64);
@@ -81,11 +93,27 @@ impl<T> TokenCache<T> {
         }
     }
 
-    /// A multiply-rotate hash of the token's tail: a few dozen instructions where SipHash takes
-    /// hundreds. The tail is a signature (random), and the whole token is compared on a hit.
-    fn key(&self, token: &[u8]) -> u64 {
+    /// A multiply-rotate hash of the value's tail: a few dozen instructions where SipHash takes
+    /// hundreds. The tail is a signature or an AEAD tag (random), and the whole value is
+    /// compared on a hit. The value comes in parts (a session's cookie chunks), never joined.
+    fn key(&self, parts: &[&[u8]]) -> u64 {
         let mix = |h: u64, word: u64| (h ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-        let tail = &token[token.len().saturating_sub(HASHED_TAIL)..];
+        let mut joined = [0u8; HASHED_TAIL];
+        let tail = match parts {
+            [.., last] if last.len() >= HASHED_TAIL || parts.len() == 1 => {
+                &last[last.len().saturating_sub(HASHED_TAIL)..]
+            }
+            _ => {
+                // The tail spans parts: gathered from the back.
+                let mut at = HASHED_TAIL;
+                for part in parts.iter().rev() {
+                    let take = part.len().min(at);
+                    joined[at - take..at].copy_from_slice(&part[part.len() - take..]);
+                    at -= take;
+                }
+                &joined[at..]
+            }
+        };
         let mut chunks = tail.chunks_exact(8);
         let mut h = self.seed ^ tail.len() as u64;
         for chunk in &mut chunks {
@@ -99,19 +127,20 @@ impl<T> TokenCache<T> {
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The cached verification of exactly this token, if it still holds at `now`.
-    pub fn get(&self, token: &[u8], now: u64) -> Option<Arc<T>> {
-        let key = self.key(token);
+    /// The cached verification of exactly this value (its `parts` in order), if it still holds
+    /// at `now`.
+    pub fn get(&self, parts: &[&[u8]], now: u64) -> Option<Arc<T>> {
+        let key = self.key(parts);
         let slots = self.slots();
         let entry = slots.map.get(&key)?;
-        (entry.token.as_ref() == token && now <= entry.valid_until).then(|| entry.verified.clone())
+        (same(&entry.token, parts) && now <= entry.valid_until).then(|| entry.verified.clone())
     }
 
-    pub fn insert(&self, token: &[u8], verified: Arc<T>, valid_until: u64, now: u64) {
+    pub fn insert(&self, parts: &[&[u8]], verified: Arc<T>, valid_until: u64, now: u64) {
         if self.capacity == 0 {
             return;
         }
-        let key = self.key(token);
+        let key = self.key(parts);
         let mut guard = self.slots();
         let slots = &mut *guard;
         if slots.map.len() >= self.capacity && !slots.map.contains_key(&key) {
@@ -132,7 +161,7 @@ impl<T> TokenCache<T> {
         let seq = slots.next_seq;
         slots.next_seq += 1;
         slots.order.push_back((key, seq));
-        slots.map.insert(key, Entry { token: token.into(), verified, valid_until, seq });
+        slots.map.insert(key, Entry { token: parts.concat().into(), verified, valid_until, seq });
         // The queue also holds replaced and expired entries: keep it from outgrowing the map.
         if slots.order.len() > 2 * self.capacity {
             let live = &slots.map;

@@ -6,6 +6,7 @@
 //! one 8k `Cookie` line (nginx's default `large_client_header_buffers`) beside the application's
 //! own cookies.
 
+use smallvec::SmallVec;
 use thiserror::Error;
 
 pub const MAX_COOKIE_BYTES: usize = 4096;
@@ -25,6 +26,8 @@ pub const RESERVED_SESSION_BYTES: usize = 96;
 pub const MAX_TRANSACTION_BYTES: usize = COOKIE_BUDGET - MAX_SESSION_BYTES - 2 - RESERVED_TRANSACTION_BYTES;
 /// The session cookie and one more chunk: `<name>` and `<name>-1`.
 pub const MAX_CHUNKS: usize = 2;
+// A chunk's number is one digit (`Jar::chunks`).
+const _: () = assert!(MAX_CHUNKS <= 10);
 
 /// What the request says of one cookie name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +50,43 @@ fn pair(text: &[u8]) -> Option<(&[u8], &[u8])> {
 /// its decoding checks, so the lines need no UTF-8 check. A pair without `=` is skipped.
 #[derive(Debug, Default)]
 pub struct Jar<'a> {
-    pairs: Vec<(&'a [u8], &'a [u8])>,
+    /// On the stack for up to 16 cookies: a request's session is read without an allocation.
+    pairs: SmallVec<[(&'a [u8], &'a [u8]); 16]>,
+}
+
+/// A request's `Cookie` header lines (HTTP/2's cookie fields nginx joins into one).
+pub type CookieLines<'a> = SmallVec<[&'a [u8]; 2]>;
+
+/// A session cookie as the request carries it: its chunks, in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chunks<'a> {
+    parts: [&'a [u8]; MAX_CHUNKS],
+    count: usize,
+}
+
+impl<'a> Chunks<'a> {
+    pub fn parts(&self) -> &[&'a [u8]] {
+        &self.parts[..self.count]
+    }
+
+    /// The sealed value, put together again.
+    pub fn joined(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
+}
+
+impl<'a> From<&'a [u8]> for Chunks<'a> {
+    /// A value in one cookie.
+    fn from(value: &'a [u8]) -> Chunks<'a> {
+        let mut parts = [&[][..]; MAX_CHUNKS];
+        parts[0] = value;
+        Chunks { parts, count: 1 }
+    }
 }
 
 impl<'a> Jar<'a> {
     pub fn parse(lines: impl IntoIterator<Item = &'a [u8]>) -> Jar<'a> {
-        let mut pairs = Vec::new();
+        let mut pairs = SmallVec::new();
         for line in lines {
             // One pass over the line with a vectorised search for each `;`.
             let mut start = 0;
@@ -71,9 +105,14 @@ impl<'a> Jar<'a> {
 
     /// The cookie named `name`.
     pub fn find(&self, name: &str) -> Found<'a> {
+        self.find_by(|n| n == name.as_bytes())
+    }
+
+    /// The cookie whose name `is_it` says.
+    fn find_by(&self, is_it: impl Fn(&[u8]) -> bool) -> Found<'a> {
         let mut found = Found::Absent;
         for (n, value) in &self.pairs {
-            if *n == name.as_bytes() {
+            if is_it(n) {
                 found = match found {
                     Found::Absent => Found::One(value),
                     _ => return Found::Twice,
@@ -87,20 +126,29 @@ impl<'a> Jar<'a> {
         self.find(name) != Found::Absent
     }
 
-    /// The session cookie `name` put together again from its chunks; `None` when it is absent
-    /// or a chunk is sent twice. Whoever sets a session of fewer chunks clears the others, so a
-    /// stale chunk of an earlier, larger session is not joined to it.
-    pub fn join(&self, name: &str) -> Option<Vec<u8>> {
-        let mut value = Vec::new();
+    /// The chunks of session cookie `name`; `None` when it is absent or a chunk is sent twice.
+    /// Whoever sets a session of fewer chunks clears the others, so a stale chunk of an
+    /// earlier, larger session is not taken with it.
+    pub fn chunks(&self, name: &str) -> Option<Chunks<'a>> {
+        let mut chunks = Chunks::default();
         for index in 0..MAX_CHUNKS {
-            match self.find(&chunk_name(name, index)) {
-                Found::One(chunk) => value.extend_from_slice(chunk),
+            // `name`, then `name-1`: compared in place, no name written out.
+            let suffix = [b'-', b'0' + index as u8];
+            let found = self.find_by(|n| match index {
+                0 => n == name.as_bytes(),
+                _ => n.strip_prefix(name.as_bytes()) == Some(&suffix[..]),
+            });
+            match found {
+                Found::One(chunk) => {
+                    chunks.parts[index] = chunk;
+                    chunks.count += 1;
+                }
                 Found::Twice => return None,
                 Found::Absent if index == 0 => return None,
                 Found::Absent => break,
             }
         }
-        Some(value)
+        Some(chunks)
     }
 }
 
@@ -182,7 +230,10 @@ mod tests {
         assert!(chunks.iter().all(|(n, v)| n.len() + 1 + v.len() <= MAX_COOKIE_BYTES));
         let line = chunks.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
         assert!(line.len() <= MAX_SESSION_BYTES);
-        assert_eq!(Jar::parse([line.as_bytes()]).join("__Host-entra").as_deref(), Some(value.as_bytes()));
+        assert_eq!(
+            Jar::parse([line.as_bytes()]).chunks("__Host-entra").map(|c| c.joined()).as_deref(),
+            Some(value.as_bytes())
+        );
         assert_eq!(split("entra", "small").unwrap(), [("entra".to_owned(), "small")]);
     }
 
@@ -201,11 +252,11 @@ mod tests {
     #[test]
     fn joining_refuses_doubles_and_needs_the_first_chunk() {
         let doubled: [&[u8]; 1] = [b"s=a; s-1=b; s-1=c"];
-        assert_eq!(Jar::parse(doubled).join("s"), None);
+        assert_eq!(Jar::parse(doubled).chunks("s"), None);
         let no_first: [&[u8]; 1] = [b"s-1=b"];
-        assert_eq!(Jar::parse(no_first).join("s"), None);
+        assert_eq!(Jar::parse(no_first).chunks("s"), None);
         let one: [&[u8]; 1] = [b"s=a"];
-        assert_eq!(Jar::parse(one).join("s").as_deref(), Some(&b"a"[..]));
+        assert_eq!(Jar::parse(one).chunks("s").map(|c| c.joined()).as_deref(), Some(&b"a"[..]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::assertion::ClientCertificate;
 use crate::browser::RequestHeaders;
 use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
-use crate::cookie::{self, Found, Jar};
+use crate::cookie::{self, Chunks, CookieLines, Found, Jar};
 use crate::error::Denial;
 use crate::oidc::{
     Attempt, Callback, ClientCredential, Transaction, INTERACTION_NEEDED, TRANSACTION_LIFETIME,
@@ -605,13 +605,17 @@ impl SignIn {
             .collect()
     }
 
-    /// The request's session cookie, reassembled: `None` when it has none.
-    pub fn session_cookie(&self, cookies: &Jar, secure: bool) -> Option<Result<Vec<u8>, SessionFault>> {
+    /// The request's session cookie, as its chunks: `None` when it has none.
+    pub fn session_cookie<'j>(
+        &self,
+        cookies: &Jar<'j>,
+        secure: bool,
+    ) -> Option<Result<Chunks<'j>, SessionFault>> {
         let name = self.cookie_name(secure);
         match cookies.find(name) {
             Found::Absent => None,
             Found::Twice => Some(Err(SessionFault::Duplicated)),
-            Found::One(_) => Some(cookies.join(name).ok_or(SessionFault::Duplicated)),
+            Found::One(_) => Some(cookies.chunks(name).ok_or(SessionFault::Duplicated)),
         }
     }
 
@@ -637,25 +641,25 @@ impl SignIn {
     }
 
     /// Opens a session cookie, or finds it opened before in this worker (the whole cookie
-    /// compared, never past the session's expiry). `None` in the answer's second place: a cache
-    /// hit; else how long opening took.
+    /// compared, chunk by chunk, never past the session's expiry: a hit allocates nothing).
+    /// `None` in the answer's second place: a cache hit; else how long opening took.
     pub fn open_cached(
         &self,
-        sealed: &[u8],
+        sealed: &Chunks,
         secure: bool,
         now: u64,
     ) -> (Result<Arc<OpenedSession>, SessionFault>, Option<Duration>) {
-        if let Some(hit) = self.cache.get(sealed, now).filter(|hit| hit.secure == secure) {
+        if let Some(hit) = self.cache.get(sealed.parts(), now).filter(|hit| hit.secure == secure) {
             return (Ok(hit), None);
         }
         let started = Instant::now();
-        let opened = self.open_session(sealed, secure).map(|session| {
+        let opened = self.open_session(&sealed.joined(), secure).map(|session| {
             let session = Arc::new(session);
             let identity = Arc::new(VerifiedToken::of_session(session.clone()));
             let expires = session.expires;
             let keys = self.keys_of(&session);
             let opened = Arc::new(OpenedSession { session, keys, identity, secure });
-            self.cache.insert(sealed, opened.clone(), expires, now);
+            self.cache.insert(sealed.parts(), opened.clone(), expires, now);
             opened
         });
         (opened, Some(started.elapsed()))
@@ -705,7 +709,7 @@ impl SignIn {
 #[derive(Debug, Clone)]
 pub struct SessionRequest<'a> {
     /// The value of each `Cookie` line, in order.
-    pub cookie_lines: Vec<&'a [u8]>,
+    pub cookie_lines: CookieLines<'a>,
     pub headers: RequestHeaders<'a>,
     /// The connection is TLS.
     pub tls: bool,

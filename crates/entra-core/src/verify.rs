@@ -56,13 +56,13 @@ impl Provider {
             Ok(token) => token,
             Err(denial) => return Judgment { verdict: Err(denial), checked_for: Some(Duration::ZERO) },
         };
-        if let Some(hit) = self.cache.get(token, now) {
+        if let Some(hit) = self.cache.get(&[token], now) {
             return Judgment { verdict: Ok(hit), checked_for: None };
         }
         let started = Instant::now();
         let verdict = core::str::from_utf8(token).map_err(|_| Denial::Malformed).and_then(|text| {
             let verified = Arc::new(self.verify(text, now)?);
-            self.cache.insert(token, verified.clone(), verified.exp.saturating_add(self.leeway), now);
+            self.cache.insert(&[token], verified.clone(), verified.exp.saturating_add(self.leeway), now);
             Ok(verified)
         });
         Judgment { verdict, checked_for: Some(started.elapsed()) }

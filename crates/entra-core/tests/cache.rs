@@ -49,17 +49,17 @@ fn cached_verifications_end_with_the_token_and_the_cache_is_bounded() {
     use entra_core::cache::TokenCache;
     let verified = std::sync::Arc::new(verify(MintOptions::default()).unwrap());
     let cache = TokenCache::new(2);
-    cache.insert(b"token-a", verified.clone(), 1000, 900);
-    assert!(cache.get(b"token-a", 1000).is_some());
-    assert!(cache.get(b"token-a", 1001).is_none(), "not past exp + leeway");
-    cache.insert(b"token-b", verified.clone(), 1000, 900);
-    cache.insert(b"token-c", verified.clone(), 1000, 900);
+    cache.insert(&[b"token-a"], verified.clone(), 1000, 900);
+    assert!(cache.get(&[b"token-a"], 1000).is_some());
+    assert!(cache.get(&[b"token-a"], 1001).is_none(), "not past exp + leeway");
+    cache.insert(&[b"token-b"], verified.clone(), 1000, 900);
+    cache.insert(&[b"token-c"], verified.clone(), 1000, 900);
     assert_eq!(cache.len(), 2);
-    assert!(cache.get(b"token-a", 950).is_none(), "the oldest went first");
-    assert!(cache.get(b"token-c", 950).is_some());
+    assert!(cache.get(&[b"token-a"], 950).is_none(), "the oldest went first");
+    assert!(cache.get(&[b"token-c"], 950).is_some());
     // Expired entries make room before live ones: both b and c go, not only the oldest.
-    cache.insert(b"token-d", verified.clone(), 2000, 1500);
-    assert!(cache.get(b"token-d", 1500).is_some());
+    cache.insert(&[b"token-d"], verified.clone(), 2000, 1500);
+    assert!(cache.get(&[b"token-d"], 1500).is_some());
     assert_eq!(cache.len(), 1, "every expired entry was swept out");
     cache.retain_keys(|kid| kid != verified.kid);
     assert!(cache.is_empty(), "entries of a key that is gone are dropped");

@@ -49,7 +49,7 @@ fn navigation() -> RequestHeaders<'static> {
 
 fn request<'a>(line: &'a str, headers: RequestHeaders<'a>) -> SessionRequest<'a> {
     SessionRequest {
-        cookie_lines: vec![line.as_bytes()],
+        cookie_lines: vec![line.as_bytes()].into(),
         headers,
         tls: false,
         host_header: b"app.example:8080",
@@ -179,8 +179,8 @@ fn a_sealed_value_opens_only_for_its_provider() {
     let line = cookie_line(&a, &alice());
     let sealed = |s: &SignIn| s.session_cookie(&entra_core::cookie::Jar::parse([line.as_bytes()]), false);
     let value = sealed(&a).expect("a cookie").expect("one");
-    assert!(a.open_session(&value, false).is_ok(), "it opens for a");
-    assert!(b.open_session(&value, false).is_err(), "not for b");
+    assert!(a.open_session(&value.joined(), false).is_ok(), "it opens for a");
+    assert!(b.open_session(&value.joined(), false).is_err(), "not for b");
     let judged = b.judge_session(&request(&line, navigation()), authorize, |_, _| Ok(()));
     assert_eq!(judged.verdict.unwrap_err(), Denial::SessionInvalid);
 
@@ -224,7 +224,7 @@ fn a_session_resealed_with_graphs_answer_carries_it_and_keeps_the_rest() {
     let resealed = request(&resealed_line, navigation());
     let jar = resealed.jar();
     let sealed = s.session_cookie(&jar, false).expect("a cookie").expect("it joins");
-    let session = s.open_session(&sealed, false).expect("it opens");
+    let session = s.open_session(&sealed.joined(), false).expect("it opens");
     assert_eq!(session.groups_answered, Some(answered), "as of when Graph answered");
     assert_eq!(session.groups, [group].into_iter().collect());
     assert_eq!(

@@ -33,7 +33,7 @@ fn opened_sessions(fixture: &'static str) -> (SignIn, Vec<Session>) {
             let (secure, line) = (words[0] == "true", words[1].as_bytes());
             let sealed =
                 s.session_cookie(&Jar::parse([line]), secure).expect("the cookie").expect("one value");
-            s.open_session(&sealed, secure).expect("it opens")
+            s.open_session(&sealed.joined(), secure).expect("it opens")
         })
         .collect();
     (s, opened)
@@ -55,7 +55,7 @@ fn a_session_sealed_by_the_previous_release_still_opens() {
         let line = cookie.as_bytes();
         let jar = Jar::parse([line]);
         let sealed = s.session_cookie(&jar, secure).expect("the cookie").expect("one value");
-        let session = s.open_session(&sealed, secure).expect("it opens");
+        let session = s.open_session(&sealed.joined(), secure).expect("it opens");
         assert_eq!(session.oid, "00000000-0000-0000-0000-00000000a11c");
         assert_eq!(session.sid, "0027c5e2-4c19-5a5f-6e19-1f1e7a1b8c2d");
         assert_eq!(session.signed_in, 1_796_000_000_000);
@@ -68,7 +68,7 @@ fn a_session_sealed_by_the_previous_release_still_opens() {
         assert!(!session.unrecorded, "the previous release set no such flag");
 
         let request = SessionRequest {
-            cookie_lines: vec![line],
+            cookie_lines: vec![line].into(),
             headers: RequestHeaders { method: "GET", ..Default::default() },
             tls: secure,
             host_header: b"app.example",

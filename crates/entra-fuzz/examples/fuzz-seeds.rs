@@ -153,7 +153,9 @@ fn main() -> Result<()> {
         let pairs: Vec<&str> = cookies.iter().filter_map(|c| c.split(';').next()).collect();
         let header = pairs.join("; ");
         let jar = Jar::parse([header.as_bytes()]);
-        sealed.push(String::from_utf8(jar.join(sign_in.cookie_name(false)).ok_or("no session cookie")?)?);
+        sealed.push(String::from_utf8(
+            jar.chunks(sign_in.cookie_name(false)).ok_or("no session cookie")?.joined(),
+        )?);
         cookie_seeds.push(format!("other=1; {header}").into_bytes());
         cookie_seeds.push(pairs.join("\n").into_bytes());
     }
@@ -176,6 +178,7 @@ fn main() -> Result<()> {
             NOW,
             &random,
         )?;
+        drop(jar);
         let pair = start.cookie.split(';').next().ok_or("no cookie")?.to_owned();
         let (name, value) = pair.split_once('=').ok_or("no cookie value")?;
         let state = start
