@@ -84,8 +84,8 @@ fn wire(cf: &Conf, main: &mut conf::MainConf) -> Result<(), ConfError> {
     conf::cache::use_default(cf, main);
     main.cached_keys = conf::cache::read_cached(cf, main);
     if !main.providers.is_empty() {
-        main.request_id_index =
-            Some(log::index_request_id(cf.as_ptr()).map_err(|e| ConfError::Rule(e.into()))?);
+        // SAFETY: `Conf` holds a configuration being parsed.
+        main.request_id_index = log::request_id_in_use(unsafe { &*cf.as_ptr() });
         let size = main.zone.name_and_size().1;
         main.ask_graph().map_err(ConfError::Rule)?;
         fleet::configure(cf, main)?;

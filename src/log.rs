@@ -3,14 +3,16 @@
 //!
 //! Nothing here ever writes a token, a key, a secret or a cookie value.
 
+use std::fmt::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use entra_core::token::SESSION_KID;
 use entra_core::{Denial, DenialClass, Provider, VerifiedToken};
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_get_indexed_variable, ngx_http_get_variable_index, ngx_http_request_t, ngx_log_t,
-    ngx_str_t, NGX_LOG_ERR, NGX_LOG_INFO,
+    ngx_conf_t, ngx_http_get_indexed_variable, ngx_http_request_t, ngx_http_variable_t, ngx_log_t,
+    NGX_LOG_ERR, NGX_LOG_INFO,
 };
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 /// Writes at a level to a log (`*mut ngx_log_t`), prefixed with `entra: `.
 macro_rules! log_at {
@@ -107,34 +109,49 @@ pub fn test_panic(entry: &str) {
 #[inline(always)]
 pub fn test_panic(_entry: &str) {}
 
-/// Marks nginx's `$request_id` as indexed (postconfiguration): an indexed variable is computed
-/// once per request and cached, so the denial line and an access log's `$request_id` agree.
-pub fn index_request_id(cf: *mut ngx_conf_t) -> Result<usize, &'static str> {
-    let mut name = ngx_str_t { len: "request_id".len(), data: c"request_id".as_ptr() as *mut u8 };
-    // SAFETY: nginx calls postconfiguration with a valid cf; it copies the name.
-    let index = unsafe { ngx_http_get_variable_index(cf, &mut name) };
-    usize::try_from(index).map_err(|_| "cannot index $request_id")
+/// The index of nginx's `$request_id` when the configuration uses it elsewhere (an access
+/// log's format, a header to the upstream; postconfiguration, once every directive has indexed
+/// what it uses): an indexed variable is computed once per request and cached, so the denial
+/// line and that log agree. Otherwise the line goes without it: it would join nothing, and its
+/// 16 random bytes cost a denial about 7,000 instructions (docs/BENCHMARK.md).
+pub fn request_id_in_use(cf: &ngx_conf_t) -> Option<usize> {
+    let cmcf = NgxHttpCoreModule::main_conf(cf)?;
+    let variables = &cmcf.variables;
+    if variables.elts.is_null() {
+        return None;
+    }
+    // SAFETY: the core module's indexed variables: `nelts` elements of this type.
+    let variables =
+        unsafe { std::slice::from_raw_parts(variables.elts as *const ngx_http_variable_t, variables.nelts) };
+    variables.iter().position(|v| {
+        // SAFETY: each name is `len` bytes at `data`, lower-case as nginx stored it.
+        !v.name.data.is_null()
+            && unsafe { std::slice::from_raw_parts(v.name.data, v.name.len) } == b"request_id"
+    })
 }
 
-/// The request's `$request_id` (32 hex digits), "-" when nginx has none to give.
+/// The request's `$request_id` (32 hex digits) when the configuration uses it, "-" when nginx
+/// has none to give.
 ///
 /// # Safety
 /// `r` is a valid request of the configuration `index` was taken from.
-unsafe fn request_id<'r>(r: *mut ngx_http_request_t, index: Option<usize>) -> &'r str {
-    let Some(index) = index else { return "-" };
+unsafe fn request_id<'r>(r: *mut ngx_http_request_t, index: Option<usize>) -> Option<&'r str> {
+    let index = index?;
     // SAFETY: per the contract; the value lives in the request's pool, as long as the request.
-    let Some(value) = (unsafe { ngx_http_get_indexed_variable(r, index as _).as_ref() }) else { return "-" };
+    let Some(value) = (unsafe { ngx_http_get_indexed_variable(r, index as _).as_ref() }) else {
+        return Some("-");
+    };
     if value.not_found() != 0 || value.data.is_null() {
-        return "-";
+        return Some("-");
     }
     // SAFETY: nginx's value is `len` bytes at `data`; the line is written before the request ends.
     let bytes = unsafe { std::slice::from_raw_parts(value.data, value.len() as usize) };
-    std::str::from_utf8(bytes).unwrap_or("-")
+    Some(std::str::from_utf8(bytes).unwrap_or("-"))
 }
 
 /// One line per denial at `info` (at `error` when the provider has no keys: that is the
-/// operator's trouble, not the client's): the reason, the provider, nginx's `$request_id` (to
-/// join it with the access log), for a verified token who it names and which key signed it
+/// operator's trouble, not the client's): the reason, the provider, nginx's `$request_id` when
+/// the configuration uses it (to join it with the access log), for a verified token who it names and which key signed it
 /// (a session has no key of its own), then `detail`'s answer: what was required and what was had
 /// (`entra_core::explain`), else the reason's sentence. Never the token itself; nothing at all
 /// when the log's level drops the line.
@@ -157,17 +174,19 @@ pub unsafe fn denial(
     if unsafe { (*log).log_level } < level as ngx::ffi::ngx_uint_t {
         return;
     }
-    // SAFETY: per the contract.
-    let id = unsafe { request_id(r, request_id_index) };
     let mut who = String::new();
+    // SAFETY: per the contract.
+    if let Some(id) = unsafe { request_id(r, request_id_index) } {
+        let _ = write!(who, ", request_id {id}");
+    }
     if let Some(t) = token {
-        who = format!(", oid {}, tid {}", t.oid().unwrap_or("-"), t.tid().unwrap_or("-"));
+        let _ = write!(who, ", oid {}, tid {}", t.oid().unwrap_or("-"), t.tid().unwrap_or("-"));
         if t.kid != SESSION_KID {
-            who.push_str(&format!(", kid {}", t.kid));
+            let _ = write!(who, ", kid {}", t.kid);
         }
     }
     if let Denial::InvalidClaim(name) = denial {
-        who.push_str(&format!(", claim \"{name}\""));
+        let _ = write!(who, ", claim \"{name}\"");
     }
     let detail = match (detail(), token) {
         (Some(detail), _) => format!(": {detail}"),
@@ -177,10 +196,9 @@ pub unsafe fn denial(
     log_at!(
         level,
         log,
-        "access denied: {} (provider \"{}\", request_id {}{}){}",
+        "access denied: {} (provider \"{}\"{}){}",
         denial.reason(),
         provider.name,
-        id,
         who,
         detail
     );

@@ -16,7 +16,7 @@ Authorization: Bearer abc
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="malformed"
 --- error_log eval
-qr/entra: access denied: malformed \(provider "dev", request_id [0-9a-f]{32}\)/
+qr/entra: access denied: malformed \(provider "dev"\)/
 
 === TEST 2: two segments
 --- more_headers
@@ -117,7 +117,7 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="unknown_kid"
 --- error_log eval
-qr/entra: access denied: unknown_kid \(provider "dev", request_id [0-9a-f]{32}\)/
+qr/entra: access denied: unknown_kid \(provider "dev"\)/
 
 === TEST 18: no kid
 --- more_headers eval: bearer('--unset-header', 'kid')
@@ -198,7 +198,7 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="invalid_claim"
 --- error_log eval
-qr/entra: access denied: invalid_claim \(provider "dev", request_id [0-9a-f]{32}, claim "exp"\)/
+qr/entra: access denied: invalid_claim \(provider "dev", claim "exp"\)/
 
 === TEST 31: nbf is a string
 --- more_headers eval: bearer('--claim', 'nbf="0"')
@@ -206,7 +206,7 @@ qr/entra: access denied: invalid_claim \(provider "dev", request_id [0-9a-f]{32}
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="invalid_claim"
 --- error_log eval
-qr/entra: access denied: invalid_claim \(provider "dev", request_id [0-9a-f]{32}, claim "nbf"\)/
+qr/entra: access denied: invalid_claim \(provider "dev", claim "nbf"\)/
 
 === TEST 32: no exp
 --- more_headers eval: bearer('--unset', 'exp')
@@ -232,7 +232,7 @@ WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="
 --- response_headers
 WWW-Authenticate: Bearer realm="dev", error="invalid_token", error_description="wrong_audience"
 --- error_log eval
-qr/entra: access denied: wrong_audience \(provider "dev", request_id [0-9a-f]{32}\): aud "api:\/\/someone-else", accepted: "[^"]+"/
+qr/entra: access denied: wrong_audience \(provider "dev"\): aud "api:\/\/someone-else", accepted: "[^"]+"/
 
 === TEST 36: an audience array without ours
 --- more_headers eval: bearer('--claim', 'aud=["api://a","api://b"]')

@@ -156,7 +156,7 @@ like(log_text(), qr/provider "twin": the session cookie counts as none/, 'logged
 
 my $admin = navigate('/admin', $jar);
 is($admin->{status}, 403, 'a session without the required group is refused');
-like(log_text(), qr/access denied: missing_group \(provider "live", request_id [0-9a-f]{32}, oid [0-9a-f-]{36}, tid $TENANT\): groups \(object ids\) required, any of: "[0-9a-f-]{36}"; the session has: "[0-9a-f-]{36}" "[0-9a-f-]{36}", client/,
+like(log_text(), qr/access denied: missing_group \(provider "live", oid [0-9a-f-]{36}, tid $TENANT\): groups \(object ids\) required, any of: "[0-9a-f-]{36}"; the session has: "[0-9a-f-]{36}" "[0-9a-f-]{36}", client/,
     'for missing_group, with the groups required and those the session has (and no key id: a session has none)');
 like($admin->{content}, qr/signed in as <b>alice\@contoso\.example<\/b>/, 'the page names the signed-in user');
 like($admin->{content}, qr/<code>missing_group<\/code>/, 'and the reason');

@@ -170,9 +170,9 @@ is(json_get('/idle', $idle)->{status}, 200, 'an idle-limited session');
 my $until = time + 3.2;
 sleep 0.1 while time < $until;
 is(json_get('/short', $short)->{status}, 401, 'the short session has expired');
-like(log_text(), qr/access denied: session_expired \(provider "short", request_id [0-9a-f]{32}\)/, 'session_expired');
+like(log_text(), qr/access denied: session_expired \(provider "short"\)/, 'session_expired');
 is(json_get('/idle', $idle)->{status}, 401, 'the idle one ended');
-like(log_text(), qr/access denied: session_idle \(provider "idle", request_id [0-9a-f]{32}\)/, 'session_idle');
+like(log_text(), qr/access denied: session_idle \(provider "idle"\)/, 'session_idle');
 
 unlike(log_text(), qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg line in the error log');
 

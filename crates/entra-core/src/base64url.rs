@@ -1,16 +1,13 @@
 //! Strict base64url without padding (RFC 4648 §5), the encoding of JWTs and of sealed cookies,
 //! decoded with four lookup tables: a session cookie is 4.7 KB of it on every request that
 //! opens one, and the `base64` crate's decoder spends about seven instructions a character where
-//! this one spends under four (docs/BENCHMARK.md, "Performance"). The decode also says whether
-//! every byte was ASCII, which spares a token's payload its separate UTF-8 pass.
+//! this one spends about three (docs/BENCHMARK.md, "Performance").
 //!
 //! Refused: any character outside the alphabet (padding `=` included), a length no encoding
 //! has (4n + 1), and trailing bits that are not zero (so each value has one encoding).
 
 /// Set in a table entry for a character outside the alphabet.
 const INVALID: u32 = 1 << 31;
-/// The high bit of each of the three decoded bytes of a group of four characters.
-const HIGH_BITS: u32 = 0x0080_8080;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -31,15 +28,6 @@ static TABLES: [[u32; 256]; 4] = [table(18), table(12), table(6), table(0)];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid;
 
-/// What a successful decode saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decoded {
-    /// Bytes written.
-    pub len: usize,
-    /// Every byte is below 0x80: the bytes are UTF-8 without another look.
-    pub ascii: bool,
-}
-
 /// The bytes `text` decodes to (when it decodes).
 pub fn decoded_len(text: &[u8]) -> usize {
     text.len() / 4 * 3 + (text.len() % 4).saturating_sub(1)
@@ -53,7 +41,8 @@ fn quad(q: &[u8]) -> u32 {
 }
 
 /// Decodes `text` into the start of `out`, which must hold [`decoded_len`] bytes.
-pub fn decode_to_slice(text: &[u8], out: &mut [u8]) -> Result<Decoded, Invalid> {
+/// Answers the bytes written.
+pub fn decode_to_slice(text: &[u8], out: &mut [u8]) -> Result<usize, Invalid> {
     let len = decoded_len(text);
     let Some(out) = out.get_mut(..len).filter(|_| text.len() % 4 != 1) else { return Err(Invalid) };
     let (octets, rest) = text.split_at(text.len() / 8 * 8);
@@ -80,7 +69,7 @@ pub fn decode_to_slice(text: &[u8], out: &mut [u8]) -> Result<Decoded, Invalid> 
         last.copy_from_slice(&n.to_be_bytes()[1..tail.len()]);
     }
     match seen & INVALID {
-        0 => Ok(Decoded { len, ascii: seen & HIGH_BITS == 0 }),
+        0 => Ok(len),
         _ => Err(Invalid),
     }
 }
@@ -91,24 +80,20 @@ const BLOCK: usize = 1024;
 
 /// Decodes `text`, appending to `out` (nothing appended when it does not decode). Block by
 /// block through the stack: the vector is neither zeroed first nor checked for room per byte.
-pub fn decode_to_vec(text: &[u8], out: &mut Vec<u8>) -> Result<Decoded, Invalid> {
+pub fn decode_to_vec(text: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
     let start = out.len();
     out.reserve(decoded_len(text));
     let mut block = [0u8; BLOCK / 4 * 3];
-    let mut ascii = true;
     for chunk in text.chunks(BLOCK) {
         match decode_to_slice(chunk, &mut block) {
-            Ok(decoded) => {
-                ascii &= decoded.ascii;
-                out.extend_from_slice(&block[..decoded.len]);
-            }
+            Ok(len) => out.extend_from_slice(&block[..len]),
             Err(invalid) => {
                 out.truncate(start);
                 return Err(invalid);
             }
         }
     }
-    Ok(Decoded { len: out.len() - start, ascii })
+    Ok(())
 }
 
 /// Decodes `text` into a vector of its own.
@@ -135,15 +120,10 @@ mod tests {
     }
 
     #[test]
-    fn ascii_is_told_apart() {
+    fn a_vector_is_appended_to() {
         let mut out = b"kept".to_vec();
-        let ascii = URL_SAFE_NO_PAD.encode(b"{\"oid\":\"a\"}");
-        assert_eq!(decode_to_vec(ascii.as_bytes(), &mut out), Ok(Decoded { len: 11, ascii: true }));
-        assert_eq!(out, b"kept{\"oid\":\"a\"}", "appended");
-        for text in ["{\"n\":\"é\"}", "é", "ab\u{80}", "0123456\u{80}"] {
-            let encoded = URL_SAFE_NO_PAD.encode(text);
-            assert!(!decode_to_vec(encoded.as_bytes(), &mut out).unwrap().ascii, "{text}");
-        }
+        decode_to_vec(URL_SAFE_NO_PAD.encode(b"{\"oid\":\"a\"}").as_bytes(), &mut out).unwrap();
+        assert_eq!(out, b"kept{\"oid\":\"a\"}");
     }
 
     #[test]
@@ -174,7 +154,7 @@ mod tests {
         assert_eq!(out, b"kept", "nothing appended");
         let (mut short, mut room) = ([0u8; 2], [0u8; 4]);
         assert_eq!(decode_to_slice(b"AAAA", &mut short), Err(Invalid), "no room");
-        assert_eq!(decode_to_slice(b"AAE", &mut room), Ok(Decoded { len: 2, ascii: true }));
+        assert_eq!(decode_to_slice(b"AAE", &mut room), Ok(2));
         assert_eq!(room, [0, 1, 0, 0]);
         assert!(URL_SAFE_NO_PAD.decode("AB").is_err(), "as the base64 crate refuses it");
     }

@@ -23,16 +23,16 @@ const GRAPH_AUDIENCES: [&str; 2] = ["00000003-0000-0000-c000-000000000000", "htt
 /// Longest token judged at all; nginx's own header limits normally stop larger ones first.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
-/// Stack space for a decoded JOSE header or signature: Entra's headers are about a hundred bytes,
-/// and RSA-8192's signature, the largest accepted, is 1,024.
-const DECODE_ON_STACK: usize = 1024;
+/// Stack space for a decoded JOSE header or signature: Entra's headers are about a hundred bytes
+/// and RSA-4096's signature is 512 (RSA-8192's, the largest accepted, goes to the heap). Small,
+/// because the buffers are zeroed first.
+const DECODE_ON_STACK: usize = 512;
 
 /// Decodes base64url (no padding) into `buf`, or into `spill` when it would not fit there (a
 /// header with a large extra parameter is still a header).
-fn decode_into<'b>(text: &str, buf: &'b mut [u8], spill: &'b mut Vec<u8>) -> Result<&'b [u8], Denial> {
-    let text = text.as_bytes();
+fn decode_into<'b>(text: &[u8], buf: &'b mut [u8], spill: &'b mut Vec<u8>) -> Result<&'b [u8], Denial> {
     let decoded = match buf.len() >= base64url::decoded_len(text) {
-        true => base64url::decode_to_slice(text, buf).map(|d| &buf[..d.len]),
+        true => base64url::decode_to_slice(text, buf).map(|len| &buf[..len]),
         false => base64url::decode_to_vec(text, spill).map(|_| &spill[..]),
     };
     decoded.map_err(|_| Denial::Malformed)
@@ -60,10 +60,11 @@ impl Provider {
             return Judgment { verdict: Ok(hit), checked_for: None };
         }
         let started = Instant::now();
-        let verdict = core::str::from_utf8(token).map_err(|_| Denial::Malformed).and_then(|text| {
-            let verified = Arc::new(self.verify(text, now)?);
+        // No UTF-8 pass over the token: its parts are decoded as base64url, which admits ASCII only.
+        let verdict = self.verify_as(token, now, TokenUse::Access).map(|verified| {
+            let verified = Arc::new(verified);
             self.cache.insert(&[token], verified.clone(), verified.exp.saturating_add(self.leeway), now);
-            Ok(verified)
+            verified
         });
         Judgment { verdict, checked_for: Some(started.elapsed()) }
     }
@@ -71,26 +72,27 @@ impl Provider {
     /// Judges a bearer token at `now` (seconds since the epoch). `Ok` means every rule of this
     /// provider holds; location requirements are checked afterwards by [`crate::policy::Policy`].
     pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Denial> {
-        self.verify_as(token, now, TokenUse::Access)
+        self.verify_as(token.as_bytes(), now, TokenUse::Access)
     }
 
     /// Judges the ID token of this app's sign-in (rule 20): the rules of a bearer token, but its
     /// audience is the client id, its `nonce` must be the sign-in attempt's, and it needs no
     /// permission claims.
     pub fn verify_id_token(&self, token: &str, now: u64, nonce: &str) -> Result<VerifiedToken, Denial> {
-        self.verify_as(token, now, TokenUse::Id { nonce })
+        self.verify_as(token.as_bytes(), now, TokenUse::Id { nonce })
     }
 
-    fn verify_as(&self, token: &str, now: u64, usage: TokenUse) -> Result<VerifiedToken, Denial> {
+    fn verify_as(&self, token: &[u8], now: u64, usage: TokenUse) -> Result<VerifiedToken, Denial> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Denial::Malformed);
         }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // Three parts: a JWE's five, or anything with a dot more or less, is malformed.
+        let mut dots = memchr::memchr_iter(b'.', token);
+        let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
             return Err(Denial::Malformed);
         };
+        let (header_b64, payload_b64, signature_b64) =
+            (&token[..first], &token[first + 1..second], &token[second + 1..]);
         // The header and the signature are decoded on the stack: a first sight allocates only
         // what the verified token keeps.
         let (mut header_buf, mut header_spill) = ([0u8; DECODE_ON_STACK], Vec::new());
@@ -118,10 +120,10 @@ impl Provider {
         }
 
         // The signature covers the encoded header and payload, exactly as received.
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        let signing_input = &token[..second];
         let (mut signature_buf, mut signature_spill) = ([0u8; DECODE_ON_STACK], Vec::new());
         let signature = decode_into(signature_b64, &mut signature_buf, &mut signature_spill)?;
-        if !key.public.verifies(alg, signing_input.as_bytes(), signature) {
+        if !key.public.verifies(alg, signing_input, signature) {
             return Err(Denial::BadSignature);
         }
 
@@ -129,12 +131,7 @@ impl Provider {
         // string `exp` or `nbf` is a refusal, never "absent" (CVE-2026-25537).
         // Sized exactly, so that the verified token keeps this buffer without a reallocation.
         let mut payload = Vec::new();
-        let decoded =
-            base64url::decode_to_vec(payload_b64.as_bytes(), &mut payload).map_err(|_| Denial::Malformed)?;
-        // JSON is UTF-8: an all-ASCII payload (most are) needs no second look.
-        if !decoded.ascii && std::str::from_utf8(&payload).is_err() {
-            return Err(Denial::Malformed);
-        }
+        base64url::decode_to_vec(payload_b64, &mut payload).map_err(|_| Denial::Malformed)?;
         let view: ClaimsView = json_object(&payload).map_err(|_| Denial::Malformed)?;
         let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
         if exp.saturating_add(self.leeway) < now {
@@ -263,14 +260,45 @@ impl Provider {
 /// Whether `template`, with each `{tenantid}` read as `tid`, is `text`; compared in place
 /// rather than by building the filled-in string.
 fn fills_to(template: &str, tid: &str, text: &str) -> bool {
-    let mut pieces = template.split(TENANT_PLACEHOLDER);
-    let first = pieces.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
-    for piece in pieces {
-        match rest.strip_prefix(tid).and_then(|r| r.strip_prefix(piece)) {
+    let (mut template, mut rest) = (template, text);
+    // Each `{` found by a byte search (a substring search's set-up costs more than this whole
+    // comparison): a placeholder, or a brace of the text.
+    while let Some(at) = template.find('{') {
+        let (literal, placeholder) = template.split_at(at);
+        let (expected, after) = match placeholder.strip_prefix(TENANT_PLACEHOLDER) {
+            Some(after) => ((literal, tid), after),
+            None => ((&template[..=at], ""), &template[at + 1..]),
+        };
+        match rest.strip_prefix(expected.0).and_then(|r| r.strip_prefix(expected.1)) {
             Some(r) => rest = r,
             None => return false,
         }
+        template = after;
     }
-    rest.is_empty()
+    rest == template
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fills_to;
+
+    #[test]
+    fn a_template_fills_to_the_text_with_its_tenant_and_nothing_else() {
+        const TID: &str = "9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93";
+        let template = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        assert!(fills_to(template, TID, &format!("https://login.microsoftonline.com/{TID}/v2.0")));
+        for other in
+            ["https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com//v2.0"]
+        {
+            assert!(!fills_to(template, TID, other), "{other}");
+        }
+        assert!(
+            !fills_to(template, TID, &format!("https://login.microsoftonline.com/{TID}/v2.0/")),
+            "all of it"
+        );
+        assert!(fills_to("a{tenantid}b{tenantid}", "t", "atbt"), "every placeholder");
+        assert!(fills_to("{x}/{tenantid}", "t", "{x}/t"), "a brace that starts none is text");
+        assert!(!fills_to("{x}/{tenantid}", "t", "{y}/t"));
+        assert!(fills_to("https://sts.windows.net/x/", "t", "https://sts.windows.net/x/"), "no placeholder");
+    }
 }
