@@ -104,15 +104,6 @@ impl<'a> Group<'a> {
             Group::Name(name) => GroupText::Borrowed(name),
         }
     }
-
-    /// Whether this is `wanted` (text, compared without regard to case; `wanted_id` is
-    /// `wanted`'s bytes when it is an object id).
-    pub fn is(self, wanted: &str, wanted_id: Option<&[u8; 16]>) -> bool {
-        match self {
-            Group::Id(bytes) => wanted_id == Some(&bytes),
-            Group::Name(name) => name.eq_ignore_ascii_case(wanted),
-        }
-    }
 }
 
 impl fmt::Display for Group<'_> {
@@ -253,16 +244,6 @@ mod tests {
             assert_eq!(guid_bytes(other), None, "{other}");
         }
         assert_eq!(guid_bytes("0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57é"), None, "36 bytes, not hex");
-    }
-
-    #[test]
-    fn ids_compare_by_bytes_and_names_by_text_in_any_case() {
-        let id = guid_bytes(ID).unwrap();
-        let upper = ID.to_uppercase();
-        assert!(Group::Id(id).is(&upper, guid_bytes(&upper).as_ref()));
-        assert!(!Group::Id(id).is("Domain Users", None));
-        assert!(Group::Name("Domain Users").is("domain users", None));
-        assert!(Group::Name(ID).is(&upper, guid_bytes(&upper).as_ref()), "a token's id is text");
     }
 
     #[test]

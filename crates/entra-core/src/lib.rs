@@ -4,6 +4,7 @@
 //! - [`provider`]: one Entra app's settings, checked as a whole (`entra_provider`).
 //! - [`keys`]: JWKS documents into signing keys.
 //! - [`token`]: the bearer token, its header and claims read strictly, the verified token.
+//! - `claims`: the claims the rules read, in one typed pass over a token's payload.
 //! - [`verify`]: the rules a provider judges a token by, and [`Provider::judge`].
 //! - [`policy`]: location requirements (`entra_require_*`).
 //! - [`base64url`]: strict base64url, decoded by table (tokens and sealed cookies).
@@ -39,6 +40,7 @@ pub mod base64url;
 mod binary;
 pub mod browser;
 pub mod cache;
+mod claims;
 pub mod cookie;
 pub mod discovery;
 pub mod error;

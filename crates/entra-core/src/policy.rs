@@ -71,9 +71,9 @@ impl Requirement {
                 Some((asked, _)) if self.any_of.iter().all(|w| asked.index_of(w).is_some()) => false,
                 _ => return Err(Denial::GroupOverage),
             },
-            Subject::Group => token
-                .groups()
-                .any(|g| self.any_of.iter().zip(&self.ids).any(|(wanted, id)| g.is(wanted, id.as_ref()))),
+            Subject::Group => {
+                self.any_of.iter().zip(&self.ids).any(|(wanted, id)| token.has_group(wanted, id.as_ref()))
+            }
             Subject::Role => token.roles().any(wants),
             Subject::Scope => token.scopes().any(wants),
             Subject::Permission => token.scopes().chain(token.roles()).any(wants),
@@ -157,5 +157,43 @@ impl Policy {
     pub fn groups(&self) -> impl Iterator<Item = &str> {
         let groups = self.requirements.iter().filter(|r| r.subject == Subject::Group);
         groups.flat_map(|r| r.any_of.iter().map(String::as_str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+
+    const G1: &str = "0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1";
+    const G2: &str = "5a1e0f3c-7b2d-4e6a-8c9f-1d3b5e7a9c20";
+
+    fn groups(values: &[&str]) -> Requirement {
+        Requirement::new(Subject::Group, values.iter().map(|v| v.to_string()).collect())
+    }
+
+    #[test]
+    fn a_group_requirement_finds_ids_in_any_case_and_names_by_text_in_tokens_and_sessions() {
+        let token = VerifiedToken::from_claims(
+            "k",
+            u64::MAX,
+            serde_json::json!({"groups": [G1.to_uppercase(), "Domain Users"]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let session =
+            Session { groups: [G2, "Domain Users"].into_iter().collect(), ..Session::default() }.identity();
+        let many: Vec<String> = (0..50).map(|i| format!("00000000-0000-0000-0000-{i:012x}")).collect();
+        for (identity, has) in [(&token, G1), (&session, G2)] {
+            assert_eq!(groups(&[has]).check(identity, None), Ok(()), "{has}");
+            assert_eq!(groups(&[&has.to_uppercase()]).check(identity, None), Ok(()), "any case");
+            assert_eq!(groups(&["domain users"]).check(identity, None), Ok(()), "a name, by its text");
+            let mut values: Vec<&str> = many.iter().map(String::as_str).collect();
+            assert_eq!(groups(&values).check(identity, None), Err(Denial::MissingGroup));
+            values.push(has);
+            assert_eq!(groups(&values).check(identity, None), Ok(()), "the last of 51 values");
+        }
+        assert_eq!(groups(&[G2]).check(&token, None), Err(Denial::MissingGroup));
     }
 }

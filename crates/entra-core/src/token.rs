@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Denial;
-use crate::group::{Group, Groups};
+use crate::group::{guid_bytes, Group, Groups};
 use crate::session::Session;
 
 /// The JOSE header fields that decide anything. `jku`, `x5u`, `jwk` and `x5c` are never read:
@@ -24,46 +23,6 @@ pub(crate) struct JoseHeader<'a> {
     pub(crate) kid: Option<JsonStr<'a>>,
     pub(crate) crit: Option<IgnoredAny>,
     pub(crate) nonce: Option<IgnoredAny>,
-}
-
-/// The claims the rules look at, each kept as its raw JSON so that a claim of the wrong type is
-/// reported by name. One pass over the payload, borrowing from it; other claims are skipped.
-#[derive(Deserialize)]
-pub(crate) struct ClaimsView<'a> {
-    #[serde(borrow, default)]
-    pub(crate) exp: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) nbf: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) iss: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) aud: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) tid: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) oid: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) sub: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) scp: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) ver: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) azp: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) appid: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) roles: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) groups: Option<&'a RawValue>,
-    /// Conditional Access authentication contexts satisfied: an array of strings.
-    #[serde(borrow, default)]
-    pub(crate) acrs: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) auth_time: Option<&'a RawValue>,
-    /// ID tokens only: the sign-in attempt's nonce.
-    #[serde(borrow, default)]
-    pub(crate) nonce: Option<&'a RawValue>,
 }
 
 /// A JSON string, borrowed from the input unless it has escapes. serde's own `Cow<str>` always
@@ -79,13 +38,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E>(self, text: &'de str) -> Result<JsonStr<'a>, E> {
-                Ok(JsonStr(Cow::Borrowed(text)))
+                Ok(JsonStr::borrowed(text))
             }
             fn visit_str<E>(self, text: &str) -> Result<JsonStr<'a>, E> {
-                Ok(JsonStr(Cow::Owned(text.to_owned())))
+                Ok(JsonStr::owned(text))
             }
         }
         d.deserialize_str(Text(std::marker::PhantomData))
+    }
+}
+
+impl<'a> JsonStr<'a> {
+    pub(crate) fn borrowed(text: &'a str) -> JsonStr<'a> {
+        JsonStr(Cow::Borrowed(text))
+    }
+
+    pub(crate) fn owned(text: &str) -> JsonStr<'a> {
+        JsonStr(Cow::Owned(text.to_owned()))
     }
 }
 
@@ -93,26 +62,6 @@ impl std::ops::Deref for JsonStr<'_> {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
-    }
-}
-
-/// A JSON array whose elements are all strings, checked without keeping them.
-pub(crate) struct StringArray;
-
-impl<'de> Deserialize<'de> for StringArray {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Elements;
-        impl<'de> serde::de::Visitor<'de> for Elements {
-            type Value = StringArray;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of strings")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringArray, A::Error> {
-                while seq.next_element::<JsonStr<'de>>()?.is_some() {}
-                Ok(StringArray)
-            }
-        }
-        d.deserialize_seq(Elements)
     }
 }
 
@@ -129,14 +78,6 @@ pub(crate) fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, s
         Some(b'{') => serde_json::from_str(text),
         _ => Err(serde::de::Error::custom("not a JSON object")),
     }
-}
-
-/// A claim read as `T`: absent, or present with the wrong JSON type (a refusal naming it).
-pub(crate) fn typed<'a, T: Deserialize<'a>>(
-    raw: Option<&'a RawValue>,
-    name: &'static str,
-) -> Result<Option<T>, Denial> {
-    raw.map(|r| serde_json::from_str(r.get()).map_err(|_| Denial::InvalidClaim(name))).transpose()
 }
 
 /// Groups Microsoft Graph answered for a session's group overage: for which set of groups asked
@@ -169,6 +110,9 @@ pub struct VerifiedToken {
     /// no probe of the zone.
     pub answer_seen: Mutex<Option<([u8; 32], u64)>>,
     body: Body,
+    /// The object ids among its groups, sorted: each value of a group requirement is looked up
+    /// here, made once (a cached token or session keeps it).
+    group_ids: OnceLock<Box<[[u8; 16]]>>,
     /// Every claim, parsed from the body the first time a requirement or a variable asks for
     /// one the body does not answer itself: a location that only needs a valid token never
     /// builds it.
@@ -182,16 +126,6 @@ enum Body {
     Payload(Box<[u8]>),
     /// A browser session: its fields answer for the claims it keeps, its groups stay bytes.
     Session(Arc<Session>),
-}
-
-/// A NumericDate claim: seconds since the epoch, a JSON number (fractions are cut).
-pub(crate) fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<u64>, Denial> {
-    let Some(number) = typed::<serde_json::Number>(raw, name)? else { return Ok(None) };
-    number
-        .as_u64()
-        .or_else(|| number.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
-        .map(Some)
-        .ok_or(Denial::InvalidClaim(name))
 }
 
 /// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
@@ -219,6 +153,7 @@ impl VerifiedToken {
             answer_seen: Mutex::new(None),
             overage: OnceLock::new(),
             body,
+            group_ids: OnceLock::new(),
             claims: OnceLock::new(),
         }
     }
@@ -307,6 +242,32 @@ impl VerifiedToken {
     pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
         let (kept, json) = self.list("groups", |s| std::slice::from_ref(&s.groups));
         kept.iter().flat_map(Groups::iter).chain(json.map(Group::Name))
+    }
+
+    /// Whether it is in group `wanted` (compared without regard to case; `wanted_id` is its
+    /// bytes when it is an object id): an object id by a binary search of the ids it holds, any
+    /// other form by its text.
+    pub fn has_group(&self, wanted: &str, wanted_id: Option<&[u8; 16]>) -> bool {
+        match wanted_id {
+            Some(id) => self.group_ids().binary_search(id).is_ok(),
+            None => {
+                self.groups().any(|g| matches!(g, Group::Name(name) if name.eq_ignore_ascii_case(wanted)))
+            }
+        }
+    }
+
+    fn group_ids(&self) -> &[[u8; 16]] {
+        self.group_ids.get_or_init(|| {
+            let mut ids: Vec<[u8; 16]> = self
+                .groups()
+                .filter_map(|g| match g {
+                    Group::Id(bytes) => Some(bytes),
+                    Group::Name(name) => guid_bytes(name),
+                })
+                .collect();
+            ids.sort_unstable();
+            ids.into()
+        })
     }
 
     pub fn roles(&self) -> impl Iterator<Item = &str> {

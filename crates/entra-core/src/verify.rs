@@ -5,16 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
-
 use crate::base64url;
+use crate::claims::{claim, Audience, ClaimsView, NumericDate, Typed};
 use crate::error::Denial;
 use crate::keys::KeyFamily;
 use crate::provider::{KeyState, Provider};
-use crate::token::{
-    bearer_token, json_object, numeric_date, typed, ClaimsView, JoseHeader, JsonStr, StringArray,
-    VerifiedToken,
-};
+use crate::token::{bearer_token, json_object, JoseHeader, JsonStr, VerifiedToken};
 use crate::values::{is_guid, parse_algorithm, TENANT_PLACEHOLDER};
 
 /// Audiences that mark a Microsoft Graph token (rule 7).
@@ -133,11 +129,11 @@ impl Provider {
         let mut payload = Vec::new();
         base64url::decode_to_vec(payload_b64, &mut payload).map_err(|_| Denial::Malformed)?;
         let view: ClaimsView = json_object(&payload).map_err(|_| Denial::Malformed)?;
-        let exp = numeric_date(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
+        let NumericDate(exp) = claim(view.exp, "exp")?.ok_or(Denial::MissingExp)?;
         if exp.saturating_add(self.leeway) < now {
             return Err(Denial::Expired);
         }
-        if numeric_date(view.nbf, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+        if claim(view.nbf, "nbf")?.is_some_and(|NumericDate(nbf)| nbf > now.saturating_add(self.leeway)) {
             return Err(Denial::NotYetValid);
         }
 
@@ -146,25 +142,24 @@ impl Provider {
             TokenUse::Id { .. } => core::slice::from_ref(&self.client_id),
         };
         check_audience(audiences, view.aud)?;
-        let tid = typed::<JsonStr>(view.tid, "tid")?;
+        let tid = claim(view.tid, "tid")?;
         if tid.as_deref().is_some_and(|t| !is_guid(t)) {
             return Err(Denial::InvalidClaim("tid"));
         }
-        let iss = typed::<JsonStr>(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
+        let iss = claim(view.iss, "iss")?.ok_or(Denial::WrongIssuer)?;
         self.check_issuer(&state, &iss, tid.as_deref())?;
         if let Some(key_issuer) = &key.issuer {
             self.check_key_issuer(key_issuer, &iss, tid.as_deref())?;
         }
-        for (raw, name) in [(view.oid, "oid"), (view.sub, "sub"), (view.ver, "ver")] {
-            typed::<JsonStr>(raw, name)?;
+        for (read, name) in [(view.oid, "oid"), (view.sub, "sub"), (view.ver, "ver")] {
+            claim(read, name)?;
         }
-        let client = [typed::<JsonStr>(view.azp, "azp")?, typed::<JsonStr>(view.appid, "appid")?];
-        let scp = typed::<JsonStr>(view.scp, "scp")?;
-        let roles = typed::<StringArray>(view.roles, "roles")?;
-        typed::<StringArray>(view.groups, "groups")?;
-        typed::<StringArray>(view.acrs, "acrs")?;
-        // When the user authenticated: a whole number of seconds, as Entra writes it.
-        typed::<u64>(view.auth_time, "auth_time")?;
+        let client = [claim(view.azp, "azp")?, claim(view.appid, "appid")?];
+        let scp = claim(view.scp, "scp")?;
+        let roles = claim(view.roles, "roles")?;
+        claim(view.groups, "groups")?;
+        claim(view.acrs, "acrs")?;
+        claim(view.auth_time, "auth_time")?;
         // An ID token of this app has `aud` = the client id, a default audience: only its form
         // tells it apart. Every Entra access token names its client (`azp` in v2, `appid` in v1),
         // and only ID tokens carry a `nonce` (those from refresh or device-code flows may not).
@@ -175,7 +170,7 @@ impl Provider {
             TokenUse::Access if self.require_permission && scp.is_none() && roles.is_none() => {
                 return Err(Denial::NoPermissionClaims)
             }
-            TokenUse::Id { nonce } if typed::<JsonStr>(view.nonce, "nonce")?.as_deref() != Some(nonce) => {
+            TokenUse::Id { nonce } if claim(view.nonce, "nonce")?.as_deref() != Some(nonce) => {
                 return Err(Denial::NonceMismatch)
             }
             _ => {}
@@ -194,22 +189,13 @@ enum TokenUse<'a> {
 }
 
 /// `aud` must name an accepted audience; a Graph audience is named as such (rule 7).
-fn check_audience(audiences: &[String], aud: Option<&RawValue>) -> Result<(), Denial> {
+fn check_audience(audiences: &[String], aud: Option<Typed<Audience>>) -> Result<(), Denial> {
     let accepted = |aud: &str| audiences.iter().any(|a| a == aud);
     let graph = |aud: &str| GRAPH_AUDIENCES.iter().any(|g| g.eq_ignore_ascii_case(aud));
-    let raw = aud.ok_or(Denial::WrongAudience)?;
-    // A string (Entra's form), or an array of strings.
-    let one;
-    let many;
-    let candidates: &[JsonStr] = match serde_json::from_str::<JsonStr>(raw.get()) {
-        Ok(aud) => {
-            one = [aud];
-            &one
-        }
-        Err(_) => {
-            many = typed::<Vec<JsonStr>>(Some(raw), "aud")?.unwrap_or_default();
-            &many
-        }
+    let aud = claim(aud, "aud")?.ok_or(Denial::WrongAudience)?;
+    let candidates: &[JsonStr] = match &aud {
+        Audience::One(one) => std::slice::from_ref(one),
+        Audience::Many(many) => many,
     };
     if candidates.iter().any(|a| accepted(a)) {
         Ok(())
