@@ -49,6 +49,25 @@ fn key_sets_skip_unusable_keys_and_refuse_empty_ones() {
 }
 
 #[test]
+fn every_key_of_a_full_set_is_found_by_its_kid_in_the_order_published() {
+    // 64 kids out of order (7 and 64 are coprime); the same Ed25519 key under each.
+    let kids: Vec<String> = (0..64).map(|i| format!("kid-{:02}", i * 7 % 64)).collect();
+    let keys: Vec<_> = kids
+        .iter()
+        .map(|kid| json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}))
+        .collect();
+    let (set, skipped) = KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+    assert!(skipped.is_empty());
+    assert!(set.kids().eq(kids.iter().map(String::as_str)), "listed as published");
+    for kid in &kids {
+        assert_eq!(set.get(kid).map(|k| k.kid.as_str()), Some(kid.as_str()));
+    }
+    for unknown in ["", "kid-64", "kid-0", "KID-01"] {
+        assert!(set.get(unknown).is_none(), "{unknown}");
+    }
+}
+
+#[test]
 fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
     use entra_core::token::bearer_token;
     assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Ok(&b"abc.def.ghi"[..]));
