@@ -7,7 +7,8 @@ callgrind_pid= callgrind_prefix=
 
 # Sends $2 requests with the values of file $3 (in turn, from line $4, default 0) to path $1 over
 # one kept-alive connection, each answered before the next: a file named session* holds Cookie
-# header values, any other bearer tokens.
+# header values, any other bearer tokens; a value "-" sends neither. Each answer must succeed,
+# or have status $CALLGRIND_STATUS when that is set.
 callgrind_load() {
     perl -MHTTP::Tiny -e '
         my ($url, $n, $file, $from) = @ARGV;
@@ -17,9 +18,10 @@ callgrind_load() {
         my $cookie = $file =~ m{/sessions?-[^/]*$};
         for my $i (0 .. $n - 1) {
             my $v = $values[($from + $i) % @values];
-            my $headers = $cookie ? { Cookie => $v } : { Authorization => "Bearer $v" };
+            my $headers = $v eq "-" ? {} : $cookie ? { Cookie => $v } : { Authorization => "Bearer $v" };
             my $res = $http->get($url, { headers => $headers });
-            die "$url: $res->{status} $res->{content}\n" unless $res->{success};
+            my $want = $ENV{CALLGRIND_STATUS};
+            die "$url: $res->{status} $res->{content}\n" unless $want ? $res->{status} == $want : $res->{success};
         }' "http://127.0.0.1:$CALLGRIND_PORT$1" "$2" "$3" "${4:-0}"
 }
 

@@ -28,7 +28,8 @@ use crate::response::{set_cookies, set_headers, INTERNAL_ERROR};
 use crate::session::{self, Revalidation};
 use crate::worker::{self, KeyFetch, ProviderState, Worker};
 use crate::zone::StepUpEvent;
-use entra_core::token::{GroupsAnswered, SESSION_KID};
+use entra_core::session::GroupsAnswered;
+use entra_core::token::SESSION_KID;
 
 /// Registers the handler in nginx's access phase (postconfiguration), to run after nginx's own
 /// access modules: under `satisfy any` a request they let in never waits, parks or gets a 503

@@ -14,9 +14,8 @@ use entra_core::exchange::{exchange, ExchangeError};
 use entra_core::oidc::{select_account_return, token_request, TRANSACTION_LIFETIME};
 use entra_core::provider::KeySource;
 use entra_core::revocation::{sid_key, Once, Revocation};
-use entra_core::session::Session;
+use entra_core::session::GroupsAnswered;
 use entra_core::signin::{AttemptKind, Leftover, Matched, Next};
-use entra_core::token::GroupsAnswered;
 use entra_core::{Denial, DenialClass, Provider};
 use ngx::core::Status;
 use ngx::ffi::{
@@ -490,7 +489,7 @@ unsafe fn signed_in(
     let req = unsafe { Incoming::new(r) };
     let Matched { transaction, clear, slot, .. } = matched;
     let now_ms = epoch_ms();
-    let mut session = Session::from_id_token(token, now_ms, sign_in.session_lifetime, &sign_in.claims);
+    let mut session = token.to_session(now_ms, sign_in.session_lifetime, &sign_in.claims);
     if let Some((oid, tid)) = &transaction.revalidating {
         if (oid, tid) != (&session.oid, &session.tid) {
             // Entra's own session is another user's now: this one ends.

@@ -3,8 +3,8 @@
 //! that starts a sign-in, or for a signed-in user who may not pass, the page that says why.
 
 use entra_core::oidc::{with_query, SELECT_ACCOUNT};
+use entra_core::session::GroupsAnswered;
 use entra_core::signin::{AttemptKind, Leftover, Redirect, SessionJudgment, SetCookie, StartError};
-use entra_core::token::GroupsAnswered;
 use entra_core::{Denial, Policy, VerifiedToken};
 use ngx::core::Status;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t};

@@ -182,8 +182,8 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         );
-        let session =
-            Session { groups: [G2, "Domain Users"].into_iter().collect(), ..Session::default() }.identity();
+        let session = Session { groups: [G2, "Domain Users"].into_iter().collect(), ..Session::default() };
+        let session = VerifiedToken::of_session(std::sync::Arc::new(session));
         let many: Vec<String> = (0..50).map(|i| format!("00000000-0000-0000-0000-{i:012x}")).collect();
         for (identity, has) in [(&token, G1), (&session, G2)] {
             assert_eq!(groups(&[has]).check(identity, None), Ok(()), "{has}");

@@ -20,9 +20,15 @@ use crate::binary::{put_len, put_text, put_u64, Reader};
 pub use crate::binary::{DecodeError, TooLong};
 use crate::error::{AuthContext, Denial};
 use crate::group::Groups;
-use crate::token::{GroupsAnswered, VerifiedToken};
 use serde_json::{Map, Value};
-use std::sync::Arc;
+
+/// Groups Microsoft Graph answered for a session's group overage: for which set of groups asked
+/// (the first 8 bytes of its digest) and when (seconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupsAnswered {
+    pub asked: [u8; 8],
+    pub at: u64,
+}
 
 /// The version of the layout above; part of the sealing's associated data too.
 pub const FORMAT_VERSION: u8 = 1;
@@ -196,7 +202,7 @@ impl Session {
 }
 
 /// The authentication context ids among `values`, as `c1` to `c99`.
-fn auth_context_ids<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn auth_context_ids<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     values.filter_map(AuthContext::parse).map(|id| id.to_string()).collect()
 }
 
@@ -224,40 +230,6 @@ impl Session {
         crate::revocation::identity(&self.sid, &self.oid, &self.tid, self.signed_in)
     }
 
-    /// The session of a verified ID token, signed in at `now_ms` for `lifetime` seconds, keeping
-    /// the top-level `claims` named (as JSON text).
-    pub fn from_id_token(token: &VerifiedToken, now_ms: u64, lifetime: u64, claims: &[String]) -> Session {
-        let now = now_ms / 1000;
-        let text = |name: &str| token.str(name).unwrap_or_default().to_owned();
-        Session {
-            token_version: if token.str("ver") == Some("1.0") { 1 } else { 2 },
-            group_overage: token.has_group_overage(),
-            unrecorded: false,
-            signed_in: now_ms,
-            expires: now.saturating_add(lifetime),
-            revalidated: now,
-            last_used: now,
-            oid: text("oid"),
-            tid: text("tid"),
-            sub: text("sub"),
-            sid: text("sid"),
-            login_hint: text("login_hint"),
-            name: text("name"),
-            username: token.upn().unwrap_or_default().to_owned(),
-            email: text("email"),
-            groups: token.groups().collect(),
-            roles: token.roles().map(str::to_owned).collect(),
-            claims: claims
-                .iter()
-                .filter_map(|name| Some((name.clone(), token.claim(name)?.to_string())))
-                .collect(),
-            client_id: text("aud"),
-            groups_answered: None,
-            auth_contexts: auth_context_ids(token.auth_contexts()),
-            auth_time: token.signin_time(),
-        }
-    }
-
     /// The session's own field for claim `name`, as its identity reads it: `None` for a claim
     /// a session never keeps (`session_claims` aside, which the caller reads first).
     pub fn field(&self, name: &str) -> Option<&str> {
@@ -276,14 +248,9 @@ impl Session {
         (!text.is_empty()).then_some(text.as_str())
     }
 
-    /// The session's identity, read like a token's claims (see [`VerifiedToken::of_session`]).
-    pub fn identity(&self) -> VerifiedToken {
-        VerifiedToken::of_session(Arc::new(self.clone()))
-    }
-
-    /// The session as every claim of its identity: no `scp` and no `azp` (a session is no
-    /// delegated access token). Built only when something asks for a claim its fields do not
-    /// answer.
+    /// The session as every claim of its identity (`VerifiedToken::of_session`): no `scp` and
+    /// no `azp` (a session is no delegated access token). Built only when something asks for a
+    /// claim its fields do not answer.
     pub(crate) fn claims(&self) -> Map<String, Value> {
         let mut c = Map::new();
         for name in ["oid", "tid", "sub", "sid", "login_hint", "name", "preferred_username", "email", "ver"] {
@@ -431,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn auth_contexts_and_the_signin_time_are_kept_and_read_as_claims() {
+    fn auth_contexts_and_the_signin_time_are_kept() {
         let with = Session {
             auth_contexts: vec!["c1".into(), "c25".into()],
             auth_time: Some(1_790_000_000),
@@ -439,11 +406,7 @@ mod tests {
         };
         let bytes = with.encode().unwrap();
         let opened = Session::decode(bytes.to_vec()).unwrap();
-        assert_eq!(opened, with);
-        let identity = opened.identity();
-        assert_eq!(identity.auth_contexts().collect::<Vec<_>>(), ["c1", "c25"]);
-        assert_eq!(identity.signin_time(), Some(1_790_000_000));
-        assert!(!identity.is_app_only(), "a session is a user's");
+        assert_eq!(opened, with, "read as claims: token.rs");
         let older = Session::decode(alice(2).encode().unwrap().to_vec()).unwrap();
         assert!(older.auth_contexts.is_empty() && older.auth_time.is_none(), "none kept: none read");
         assert_eq!(auth_context_ids(["c1", "C7", "c100", "c0", "x", "c01"].into_iter()), ["c1", "c7"]);

@@ -23,9 +23,9 @@ use crate::oidc::{
 };
 use crate::revocation::SessionKeys;
 use crate::seal::{OpenError, Purpose, SealKeys};
-use crate::session::{self, Freshness, Session, Standing};
+use crate::session::{self, Freshness, GroupsAnswered, Session, Standing};
 use crate::stepup::{claims_request, ClaimsFor, StepUp};
-use crate::token::{GroupsAnswered, VerifiedToken};
+use crate::token::VerifiedToken;
 
 pub const DEFAULT_REDIRECT_URI: &str = "/.entra/callback";
 pub const DEFAULT_FRONTCHANNEL_LOGOUT_URI: &str = "/.entra/logout";

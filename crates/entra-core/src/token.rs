@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Denial;
 use crate::group::{guid_bytes, Group, Groups};
-use crate::session::Session;
+use crate::session::{auth_context_ids, GroupsAnswered, Session};
 
 /// The JOSE header fields that decide anything. `jku`, `x5u`, `jwk` and `x5c` are never read:
 /// key material comes only from the provider's key set (rule 9).
@@ -78,14 +78,6 @@ pub(crate) fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, s
         Some(b'{') => serde_json::from_str(text),
         _ => Err(serde::de::Error::custom("not a JSON object")),
     }
-}
-
-/// Groups Microsoft Graph answered for a session's group overage: for which set of groups asked
-/// (the first 8 bytes of its digest) and when (seconds since the epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupsAnswered {
-    pub asked: [u8; 8],
-    pub at: u64,
 }
 
 /// The `kid` of a browser session's identity: no key signed it.
@@ -177,6 +169,40 @@ impl VerifiedToken {
         let mut identity = VerifiedToken::with_body(Cow::Borrowed(SESSION_KID), exp, Body::Session(session));
         identity.groups_answered = answered;
         identity
+    }
+
+    /// The session this verified ID token signs in, at `now_ms` for `lifetime` seconds, keeping
+    /// the top-level `claims` named (as JSON text).
+    pub fn to_session(&self, now_ms: u64, lifetime: u64, claims: &[String]) -> Session {
+        let (token, now) = (self, now_ms / 1000);
+        let text = |name: &str| token.str(name).unwrap_or_default().to_owned();
+        Session {
+            token_version: if token.str("ver") == Some("1.0") { 1 } else { 2 },
+            group_overage: token.has_group_overage(),
+            unrecorded: false,
+            signed_in: now_ms,
+            expires: now.saturating_add(lifetime),
+            revalidated: now,
+            last_used: now,
+            oid: text("oid"),
+            tid: text("tid"),
+            sub: text("sub"),
+            sid: text("sid"),
+            login_hint: text("login_hint"),
+            name: text("name"),
+            username: token.upn().unwrap_or_default().to_owned(),
+            email: text("email"),
+            groups: token.groups().collect(),
+            roles: token.roles().map(str::to_owned).collect(),
+            claims: claims
+                .iter()
+                .filter_map(|name| Some((name.clone(), token.claim(name)?.to_string())))
+                .collect(),
+            client_id: text("aud"),
+            groups_answered: None,
+            auth_contexts: auth_context_ids(token.auth_contexts()),
+            auth_time: token.signin_time(),
+        }
     }
 
     /// Every claim of the token.
@@ -314,5 +340,46 @@ impl VerifiedToken {
                 .is_some_and(|names| names.contains_key("groups"));
             named_elsewhere || self.claim("hasgroups") == Some(&Value::Bool(true))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sessions_identity_reads_its_fields_and_kept_claims_like_a_tokens() {
+        let session = Session {
+            token_version: 1,
+            oid: "o".into(),
+            username: "alice@contoso.example".into(),
+            groups: ["0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1", "Domain Users"].into_iter().collect(),
+            roles: vec!["Orders.Read".into()],
+            auth_contexts: vec!["c1".into(), "c25".into()],
+            auth_time: Some(1_790_000_000),
+            claims: vec![("department".into(), "\"Finance\"".into()), ("name".into(), "\"Kept\"".into())],
+            name: "Field".into(),
+            ..Session::default()
+        };
+        let identity = VerifiedToken::of_session(Arc::new(session));
+        assert_eq!(identity.auth_contexts().collect::<Vec<_>>(), ["c1", "c25"]);
+        assert_eq!(identity.signin_time(), Some(1_790_000_000));
+        assert!(!identity.is_app_only(), "a session is a user's");
+        assert_eq!(
+            (identity.oid(), identity.upn(), identity.str("ver")),
+            (Some("o"), Some("alice@contoso.example"), Some("1.0"))
+        );
+        assert_eq!(identity.str("tid"), None, "an empty field is no claim");
+        assert_eq!(identity.str("name"), Some("Kept"), "a claim kept by session_claims is read as it came");
+        assert_eq!(identity.str("department"), Some("Finance"));
+        let groups: Vec<String> = identity.groups().map(|g| g.to_string()).collect();
+        assert_eq!(groups, ["0b9f3f6e-4a4c-4c1e-9a63-2f1d8f1b57e1", "Domain Users"]);
+        assert_eq!(
+            identity.claim("groups").and_then(Value::as_array).map(Vec::len),
+            Some(2),
+            "the map, built when asked"
+        );
+        assert!(identity.roles().eq(["Orders.Read"]));
+        assert_eq!(identity.scopes().count(), 0, "no scp");
     }
 }

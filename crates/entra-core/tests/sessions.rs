@@ -9,6 +9,7 @@ use entra_core::seal::SealKeys;
 use entra_core::session::Session;
 use entra_core::signin::{Authorize, SessionRequest, SignIn, SignInConfig};
 use entra_core::Denial;
+use entra_core::VerifiedToken;
 
 const NOW: u64 = 1_790_000_600;
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -211,7 +212,7 @@ fn a_sealed_value_opens_only_for_its_provider() {
 
 #[test]
 fn a_session_resealed_with_graphs_answer_carries_it_and_keeps_the_rest() {
-    use entra_core::token::GroupsAnswered;
+    use entra_core::session::GroupsAnswered;
     let s = sign_in(None);
     let overage = Session { group_overage: true, roles: vec!["Orders.Read".into()], ..alice() };
     let line = cookie_line(&s, &overage);
@@ -232,7 +233,7 @@ fn a_session_resealed_with_graphs_answer_carries_it_and_keeps_the_rest() {
         overage,
         "nothing else changed"
     );
-    let identity = session.identity();
+    let identity = VerifiedToken::of_session(std::sync::Arc::new(session.clone()));
     assert!(identity.has_group_overage(), "still overage: the answer decides only while it holds");
     assert_eq!(identity.groups_answered, session.groups_answered);
     assert_eq!(identity.groups().map(|g| g.to_string()).collect::<Vec<_>>(), [group]);
