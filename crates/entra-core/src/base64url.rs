@@ -142,6 +142,12 @@ mod tests {
             "AAB",
             "AAAAAAA=",
             "AAAAAAAA+AAA",
+            // In the eight-character pass: each place.
+            "+AAAAAAA",
+            "AAA+AAAA",
+            "AAAAA=AA",
+            "AAAAAAé",
+            "AAAA AAAAAAA",
         ] {
             assert_eq!(decode(text), Err(Invalid), "{text:?}");
         }

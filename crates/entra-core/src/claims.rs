@@ -12,42 +12,38 @@ use serde::Deserialize;
 use crate::error::Denial;
 use crate::token::JsonStr;
 
-#[derive(Deserialize)]
+/// Absent claims are `None`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub(crate) struct ClaimsView<'a> {
-    #[serde(default)]
     pub(crate) exp: Option<Typed<NumericDate>>,
-    #[serde(default)]
     pub(crate) nbf: Option<Typed<NumericDate>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) iss: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) aud: Option<Typed<Audience<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) tid: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) oid: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) sub: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) scp: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) ver: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) azp: Option<Typed<JsonStr<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) appid: Option<Typed<JsonStr<'a>>>,
-    #[serde(default)]
     pub(crate) roles: Option<Typed<StringArray>>,
-    #[serde(default)]
     pub(crate) groups: Option<Typed<StringArray>>,
     /// Conditional Access authentication contexts satisfied: an array of strings.
-    #[serde(default)]
     pub(crate) acrs: Option<Typed<StringArray>>,
     /// When the user authenticated: a whole number of seconds, as Entra writes it.
-    #[serde(default)]
     pub(crate) auth_time: Option<Typed<u64>>,
     /// ID tokens only: the sign-in attempt's nonce.
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub(crate) nonce: Option<Typed<JsonStr<'a>>>,
 }
 

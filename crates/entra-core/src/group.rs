@@ -176,10 +176,15 @@ impl Groups {
         let count = r.len()?;
         let start = payload_len - r.0.len();
         for _ in 0..count {
-            match r.byte()? {
-                ID_TAG => drop(r.take(16)?),
-                TEXT_TAG => drop(r.str()?),
-                tag => return Err(DecodeError::GroupTag(tag)),
+            match r.0 {
+                // An object id, the common case, skipped in one step.
+                [ID_TAG, rest @ ..] if rest.len() >= 16 => r.0 = &rest[16..],
+                [TEXT_TAG, rest @ ..] => {
+                    r.0 = rest;
+                    r.str()?;
+                }
+                [ID_TAG, ..] | [] => return Err(DecodeError::Truncated),
+                [tag, ..] => return Err(DecodeError::GroupTag(*tag)),
             }
         }
         Ok((start..payload_len - r.0.len(), count))
