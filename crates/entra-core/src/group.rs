@@ -32,7 +32,7 @@ const ID_TAG: u8 = 0;
 const TEXT_TAG: u8 = 1;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-/// Where the 32 hexadecimal digits of a GUID's text are: every position but the four dashes.
+/// Where the four dashes of a GUID's text are (its 32 hexadecimal digits fill the rest).
 const DASHES: [usize; 4] = [8, 13, 18, 23];
 
 fn hex_value(c: u8) -> Option<u8> {
