@@ -34,8 +34,8 @@ pub enum Subject {
 pub struct Requirement {
     pub subject: Subject,
     pub any_of: Vec<String>,
-    /// For each of `any_of`, its bytes when it is an object id: a session's groups are
-    /// compared as bytes.
+    /// For a group requirement, each of `any_of`'s bytes when it is an object id (empty for
+    /// other subjects).
     ids: Vec<Option<[u8; 16]>>,
 }
 
@@ -56,7 +56,11 @@ fn claim_matches(value: &Value, wanted: &str) -> bool {
 
 impl Requirement {
     pub fn new(subject: Subject, any_of: Vec<String>) -> Requirement {
-        let ids = any_of.iter().map(|value| guid_bytes(value)).collect();
+        // Only group requirements look values up as object ids.
+        let ids = match subject {
+            Subject::Group => any_of.iter().map(|value| guid_bytes(value)).collect(),
+            _ => Vec::new(),
+        };
         Requirement { subject, any_of, ids }
     }
 
