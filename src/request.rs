@@ -143,7 +143,7 @@ impl<'a> Incoming<'a> {
             // SAFETY: nginx sets `host` to the request's `Host` element, or null.
             host_header: unsafe { self.r().headers_in.host.as_ref() }.map_or(&[][..], |h| bytes(&h.value)),
             host: bytes(&self.r().headers_in.server),
-            unparsed_uri: self.unparsed_uri().as_bytes(),
+            unparsed_uri: bytes(&self.r().unparsed_uri),
             now,
         }
     }

@@ -1,8 +1,12 @@
 //! Seals browser sessions the way the module does, for the benchmark: prints one `Cookie` header
-//! value per line (the session cookie and its chunk).
+//! value per line (the session cookie and its chunk). With `--record FILE`, also writes the
+//! provider's record of sessions as `entra_keys_cache_path` keeps it, holding the sealed
+//! sessions' keys and others up to `--record-entries` (so that a start finds it that full).
 //!
 //!   seal-sessions --keys session.keys --provider NAME [--cookie entra] [--groups 200] [--count 1]
+//!                 [--record FILE --record-entries N]
 
+use entra_core::revocation::{session_key, Kept, Snapshot};
 use entra_core::seal::SealKeys;
 use entra_core::session::Session;
 use entra_core::signin::SignInConfig;
@@ -28,10 +32,12 @@ fn main() -> Result<(), String> {
     let (groups, count) = (number("--groups", 200)?, number("--count", 1)?);
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    let now_ms = now.as_millis() as u64;
+    let mut record = Vec::new();
     for n in 0..count {
         let session = Session {
             token_version: 2,
-            signed_in: now.as_millis() as u64,
+            signed_in: now_ms,
             expires: now.as_secs() + 86_400,
             revalidated: now.as_secs(),
             last_used: now.as_secs(),
@@ -47,10 +53,30 @@ fn main() -> Result<(), String> {
             roles: vec!["Orders.Read".into()],
             ..Session::default()
         };
+        record.push(session_key(&session.sid, &session.oid, &session.tid, session.signed_in));
         let cookies =
             sign_in.session_cookies(&session, &Default::default(), false).map_err(|e| e.to_string())?;
         let pairs: Vec<&str> = cookies.iter().filter_map(|c| c.split(';').next()).collect();
         println!("{}", pairs.join("; "));
+    }
+    if let Some(file) = arg(&args, "--record") {
+        let entries = number("--record-entries", count)?;
+        record.truncate(entries);
+        // The other sessions the record holds: keys no cookie names.
+        let others = (record.len()..entries).map(|n| session_key(&format!("other-{n}"), "", "", 0));
+        record.extend(others.collect::<Vec<_>>());
+        let snapshot = Snapshot {
+            written_ms: now_ms,
+            began_ms: now_ms - 60_000,
+            watermark_ms: 0,
+            unrecorded: 0,
+            unknown: 0,
+            entries: record
+                .into_iter()
+                .map(|key| Kept { key, expires_ms: now_ms + 86_400_000, revoked_at_ms: 0 })
+                .collect(),
+        };
+        std::fs::write(&file, snapshot.encode()).map_err(|e| format!("{file}: {e}"))?;
     }
     Ok(())
 }
