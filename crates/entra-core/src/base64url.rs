@@ -1,8 +1,8 @@
 //! Strict base64url without padding (RFC 4648 §5), the encoding of JWTs and of sealed cookies:
 //! a session cookie is 4.7 KB of it on every request that opens one. Decoded by the `base64`
 //! crate's runtime-detected SIMD engine (AVX2 or NEON where the CPU has it, its scalar engine
-//! elsewhere), about 0.3 instructions a character where a table decoder spends three or more
-//! (docs/BENCHMARK.md, "Performance").
+//! elsewhere): about one instruction a character by callgrind's count, where a decoder by
+//! lookup tables spent four (docs/BENCHMARK.md, "Performance").
 //!
 //! Refused: any character outside the alphabet (padding `=` included), a length no encoding
 //! has (4n + 1), and trailing bits that are not zero (so each value has one encoding).
