@@ -4,7 +4,7 @@
 
 use core::marker::PhantomData;
 
-use entra_core::browser::RequestHeaders;
+use entra_core::browser::{LazyHeaders, ReadHeaders, RequestHeaders};
 use entra_core::cookie::{CookieLines, Jar};
 use entra_core::signin::{SessionRequest, SignIn};
 use ngx::ffi::{ngx_http_request_t, ngx_str_t};
@@ -134,11 +134,15 @@ impl<'a> Incoming<'a> {
         sign_in.own_origin(self.is_tls(), self.host_header())
     }
 
-    /// What browser sign-in reads of this request, at `now`.
-    pub fn session_request(&self, now: u64) -> SessionRequest<'a> {
+    /// What browser sign-in reads of this request, at `now`: its headers ([`Incoming::browser`])
+    /// only when something asks for more than the method and `Upgrade`.
+    pub fn session_request<'s>(&'s self, now: u64) -> SessionRequest<'s> {
+        let this: &'s Incoming<'s> = self;
+        // SAFETY: a valid request's main request is valid for at least as long.
+        let main = unsafe { &*self.r().main };
         SessionRequest {
             cookie_lines: self.cookie_lines(),
-            headers: self.browser(),
+            headers: LazyHeaders::new(text(&main.method_name), !self.r().headers_in.upgrade.is_null(), this),
             tls: self.is_tls(),
             // SAFETY: nginx sets `host` to the request's `Host` element, or null.
             host_header: unsafe { self.r().headers_in.host.as_ref() }.map_or(&[][..], |h| bytes(&h.value)),
@@ -189,5 +193,11 @@ impl<'a> Incoming<'a> {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+impl<'a> ReadHeaders<'a> for Incoming<'a> {
+    fn read_headers(&self) -> RequestHeaders<'a> {
+        self.browser()
     }
 }

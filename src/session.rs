@@ -69,7 +69,8 @@ pub unsafe fn reseal_groups<'g>(
     groups: impl Iterator<Item = &'g str>,
 ) {
     // SAFETY: per the contract.
-    let request = unsafe { Incoming::new(r) }.session_request(now());
+    let req = unsafe { Incoming::new(r) };
+    let request = req.session_request(now());
     let cookies: Vec<_> =
         set_cookies(state.provider.sign_in.reseal_groups(&request, answered, groups)).collect();
     if !cookies.is_empty() {

@@ -2,6 +2,8 @@
 //! be sent to sign in, anything else gets a 401 its script can handle; a request that another
 //! site may have made is not authenticated by the session cookie.
 
+use core::cell::OnceCell;
+
 /// The request headers that decide.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestHeaders<'a> {
@@ -17,6 +19,62 @@ pub struct RequestHeaders<'a> {
     pub prefetch: bool,
     /// A WebSocket (or other) upgrade.
     pub upgrade: bool,
+}
+
+/// Reads every header that decides: the glue's request, or in tests a closure.
+pub trait ReadHeaders<'a> {
+    fn read_headers(&self) -> RequestHeaders<'a>;
+}
+
+impl<'a, F: Fn() -> RequestHeaders<'a>> ReadHeaders<'a> for F {
+    fn read_headers(&self) -> RequestHeaders<'a> {
+        self()
+    }
+}
+
+/// The headers that decide, read through when first asked: a session's `GET` that is not due
+/// for revalidation needs only its method and whether it upgrades (nginx keeps both apart), and
+/// the rest is a pass over every header of the request.
+#[derive(Clone)]
+pub struct LazyHeaders<'a> {
+    /// The method and `upgrade`; every header when `read` is `None`.
+    known: RequestHeaders<'a>,
+    read: Option<&'a dyn ReadHeaders<'a>>,
+    all: OnceCell<RequestHeaders<'a>>,
+}
+
+impl<'a> LazyHeaders<'a> {
+    /// `read` answers every header; called at most once.
+    pub fn new(method: &'a str, upgrade: bool, read: &'a dyn ReadHeaders<'a>) -> LazyHeaders<'a> {
+        let known = RequestHeaders { method, upgrade, ..RequestHeaders::default() };
+        LazyHeaders { known, read: Some(read), all: OnceCell::new() }
+    }
+
+    /// See [`RequestHeaders::may_change_something`]: no header read.
+    pub fn may_change_something(&self) -> bool {
+        self.known.may_change_something()
+    }
+
+    /// Every header that decides.
+    pub fn all(&self) -> &RequestHeaders<'a> {
+        match self.read {
+            Some(read) => self.all.get_or_init(|| read.read_headers()),
+            None => &self.known,
+        }
+    }
+}
+
+impl<'a> From<RequestHeaders<'a>> for LazyHeaders<'a> {
+    /// Headers read already.
+    fn from(known: RequestHeaders<'a>) -> LazyHeaders<'a> {
+        LazyHeaders { known, read: None, all: OnceCell::new() }
+    }
+}
+
+impl core::fmt::Debug for LazyHeaders<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LazyHeaders").field("known", &self.known).field("all", &self.all.get()).finish()
+    }
 }
 
 fn accepts_html(accept: &str) -> bool {
@@ -108,6 +166,27 @@ pub fn transaction_slot(created: [Option<u64>; TRANSACTION_COOKIES]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lazy_headers_are_read_once_and_only_when_more_than_the_method_is_asked() {
+        let reads = core::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            RequestHeaders { origin: Some("https://evil.example"), ..browser() }
+        };
+        let get = LazyHeaders::new("GET", false, &read);
+        assert!(!get.may_change_something());
+        assert_eq!(reads.get(), 0, "the method and upgrade are known without a read");
+        assert!(get.all().is_navigation());
+        assert_eq!(get.all().origin, Some("https://evil.example"));
+        assert_eq!(reads.get(), 1, "read once");
+        assert!(LazyHeaders::new("POST", false, &read).may_change_something());
+        assert!(LazyHeaders::new("GET", true, &read).may_change_something(), "an upgrade");
+        assert_eq!(reads.get(), 1);
+        let known = LazyHeaders::from(RequestHeaders { method: "DELETE", ..browser() });
+        assert!(known.may_change_something());
+        assert_eq!(known.all().sec_fetch_site, Some("none"));
+    }
 
     fn browser() -> RequestHeaders<'static> {
         RequestHeaders {

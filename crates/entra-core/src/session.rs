@@ -320,7 +320,13 @@ impl Session {
     /// Judges the session at `now`: past its expiry, unused for longer than the idle timeout, or
     /// overdue for revalidation by more than another interval (a script's requests then get 401
     /// so that the page reloads and its navigation revalidates).
-    pub fn standing(&self, now: u64, freshness: Freshness, navigation: bool) -> Result<Standing, Denial> {
+    /// `navigation` is asked only of a session due for revalidation.
+    pub fn standing(
+        &self,
+        now: u64,
+        freshness: Freshness,
+        navigation: impl FnOnce() -> bool,
+    ) -> Result<Standing, Denial> {
         if now >= self.expires {
             return Err(Denial::SessionExpired);
         }
@@ -331,7 +337,7 @@ impl Session {
         }
         if let Some(every) = freshness.revalidate {
             let due = self.revalidated.saturating_add(every);
-            if now >= due && navigation {
+            if now >= due && navigation() {
                 return Ok(Standing::Revalidate);
             }
             if now >= due.saturating_add(every) {
@@ -454,31 +460,37 @@ mod tests {
     fn a_session_ends_at_its_expiry_or_when_idle() {
         let s = Session { expires: 1000, last_used: 100, revalidated: 100, ..alice(0) };
         let idle = Freshness { idle_timeout: Some(300), revalidate: None };
-        assert_eq!(s.standing(999, Freshness::default(), false), Ok(Standing::Valid { touch: false }));
-        assert_eq!(s.standing(1000, Freshness::default(), false), Err(Denial::SessionExpired));
-        assert_eq!(s.standing(399, idle, false), Ok(Standing::Valid { touch: true }));
+        assert_eq!(s.standing(999, Freshness::default(), || false), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(1000, Freshness::default(), || false), Err(Denial::SessionExpired));
+        assert_eq!(s.standing(399, idle, || false), Ok(Standing::Valid { touch: true }));
         assert_eq!(
-            s.standing(159, idle, false),
+            s.standing(159, idle, || false),
             Ok(Standing::Valid { touch: false }),
             "touched at most once a minute"
         );
-        assert_eq!(s.standing(400, idle, false), Err(Denial::SessionIdle));
+        assert_eq!(s.standing(400, idle, || false), Err(Denial::SessionIdle));
     }
 
     #[test]
     fn a_navigation_revalidates_when_due_and_scripts_go_stale_an_interval_later() {
         let s = Session { expires: 100_000, last_used: 0, revalidated: 1000, ..alice(0) };
         let every = Freshness { idle_timeout: None, revalidate: Some(900) };
-        assert_eq!(s.standing(1899, every, true), Ok(Standing::Valid { touch: false }));
-        assert_eq!(s.standing(1900, every, true), Ok(Standing::Revalidate));
+        assert_eq!(s.standing(1899, every, || true), Ok(Standing::Valid { touch: false }));
+        let not_asked = || -> bool { panic!("whether it is a navigation is asked only when due") };
+        assert_eq!(s.standing(1899, every, not_asked), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(1900, every, || true), Ok(Standing::Revalidate));
         assert_eq!(
-            s.standing(1900, every, false),
+            s.standing(1900, every, || false),
             Ok(Standing::Valid { touch: false }),
             "a script is served"
         );
-        assert_eq!(s.standing(2799, every, false), Ok(Standing::Valid { touch: false }));
-        assert_eq!(s.standing(2800, every, false), Err(Denial::SessionStale));
-        assert_eq!(s.standing(2800, every, true), Ok(Standing::Revalidate), "a navigation still revalidates");
+        assert_eq!(s.standing(2799, every, || false), Ok(Standing::Valid { touch: false }));
+        assert_eq!(s.standing(2800, every, || false), Err(Denial::SessionStale));
+        assert_eq!(
+            s.standing(2800, every, || true),
+            Ok(Standing::Revalidate),
+            "a navigation still revalidates"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ring::rand::SystemRandom;
 use thiserror::Error;
 
 use crate::assertion::ClientCertificate;
-use crate::browser::RequestHeaders;
+use crate::browser::LazyHeaders;
 use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
 use crate::cookie::{self, Chunks, CookieLines, Found, Jar};
@@ -710,7 +710,7 @@ impl SignIn {
 pub struct SessionRequest<'a> {
     /// The value of each `Cookie` line, in order.
     pub cookie_lines: CookieLines<'a>,
-    pub headers: RequestHeaders<'a>,
+    pub headers: LazyHeaders<'a>,
     /// The connection is TLS.
     pub tls: bool,
     // The three below are read as text only when needed (a redirect, a cross-origin check).
@@ -885,7 +885,7 @@ impl SignIn {
             return held;
         }
         let headers = &request.headers;
-        match session.standing(request.now, self.freshness, headers.is_navigation()) {
+        match session.standing(request.now, self.freshness, || headers.all().is_navigation()) {
             Err(denial) => {
                 held.verdict = Err(denial);
                 return held;
@@ -900,7 +900,7 @@ impl SignIn {
             Ok(Standing::Valid { touch: false }) => {}
         }
         let own_origin = || self.own_origin(request.tls, text(request.host_header));
-        held.verdict = if headers.may_change_something() && headers.is_cross_origin(&own_origin()) {
+        held.verdict = if headers.may_change_something() && headers.all().is_cross_origin(&own_origin()) {
             // Refused: its use is no use, and nothing is re-sealed for another site's request.
             held.touched.clear();
             Err(Denial::CrossOrigin)

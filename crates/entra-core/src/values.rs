@@ -103,7 +103,8 @@ impl AllowedTenants {
             AllowedTenants::Any => true,
             AllowedTenants::Only(list) => list.iter().any(|t| t.eq_ignore_ascii_case(tid)),
             AllowedTenants::Metadata => metadata_issuers.iter().any(|iss| {
-                iss.split('/').any(|segment| is_guid(segment) && segment.eq_ignore_ascii_case(tid))
+                // The comparison first: it refuses a segment of another length at once.
+                iss.split('/').any(|segment| segment.eq_ignore_ascii_case(tid) && is_guid(segment))
             }),
         }
     }

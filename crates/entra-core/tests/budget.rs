@@ -82,7 +82,7 @@ fn largest_session(s: &SignIn) -> Vec<String> {
 fn request<'a>(line: &'a str, unparsed_uri: &'a [u8]) -> SessionRequest<'a> {
     SessionRequest {
         cookie_lines: vec![line.as_bytes()].into(),
-        headers: RequestHeaders { method: "GET", accept: Some("text/html"), ..Default::default() },
+        headers: RequestHeaders { method: "GET", accept: Some("text/html"), ..Default::default() }.into(),
         tls: false,
         host_header: b"app.example:8080",
         host: b"app.example",

@@ -51,7 +51,7 @@ fn navigation() -> RequestHeaders<'static> {
 fn request<'a>(line: &'a str, headers: RequestHeaders<'a>) -> SessionRequest<'a> {
     SessionRequest {
         cookie_lines: vec![line.as_bytes()].into(),
-        headers,
+        headers: headers.into(),
         tls: false,
         host_header: b"app.example:8080",
         host: b"app.example",

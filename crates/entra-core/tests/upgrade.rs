@@ -70,7 +70,7 @@ fn a_session_sealed_by_the_previous_release_still_opens() {
 
         let request = SessionRequest {
             cookie_lines: vec![line].into(),
-            headers: RequestHeaders { method: "GET", ..Default::default() },
+            headers: RequestHeaders { method: "GET", ..Default::default() }.into(),
             tls: secure,
             host_header: b"app.example",
             host: b"app.example",
