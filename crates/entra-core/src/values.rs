@@ -99,12 +99,15 @@ impl AllowedTenants {
     /// Whether tokens of `tid` may pass, `metadata_issuers` being the issuers the provider's
     /// metadata named.
     pub fn allows(&self, tid: &str, metadata_issuers: &[String]) -> bool {
+        // Entra writes tenant ids in lower case, as the configuration keeps them: an exact
+        // comparison answers first, a case-blind one only when that fails.
+        let same = |t: &str| t == tid || t.eq_ignore_ascii_case(tid);
         match self {
             AllowedTenants::Any => true,
-            AllowedTenants::Only(list) => list.iter().any(|t| t.eq_ignore_ascii_case(tid)),
+            AllowedTenants::Only(list) => list.iter().any(|t| same(t)),
             AllowedTenants::Metadata => metadata_issuers.iter().any(|iss| {
                 // The comparison first: it refuses a segment of another length at once.
-                iss.split('/').any(|segment| segment.eq_ignore_ascii_case(tid) && is_guid(segment))
+                iss.split('/').any(|segment| same(segment) && is_guid(segment))
             }),
         }
     }
@@ -203,7 +206,22 @@ pub fn parse_token_cache(value: &str) -> Result<usize, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_guid;
+    use super::{is_guid, AllowedTenants};
+
+    #[test]
+    fn a_tenant_is_allowed_in_any_case_and_no_other_is() {
+        const TID: &str = "9f2b7c1e-3d4a-4b8e-a6f0-5c2d8e7b1a93";
+        let other = "00000000-3d4a-4b8e-a6f0-5c2d8e7b1a93";
+        let only = AllowedTenants::Only(vec![TID.to_owned()]);
+        assert!(only.allows(TID, &[]));
+        assert!(only.allows(&TID.to_ascii_uppercase(), &[]));
+        assert!(!only.allows(other, &[]));
+        let issuers = [format!("https://login.microsoftonline.com/{}/v2.0", TID.to_ascii_uppercase())];
+        assert!(AllowedTenants::Metadata.allows(TID, &issuers));
+        assert!(!AllowedTenants::Metadata.allows(other, &issuers));
+        assert!(!AllowedTenants::Metadata.allows("v2.0", &issuers), "a segment that is no GUID");
+        assert!(AllowedTenants::Any.allows(other, &[]));
+    }
 
     #[test]
     fn only_the_canonical_guid_form_is_a_guid() {
