@@ -13,8 +13,7 @@ use ring::rand::SystemRandom;
 use thiserror::Error;
 
 use crate::assertion::ClientCertificate;
-use crate::browser::LazyHeaders;
-use crate::browser::{transaction_slot, TRANSACTION_COOKIES};
+use crate::browser::{transaction_slot, LazyHeaders, TRANSACTION_COOKIES};
 use crate::cache::TokenCache;
 use crate::cookie::{self, Chunks, CookieLines, Found, Jar};
 use crate::error::Denial;
