@@ -64,7 +64,7 @@ fn main() -> Result<(), String> {
         record.truncate(entries);
         // The other sessions the record holds: keys no cookie names.
         let others = (record.len()..entries).map(|n| session_key(&format!("other-{n}"), "", "", 0));
-        record.extend(others.collect::<Vec<_>>());
+        record.extend(others);
         let snapshot = Snapshot {
             written_ms: now_ms,
             began_ms: now_ms - 60_000,
